@@ -1,0 +1,88 @@
+/** Inputs and results of the host agent's activities (small JSON: ids and counters). */
+import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
+import type { VmRecord } from '../vmm/driver';
+import type { Workload } from '../vmm/vcpu';
+
+/** Identifies one migration on one host. */
+export interface MigrationRefInput {
+  migrationId: string;
+  vmId: string;
+}
+
+/** Input of `prepareSource`. */
+export interface PrepareSourceInput extends MigrationRefInput {
+  storeDir?: string;
+}
+
+/** What the source reports at prepare. */
+export interface PrepareSourceResult {
+  pageCount: number;
+  memoryBytes: number;
+  storeDir: string;
+  /** Ownership epoch the source holds now. */
+  baseEpoch: number;
+  workload: Workload;
+}
+
+/** Input of `prepareDestination`. */
+export interface PrepareDestinationInput extends MigrationRefInput {
+  memoryBytes: number;
+  storeDir: string;
+}
+
+/** Input of `receivePages`. */
+export interface ReceivePagesInput extends MigrationRefInput {
+  storeDir: string;
+  baseEpoch: number;
+  creditWindow: number;
+}
+
+/** Input of `sendRound`. */
+export interface SendRoundInput extends MigrationRefInput {
+  round: number;
+  storeDir: string;
+  baseEpoch: number;
+  batchPages: number;
+}
+
+/** Input of `switchover`. */
+export interface SwitchoverInput extends MigrationRefInput {
+  resumeTimeoutMs: number;
+}
+
+/** Input of `releaseSource`. */
+export interface ReleaseSourceInput extends MigrationRefInput {
+  storeDir: string;
+  keepSource: boolean;
+}
+
+/** Input of `createVm`. */
+export interface CreateVmInput {
+  vmId: string;
+  memoryBytes: number;
+  workload: Workload;
+  seed?: number;
+}
+
+/** A VM as listed by a host. */
+export interface VmSummary extends VmRecord {
+  state: string;
+}
+
+/** The activities every host agent serves on its own task queue. */
+export interface HostActivities {
+  prepareSource(input: PrepareSourceInput): Promise<PrepareSourceResult>;
+  prepareDestination(input: PrepareDestinationInput): Promise<void>;
+  receivePages(input: ReceivePagesInput): Promise<IncomingStatus>;
+  sendRound(input: SendRoundInput): Promise<RoundStats>;
+  switchover(input: SwitchoverInput): Promise<SwitchoverStats>;
+  rollbackSource(input: MigrationRefInput): Promise<{ running: boolean }>;
+  abortDestination(input: MigrationRefInput): Promise<{ resumed: boolean }>;
+  releaseSource(input: ReleaseSourceInput): Promise<void>;
+  finishDestination(input: MigrationRefInput): Promise<void>;
+  createVm(input: CreateVmInput): Promise<VmSummary>;
+  listVms(): Promise<VmSummary[]>;
+  destroyVm(input: { vmId: string }): Promise<void>;
+  /** Writes the VM's whole memory to `path` (for page-by-page checks), and its vCPU state. */
+  dumpVmMemory(input: { vmId: string; path: string }): Promise<{ state: string; pagesWritten: number }>;
+}

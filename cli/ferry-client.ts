@@ -1,0 +1,197 @@
+/**
+ * What the CLI (and any SDK user) does with Temporal: reach the service, check that a host agent
+ * serves a host, start and follow migrations, and manage VMs through the small admin workflows.
+ */
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { ApplicationFailure, WorkflowIdConflictPolicy } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
+import { CONTROL_TASK_QUEUE, ferryEnvironment, hostTaskQueue, NAMESPACE } from '../temporal-config';
+import type { CreateVmInput, VmSummary } from '../activities/types';
+import type { MigrateVmInput, MigrationProgress, MigrationResult } from '../workflows/types';
+import { CliError, EXIT } from './errors';
+
+/** Workflow id of the migration of `vmId`: one id per VM, so Temporal refuses a second one. */
+export function migrationWorkflowId(vmId: string): string {
+  return `migrate-${vmId}`;
+}
+
+/** A connected Temporal client for ferry's namespace. */
+export class FerryClient {
+  private constructor(
+    readonly client: Client,
+    private readonly connection: Connection,
+  ) {}
+
+  /**
+   * Connects to `address` (default: the configured Temporal service); CliError (exit 5) if it
+   * does not answer.
+   */
+  static async connect(address?: string): Promise<FerryClient> {
+    const temporalAddress = address ?? ferryEnvironment().temporalAddress;
+    try {
+      const connection = await Connection.connect({ address: temporalAddress, connectTimeout: 3_000 });
+      return new FerryClient(new Client({ connection, namespace: NAMESPACE }), connection);
+    } catch (err) {
+      throw new CliError(`cannot reach Temporal at ${temporalAddress}: run \`ferry up\` first`, EXIT.servicesDown, { cause: err });
+    }
+  }
+
+  /** Whether a host agent currently polls `hostId`'s task queue. */
+  async hostIsServed(hostId: string): Promise<boolean> {
+    const response = await this.connection.workflowService.describeTaskQueue({
+      namespace: NAMESPACE,
+      taskQueue: { name: hostTaskQueue(hostId) },
+      taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    });
+    return (response.pollers ?? []).length > 0;
+  }
+
+  /** Throws CliError (exit 3) unless a host agent serves `hostId`. */
+  async requireHost(hostId: string): Promise<void> {
+    if (!(await this.hostIsServed(hostId))) {
+      throw new CliError(`unknown host ${hostId}: no host agent serves task queue ${hostTaskQueue(hostId)} (is it up? \`ferry up\`)`, EXIT.notFound);
+    }
+  }
+
+  /** Runs one admin workflow to completion and returns its result, mapping failures to CliError. */
+  private async admin<T>(workflow: string, args: unknown, id: string): Promise<T> {
+    try {
+      return (await this.client.workflow.execute(workflow, { taskQueue: CONTROL_TASK_QUEUE, workflowId: id, args: [args] })) as T;
+    } catch (err) {
+      throw toCliError(err);
+    }
+  }
+
+  /** Starts a VM on `hostId`. */
+  createVm(hostId: string, spec: CreateVmInput): Promise<VmSummary> {
+    return this.admin('provisionVm', { hostId, ...spec }, `provision-${spec.vmId}-${Date.now()}`);
+  }
+
+  /** Lists the VMs of `hostIds`. */
+  listVms(hostIds: string[]): Promise<{ hostId: string; vms: VmSummary[] }[]> {
+    return this.admin('listVms', { hostIds }, `list-vms-${Date.now()}`);
+  }
+
+  /** Destroys a VM on `hostId`. */
+  destroyVm(hostId: string, vmId: string): Promise<void> {
+    return this.admin('destroyVm', { hostId, vmId }, `destroy-${vmId}-${Date.now()}`);
+  }
+
+  /** Writes the memory of `vmId` on `hostId` to `path` (a path that host can write). */
+  dumpVmMemory(hostId: string, vmId: string, path: string): Promise<{ state: string; pagesWritten: number }> {
+    return this.admin('dumpVmMemory', { hostId, vmId, path }, `dump-${vmId}-${hostId}-${Date.now()}`);
+  }
+
+  /** Finds the host that runs `vmId`, or throws CliError (exit 3). */
+  async locateVm(vmId: string, hostIds: string[]): Promise<{ hostId: string; vm: VmSummary }> {
+    for (const { hostId, vms } of await this.listVms(hostIds)) {
+      const vm = vms.find((v) => v.vmId === vmId && v.mode === 'run');
+      if (vm) return { hostId, vm };
+    }
+    throw new CliError(`unknown VM ${vmId}: no host among ${hostIds.join(', ')} runs it`, EXIT.notFound);
+  }
+
+  /** Starts `migrateVm`; CliError (exit 6) if the VM is already migrating. */
+  async startMigration(input: MigrateVmInput): Promise<string> {
+    const workflowId = migrationWorkflowId(input.vmId);
+    try {
+      await this.client.workflow.start('migrateVm', {
+        taskQueue: CONTROL_TASK_QUEUE,
+        workflowId,
+        args: [input],
+        workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
+        searchAttributes: {
+          VmId: [input.vmId],
+          SourceHost: [input.sourceHost],
+          DestinationHost: [input.destinationHost],
+          MigrationPhase: ['prepare'],
+        },
+      });
+      return workflowId;
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        throw new CliError(`VM ${input.vmId} is already migrating (workflow ${workflowId}); wait for it or \`ferry cancel ${workflowId}\``, EXIT.conflict);
+      }
+      throw err;
+    }
+  }
+
+  /** The progress query of migration `workflowId`. */
+  async progress(workflowId: string): Promise<MigrationProgress> {
+    try {
+      return await this.client.workflow.getHandle(workflowId).query<MigrationProgress>('progress');
+    } catch (err) {
+      throw toCliError(err);
+    }
+  }
+
+  /** Waits for the migration's end: its result, or CliError (exit 4) carrying the partial result. */
+  async result(workflowId: string): Promise<MigrationResult> {
+    try {
+      return (await this.client.workflow.getHandle(workflowId).result()) as MigrationResult;
+    } catch (err) {
+      throw toCliError(err);
+    }
+  }
+
+  /** Sends the cancel signal. */
+  async cancel(workflowId: string, reason: string): Promise<void> {
+    try {
+      await this.client.workflow.getHandle(workflowId).signal('cancel', { reason });
+    } catch (err) {
+      throw toCliError(err);
+    }
+  }
+
+  /** Status of a migration: running (with progress) or ended (with result). */
+  async status(workflowId: string): Promise<{ status: string; progress?: MigrationProgress; result?: MigrationResult }> {
+    try {
+      const handle = this.client.workflow.getHandle(workflowId);
+      const description = await handle.describe();
+      const status = description.status.name;
+      if (status === 'RUNNING') return { status, progress: await handle.query<MigrationProgress>('progress') };
+      const result = await this.result(workflowId).catch((err: unknown) => (err instanceof MigrationFailedCliError ? err.result : undefined));
+      return { status, ...(result ? { result } : {}) };
+    } catch (err) {
+      throw toCliError(err);
+    }
+  }
+
+  /** Closes the connection. */
+  async close(): Promise<void> {
+    await this.connection.close();
+  }
+}
+
+/** A migration that ended without completing; `result` holds what it did. */
+export class MigrationFailedCliError extends CliError {
+  constructor(
+    message: string,
+    readonly result: MigrationResult | undefined,
+  ) {
+    super(message, EXIT.migrationFailed);
+  }
+}
+
+const NOT_FOUND_TYPES = new Set(['VmNotFound']);
+const USAGE_TYPES = new Set(['InvalidInput', 'StoreUnavailable', 'VmExists', 'NotOwner']);
+
+/** Maps Temporal failures to CliErrors with the innermost, most specific message. */
+export function toCliError(err: unknown): unknown {
+  if (err instanceof WorkflowNotFoundError) return new CliError(`no such migration or workflow: ${err.workflowId ?? ''}`, EXIT.notFound);
+  if (!(err instanceof WorkflowFailedError)) return err;
+  let cause: unknown = err.cause;
+  let innermost: ApplicationFailure | undefined;
+  while (cause instanceof Error) {
+    if (cause instanceof ApplicationFailure) innermost = cause;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  const top = err.cause instanceof ApplicationFailure ? err.cause : undefined;
+  const result = top?.details?.[0] as MigrationResult | undefined;
+  const specific = innermost ?? top;
+  const message = specific?.message ?? err.message;
+  if (specific?.type && NOT_FOUND_TYPES.has(specific.type)) return new CliError(message, EXIT.notFound);
+  if (specific?.type && USAGE_TYPES.has(specific.type)) return new CliError(message, EXIT.usage);
+  if (result && typeof result === 'object' && 'outcome' in result) return new MigrationFailedCliError(top?.message ?? message, result);
+  return new CliError(message, EXIT.migrationFailed);
+}

@@ -1,0 +1,109 @@
+/** `ferry migrate`, `ferry status`, `ferry cancel`. */
+import { assertStoreWritable } from '../store/page-file';
+import { resolveMigrationOptions, type MigrationOptions } from '../workflows/policy';
+import type { MigrateVmInput, MigrationResult } from '../workflows/types';
+import { flag, has, numberFlag, type ParsedArgs } from './args';
+import { CliError, EXIT, usageError } from './errors';
+import { MigrationFailedCliError, type FerryClient } from './ferry-client';
+import { ProgressView, progressLine, resultSummary } from './progress-view';
+import { hostsFromArgs } from './vm-commands';
+
+/** How often the progress query is polled (ms). */
+export const PROGRESS_POLL_MS = 250;
+
+/** Reads the policy flags of `migrate` into MigrationOptions, validated. */
+export function policyFromArgs(args: ParsedArgs): MigrationOptions {
+  const policy: MigrationOptions = {};
+  const downtime = numberFlag(args, 'downtime-limit');
+  if (downtime !== undefined) policy.downtimeLimitMs = downtime;
+  const maxRounds = numberFlag(args, 'max-rounds');
+  if (maxRounds !== undefined) policy.maxRounds = maxRounds;
+  const budget = numberFlag(args, 'budget-per-gib');
+  if (budget !== undefined) policy.completionBudgetSecPerGiB = budget;
+  const giveUp = flag(args, 'on-give-up');
+  if (giveUp !== undefined) policy.onGiveUp = giveUp as MigrationOptions['onGiveUp'] & string;
+  const store = flag(args, 'store');
+  if (store !== undefined) policy.storeDir = store;
+  if (has(args, 'keep-source')) policy.keepSourceAfterSwitchover = true;
+  try {
+    resolveMigrationOptions(policy);
+  } catch (err) {
+    throw usageError((err as Error).message);
+  }
+  return policy;
+}
+
+/** Starts a migration and follows it to its end; returns the result (throws on failure). */
+export async function runMigration(
+  client: FerryClient,
+  input: MigrateVmInput,
+  opts: { showProgress: boolean; stream: NodeJS.WriteStream },
+): Promise<MigrationResult> {
+  const workflowId = await client.startMigration(input);
+  const view = opts.showProgress ? new ProgressView(opts.stream) : undefined;
+  let finished = false;
+  const poll = (async () => {
+    while (!finished) {
+      const p = await client.progress(workflowId).catch(() => undefined);
+      if (p && view && !finished) view.update(p);
+      await new Promise((r) => setTimeout(r, PROGRESS_POLL_MS));
+    }
+  })();
+  try {
+    return await client.result(workflowId);
+  } finally {
+    finished = true;
+    await poll;
+    view?.end();
+  }
+}
+
+/** `ferry migrate <vm> --to <host> [--from <host>] [policy flags] [--json]`. */
+export async function migrateCommand(client: FerryClient, args: ParsedArgs, out: (line: string) => void): Promise<void> {
+  const vmId = args.positionals[1];
+  const to = flag(args, 'to');
+  if (!vmId || !to) throw usageError('usage: ferry migrate <vm-id> --to <host> [--from <host>] [--downtime-limit ms] [--max-rounds n] [--store dir] [--json]');
+  const policy = policyFromArgs(args);
+  if (policy.storeDir !== undefined) await assertStoreWritable(policy.storeDir).catch((err: Error) => {
+    throw new CliError(err.message, EXIT.usage);
+  });
+  await client.requireHost(to);
+  const from = flag(args, 'from') ?? (await client.locateVm(vmId, hostsFromArgs(args))).hostId;
+  if (from === to) throw usageError(`VM ${vmId} already runs on ${to}: source and destination are the same host`);
+  await client.requireHost(from);
+  const json = has(args, 'json');
+  try {
+    const result = await runMigration(client, { vmId, sourceHost: from, destinationHost: to, policy }, {
+      showProgress: !json && !has(args, 'no-progress'),
+      stream: process.stderr,
+    });
+    out(json ? JSON.stringify(result) : resultSummary(result));
+  } catch (err) {
+    if (json && err instanceof MigrationFailedCliError && err.result) out(JSON.stringify(err.result));
+    throw err;
+  }
+}
+
+/** `ferry status <migration> [--json]`. */
+export async function statusCommand(client: FerryClient, args: ParsedArgs, out: (line: string) => void): Promise<void> {
+  const id = args.positionals[1];
+  if (!id) throw usageError('usage: ferry status <migration-id | vm-id>');
+  const workflowId = id.startsWith('migrate-') ? id : `migrate-${id}`;
+  const status = await client.status(workflowId);
+  if (has(args, 'json')) {
+    out(JSON.stringify({ workflowId, ...status }));
+    return;
+  }
+  out(`${workflowId}: ${status.status}`);
+  if (status.progress) out(progressLine(status.progress, false));
+  if (status.result) out(resultSummary(status.result));
+}
+
+/** `ferry cancel <migration>`. */
+export async function cancelCommand(client: FerryClient, args: ParsedArgs, out: (line: string) => void): Promise<void> {
+  const id = args.positionals[1];
+  if (!id) throw usageError('usage: ferry cancel <migration-id | vm-id>');
+  const workflowId = id.startsWith('migrate-') ? id : `migrate-${id}`;
+  await client.cancel(workflowId, flag(args, 'reason', 'cancelled from the ferry CLI') as string);
+  out(`cancel requested for ${workflowId}; the source VM keeps running`);
+}

@@ -1,0 +1,73 @@
+/** Renders a migration's progress: a redrawn bar on a TTY, one line per change elsewhere. */
+import type { MigrationProgress, MigrationResult } from '../workflows/types';
+
+const BAR_WIDTH = 28;
+
+/** Bytes as a short human figure, e.g. `512.0 MiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** A rate in MB/s (decimal, as network rates are quoted). */
+export function formatRate(bytesPerSec: number): string {
+  return `${(bytesPerSec / 1e6).toFixed(0)} MB/s`;
+}
+
+/** One line describing `p`, with a bar when `withBar`. */
+export function progressLine(p: MigrationProgress, withBar: boolean): string {
+  const done = p.memoryPages > 0 ? 1 - Math.min(p.pagesRemaining, p.memoryPages) / p.memoryPages : 0;
+  const filled = Math.round(done * BAR_WIDTH);
+  const bar = withBar ? `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ` : '';
+  const estimate = p.expectedDowntimeMs < 0 ? '-' : Number.isFinite(p.expectedDowntimeMs) ? `${p.expectedDowntimeMs.toFixed(0)} ms` : 'inf';
+  return (
+    `${bar}${p.phase} round ${p.round} | left ${p.pagesRemaining} pages | sent ${formatBytes(p.bytesSent)} ` +
+    `| ${formatRate(p.throughputBytesPerSec)} | dirty ${formatRate(p.dirtyRateBytesPerSec)} | est. downtime ${estimate} (limit ${p.downtimeLimitMs} ms)`
+  );
+}
+
+/** Follows progress on `out`; call `update` on every poll and `end` once. */
+export class ProgressView {
+  private lastLine = '';
+
+  constructor(private readonly out: NodeJS.WriteStream) {}
+
+  /** Shows `p` (redrawn in place on a TTY; on other outputs only when it changed). */
+  update(p: MigrationProgress): void {
+    const tty = this.out.isTTY === true;
+    const line = progressLine(p, tty);
+    if (line === this.lastLine) return;
+    this.lastLine = line;
+    if (tty) this.out.write(`\r\x1b[2K${line.slice(0, (this.out.columns ?? 200) - 1)}`);
+    else this.out.write(`${line}\n`);
+  }
+
+  /** Ends the redrawn line. */
+  end(): void {
+    if (this.out.isTTY === true && this.lastLine !== '') this.out.write('\n');
+  }
+}
+
+/** A human summary of a finished migration. */
+export function resultSummary(r: MigrationResult): string {
+  const lines = [
+    `migration ${r.migrationId}: ${r.outcome}${r.reason ? ` (${r.reason})` : ''}`,
+    `  VM ${r.vmId} ${r.sourceHost} -> ${r.destinationHost}, running on ${r.runningOn}`,
+    `  rounds ${r.rounds.length}, total ${(r.totalMs / 1000).toFixed(2)} s, downtime ${r.downtimeMs.toFixed(1)} ms${r.forcedSwitchover ? ' (forced)' : ''}`,
+    `  via network ${formatBytes(r.bytesViaNetwork)}, via store ${formatBytes(r.bytesViaStore)}, mirrored ${formatBytes(r.bytesMirroredToStore)}, lost batches ${r.gapBatches}`,
+    `  verified ${r.verified} (source ${r.sourceDigest.slice(0, 16)}…, destination ${r.destinationDigest.slice(0, 16)}…)`,
+  ];
+  for (const round of r.rounds) {
+    lines.push(
+      `    round ${round.round}: ${round.pagesSent} pages, ${formatBytes(round.bytesSent)} in ${round.durationMs.toFixed(0)} ms ` +
+        `(${formatRate(round.throughputBytesPerSec)}), dirtied ${round.dirtyPages} pages (${formatRate(round.dirtyRateBytesPerSec)})`,
+    );
+  }
+  return lines.join('\n');
+}

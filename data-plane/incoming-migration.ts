@@ -1,0 +1,227 @@
+/**
+ * The destination side of a migration, living in the destination VMM process.
+ *
+ * It applies page batches from NATS into guest memory, notices lost batches by their sequence
+ * gaps, grants the sender credit, and answers the source's `final` request: it fills from the page
+ * file every page it lacks or received torn, checks the whole-memory digest against the source's,
+ * takes ownership (compare-and-swap on the store) and only then resumes the guest.
+ *
+ * Idempotency: starting twice returns the running instance. A `final` request repeated after a
+ * success gets the same answer; the guest is resumed once.
+ */
+import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
+import type { VmmContext } from '../vmm/extensions';
+import { PageFile } from '../store/page-file';
+import { claimOwnership } from '../store/ownership';
+import { BatchFormatError, decodeBatch } from './batch-format';
+import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
+import { VerificationError } from './errors';
+import type { FinalReply, FinalRequest, IncomingStartInput, IncomingStatus } from './protocol';
+
+/** How long `final` waits for batches still in flight before it takes them from the file (ms). */
+export const DEFAULT_FINAL_WAIT_MS = 500;
+
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
+
+/** Destination side of one migration. */
+export class IncomingMigration {
+  private readonly subjects: MigrationSubjects;
+  private readonly subs: Subscription[] = [];
+  /** Pages whose last received copy failed its self-check (torn while the source wrote it). */
+  private readonly torn = new Set<number>();
+  private readonly status: IncomingStatus;
+  private finalReply: Promise<FinalReply> | undefined;
+  private seqWaiter: (() => void) | undefined;
+  private grantTimer: NodeJS.Timeout | undefined;
+  private lastGrantedSeq = 0;
+
+  private constructor(
+    private readonly ctx: VmmContext,
+    readonly input: IncomingStartInput,
+    private readonly nc: NatsConnection,
+  ) {
+    this.subjects = migrationSubjects(input.migrationId);
+    this.status = { migrationId: input.migrationId, state: 'receiving', appliedSeq: 0, batches: 0, bytesReceived: 0, pagesApplied: 0, gapBatches: 0 };
+  }
+
+  /** Subscribes to the stream and starts granting credit. */
+  static async start(ctx: VmmContext, input: IncomingStartInput): Promise<IncomingMigration> {
+    const nc = await connect({ servers: input.natsUrl, name: `ferry-destination-${input.migrationId}`, maxReconnectAttempts: -1 });
+    const incoming = new IncomingMigration(ctx, input, nc);
+    incoming.listen();
+    await nc.flush();
+    incoming.grant();
+    // A sender that starts after this receiver learns its credit from the periodic re-grant.
+    incoming.grantTimer = setInterval(() => incoming.grant(), 250);
+    return incoming;
+  }
+
+  private listen(): void {
+    this.subs.push(
+      this.nc.subscribe(this.subjects.pages, { callback: (err, msg) => (err ? undefined : this.onBatch(msg)) }),
+      this.nc.subscribe(this.subjects.control, { callback: (err, msg) => (err ? undefined : this.onControl(msg)) }),
+    );
+  }
+
+  private grant(): void {
+    const grant: CreditGrant = { grantedSeq: this.status.appliedSeq + this.input.creditWindow, appliedSeq: this.status.appliedSeq };
+    this.lastGrantedSeq = grant.grantedSeq;
+    this.nc.publish(this.subjects.credit, Buffer.from(JSON.stringify(grant)));
+  }
+
+  private onBatch(msg: Msg): void {
+    if (this.status.state !== 'receiving') return;
+    let batch;
+    try {
+      batch = decodeBatch(msg.data);
+    } catch (err) {
+      // A corrupt batch is treated like a lost one: its pages come from the file at switchover.
+      if (err instanceof BatchFormatError) this.ctx.log(`dropped corrupt batch: ${err.message}`);
+      return;
+    }
+    if (batch.seq <= this.status.appliedSeq) return;
+    this.status.gapBatches += batch.seq - this.status.appliedSeq - 1;
+    let dataIndex = 0;
+    for (const entry of batch.entries) {
+      let ok: boolean;
+      if (entry.zero) {
+        ok = this.ctx.memory.applyPage(entry.index, ZERO_PAGE);
+      } else {
+        ok = this.ctx.memory.applyPage(entry.index, batch.pageData.subarray(dataIndex * PAGE_SIZE_BYTES, (dataIndex + 1) * PAGE_SIZE_BYTES));
+        dataIndex += 1;
+      }
+      if (ok) this.torn.delete(entry.index);
+      else this.torn.add(entry.index);
+    }
+    this.status.appliedSeq = batch.seq;
+    this.status.batches += 1;
+    this.status.bytesReceived += msg.data.length;
+    this.status.pagesApplied += batch.entries.length;
+    if (this.lastGrantedSeq - this.status.appliedSeq <= this.input.creditWindow / 2) this.grant();
+    const waiter = this.seqWaiter;
+    this.seqWaiter = undefined;
+    waiter?.();
+  }
+
+  private onControl(msg: Msg): void {
+    const request = JSON.parse(Buffer.from(msg.data).toString('utf8')) as FinalRequest | { type: 'sync'; sentSeq: number };
+    if (request.type === 'sync') {
+      // The sender sent up to sentSeq and heard nothing: what did not arrive is written off (its
+      // pages are taken from the file at switchover) and credit flows again.
+      if (request.sentSeq > this.status.appliedSeq) {
+        this.status.gapBatches += request.sentSeq - this.status.appliedSeq;
+        this.status.appliedSeq = request.sentSeq;
+      }
+      const grant: CreditGrant = { grantedSeq: this.status.appliedSeq + this.input.creditWindow, appliedSeq: this.status.appliedSeq };
+      this.lastGrantedSeq = grant.grantedSeq;
+      msg.respond(Buffer.from(JSON.stringify(grant)));
+      return;
+    }
+    this.finalReply ??= this.finish(request).catch((err: unknown) => {
+      const reason = err instanceof Error ? err.message : String(err);
+      this.status.state = 'failed';
+      this.status.reason = reason;
+      return { ok: false, reason } as FinalReply;
+    });
+    void this.finalReply.then((reply) => msg.respond(Buffer.from(JSON.stringify(reply))));
+  }
+
+  private async waitForSeq(seq: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.status.appliedSeq < seq && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        this.seqWaiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Completes the migration on this side: fill, verify, take ownership, resume. */
+  private async finish(request: FinalRequest): Promise<FinalReply> {
+    await this.waitForSeq(request.finalSeq, DEFAULT_FINAL_WAIT_MS);
+    const verifyStarted = performance.now();
+    // From here on the page file is the only source: a straggling batch must not overwrite a page
+    // already filled from the file.
+    this.status.state = 'finishing';
+    if (this.status.appliedSeq < request.finalSeq) this.status.gapBatches += request.finalSeq - this.status.appliedSeq;
+    const tornPagesRepaired = this.torn.size;
+    let pagesFromStore = 0;
+    let digest = this.ctx.memory.digest();
+    if (digest !== request.digest || this.torn.size > 0) {
+      pagesFromStore = await this.fillFromStore();
+      digest = this.ctx.memory.digest();
+    }
+    if (digest !== request.digest) throw new VerificationError(this.input.migrationId, `digest ${digest} differs from the source's ${request.digest}`);
+    if (this.torn.size > 0) throw new VerificationError(this.input.migrationId, `${this.torn.size} pages fail their self-check`);
+    const verifyMs = performance.now() - verifyStarted;
+    const claim = await claimOwnership(this.input.storeDir, {
+      vmId: this.ctx.vmId,
+      epoch: this.input.baseEpoch + 1,
+      hostId: this.input.hostId,
+      migrationId: this.input.migrationId,
+    });
+    if (!claim.won) throw new Error(`ownership epoch ${this.input.baseEpoch + 1} was taken by ${claim.record.hostId}`);
+    this.ctx.vcpu.setWorkload(request.workload);
+    this.ctx.vcpu.resume();
+    this.status.state = 'resumed';
+    const reply: FinalReply = { ok: true, resumedAt: Date.now(), digest, pagesFromStore, gapBatches: this.status.gapBatches, tornPagesRepaired, verifyMs };
+    this.status.final = reply;
+    this.stopListening();
+    return reply;
+  }
+
+  /** Reads from the page file every page this side lacks; returns how many it read. */
+  private async fillFromStore(): Promise<number> {
+    const pageFile = await PageFile.open(this.input.storeDir, this.input.migrationId);
+    try {
+      const manifest = await pageFile.readFinalManifest();
+      if (!manifest) throw new VerificationError(this.input.migrationId, 'the final manifest is not in the store');
+      const meta = this.ctx.memory.meta;
+      const inManifest = new Uint8Array(this.ctx.memory.pageCount);
+      const page = Buffer.alloc(PAGE_SIZE_BYTES);
+      let read = 0;
+      for (let k = 0; k < manifest.indexes.length; k += 1) {
+        const index = manifest.indexes[k] as number;
+        inManifest[index] = 1;
+        if (meta[index * 2] === manifest.versions[k] && !this.torn.has(index)) continue;
+        await pageFile.readPage(index, page);
+        if (this.ctx.memory.applyPage(index, page)) this.torn.delete(index);
+        else this.torn.add(index);
+        read += 1;
+      }
+      // A page the source holds as zero but this side received earlier must be zero again.
+      for (let index = 0; index < this.ctx.memory.pageCount; index += 1) {
+        if (inManifest[index] === 0 && meta[index * 2] !== 0) {
+          this.ctx.memory.applyPage(index, ZERO_PAGE);
+          this.torn.delete(index);
+        }
+      }
+      return read;
+    } finally {
+      await pageFile.close();
+    }
+  }
+
+  private stopListening(): void {
+    if (this.grantTimer) clearInterval(this.grantTimer);
+    this.grantTimer = undefined;
+    for (const sub of this.subs) sub.unsubscribe();
+  }
+
+  /** Current figures, for heartbeats and the workflow's result. */
+  snapshot(): IncomingStatus {
+    return { ...this.status };
+  }
+
+  /** Stops receiving; the guest stays paused unless it was already resumed. */
+  async close(): Promise<void> {
+    if (this.status.state === 'receiving') this.status.state = 'aborted';
+    this.stopListening();
+    if (this.finalReply) await this.finalReply;
+    await this.nc.drain().catch(() => undefined);
+  }
+}

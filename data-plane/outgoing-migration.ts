@@ -1,0 +1,243 @@
+/**
+ * The source side of a migration, living in the source VMM process for the whole migration.
+ *
+ * Idempotency: each round and the switchover run once; a retried activity that asks for the same
+ * round (or the switchover) again gets the same promise, so a host agent restart never sends a
+ * round twice or stuns twice. The page file trails the network by at most a bounded lag; each
+ * round's manifest is written once its pages are fdatasync'ed, in the background.
+ *
+ * Switchover (stun → final pages → fsync + final manifest → `final` request to the destination →
+ * its reply) makes no Temporal round trip. If the destination does not confirm, the source claims
+ * the next ownership epoch for itself and, only if it wins, resumes the guest.
+ */
+import { connect, type NatsConnection } from 'nats';
+import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
+import type { VmmContext } from '../vmm/extensions';
+import { PageFile } from '../store/page-file';
+import { claimOwnership } from '../store/ownership';
+import { BATCH_FLAG_FINAL } from './batch-format';
+import { PageSender } from './page-sender';
+import { migrationSubjects } from './subjects';
+import { SwitchoverError } from './errors';
+import type { FinalReply, FinalRequest, OutgoingStartInput, RoundStats, SwitchoverStats } from './protocol';
+
+/** Counts set bits of the dirty bitmap without clearing it. */
+function countDirty(dirty: Int32Array): number {
+  let count = 0;
+  for (let i = 0; i < dirty.length; i += 1) {
+    let word = Atomics.load(dirty, i);
+    while (word !== 0) {
+      word &= word - 1;
+      count += 1;
+    }
+  }
+  return count;
+}
+
+/** Source side of one migration. */
+export class OutgoingMigration {
+  private readonly rounds = new Map<number, Promise<RoundStats>>();
+  private switchoverPromise: Promise<SwitchoverStats> | undefined;
+  private storeChain: Promise<void> = Promise.resolve();
+  private storeBytesQueued = 0;
+  private storeBytesSynced = 0;
+  private storeFailure: unknown;
+  private currentRound = -1;
+  private currentRoundStats = { pagesSent: 0, bytesSent: 0 };
+  state: 'streaming' | 'stunned' | 'handed-over' | 'rolled-back' | 'aborted' = 'streaming';
+
+  private constructor(
+    private readonly ctx: VmmContext,
+    readonly input: OutgoingStartInput,
+    private readonly nc: NatsConnection,
+    private readonly pageFile: PageFile,
+    private readonly sender: PageSender,
+  ) {}
+
+  /** Connects to NATS and creates (or reopens) the page file. */
+  static async start(ctx: VmmContext, input: OutgoingStartInput): Promise<OutgoingMigration> {
+    const pageFile = await PageFile.create(input.storeDir, {
+      migrationId: input.migrationId,
+      vmId: ctx.vmId,
+      pageCount: ctx.memory.pageCount,
+    });
+    const nc = await connect({ servers: input.natsUrl, name: `ferry-source-${input.migrationId}`, maxReconnectAttempts: -1 });
+    const sender = new PageSender(nc, input.migrationId, ctx.memory, pageFile, { batchPages: input.batchPages });
+    return new OutgoingMigration(ctx, input, nc, pageFile, sender);
+  }
+
+  /** Sends round `round` (once; a repeated call returns the same result). */
+  sendRound(round: number): Promise<RoundStats> {
+    let promise = this.rounds.get(round);
+    if (!promise) {
+      promise = this.runRound(round);
+      this.rounds.set(round, promise);
+    }
+    return promise;
+  }
+
+  private async runRound(round: number): Promise<RoundStats> {
+    if (this.state !== 'streaming') throw new Error(`migration ${this.input.migrationId} is ${this.state}, cannot send round ${round}`);
+    const startedAt = performance.now();
+    // Clearing the dirty log before reading pages is what makes a concurrently written page show
+    // up dirty again for the next round.
+    const dirty = this.ctx.memory.collectDirty();
+    const indexes = round === 0 ? Uint32Array.from({ length: this.ctx.memory.pageCount }, (_, i) => i) : dirty;
+    this.currentRound = round;
+    this.currentRoundStats = { pagesSent: 0, bytesSent: 0 };
+    const sent = await this.sender.sendPages(indexes, round, 0, (s) => {
+      this.currentRoundStats = { pagesSent: s.pagesSent, bytesSent: s.bytesSent };
+    });
+    await this.sender.waitForDrain();
+    const durationMs = Math.max(performance.now() - startedAt, 0.001);
+    const pendingDirtyPages = countDirty(this.ctx.memory.dirty);
+    this.queueManifest(round, sent.pagesSent);
+    return {
+      round,
+      dirtyPagesAtStart: round === 0 ? this.ctx.memory.pageCount : dirty.length,
+      pagesSent: sent.pagesSent,
+      zeroPages: sent.zeroPages,
+      bytesSent: sent.bytesSent,
+      durationMs,
+      throughputBytesPerSec: (sent.bytesSent * 1000) / durationMs,
+      pendingDirtyPages,
+      dirtyRateBytesPerSec: (pendingDirtyPages * PAGE_SIZE_BYTES * 1000) / durationMs,
+      storeLagBytes: this.storeBytesQueued - this.storeBytesSynced,
+      vcpu: this.ctx.vcpu.stats(),
+    };
+  }
+
+  /** Syncs the page file and writes the round's manifest in the background, in round order. */
+  private queueManifest(round: number, pages: number): void {
+    this.storeBytesQueued += pages * PAGE_SIZE_BYTES;
+    const queuedAtRoundEnd = this.storeBytesQueued;
+    this.storeChain = this.storeChain.then(async () => {
+      if (this.storeFailure !== undefined) return;
+      try {
+        const versions = await this.pageFile.sync();
+        const indexes: number[] = [];
+        versions.forEach((v, i) => {
+          if (v !== 0) indexes.push(i);
+        });
+        await this.pageFile.writeManifest({
+          round,
+          final: false,
+          indexes: Uint32Array.from(indexes),
+          versions: Uint32Array.from(indexes, (i) => versions[i] as number),
+          finalSeq: 0,
+          digest: '',
+        });
+        this.storeBytesSynced = queuedAtRoundEnd;
+      } catch (err) {
+        this.storeFailure = err;
+        this.ctx.log(`page store failed after round ${round}: ${String(err)}`);
+      }
+    });
+  }
+
+  /** Stuns the guest, sends the rest and hands the VM over (once). */
+  switchover(resumeTimeoutMs: number): Promise<SwitchoverStats> {
+    this.switchoverPromise ??= this.runSwitchover(resumeTimeoutMs);
+    return this.switchoverPromise;
+  }
+
+  private async runSwitchover(resumeTimeoutMs: number): Promise<SwitchoverStats> {
+    const stunAt = Date.now();
+    const stunStarted = performance.now();
+    await this.ctx.vcpu.pause();
+    this.state = 'stunned';
+    try {
+      const dirty = this.ctx.memory.collectDirty();
+      const sent = await this.sender.sendPages(dirty, this.currentRound + 1, BATCH_FLAG_FINAL);
+      await this.nc.flush();
+      const sentAt = performance.now();
+      // Invariant 3: before ownership can move, every page is durable in the file with its final
+      // version and the final manifest says so.
+      await this.storeChain;
+      if (this.storeFailure !== undefined) throw this.storeFailure;
+      const synced = await this.pageFile.sync();
+      const { indexes, versions } = this.finalPageTable(synced);
+      const digest = this.ctx.memory.digest();
+      await this.pageFile.writeManifest({ round: this.currentRound + 1, final: true, indexes, versions, finalSeq: this.sender.lastSeq, digest });
+      const durableAt = performance.now();
+      const request: FinalRequest = { type: 'final', finalSeq: this.sender.lastSeq, digest, stunAt, workload: this.ctx.vcpu.workload(), seed: this.ctx.seed };
+      const reply = await this.requestFinal(request, resumeTimeoutMs);
+      if (!reply.ok) throw new Error(reply.reason);
+      this.state = 'handed-over';
+      return {
+        finalPages: sent.pagesSent + sent.zeroPages,
+        finalBytes: sent.bytesSent,
+        downtimeMs: performance.now() - stunStarted,
+        finalSendMs: sentAt - stunStarted,
+        storeDurableMs: durableAt - sentAt,
+        destination: reply,
+        sourceDigest: digest,
+      };
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      const rolledBack = await this.rollback();
+      throw new SwitchoverError(this.input.migrationId, reason, rolledBack, { cause: err });
+    }
+  }
+
+  /** Every non-zero page with its version at stun; throws if the file lacks any of them. */
+  private finalPageTable(synced: Uint32Array): { indexes: Uint32Array; versions: Uint32Array } {
+    const meta = this.ctx.memory.meta;
+    const indexes: number[] = [];
+    const missing: number[] = [];
+    for (let i = 0; i < this.ctx.memory.pageCount; i += 1) {
+      const generation = meta[i * 2] as number;
+      if (generation === 0) continue;
+      indexes.push(i);
+      if (synced[i] !== generation) missing.push(i);
+    }
+    if (missing.length > 0) {
+      throw new Error(`page file lacks ${missing.length} pages at their final version (first: ${missing[0]})`);
+    }
+    return { indexes: Uint32Array.from(indexes), versions: Uint32Array.from(indexes, (i) => meta[i * 2] as number) };
+  }
+
+  private async requestFinal(request: FinalRequest, timeoutMs: number): Promise<FinalReply> {
+    const subjects = migrationSubjects(this.input.migrationId);
+    const msg = await this.nc.request(subjects.control, Buffer.from(JSON.stringify(request)), { timeout: timeoutMs });
+    return JSON.parse(Buffer.from(msg.data).toString('utf8')) as FinalReply;
+  }
+
+  /**
+   * Resumes the source if it can still own the VM: it claims the epoch after the migration's base
+   * epoch for itself; if the destination already holds that epoch, the source stays stunned.
+   */
+  async rollback(): Promise<boolean> {
+    if (this.state === 'handed-over') return false;
+    if (this.state === 'rolled-back' || this.state === 'aborted') return true;
+    const claim = await claimOwnership(this.input.storeDir, {
+      vmId: this.ctx.vmId,
+      epoch: this.input.baseEpoch + 1,
+      hostId: this.input.hostId,
+      migrationId: this.input.migrationId,
+    });
+    if (!claim.won) {
+      this.state = 'handed-over';
+      return false;
+    }
+    this.ctx.vcpu.resume();
+    this.state = 'rolled-back';
+    return true;
+  }
+
+  /** Progress of the round under way, for heartbeats. */
+  progress(): { round: number; pagesSent: number; bytesSent: number; state: string } {
+    return { round: this.currentRound, ...this.currentRoundStats, state: this.state };
+  }
+
+  /** Stops streaming; resumes the guest if it was stunned and still owns the VM. */
+  async close(): Promise<boolean> {
+    const resumed = this.state === 'stunned' ? await this.rollback() : this.state !== 'handed-over';
+    if (this.state === 'streaming') this.state = 'aborted';
+    this.sender.close();
+    await this.storeChain;
+    await this.pageFile.close().catch(() => undefined);
+    await this.nc.drain().catch(() => undefined);
+    return resumed;
+  }
+}

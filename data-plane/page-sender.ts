@@ -1,0 +1,168 @@
+/**
+ * The sending half of the page stream, inside the source VMM process: it batches pages straight out
+ * of guest memory, publishes each batch on NATS and hands the same buffer to the page file, so a
+ * page is copied once on its way out. The receiver's credit bounds how far the sender may run ahead
+ * (core NATS drops messages for a subscriber that falls behind), and a stall in the credit is met
+ * with a `sync` request that makes the receiver write off what it never got.
+ */
+import type { NatsConnection, Subscription } from 'nats';
+import type { GuestMemory } from '../vmm/guest-memory';
+import type { PageFile } from '../store/page-file';
+import { BatchBuilder } from './batch-format';
+import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
+import { TransportStalledError } from './errors';
+
+/** How long the sender waits on credit before it asks the receiver to resynchronise (ms). */
+export const DEFAULT_STALL_MS = 1_000;
+/** How long the sender waits on credit in total before it gives up (ms). */
+export const DEFAULT_CREDIT_TIMEOUT_MS = 30_000;
+/** Most bytes the page file may trail the network by before the sender waits for it. */
+export const DEFAULT_MAX_STORE_LAG_BYTES = 256 * 1024 * 1024;
+
+/** What one call to `sendPages` moved. */
+export interface SendStats {
+  pagesSent: number;
+  zeroPages: number;
+  bytesSent: number;
+  batches: number;
+}
+
+/** Options of the sender; see the DEFAULT_* constants. */
+export interface PageSenderOptions {
+  batchPages: number;
+  stallMs?: number;
+  creditTimeoutMs?: number;
+  maxStoreLagBytes?: number;
+}
+
+const ZERO_CHECK_HEADER = 12;
+
+/** Streams pages of one migration; one instance per migration, used by one round at a time. */
+export class PageSender {
+  private readonly subjects: MigrationSubjects;
+  private readonly builder: BatchBuilder;
+  private readonly creditSub: Subscription;
+  private grant: CreditGrant = { grantedSeq: 0, appliedSeq: 0 };
+  private creditWaiter: (() => void) | undefined;
+  /** Sequence number of the last batch published. */
+  lastSeq = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    readonly migrationId: string,
+    private readonly memory: GuestMemory,
+    private readonly pageFile: PageFile,
+    private readonly options: PageSenderOptions,
+  ) {
+    this.subjects = migrationSubjects(migrationId);
+    this.builder = new BatchBuilder(migrationId, options.batchPages);
+    this.creditSub = nc.subscribe(this.subjects.credit, {
+      callback: (err, msg) => {
+        if (err) return;
+        this.onGrant(JSON.parse(Buffer.from(msg.data).toString('utf8')) as CreditGrant);
+      },
+    });
+  }
+
+  private onGrant(grant: CreditGrant): void {
+    if (grant.grantedSeq > this.grant.grantedSeq) this.grant.grantedSeq = grant.grantedSeq;
+    if (grant.appliedSeq > this.grant.appliedSeq) this.grant.appliedSeq = grant.appliedSeq;
+    const waiter = this.creditWaiter;
+    this.creditWaiter = undefined;
+    waiter?.();
+  }
+
+  /** Highest sequence the receiver has applied or written off. */
+  get appliedSeq(): number {
+    return this.grant.appliedSeq;
+  }
+
+  /** Waits until `ready()` holds, asking the receiver to resynchronise when credit stalls. */
+  private async waitFor(ready: () => boolean, what: string): Promise<void> {
+    const stallMs = this.options.stallMs ?? DEFAULT_STALL_MS;
+    const deadline = Date.now() + (this.options.creditTimeoutMs ?? DEFAULT_CREDIT_TIMEOUT_MS);
+    while (!ready()) {
+      if (Date.now() > deadline) throw new TransportStalledError(this.migrationId, what, this.lastSeq, this.grant.appliedSeq);
+      const granted = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), stallMs);
+        this.creditWaiter = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+      });
+      if (!granted && !ready()) await this.requestSync();
+    }
+  }
+
+  /** Tells the receiver what was sent; it writes off missing batches and re-grants credit. */
+  private async requestSync(): Promise<void> {
+    try {
+      const reply = await this.nc.request(this.subjects.control, Buffer.from(JSON.stringify({ type: 'sync', sentSeq: this.lastSeq })), {
+        timeout: this.options.stallMs ?? DEFAULT_STALL_MS,
+      });
+      this.onGrant(JSON.parse(Buffer.from(reply.data).toString('utf8')) as CreditGrant);
+    } catch {
+      // No answer: the receiver may be restarting; the caller's deadline bounds the wait.
+    }
+  }
+
+  /** Waits until credit allows one more batch (the receiver has room for it). */
+  private async waitForCredit(): Promise<void> {
+    const seq = this.lastSeq + 1;
+    await this.waitFor(() => this.grant.grantedSeq >= seq, `credit for batch ${seq}`);
+  }
+
+  /** Waits until the receiver has applied (or written off) every batch sent so far. */
+  async waitForDrain(): Promise<void> {
+    await this.nc.flush();
+    await this.waitFor(() => this.grant.appliedSeq >= this.lastSeq, `acknowledgement of batch ${this.lastSeq}`);
+  }
+
+  /**
+   * Sends `indexes` (ascending page numbers) in batches tagged with `round`. Round 0 skips zero
+   * pages entirely; later rounds send a page that became zero as a zero entry. Every batch is also
+   * queued to the page file. Resolves when the last batch is published (not yet acknowledged).
+   */
+  async sendPages(indexes: Uint32Array, round: number, flags: number, onBatch?: (stats: SendStats) => void): Promise<SendStats> {
+    const stats: SendStats = { pagesSent: 0, zeroPages: 0, bytesSent: 0, batches: 0 };
+    const maxLag = this.options.maxStoreLagBytes ?? DEFAULT_MAX_STORE_LAG_BYTES;
+    const entries: { index: number; version: number }[] = [];
+    this.builder.begin();
+    const flush = async (): Promise<void> => {
+      if (this.builder.size === 0) return;
+      await this.waitForCredit();
+      this.lastSeq += 1;
+      const { frame, pageData } = this.builder.finish(round, this.lastSeq, flags);
+      this.nc.publish(this.subjects.pages, frame);
+      this.pageFile.writePages(entries.slice(), pageData);
+      stats.batches += 1;
+      stats.bytesSent += frame.length;
+      entries.length = 0;
+      this.builder.begin();
+      onBatch?.(stats);
+      if (this.pageFile.pendingBytes > maxLag) await this.pageFile.sync();
+    };
+    for (const index of indexes) {
+      const page = this.memory.page(index);
+      if (this.memory.meta[index * 2] === 0 && page.readUInt32LE(ZERO_CHECK_HEADER) === 0 && this.memory.isZeroPage(index)) {
+        if (round > 0) {
+          this.builder.addPage(index, null);
+          stats.zeroPages += 1;
+        }
+      } else {
+        // The version is read from the copy, so it always matches the content that was sent; a page
+        // torn by a concurrent write is redirtied by that write and sent again.
+        entries.push({ index, version: this.builder.addPage(index, page) });
+        stats.pagesSent += 1;
+      }
+      if (this.builder.size >= this.options.batchPages) await flush();
+    }
+    await flush();
+    return stats;
+  }
+
+  /** Stops listening for credit. */
+  close(): void {
+    this.creditSub.unsubscribe();
+  }
+}

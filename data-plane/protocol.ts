@@ -1,0 +1,96 @@
+/**
+ * Messages between the host agent and the migration engine inside a VMM (over the VMM's control
+ * socket), and between the two VMMs (over NATS). Small JSON only: pages never travel here.
+ */
+import type { VcpuStats, Workload } from '../vmm/vcpu';
+
+/** Starts the source side (`migration.startOutgoing`). */
+export interface OutgoingStartInput {
+  migrationId: string;
+  natsUrl: string;
+  storeDir: string;
+  hostId: string;
+  /** Ownership epoch the source holds at the start; the destination takes `baseEpoch + 1`. */
+  baseEpoch: number;
+  /** Pages per batch on the stream. */
+  batchPages: number;
+}
+
+/** Starts the destination side (`migration.startIncoming`). */
+export interface IncomingStartInput {
+  migrationId: string;
+  natsUrl: string;
+  storeDir: string;
+  hostId: string;
+  baseEpoch: number;
+  /** Batches the receiver lets the sender run ahead. */
+  creditWindow: number;
+}
+
+/** Figures of one pre-copy round, as measured by the source. */
+export interface RoundStats {
+  round: number;
+  /** Pages the dirty log held at the start of the round (all pages in round 0). */
+  dirtyPagesAtStart: number;
+  pagesSent: number;
+  zeroPages: number;
+  /** Bytes published on the stream, framing included. */
+  bytesSent: number;
+  durationMs: number;
+  throughputBytesPerSec: number;
+  /** Distinct pages dirtied while the round ran: what the next round (or switchover) must send. */
+  pendingDirtyPages: number;
+  dirtyRateBytesPerSec: number;
+  /** Bytes sent on the stream that the page file does not yet hold durably. */
+  storeLagBytes: number;
+  vcpu: VcpuStats;
+}
+
+/** The source's request to the destination once every page is sent and durable. */
+export interface FinalRequest {
+  type: 'final';
+  finalSeq: number;
+  digest: string;
+  /** Wall-clock ms at stun (for the destination's own downtime figure). */
+  stunAt: number;
+  workload: Workload;
+  seed: number;
+}
+
+/** The destination's answer to `final`. */
+export type FinalReply =
+  | {
+      ok: true;
+      resumedAt: number;
+      digest: string;
+      pagesFromStore: number;
+      gapBatches: number;
+      tornPagesRepaired: number;
+      verifyMs: number;
+    }
+  | { ok: false; reason: string };
+
+/** What the switchover reports to the workflow. */
+export interface SwitchoverStats {
+  finalPages: number;
+  finalBytes: number;
+  /** Stun to the destination's confirmation that the guest runs, measured on the source. */
+  downtimeMs: number;
+  finalSendMs: number;
+  storeDurableMs: number;
+  destination: Extract<FinalReply, { ok: true }>;
+  sourceDigest: string;
+}
+
+/** State of the destination side, for heartbeats and the result. */
+export interface IncomingStatus {
+  migrationId: string;
+  state: 'receiving' | 'finishing' | 'resumed' | 'failed' | 'aborted';
+  appliedSeq: number;
+  batches: number;
+  bytesReceived: number;
+  pagesApplied: number;
+  gapBatches: number;
+  reason?: string;
+  final?: Extract<FinalReply, { ok: true }>;
+}

@@ -1,0 +1,84 @@
+/**
+ * The migration engine's methods on a VMM's control socket. The host agent's activities call these;
+ * the pages themselves move inside the VMM process, never through the agent or Temporal.
+ * Every method is idempotent: starting twice returns the running migration, a round or switchover
+ * asked for twice answers from the first run.
+ */
+import type { VmmContext, VmmHandler } from '../vmm/extensions';
+import { IncomingMigration } from './incoming-migration';
+import { OutgoingMigration } from './outgoing-migration';
+import { UnknownMigrationError } from './errors';
+import type { IncomingStartInput, OutgoingStartInput } from './protocol';
+
+interface MigrationRef {
+  migrationId: string;
+}
+
+/** Builds the `migration.*` handlers for one VMM process. */
+export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
+  const outgoing = new Map<string, Promise<OutgoingMigration>>();
+  const incoming = new Map<string, Promise<IncomingMigration>>();
+
+  const getOutgoing = async (id: string): Promise<OutgoingMigration> => {
+    const migration = outgoing.get(id);
+    if (!migration) throw new UnknownMigrationError(id, 'outgoing');
+    return migration;
+  };
+  const getIncoming = async (id: string): Promise<IncomingMigration> => {
+    const migration = incoming.get(id);
+    if (!migration) throw new UnknownMigrationError(id, 'incoming');
+    return migration;
+  };
+
+  return {
+    'migration.startOutgoing': async (params) => {
+      const input = params as OutgoingStartInput;
+      let started = outgoing.get(input.migrationId);
+      if (!started) {
+        started = OutgoingMigration.start(ctx, input);
+        outgoing.set(input.migrationId, started);
+        started.catch(() => outgoing.delete(input.migrationId));
+      }
+      const migration = await started;
+      return { state: migration.state };
+    },
+    'migration.sendRound': async (params) => {
+      const { migrationId, round } = params as MigrationRef & { round: number };
+      return (await getOutgoing(migrationId)).sendRound(round);
+    },
+    'migration.outgoingProgress': async (params) => (await getOutgoing((params as MigrationRef).migrationId)).progress(),
+    'migration.switchover': async (params) => {
+      const { migrationId, resumeTimeoutMs } = params as MigrationRef & { resumeTimeoutMs: number };
+      return (await getOutgoing(migrationId)).switchover(resumeTimeoutMs);
+    },
+    'migration.abortOutgoing': async (params) => {
+      const { migrationId } = params as MigrationRef;
+      const started = outgoing.get(migrationId);
+      if (!started) return { known: false, running: ctx.vcpu.stats().state === 'running' };
+      const migration = await started;
+      outgoing.delete(migrationId);
+      await migration.close();
+      return { known: true, state: migration.state, running: ctx.vcpu.stats().state === 'running' };
+    },
+    'migration.startIncoming': async (params) => {
+      const input = params as IncomingStartInput;
+      let started = incoming.get(input.migrationId);
+      if (!started) {
+        started = IncomingMigration.start(ctx, input);
+        incoming.set(input.migrationId, started);
+        started.catch(() => incoming.delete(input.migrationId));
+      }
+      return (await started).snapshot();
+    },
+    'migration.incomingStatus': async (params) => (await getIncoming((params as MigrationRef).migrationId)).snapshot(),
+    'migration.abortIncoming': async (params) => {
+      const { migrationId } = params as MigrationRef;
+      const started = incoming.get(migrationId);
+      if (!started) return { known: false };
+      const migration = await started;
+      incoming.delete(migrationId);
+      await migration.close();
+      return { known: true, state: migration.snapshot().state };
+    },
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * Brings the embedded default up and down: the Temporal dev server, nats-server, the orchestrator
+ * worker and one host agent per host, all on 127.0.0.1 with state under one directory. Starting
+ * what already runs reports it and leaves it; stopping what is not running says so. `down` also
+ * stops the VMM processes the hosts left running (a host agent's restart never does that).
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { hostTaskQueue, type FerryEnvironment } from '../temporal-config';
+import { startNatsServer, stopNatsServer } from './nats-server';
+import { startTemporalDevServer, stopTemporalDevServer } from './temporal-server';
+
+/** How long a worker may take to report that it serves its queue (ms); bundling workflows takes a few seconds. */
+export const WORKER_START_TIMEOUT_MS = 60_000;
+/** Grace between SIGTERM and SIGKILL when stopping a worker (ms). */
+export const WORKER_STOP_GRACE_MS = 10_000;
+
+/** A worker process of the cluster. */
+export interface WorkerSpec {
+  /** `orchestrator` or `host-<id>`: the name of its pid and log files. */
+  name: string;
+  script: string;
+  args: string[];
+}
+
+/** The workers of the embedded default for `hosts`. */
+export function clusterWorkers(hosts: readonly string[]): WorkerSpec[] {
+  const dist = path.resolve(__dirname, '..');
+  return [
+    { name: 'orchestrator', script: path.join(dist, 'workers', 'orchestrator.js'), args: [] },
+    ...hosts.map((h) => ({ name: `host-${h}`, script: path.join(dist, 'workers', 'host-agent.js'), args: ['--host', h] })),
+  ];
+}
+
+function workerFiles(stateDir: string, name: string): { pidFile: string; logFile: string } {
+  const dir = path.join(stateDir, 'workers');
+  fs.mkdirSync(dir, { recursive: true });
+  return { pidFile: path.join(dir, `${name}.pid`), logFile: path.join(dir, `${name}.log`) };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The pid of a running worker, or undefined. */
+export function workerPid(stateDir: string, name: string): number | undefined {
+  const { pidFile } = workerFiles(stateDir, name);
+  if (!fs.existsSync(pidFile)) return undefined;
+  const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
+}
+
+/** Environment that points a worker at this cluster's services. */
+export function clusterEnv(env: FerryEnvironment): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    FERRY_STATE_DIR: env.stateDir,
+    FERRY_STORE_DIR: env.storeDir,
+    FERRY_TEMPORAL_ADDRESS: env.temporalAddress,
+    FERRY_NATS_URL: env.natsUrl,
+  };
+}
+
+/** Starts a worker detached (it outlives the CLI) and waits for its "serving" line. */
+export async function startWorker(env: FerryEnvironment, spec: WorkerSpec): Promise<string> {
+  const running = workerPid(env.stateDir, spec.name);
+  if (running !== undefined) return `${spec.name} already running (pid ${running})`;
+  const { pidFile, logFile } = workerFiles(env.stateDir, spec.name);
+  const logStart = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
+  const log = fs.openSync(logFile, 'a');
+  const child = spawn(process.execPath, [spec.script, ...spec.args], { detached: true, stdio: ['ignore', log, log], env: clusterEnv(env) });
+  fs.closeSync(log);
+  child.unref();
+  if (child.pid === undefined) throw new Error(`cannot start ${spec.name}`);
+  fs.writeFileSync(pidFile, String(child.pid));
+  const deadline = Date.now() + WORKER_START_TIMEOUT_MS;
+  for (;;) {
+    const text = fs.readFileSync(logFile, 'utf8').slice(logStart);
+    if (/serving /.test(text)) return `${spec.name} started (pid ${child.pid})`;
+    if (!alive(child.pid) || Date.now() > deadline) {
+      const why = alive(child.pid) ? 'did not report serving in time' : 'exited';
+      throw new Error(`${spec.name} ${why}; log ${logFile}:\n${text.split('\n').slice(-15).join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Stops a worker: SIGTERM (Temporal workers drain), then SIGKILL after the grace period. */
+export async function stopWorker(stateDir: string, name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<string> {
+  const pid = workerPid(stateDir, name);
+  if (pid === undefined) return `${name} not running`;
+  process.kill(pid, signal);
+  const deadline = Date.now() + WORKER_STOP_GRACE_MS;
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  if (alive(pid)) process.kill(pid, 'SIGKILL');
+  fs.rmSync(workerFiles(stateDir, name).pidFile, { force: true });
+  return `${name} stopped`;
+}
+
+/** Stops every VMM process recorded under the state directory's hosts. */
+export function stopAllVmms(stateDir: string): string[] {
+  const hostsDir = path.join(stateDir, 'hosts');
+  const messages: string[] = [];
+  if (!fs.existsSync(hostsDir)) return messages;
+  for (const host of fs.readdirSync(hostsDir)) {
+    const vmsDir = path.join(hostsDir, host, 'vms');
+    if (!fs.existsSync(vmsDir)) continue;
+    for (const file of fs.readdirSync(vmsDir).filter((f) => f.endsWith('.json'))) {
+      const record = JSON.parse(fs.readFileSync(path.join(vmsDir, file), 'utf8')) as { vmId: string; pid: number };
+      if (alive(record.pid)) {
+        process.kill(record.pid, 'SIGKILL');
+        messages.push(`VM ${record.vmId} on ${host} stopped (pid ${record.pid})`);
+      }
+      fs.rmSync(path.join(vmsDir, file), { force: true });
+    }
+  }
+  return messages;
+}
+
+/** Starts services and workers; returns one line per component. */
+export async function clusterUp(env: FerryEnvironment, hosts: readonly string[]): Promise<string[]> {
+  const lines: string[] = [];
+  const temporal = await startTemporalDevServer({ stateDir: env.stateDir, port: env.temporalPort, uiPort: env.temporalUiPort });
+  lines.push(`${temporal.message}; Web UI http://127.0.0.1:${env.temporalUiPort}`);
+  const nats = await startNatsServer({ stateDir: env.stateDir, port: env.natsPort });
+  lines.push(nats.message);
+  for (const spec of clusterWorkers(hosts)) lines.push(await startWorker(env, spec));
+  lines.push(`hosts: ${hosts.map((h) => `${h} (${hostTaskQueue(h)})`).join(', ')}`);
+  return lines;
+}
+
+/** Stops workers, VMMs and services; returns one line per component. */
+export async function clusterDown(env: FerryEnvironment): Promise<string[]> {
+  const lines: string[] = [];
+  const workersDir = path.join(env.stateDir, 'workers');
+  const names = fs.existsSync(workersDir) ? fs.readdirSync(workersDir).filter((f) => f.endsWith('.pid')).map((f) => f.slice(0, -4)) : [];
+  for (const name of names) lines.push(await stopWorker(env.stateDir, name));
+  lines.push(...stopAllVmms(env.stateDir));
+  lines.push((await stopNatsServer({ stateDir: env.stateDir })).message);
+  lines.push((await stopTemporalDevServer({ stateDir: env.stateDir })).message);
+  return lines;
+}

@@ -1,0 +1,57 @@
+/**
+ * infra: brings the real services (Temporal dev server, nats-server) up and down, for `ferry up`
+ * and for integration tests, and finds their pinned binaries. See each module's header.
+ */
+export type { ServiceBinary } from './binaries';
+export { resolveBinary, toolsBinDir } from './binaries';
+export type { ServiceStartFailure } from './errors';
+export { BinaryNotFoundError, PortInUseError, ServiceStartError, ServiceStopError } from './errors';
+export type { NatsServerOptions, NatsServerStartResult } from './nats-server';
+export {
+  DEFAULT_NATS_MAX_PENDING_BYTES,
+  DEFAULT_NATS_START_TIMEOUT_MS,
+  DEFAULT_NATS_STOP_GRACE_MS,
+  NATS_SERVICE_NAME,
+  natsConfig,
+  startNatsServer,
+  stopNatsServer,
+} from './nats-server';
+export {
+  isPortAnswering,
+  isPortFree,
+  LOOPBACK_HOST,
+  pickFreePort,
+  pickFreePorts,
+  waitForFreePort,
+  waitForPort,
+} from './ports';
+export type { ServiceRef, ServiceSpec, ServiceStartResult, ServiceStopResult } from './service';
+export {
+  DEFAULT_START_TIMEOUT_MS,
+  DEFAULT_STOP_GRACE_MS,
+  serviceStatus,
+  signalService,
+  startService,
+  stopService,
+} from './service';
+export type { TemporalDevServerOptions, TemporalDevServerStartResult } from './temporal-server';
+export {
+  DEFAULT_TEMPORAL_LOG_LEVEL,
+  DEFAULT_TEMPORAL_START_TIMEOUT_MS,
+  DEFAULT_TEMPORAL_STOP_GRACE_MS,
+  startTemporalDevServer,
+  stopTemporalDevServer,
+  TEMPORAL_SERVICE_NAME,
+  temporalDbFile,
+  temporalDevServerArgs,
+  waitForNamespace,
+} from './temporal-server';
+export type { TestNats, TestTemporal } from './test-services';
+export {
+  makeTestStateDir,
+  startTestNats,
+  startTestTemporal,
+  timeSkippingEnvironmentOptions,
+  timeSkippingServerPath,
+} from './test-services';
+export { sweepTestServices } from './test-sweep';

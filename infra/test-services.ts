@@ -1,0 +1,146 @@
+/**
+ * Disposable services for integration tests, after nats.js's own tests: each test file starts its
+ * own real server on random 127.0.0.1 ports in a fresh temp state dir, and `stop()`s it in
+ * `afterAll` (stop also deletes the state dir). The processes are not detached, so Ctrl-C on the
+ * test run ends them too; anything a crashed test run leaves behind is removed by
+ * `sweepTestServices()`, which infra/run-tests.ts calls after jest.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { TimeSkippingTestWorkflowEnvironmentOptions } from '@temporalio/testing';
+import { NAMESPACE } from '../temporal-config';
+import { resolveBinary } from './binaries';
+import { NATS_SERVICE_NAME, startNatsServer, stopNatsServer } from './nats-server';
+import { pickFreePort, pickFreePorts } from './ports';
+import type { ServiceRef } from './service';
+import { serviceStatus, signalService } from './service';
+import { waitForExit } from './service-files';
+import { startTemporalDevServer, stopTemporalDevServer, TEMPORAL_SERVICE_NAME } from './temporal-server';
+import { TEST_OWNER_FILE, TEST_STATE_PREFIX } from './test-sweep';
+
+export { sweepTestServices } from './test-sweep';
+
+/** How long `restart()` waits for a killed server to vanish (ms). */
+const RESTART_WAIT_MS = 5_000;
+
+/** A nats-server of one test file. */
+export interface TestNats {
+  /** `nats://127.0.0.1:<port>` */
+  url: string;
+  port: number;
+  stateDir: string;
+  /** Stops the server and deletes its state dir; safe to call twice. */
+  stop(): Promise<void>;
+  /** Sends `signal` to the server (default SIGKILL: a crash; SIGSTOP: a hang). */
+  kill(signal?: NodeJS.Signals): void;
+  /** Starts the server again on the same port (after `kill`), e.g. to test reconnects. */
+  restart(): Promise<void>;
+}
+
+/** A Temporal dev server of one test file (headless, temp database). */
+export interface TestTemporal {
+  /** gRPC address, `127.0.0.1:<port>`. */
+  address: string;
+  port: number;
+  namespace: string;
+  stateDir: string;
+  /** Stops the server and deletes its state dir (and database); safe to call twice. */
+  stop(): Promise<void>;
+  /** Sends `signal` to the server (default SIGKILL). */
+  kill(signal?: NodeJS.Signals): void;
+  /** Starts the server again on the same port and database: running workflows survive. */
+  restart(): Promise<void>;
+}
+
+/** A fresh state dir `<tmp>/ferry-test-XXXXXX` recording this process as its owner. */
+export function makeTestStateDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), TEST_STATE_PREFIX));
+  fs.writeFileSync(path.join(dir, TEST_OWNER_FILE), `${process.pid}\n`);
+  return dir;
+}
+
+function disposer(stateDir: string, stopServer: () => Promise<unknown>): () => Promise<void> {
+  return async () => {
+    if (!fs.existsSync(stateDir)) return;
+    await stopServer();
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  };
+}
+
+/**
+ * Starts the service again. A signal sent by `kill` takes effect asynchronously, so a process
+ * that is still there is given a moment to die first; one that does not (SIGSTOP) stays, and the
+ * start reports it as already running.
+ */
+async function restartAfterKill(ref: ServiceRef, start: () => Promise<void>): Promise<void> {
+  const status = serviceStatus(ref);
+  if (status !== undefined) await waitForExit(status.pid, RESTART_WAIT_MS);
+  await start();
+}
+
+/** Starts a nats-server on a random free port in a temp state dir (about 100 ms). */
+export async function startTestNats(): Promise<TestNats> {
+  const stateDir = makeTestStateDir();
+  const port = await pickFreePort();
+  const start = async (): Promise<void> => {
+    await startNatsServer({ stateDir, port, detached: false });
+  };
+  const ref = { name: NATS_SERVICE_NAME, stateDir };
+  try {
+    await start();
+  } catch (error) {
+    fs.rmSync(stateDir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    stateDir,
+    stop: disposer(stateDir, () => stopNatsServer({ stateDir, stopGraceMs: 2_000 })),
+    kill: (signal = 'SIGKILL') => void signalService(ref, signal),
+    restart: () => restartAfterKill(ref, start),
+  };
+}
+
+/** Starts a headless Temporal dev server on random free ports with a temp database (a few s). */
+export async function startTestTemporal(): Promise<TestTemporal> {
+  const stateDir = makeTestStateDir();
+  const [port = 0, uiPort = 0] = await pickFreePorts(2);
+  const start = async (): Promise<void> => {
+    await startTemporalDevServer({ stateDir, port, uiPort, headless: true, detached: false });
+  };
+  const ref = { name: TEMPORAL_SERVICE_NAME, stateDir };
+  try {
+    await start();
+  } catch (error) {
+    fs.rmSync(stateDir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    address: `127.0.0.1:${port}`,
+    port,
+    namespace: NAMESPACE,
+    stateDir,
+    stop: disposer(stateDir, () => stopTemporalDevServer({ stateDir, stopGraceMs: 5_000 })),
+    kill: (signal = 'SIGKILL') => void signalService(ref, signal),
+    restart: () => restartAfterKill(ref, start),
+  };
+}
+
+/**
+ * Path of the pinned time-skipping test server (`temporal-test-server`), so that tests never
+ * download one. Throws BinaryNotFoundError when infra/setup.sh has not run.
+ */
+export function timeSkippingServerPath(): string {
+  return resolveBinary('temporal-test-server');
+}
+
+/**
+ * Options for `TestWorkflowEnvironment.createTimeSkipping(...)` that run the pinned binary:
+ * `{ server: { executable: { type: 'existing-path', path } } }` (shape of @temporalio/testing
+ * 1.24's TimeSkippingTestWorkflowEnvironmentOptions).
+ */
+export function timeSkippingEnvironmentOptions(): TimeSkippingTestWorkflowEnvironmentOptions {
+  return { server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } } };
+}

@@ -1,0 +1,267 @@
+/**
+ * The migration's page file on a shared directory, laid out like QEMU's mapped-ram: a 4 KiB header,
+ * then page i at the fixed offset HEADER_BYTES + i * PAGE_SIZE_BYTES (sparse: zero pages are never
+ * written). Beside it, one manifest per round and a final manifest say which version of which page
+ * the file holds; a manifest is written only after the pages it lists are fdatasync'ed, so a
+ * manifest never claims more than the file durably holds.
+ *
+ * Semantics: writes are positional and idempotent (writing the same batch twice leaves the same
+ * file), so a retried activity may rewrite what it wrote before. Writes are applied strictly in
+ * submission order by one queue, so a newer version of a page can never be overtaken by an older one.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
+import { PageStoreError, StoreUnavailableError } from './errors';
+import { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
+
+/** Bytes of the page file header; the page region starts right after it. */
+export const PAGE_FILE_HEADER_BYTES = 4096;
+const PAGE_FILE_MAGIC = 'FRYPAGE1';
+const PAGE_FILE_FORMAT_VERSION = 1;
+
+/** What the page file header records. */
+export interface PageFileHeader {
+  migrationId: string;
+  vmId: string;
+  pageCount: number;
+}
+
+/** Folder of one migration inside the store directory. */
+export function migrationDir(storeDir: string, migrationId: string): string {
+  return path.join(storeDir, 'migrations', migrationId);
+}
+
+/** Checks that `storeDir` exists (creating it) and is writable; throws StoreUnavailableError. */
+export async function assertStoreWritable(storeDir: string): Promise<void> {
+  try {
+    await fs.mkdir(storeDir, { recursive: true });
+    const probe = path.join(storeDir, `.probe-${process.pid}-${Date.now()}`);
+    await fs.writeFile(probe, 'ok');
+    await fs.unlink(probe);
+  } catch (err) {
+    throw new StoreUnavailableError(storeDir, err);
+  }
+}
+
+function encodeHeader(header: PageFileHeader): Buffer {
+  const buf = Buffer.alloc(PAGE_FILE_HEADER_BYTES);
+  buf.write(PAGE_FILE_MAGIC, 0, 'ascii');
+  buf.writeUInt32LE(PAGE_FILE_FORMAT_VERSION, 8);
+  buf.writeUInt32LE(PAGE_SIZE_BYTES, 12);
+  buf.writeUInt32LE(header.pageCount, 16);
+  buf.writeUInt32LE(PAGE_FILE_HEADER_BYTES, 20);
+  const meta = Buffer.from(JSON.stringify({ migrationId: header.migrationId, vmId: header.vmId }));
+  buf.writeUInt32LE(meta.length, 24);
+  meta.copy(buf, 28);
+  return buf;
+}
+
+function decodeHeader(buf: Buffer, file: string): PageFileHeader {
+  if (buf.toString('ascii', 0, 8) !== PAGE_FILE_MAGIC) throw new Error(`${file} is not a ferry page file`);
+  const version = buf.readUInt32LE(8);
+  if (version !== PAGE_FILE_FORMAT_VERSION) throw new Error(`${file} has format version ${version}`);
+  const pageCount = buf.readUInt32LE(16);
+  const metaLength = buf.readUInt32LE(24);
+  const meta = JSON.parse(buf.toString('utf8', 28, 28 + metaLength)) as { migrationId: string; vmId: string };
+  return { migrationId: meta.migrationId, vmId: meta.vmId, pageCount };
+}
+
+/** A page entry of a write: its index and version. */
+export interface PageEntry {
+  index: number;
+  version: number;
+}
+
+/** The page file of one migration, opened by the source (writer) or the destination (reader). */
+export class PageFile {
+  /** Version of each page as durably recorded in the file (after the last sync). */
+  readonly syncedVersions: Uint32Array;
+  private readonly writtenVersions: Uint32Array;
+  private queue: Promise<void> = Promise.resolve();
+  private queuedBytes = 0;
+  private failure: unknown;
+
+  private constructor(
+    readonly dir: string,
+    readonly header: PageFileHeader,
+    private readonly handle: fs.FileHandle,
+  ) {
+    this.syncedVersions = new Uint32Array(header.pageCount);
+    this.writtenVersions = new Uint32Array(header.pageCount);
+  }
+
+  /** Creates the page file and its header, or reopens it if it exists (idempotent). */
+  static async create(storeDir: string, header: PageFileHeader): Promise<PageFile> {
+    const dir = migrationDir(storeDir, header.migrationId);
+    const file = path.join(dir, 'pages.ferry');
+    try {
+      await fs.mkdir(dir, { recursive: true });
+      const handle = await fs.open(file, 'a+').then(async (h) => {
+        await h.close();
+        return fs.open(file, 'r+');
+      });
+      const { size } = await handle.stat();
+      if (size < PAGE_FILE_HEADER_BYTES) {
+        await handle.write(encodeHeader(header), 0, PAGE_FILE_HEADER_BYTES, 0);
+        await handle.truncate(PAGE_FILE_HEADER_BYTES + header.pageCount * PAGE_SIZE_BYTES);
+        await handle.datasync();
+      }
+      const pageFile = new PageFile(dir, header, handle);
+      await pageFile.loadManifests();
+      return pageFile;
+    } catch (err) {
+      throw new PageStoreError('cannot create page file', { migrationId: header.migrationId, path: file, cause: err });
+    }
+  }
+
+  /** Opens an existing page file for reading; throws PageStoreError if it is missing or foreign. */
+  static async open(storeDir: string, migrationId: string): Promise<PageFile> {
+    const dir = migrationDir(storeDir, migrationId);
+    const file = path.join(dir, 'pages.ferry');
+    try {
+      const handle = await fs.open(file, 'r');
+      const buf = Buffer.alloc(PAGE_FILE_HEADER_BYTES);
+      await handle.read(buf, 0, PAGE_FILE_HEADER_BYTES, 0);
+      const pageFile = new PageFile(dir, decodeHeader(buf, file), handle);
+      await pageFile.loadManifests();
+      return pageFile;
+    } catch (err) {
+      throw new PageStoreError('cannot open page file', { migrationId, path: file, cause: err });
+    }
+  }
+
+  /** Bytes handed to `writePages` that are not yet written to the file. */
+  get pendingBytes(): number {
+    return this.queuedBytes;
+  }
+
+  /**
+   * Queues positional writes of the pages in `data` (4 KiB each, in the order of `entries`). `data`
+   * is written as is, without a copy, so the caller must not reuse it. Pages with consecutive indexes
+   * go out in one call. Errors surface from the next `sync()`.
+   */
+  writePages(entries: readonly PageEntry[], data: Buffer): void {
+    if (entries.length === 0) return;
+    const runs: { offset: number; data: Buffer; entries: PageEntry[] }[] = [];
+    entries.forEach((entry, i) => {
+      const last = runs[runs.length - 1];
+      const lastEntry = last?.entries[last.entries.length - 1];
+      if (last && lastEntry && lastEntry.index + 1 === entry.index) {
+        last.entries.push(entry);
+      } else {
+        runs.push({ offset: PAGE_FILE_HEADER_BYTES + entry.index * PAGE_SIZE_BYTES, data: data.subarray(i * PAGE_SIZE_BYTES), entries: [entry] });
+      }
+    });
+    const bytes = entries.length * PAGE_SIZE_BYTES;
+    this.queuedBytes += bytes;
+    this.queue = this.queue.then(async () => {
+      try {
+        if (this.failure === undefined) {
+          for (const run of runs) {
+            await this.handle.write(run.data, 0, run.entries.length * PAGE_SIZE_BYTES, run.offset);
+            for (const e of run.entries) this.writtenVersions[e.index] = e.version;
+          }
+        }
+      } catch (err) {
+        this.failure ??= err;
+      } finally {
+        this.queuedBytes -= bytes;
+      }
+    });
+  }
+
+  /** Resolves once every queued write is in the file and fdatasync'ed; returns the synced versions. */
+  async sync(): Promise<Uint32Array> {
+    const snapshot = this.queue.then(async () => {
+      if (this.failure !== undefined) throw this.failure;
+      const versions = this.writtenVersions.slice();
+      await this.handle.datasync();
+      return versions;
+    });
+    this.queue = snapshot.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      const versions = await snapshot;
+      for (let i = 0; i < versions.length; i += 1) {
+        const v = versions[i] as number;
+        if (v > (this.syncedVersions[i] as number)) this.syncedVersions[i] = v;
+      }
+      return this.syncedVersions;
+    } catch (err) {
+      throw new PageStoreError('page file write or sync failed', {
+        migrationId: this.header.migrationId,
+        path: path.join(this.dir, 'pages.ferry'),
+        cause: err,
+      });
+    }
+  }
+
+  /** Durably writes `manifest` (atomic rename, then a directory fsync). */
+  async writeManifest(manifest: Manifest): Promise<void> {
+    const name = manifest.final ? 'manifest-final.bin' : `manifest-${String(manifest.round).padStart(5, '0')}.bin`;
+    const target = path.join(this.dir, name);
+    const tmp = `${target}.tmp-${process.pid}`;
+    try {
+      const handle = await fs.open(tmp, 'w');
+      await handle.write(encodeManifest(manifest));
+      await handle.datasync();
+      await handle.close();
+      await fs.rename(tmp, target);
+      const dirHandle = await fs.open(this.dir, 'r');
+      await dirHandle.sync();
+      await dirHandle.close();
+    } catch (err) {
+      throw new PageStoreError('cannot write manifest', { migrationId: this.header.migrationId, path: target, cause: err });
+    }
+  }
+
+  /** The final manifest if the source has written it, else undefined. */
+  async readFinalManifest(): Promise<Manifest | undefined> {
+    const file = path.join(this.dir, 'manifest-final.bin');
+    try {
+      return decodeManifest(await fs.readFile(file));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new PageStoreError('cannot read final manifest', { migrationId: this.header.migrationId, path: file, cause: err });
+    }
+  }
+
+  /** Reads page `index` into `target` (4 KiB). */
+  async readPage(index: number, target: Buffer): Promise<void> {
+    const offset = PAGE_FILE_HEADER_BYTES + index * PAGE_SIZE_BYTES;
+    const { bytesRead } = await this.handle.read(target, 0, PAGE_SIZE_BYTES, offset);
+    if (bytesRead !== PAGE_SIZE_BYTES) {
+      throw new PageStoreError(`short read of page ${index}`, {
+        migrationId: this.header.migrationId,
+        path: path.join(this.dir, 'pages.ferry'),
+      });
+    }
+  }
+
+  /** Marks as synced what the round manifests on disk say (used when reopening after a crash). */
+  private async loadManifests(): Promise<void> {
+    const names = (await fs.readdir(this.dir)).filter((n) => /^manifest-.*\.bin$/.test(n)).sort();
+    for (const name of names) {
+      const manifest = decodeManifest(await fs.readFile(path.join(this.dir, name)));
+      manifest.indexes.forEach((index, i) => {
+        const v = manifest.versions[i] as number;
+        if (v > (this.syncedVersions[index] as number)) this.syncedVersions[index] = v;
+        if (v > (this.writtenVersions[index] as number)) this.writtenVersions[index] = v;
+      });
+    }
+  }
+
+  /** Closes the file handle; queued writes are finished first. */
+  async close(): Promise<void> {
+    await this.queue;
+    await this.handle.close();
+  }
+}
+
+/** Deletes the migration's folder from the store (idempotent). */
+export async function removeMigrationFiles(storeDir: string, migrationId: string): Promise<void> {
+  await fs.rm(migrationDir(storeDir, migrationId), { recursive: true, force: true });
+}

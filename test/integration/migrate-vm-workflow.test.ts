@@ -1,0 +1,388 @@
+/**
+ * migrateVm against the time-skipping test server, with both hosts' activities replaced by an
+ * in-memory simulation of a migration (the project's HostActivities interface): each pre-copy round
+ * reports a scripted number of pending dirty pages at a fixed throughput, so the policy's decisions
+ * and the workflow's reaction to them are visible in its result, its failure and the activities it
+ * called on each host.
+ */
+import { Context } from '@temporalio/activity';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { HostActivities } from '../../activities/types';
+import type { IncomingStatus, RoundStats, SwitchoverStats } from '../../data-plane/protocol';
+import { timeSkippingEnvironmentOptions } from '../../infra';
+import { CONTROL_TASK_QUEUE, hostTaskQueue } from '../../temporal-config';
+import { cancelSignal, migrateVm, progressQuery } from '../../workflows';
+import type { MigrationOptions } from '../../workflows/policy';
+import type { MigrateVmInput, MigrationResult } from '../../workflows/types';
+
+jest.setTimeout(120_000);
+
+const PAGE = 4096;
+const GIB = 2 ** 30;
+/** 10,000 pages/s: the default 300 ms downtime limit allows 3,000 pending pages. */
+const THROUGHPUT_BYTES_PER_SEC = 10_000 * PAGE;
+const ROUND_DURATION_MS = 200;
+const HEARTBEAT_EVERY_MS = 300;
+const DIGEST = 'c0ffee'.repeat(10) + 'beef';
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** How the simulated migration behaves. */
+interface Script {
+  /** Pending dirty pages reported by round r; the last entry repeats. */
+  pendingDirtyPages: readonly number[];
+  memoryBytes?: number;
+  /** Real time each sendRound takes (ms), to spend the completion budget. */
+  sendRoundRealMs?: number;
+  /** Runs at the start of sendRound, e.g. to hold a round until the test lets it go. */
+  beforeRound?: (round: number) => Promise<void>;
+  switchoverFailure?: ApplicationFailure;
+}
+
+type FakeHost = { [K in keyof HostActivities]: jest.MockedFunction<HostActivities[K]> };
+
+/** Calls `fn` while heartbeating, so a long fake activity looks alive to the server. */
+async function heartbeating<T>(fn: () => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  const timer = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
+  try {
+    return await Promise.race([fn(), ctx.cancelled]);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/**
+ * One simulated migration between two hosts: `hosts.h1` and `hosts.h2` each serve every
+ * HostActivities method as a jest.fn, so a test sees which host was asked to do what.
+ */
+function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
+  const memoryBytes = script.memoryBytes ?? 64 * 1024 * 1024;
+  const pageCount = memoryBytes / PAGE;
+  const destinationDone = deferred<IncomingStatus>();
+  const pendingAfter = (round: number): number =>
+    script.pendingDirtyPages[Math.min(round, script.pendingDirtyPages.length - 1)] as number;
+
+  const behaviour: HostActivities = {
+    prepareSource: async () => ({
+      pageCount,
+      memoryBytes,
+      storeDir: '/shared/ferry',
+      baseEpoch: 4,
+      workload: { type: 'idle' },
+    }),
+    prepareDestination: async () => undefined,
+    receivePages: async () => heartbeating(() => destinationDone.promise),
+    sendRound: async ({ round }) => {
+      const stats = (): RoundStats => {
+        const pending = pendingAfter(round);
+        return {
+          round,
+          dirtyPagesAtStart: round === 0 ? pageCount : pendingAfter(round - 1),
+          pagesSent: round === 0 ? pageCount : pendingAfter(round - 1),
+          zeroPages: 0,
+          bytesSent: (THROUGHPUT_BYTES_PER_SEC * ROUND_DURATION_MS) / 1000,
+          durationMs: ROUND_DURATION_MS,
+          throughputBytesPerSec: THROUGHPUT_BYTES_PER_SEC,
+          pendingDirtyPages: pending,
+          dirtyRateBytesPerSec: (pending * PAGE * 1000) / ROUND_DURATION_MS,
+          storeLagBytes: 0,
+          vcpu: { state: 'running', throttlePercent: 0, workUnits: 0, pagesWritten: 0 },
+        };
+      };
+      return heartbeating(async () => {
+        await script.beforeRound?.(round);
+        if (script.sendRoundRealMs !== undefined) await Context.current().sleep(script.sendRoundRealMs);
+        return stats();
+      });
+    },
+    switchover: async ({ migrationId }) => {
+      if (script.switchoverFailure) throw script.switchoverFailure;
+      const destination: SwitchoverStats['destination'] = {
+        ok: true,
+        resumedAt: Date.now(),
+        digest: DIGEST,
+        pagesFromStore: 3,
+        gapBatches: 1,
+        tornPagesRepaired: 0,
+        verifyMs: 2,
+      };
+      destinationDone.resolve({
+        migrationId,
+        state: 'resumed',
+        appliedSeq: 40,
+        batches: 40,
+        bytesReceived: 7_777_777,
+        pagesApplied: 1_000,
+        gapBatches: 1,
+        final: destination,
+      });
+      return { finalPages: 100, finalBytes: 100 * PAGE, downtimeMs: 42, finalSendMs: 10, storeDurableMs: 5, destination, sourceDigest: DIGEST };
+    },
+    rollbackSource: async () => ({ running: true }),
+    abortDestination: async ({ migrationId }) => {
+      destinationDone.resolve({ migrationId, state: 'aborted', appliedSeq: 0, batches: 0, bytesReceived: 0, pagesApplied: 0, gapBatches: 0 });
+      return { resumed: false };
+    },
+    releaseSource: async () => undefined,
+    finishDestination: async () => undefined,
+    createVm: async () => {
+      throw new Error('not part of a migration');
+    },
+    listVms: async () => [],
+    destroyVm: async () => undefined,
+    dumpVmMemory: async () => {
+      throw new Error('not part of a migration');
+    },
+  };
+  const host = (): FakeHost =>
+    Object.fromEntries(Object.entries(behaviour).map(([name, fn]) => [name, jest.fn(fn)])) as unknown as FakeHost;
+  return { h1: host(), h2: host() };
+}
+
+/** Every activity the fake host served, by name (for "was never called" checks). */
+function calledActivities(host: FakeHost): string[] {
+  return Object.entries(host)
+    .filter(([, fn]) => (fn as jest.Mock).mock.calls.length > 0)
+    .map(([name]) => name)
+    .sort();
+}
+
+describe('migrateVm workflow', () => {
+  let env: TestWorkflowEnvironment;
+  let workflowBundle: WorkflowBundleWithSourceMap;
+  let nextId = 0;
+
+  beforeAll(async () => {
+    [env, workflowBundle] = await Promise.all([
+      TestWorkflowEnvironment.createTimeSkipping(timeSkippingEnvironmentOptions()),
+      bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows') }),
+    ]);
+  });
+
+  afterAll(async () => {
+    await env?.teardown();
+  });
+
+  /** Runs `fn` while the orchestrator and both host agents (h1, h2) serve their task queues. */
+  async function withWorkers<T>(hosts: { h1: FakeHost; h2: FakeHost }, fn: () => Promise<T>): Promise<T> {
+    const connection = env.nativeConnection;
+    const [orchestrator, h1, h2] = await Promise.all([
+      Worker.create({ connection, taskQueue: CONTROL_TASK_QUEUE, workflowBundle }),
+      Worker.create({ connection, taskQueue: hostTaskQueue('h1'), activities: hosts.h1 }),
+      Worker.create({ connection, taskQueue: hostTaskQueue('h2'), activities: hosts.h2 }),
+    ]);
+    return orchestrator.runUntil(h1.runUntil(h2.runUntil(fn)));
+  }
+
+  function start(name: string, policy?: MigrationOptions, input?: Partial<MigrateVmInput>): Promise<WorkflowHandle<typeof migrateVm>> {
+    nextId += 1;
+    const args: MigrateVmInput = { vmId: 'vm-7', sourceHost: 'h1', destinationHost: 'h2', ...(policy ? { policy } : {}), ...input };
+    return env.client.workflow.start(migrateVm, {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: `${name}-${nextId}-${Date.now()}`,
+      args: [args],
+    });
+  }
+
+  /** The failure a workflow ended with (fails the test if it completed). */
+  async function failureOf(handle: WorkflowHandle<typeof migrateVm>): Promise<WorkflowFailedError> {
+    const outcome = await handle.result().then(
+      (result) => ({ result }),
+      (error: unknown) => ({ error }),
+    );
+    if (!('error' in outcome)) throw new Error(`workflow completed instead of failing: ${JSON.stringify(outcome.result)}`);
+    expect(outcome.error).toBeInstanceOf(WorkflowFailedError);
+    return outcome.error as WorkflowFailedError;
+  }
+
+  function failureDetails(error: WorkflowFailedError): MigrationResult {
+    const cause = error.cause as ApplicationFailure;
+    return cause.details?.[0] as MigrationResult;
+  }
+
+  it('runs pre-copy rounds until the expected downtime is within the limit, then switches over and cleans up', async () => {
+    const pending = [50_000, 20_000, 5_000, 2_000];
+    const hosts = simulateMigration({ pendingDirtyPages: pending });
+
+    const { result, progress } = await withWorkers(hosts, async () => {
+      const handle = await start('converges');
+      const result = await handle.result();
+      return { result, progress: await handle.query(progressQuery) };
+    });
+
+    expect(result).toMatchObject({
+      vmId: 'vm-7',
+      sourceHost: 'h1',
+      destinationHost: 'h2',
+      outcome: 'completed',
+      forcedSwitchover: false,
+      runningOn: 'h2',
+      downtimeMs: 42,
+      verified: true,
+      sourceDigest: DIGEST,
+      destinationDigest: DIGEST,
+      bytesViaNetwork: 7_777_777,
+      bytesViaStore: 3 * PAGE,
+      gapBatches: 1,
+    });
+    expect(result.reason).toBeUndefined();
+    expect(result.rounds.map((r) => r.dirtyPages)).toEqual(pending);
+    expect(result.rounds.map((r) => r.round)).toEqual([0, 1, 2, 3]);
+    expect(progress).toMatchObject({ phase: 'completed', round: 4, vmId: 'vm-7' });
+
+    expect(hosts.h1.sendRound.mock.calls.map(([input]) => input.round)).toEqual([0, 1, 2, 3]);
+    expect(hosts.h1.switchover).toHaveBeenCalledTimes(1);
+    const ref = { migrationId: result.migrationId, vmId: 'vm-7' };
+    expect(hosts.h2.finishDestination).toHaveBeenCalledWith(ref);
+    expect(hosts.h1.releaseSource).toHaveBeenCalledWith({ ...ref, storeDir: '/shared/ferry', keepSource: false });
+    expect(calledActivities(hosts.h1)).toEqual(['prepareSource', 'releaseSource', 'sendRound', 'switchover']);
+    expect(calledActivities(hosts.h2)).toEqual(['finishDestination', 'prepareDestination', 'receivePages']);
+  });
+
+  it('aborts and rolls back when pre-copy never converges within maxRounds and onGiveUp is abort', async () => {
+    const hosts = simulateMigration({ pendingDirtyPages: [100_000] });
+
+    const error = await withWorkers(hosts, async () => failureOf(await start('aborts', { maxRounds: 3, onGiveUp: 'abort' })));
+
+    expect(error.cause).toMatchObject({ name: 'ApplicationFailure', type: 'MigrationAborted', nonRetryable: true });
+    expect(error.cause?.message).toContain('did not converge in 3 rounds');
+    const details = failureDetails(error);
+    expect(details).toMatchObject({ outcome: 'aborted', runningOn: 'h1', forcedSwitchover: false });
+    expect(details.reason).toContain('did not converge in 3 rounds');
+    expect(details.rounds).toHaveLength(3);
+    expect(hosts.h1.sendRound).toHaveBeenCalledTimes(3);
+    expect(hosts.h1.rollbackSource).toHaveBeenCalledTimes(1);
+    expect(hosts.h2.abortDestination).toHaveBeenCalledTimes(1);
+    expect(hosts.h1.switchover).not.toHaveBeenCalled();
+    expect(hosts.h2.finishDestination).not.toHaveBeenCalled();
+    expect(hosts.h1.releaseSource).not.toHaveBeenCalled();
+  });
+
+  it('forces a switchover when pre-copy never converges within maxRounds and onGiveUp is force-switchover', async () => {
+    const hosts = simulateMigration({ pendingDirtyPages: [100_000] });
+
+    const result = await withWorkers(hosts, async () => (await start('forces', { maxRounds: 3, onGiveUp: 'force-switchover' })).result());
+
+    expect(result).toMatchObject({ outcome: 'completed', forcedSwitchover: true, runningOn: 'h2' });
+    expect(result.rounds).toHaveLength(3);
+    expect(hosts.h1.switchover).toHaveBeenCalledTimes(1);
+    expect(hosts.h1.rollbackSource).not.toHaveBeenCalled();
+    expect(hosts.h2.finishDestination).toHaveBeenCalledTimes(1);
+    expect(hosts.h1.releaseSource).toHaveBeenCalledTimes(1);
+  });
+
+  it('aborts once the completion budget per GiB is spent, saying so', async () => {
+    // 1 s per GiB of a 1 GiB guest: a 1 s budget, spent after a few 300 ms rounds.
+    const hosts = simulateMigration({ pendingDirtyPages: [100_000], memoryBytes: GIB, sendRoundRealMs: 300 });
+
+    const error = await withWorkers(hosts, async () => failureOf(await start('budget', { completionBudgetSecPerGiB: 1 })));
+
+    expect(error.cause).toMatchObject({ type: 'MigrationAborted' });
+    const details = failureDetails(error);
+    expect(details.outcome).toBe('aborted');
+    expect(details.reason).toContain('did not converge within the completion budget of 1000 ms');
+    expect(details.rounds.length).toBeGreaterThanOrEqual(2);
+    expect(details.rounds.length).toBeLessThan(30);
+    expect(hosts.h1.rollbackSource).toHaveBeenCalledTimes(1);
+    expect(hosts.h1.switchover).not.toHaveBeenCalled();
+  });
+
+  it('fails as MigrationFailed and rolls the source back when the switchover fails', async () => {
+    const hosts = simulateMigration({
+      pendingDirtyPages: [1_000],
+      switchoverFailure: ApplicationFailure.nonRetryable('destination refused the final pages', 'SwitchoverFailed'),
+    });
+
+    const error = await withWorkers(hosts, async () => failureOf(await start('switchover-fails')));
+
+    expect(error.cause).toMatchObject({ name: 'ApplicationFailure', type: 'MigrationFailed' });
+    expect(error.cause?.message).toContain('destination refused the final pages');
+    expect(error.cause?.cause).toMatchObject({ name: 'ActivityFailure', cause: { name: 'ApplicationFailure', type: 'SwitchoverFailed' } });
+    const details = failureDetails(error);
+    expect(details).toMatchObject({ outcome: 'failed', runningOn: 'h1' });
+    expect(details.reason).toContain('destination refused the final pages');
+    expect(hosts.h1.switchover).toHaveBeenCalledTimes(1);
+    expect(hosts.h1.rollbackSource).toHaveBeenCalledTimes(1);
+    expect(hosts.h2.abortDestination).toHaveBeenCalledTimes(1);
+    expect(hosts.h2.finishDestination).not.toHaveBeenCalled();
+    expect(hosts.h1.releaseSource).not.toHaveBeenCalled();
+  });
+
+  it('answers the progress query during pre-copy, and rolls back as MigrationCancelled on the cancel signal', async () => {
+    const secondRoundStarted = deferred<void>();
+    const letSecondRoundFinish = deferred<void>();
+    const hosts = simulateMigration({
+      pendingDirtyPages: [50_000],
+      beforeRound: async (round) => {
+        if (round !== 1) return;
+        secondRoundStarted.resolve();
+        await letSecondRoundFinish.promise;
+      },
+    });
+
+    const { progress, error, finalProgress } = await withWorkers(hosts, async () => {
+      const handle = await start('cancelled');
+      await secondRoundStarted.promise;
+      const progress = await handle.query(progressQuery);
+      await handle.signal(cancelSignal, { reason: 'operator changed their mind' });
+      letSecondRoundFinish.resolve();
+      const error = await failureOf(handle);
+      return { progress, error, finalProgress: await handle.query(progressQuery) };
+    });
+
+    expect(progress).toMatchObject({
+      vmId: 'vm-7',
+      phase: 'pre-copy',
+      round: 1,
+      memoryPages: (64 * 1024 * 1024) / PAGE,
+      pagesRemaining: 50_000,
+      throughputBytesPerSec: THROUGHPUT_BYTES_PER_SEC,
+      expectedDowntimeMs: 5_000,
+      downtimeLimitMs: 300,
+    });
+    expect(error.cause).toMatchObject({ name: 'ApplicationFailure', type: 'MigrationCancelled' });
+    const details = failureDetails(error);
+    expect(details).toMatchObject({ outcome: 'cancelled', reason: 'operator changed their mind', runningOn: 'h1' });
+    expect(finalProgress.phase).toBe('cancelled');
+    expect(hosts.h1.sendRound).toHaveBeenCalledTimes(2);
+    expect(hosts.h1.rollbackSource).toHaveBeenCalledTimes(1);
+    expect(hosts.h2.abortDestination).toHaveBeenCalledTimes(1);
+    expect(hosts.h1.switchover).not.toHaveBeenCalled();
+  });
+
+  it('rejects a migration from a host to itself as InvalidInput, before touching any host', async () => {
+    const hosts = simulateMigration({ pendingDirtyPages: [0] });
+
+    const error = await withWorkers(hosts, async () => failureOf(await start('same-host', undefined, { destinationHost: 'h1' })));
+
+    expect(error.cause).toMatchObject({ name: 'ApplicationFailure', type: 'InvalidInput', nonRetryable: true });
+    expect(error.cause?.message).toBe('sourceHost and destinationHost are both h1: nothing to migrate');
+    expect(calledActivities(hosts.h1)).toEqual([]);
+    expect(calledActivities(hosts.h2)).toEqual([]);
+  });
+
+  it('rejects a negative downtime limit as InvalidInput naming the option and the value', async () => {
+    const hosts = simulateMigration({ pendingDirtyPages: [0] });
+
+    const error = await withWorkers(hosts, async () => failureOf(await start('bad-limit', { downtimeLimitMs: -1 })));
+
+    expect(error.cause).toMatchObject({ type: 'InvalidInput' });
+    expect(error.cause?.message).toBe('downtimeLimitMs must be a positive integer, got -1');
+    expect(calledActivities(hosts.h1)).toEqual([]);
+  });
+});

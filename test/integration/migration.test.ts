@@ -1,0 +1,142 @@
+/**
+ * End to end on real services: the Temporal dev server, nats-server, the orchestrator and two host
+ * agents as processes, VMMs as processes, the page file in a real directory. Every migration ends
+ * with the destination's memory compared with the source's page by page.
+ */
+import * as path from 'node:path';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { ApplicationFailure } from '@temporalio/common';
+import { startTestCluster, type TestCluster } from '../../infra/test-cluster';
+import { FerryClient } from '../../cli/ferry-client';
+import { compareMemoryFiles } from '../../verification';
+import { SimulatedDriver } from '../../vmm/driver';
+import type { MigrationProgress, MigrationResult } from '../../workflows/types';
+
+jest.setTimeout(180_000);
+
+let cluster: TestCluster;
+let ferry: FerryClient;
+
+beforeAll(async () => {
+  cluster = await startTestCluster();
+  ferry = await FerryClient.connect(cluster.temporal.address);
+});
+
+afterAll(async () => {
+  await ferry?.close();
+  await cluster?.stop();
+});
+
+async function vcpuOf(hostId: string, vmId: string): Promise<{ state: string; pagesWritten: number }> {
+  const driver = new SimulatedDriver({ hostId, stateDir: cluster.env.stateDir });
+  const client = await driver.control(vmId);
+  try {
+    const status = await client.call<{ vcpu: { state: string; pagesWritten: number } }>('status');
+    return status.vcpu;
+  } finally {
+    client.close();
+  }
+}
+
+async function verifyOn(hostId: string, vmId: string): Promise<{ badPages: number; checked: number }> {
+  const driver = new SimulatedDriver({ hostId, stateDir: cluster.env.stateDir });
+  const client = await driver.control(vmId);
+  try {
+    return await client.call<{ badPages: number; checked: number }>('verify');
+  } finally {
+    client.close();
+  }
+}
+
+/** Waits until the guest on `hostId` has written more pages than `after` (it runs). */
+async function expectRunning(hostId: string, vmId: string): Promise<void> {
+  const before = (await vcpuOf(hostId, vmId)).pagesWritten;
+  for (let i = 0; i < 100; i += 1) {
+    const now = await vcpuOf(hostId, vmId);
+    expect(now.state).toBe('running');
+    if (now.pagesWritten > before) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`guest ${vmId} on ${hostId} wrote nothing in 2 s`);
+}
+
+async function compareAfterMigration(vmId: string): Promise<void> {
+  const dir = cluster.env.stateDir;
+  const sourceDump = path.join(dir, `${vmId}-source.mem`);
+  const destinationDump = path.join(dir, `${vmId}-destination.mem`);
+  const source = await ferry.dumpVmMemory('h1', vmId, sourceDump);
+  await ferry.dumpVmMemory('h2', vmId, destinationDump);
+  expect(source.state).toBe('paused');
+  const comparison = await compareMemoryFiles(sourceDump, destinationDump);
+  expect(comparison.details).toEqual([]);
+  expect(comparison.ok).toBe(true);
+  expect(comparison.identical + comparison.rewrittenAfterResume).toBe(comparison.pages);
+  await ferry.destroyVm('h1', vmId);
+}
+
+test('migrates a running guest with a hot-set workload from h1 to h2, memory equal page by page', async () => {
+  const vmId = 'hot-guest';
+  await ferry.createVm('h1', { vmId, memoryBytes: 64 * 2 ** 20, workload: { type: 'hotset', rateBytesPerSec: 20e6, hotSetBytes: 8 * 2 ** 20 }, seed: 7 });
+  await expectRunning('h1', vmId);
+
+  const workflowId = await ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2', policy: { keepSourceAfterSwitchover: true } });
+  const result: MigrationResult = await ferry.result(workflowId);
+
+  expect(result.outcome).toBe('completed');
+  expect(result.runningOn).toBe('h2');
+  expect(result.verified).toBe(true);
+  expect(result.destinationDigest).toBe(result.sourceDigest);
+  expect(result.rounds.length).toBeGreaterThanOrEqual(1);
+  expect(result.rounds[0]?.pagesSent).toBe(16384);
+  expect(result.downtimeMs).toBeGreaterThan(0);
+  expect(result.downtimeMs).toBeLessThan(300);
+  await expectRunning('h2', vmId);
+  await compareAfterMigration(vmId);
+  expect((await verifyOn('h2', vmId)).badPages).toBe(0);
+});
+
+test('migrates an idle guest: every page arrives identical', async () => {
+  const vmId = 'idle-guest';
+  await ferry.createVm('h1', { vmId, memoryBytes: 32 * 2 ** 20, workload: { type: 'idle' }, seed: 3 });
+  const workflowId = await ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2', policy: { keepSourceAfterSwitchover: true } });
+  const result = await ferry.result(workflowId);
+  expect(result.outcome).toBe('completed');
+  expect(result.rounds).toHaveLength(1);
+  expect(result.rounds[0]?.dirtyPages).toBe(0);
+  const dir = cluster.env.stateDir;
+  await ferry.dumpVmMemory('h1', vmId, path.join(dir, 'idle-src.mem'));
+  await ferry.dumpVmMemory('h2', vmId, path.join(dir, 'idle-dst.mem'));
+  const comparison = await compareMemoryFiles(path.join(dir, 'idle-src.mem'), path.join(dir, 'idle-dst.mem'));
+  expect(comparison.ok).toBe(true);
+  expect(comparison.identical).toBe(comparison.pages);
+  await ferry.destroyVm('h1', vmId);
+});
+
+test('cancel during pre-copy rolls back: the source keeps running with intact memory, the destination holds nothing', async () => {
+  const vmId = 'busy-guest';
+  // Dirtying 64 MiB at a high rate with a 1 ms downtime limit never converges on its own.
+  await ferry.createVm('h1', { vmId, memoryBytes: 64 * 2 ** 20, workload: { type: 'random', rateBytesPerSec: 200e6 }, seed: 11 });
+  const workflowId = await ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2', policy: { downtimeLimitMs: 1, maxRounds: 10_000 } });
+  let progress: MigrationProgress | undefined;
+  for (let i = 0; i < 600; i += 1) {
+    progress = await ferry.progress(workflowId);
+    if (progress.round >= 2) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(progress?.phase).toBe('pre-copy');
+  await ferry.cancel(workflowId, 'test cancels');
+
+  const failure = await cluster.client.workflow.getHandle(workflowId).result().catch((err: unknown) => err);
+  expect(failure).toBeInstanceOf(WorkflowFailedError);
+  const cause = (failure as WorkflowFailedError).cause as ApplicationFailure;
+  expect(cause.type).toBe('MigrationCancelled');
+  expect((cause.details?.[0] as MigrationResult).runningOn).toBe('h1');
+
+  await expectRunning('h1', vmId);
+  expect(await verifyOn('h1', vmId)).toEqual(expect.objectContaining({ badPages: 0 }));
+  expect(await new SimulatedDriver({ hostId: 'h2', stateDir: cluster.env.stateDir }).getVm(vmId)).toBeUndefined();
+
+  // The VM can be migrated again afterwards.
+  await ferry.client.workflow.getHandle(workflowId).describe();
+  await ferry.destroyVm('h1', vmId);
+});

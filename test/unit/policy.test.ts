@@ -1,0 +1,174 @@
+import {
+  DEFAULT_BATCH_PAGES,
+  DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB,
+  DEFAULT_CREDIT_WINDOW,
+  DEFAULT_DOWNTIME_LIMIT_MS,
+  DEFAULT_MAX_ROUNDS,
+  decideNextStep,
+  expectedDowntimeMs,
+  measuredThroughputBytesPerSec,
+  resolveMigrationOptions,
+  type MigrationOptions,
+  type RoundSample,
+} from '../../workflows/policy';
+
+const PAGE = 4096;
+const GIB = 2 ** 30;
+
+/** A round that sent `bytesSent` in `durationMs` and left `pendingDirtyPages` dirty. */
+function round(n: number, bytesSent: number, durationMs: number, pendingDirtyPages: number): RoundSample {
+  return { round: n, bytesSent, durationMs, pendingDirtyPages };
+}
+
+describe('resolveMigrationOptions', () => {
+  it('fills in every default when no policy is given', () => {
+    expect(resolveMigrationOptions(undefined)).toEqual({
+      downtimeLimitMs: DEFAULT_DOWNTIME_LIMIT_MS,
+      maxRounds: DEFAULT_MAX_ROUNDS,
+      completionBudgetSecPerGiB: DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB,
+      onGiveUp: 'abort',
+      storeDir: undefined,
+      batchPages: DEFAULT_BATCH_PAGES,
+      creditWindow: DEFAULT_CREDIT_WINDOW,
+      keepSourceAfterSwitchover: false,
+    });
+    expect(DEFAULT_DOWNTIME_LIMIT_MS).toBe(300);
+    expect(resolveMigrationOptions({})).toEqual(resolveMigrationOptions(undefined));
+  });
+
+  it('keeps the values a user gave', () => {
+    const options: MigrationOptions = {
+      downtimeLimitMs: 500,
+      maxRounds: 4,
+      completionBudgetSecPerGiB: 10,
+      onGiveUp: 'force-switchover',
+      storeDir: '/mnt/shared',
+      batchPages: 64,
+      creditWindow: 8,
+      keepSourceAfterSwitchover: true,
+    };
+    expect(resolveMigrationOptions(options)).toEqual({ ...options });
+  });
+
+  it('returns a new object and leaves its input untouched', () => {
+    const input: MigrationOptions = Object.freeze({ downtimeLimitMs: 200 });
+    const resolved = resolveMigrationOptions(input);
+    expect(resolved).not.toBe(input);
+    expect(input).toEqual({ downtimeLimitMs: 200 });
+    resolved.maxRounds = 1;
+    expect(resolveMigrationOptions(input).maxRounds).toBe(DEFAULT_MAX_ROUNDS);
+  });
+
+  it.each<[string, MigrationOptions, string]>([
+    ['a negative downtime limit', { downtimeLimitMs: -5 }, 'downtimeLimitMs must be a positive integer, got -5'],
+    ['a zero downtime limit', { downtimeLimitMs: 0 }, 'downtimeLimitMs must be a positive integer, got 0'],
+    ['a fractional round limit', { maxRounds: 2.5 }, 'maxRounds must be a positive integer up to 10000, got 2.5'],
+    ['too many rounds', { maxRounds: 10_001 }, 'maxRounds must be a positive integer up to 10000, got 10001'],
+    ['a budget given as a string', { completionBudgetSecPerGiB: '150' as unknown as number }, 'completionBudgetSecPerGiB must be a positive integer, got "150"'],
+    ['an unknown give-up action', { onGiveUp: 'retry' as unknown as 'abort' }, 'onGiveUp must be "abort" or "force-switchover", got "retry"'],
+    ['an empty store path', { storeDir: '' }, 'storeDir must be a non-empty path, got ""'],
+    ['oversized batches', { batchPages: 4096 }, 'batchPages must be a positive integer up to 1024, got 4096'],
+    ['a zero credit window', { creditWindow: 0 }, 'creditWindow must be a positive integer up to 1024, got 0'],
+  ])('rejects %s with a message naming the option and the value', (_what, options, message) => {
+    expect(() => resolveMigrationOptions(options)).toThrow(expect.objectContaining({ name: 'InvalidMigrationOptionError', message }));
+  });
+
+  it('names a NaN downtime limit as NaN in its message', () => {
+    expect(() => resolveMigrationOptions({ downtimeLimitMs: Number.NaN })).toThrow(
+      expect.objectContaining({ name: 'InvalidMigrationOptionError', message: expect.stringContaining('got NaN') }),
+    );
+  });
+});
+
+describe('measuredThroughputBytesPerSec', () => {
+  it('is zero before any round', () => {
+    expect(measuredThroughputBytesPerSec([])).toBe(0);
+  });
+
+  it('averages over the latest rounds that together last at least 100 ms, ignoring older ones', () => {
+    const rounds = [round(0, 1_000_000, 1_000, 0), round(1, 4_000, 60, 0), round(2, 6_000, 40, 0)];
+    // 10,000 bytes in the last 100 ms; round 0's 1 MB/s is outside the window.
+    expect(measuredThroughputBytesPerSec(rounds)).toBe(100_000);
+  });
+
+  it('uses the latest round alone when it lasts 100 ms or more', () => {
+    expect(measuredThroughputBytesPerSec([round(0, 1_000, 50, 0), round(1, 50_000, 250, 0)])).toBe(200_000);
+  });
+
+  it('uses every round when all of them together are shorter than 100 ms', () => {
+    expect(measuredThroughputBytesPerSec([round(0, 3_000, 10, 0), round(1, 1_000, 30, 0)])).toBe(100_000);
+  });
+});
+
+describe('expectedDowntimeMs', () => {
+  it('is pending bytes over throughput, in ms', () => {
+    expect(expectedDowntimeMs(4_000_000, 20_000_000)).toBe(200);
+  });
+
+  it('is zero with nothing pending, even without a throughput measure', () => {
+    expect(expectedDowntimeMs(0, 0)).toBe(0);
+  });
+
+  it('is infinite with pages pending and no throughput', () => {
+    expect(expectedDowntimeMs(PAGE, 0)).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe('decideNextStep', () => {
+  // 10,000 pages/s: the default 300 ms limit allows 3,000 pending pages.
+  const throughput = 10_000 * PAGE;
+  const roundOf = (n: number, pendingDirtyPages: number) => round(n, throughput / 5, 200, pendingDirtyPages);
+  const decide = (rounds: RoundSample[], options: MigrationOptions = {}, elapsedMs = 1_000, memoryBytes = GIB) =>
+    decideNextStep({ options: resolveMigrationOptions(options), rounds, pageSizeBytes: PAGE, memoryBytes, elapsedMs });
+
+  it('asks for another round before any round has run', () => {
+    expect(decide([])).toEqual({ type: 'next-round' });
+  });
+
+  it('switches over when the expected downtime is within the limit', () => {
+    expect(decide([roundOf(0, 100_000), roundOf(1, 2_000)])).toEqual({ type: 'switchover', expectedDowntimeMs: 200, forced: false });
+  });
+
+  it('switches over when the expected downtime equals the limit exactly', () => {
+    expect(decide([roundOf(0, 3_000)])).toEqual({ type: 'switchover', expectedDowntimeMs: 300, forced: false });
+  });
+
+  it('runs another round while the expected downtime exceeds the limit and budget and rounds remain', () => {
+    expect(decide([roundOf(0, 100_000), roundOf(1, 3_001)])).toEqual({ type: 'next-round' });
+  });
+
+  it('aborts past maxRounds with a reason naming the rounds, the estimate and the limit', () => {
+    const rounds = [roundOf(0, 50_000), roundOf(1, 50_000), roundOf(2, 50_000)];
+    expect(decide(rounds.slice(0, 2), { maxRounds: 3 })).toEqual({ type: 'next-round' });
+    expect(decide(rounds, { maxRounds: 3 })).toEqual({
+      type: 'abort',
+      reason: 'did not converge in 3 rounds (expected downtime 5000 ms > limit 300 ms)',
+    });
+  });
+
+  it('forces a switchover past maxRounds when onGiveUp is force-switchover', () => {
+    const rounds = [roundOf(0, 50_000), roundOf(1, 50_000), roundOf(2, 50_000)];
+    expect(decide(rounds, { maxRounds: 3, onGiveUp: 'force-switchover' })).toEqual({
+      type: 'switchover',
+      expectedDowntimeMs: 5_000,
+      forced: true,
+    });
+  });
+
+  it('gives up once the elapsed time reaches the completion budget per GiB of memory', () => {
+    const rounds = [roundOf(0, 50_000)];
+    // 2 s per GiB of a 512 MiB guest: a budget of 1 s.
+    const options = { completionBudgetSecPerGiB: 2 };
+    expect(decide(rounds, options, 999, GIB / 2)).toEqual({ type: 'next-round' });
+    expect(decide(rounds, options, 1_000, GIB / 2)).toEqual({
+      type: 'abort',
+      reason: 'did not converge within the completion budget of 1000 ms (expected downtime 5000 ms > limit 300 ms)',
+    });
+    expect(decide(rounds, { ...options, onGiveUp: 'force-switchover' }, 1_000, GIB / 2)).toMatchObject({ type: 'switchover', forced: true });
+  });
+
+  it('still switches over normally on the last allowed round when the estimate is within the limit', () => {
+    const rounds = [roundOf(0, 50_000), roundOf(1, 10)];
+    expect(decide(rounds, { maxRounds: 2 }, 10_000_000)).toMatchObject({ type: 'switchover', forced: false });
+  });
+});

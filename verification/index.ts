@@ -1,0 +1,2 @@
+/** Checks of guest memory after a migration. */
+export { compareMemory, compareMemoryFiles, type MemoryComparison } from './compare-memory';

@@ -1,0 +1,92 @@
+/**
+ * What a VM is made of (id, memory size, workload, seed, fill ratio) and its validation: the one
+ * place that decides what a valid VM looks like, for the driver and the VMM command line alike.
+ */
+import { InvalidVmSpecError } from './errors';
+import { PAGE_SIZE_BYTES } from './guest-memory';
+import { DEFAULT_WORKLOAD, resolveWorkload } from './workload';
+import type { Workload } from './workload';
+
+/** Seed of a VM created without one. */
+export const DEFAULT_SEED = 1;
+/** Share of pages written at creation when none is given: all of them. */
+export const DEFAULT_FILL_RATIO = 1;
+/** Largest memory of a simulated VM (bytes): 16 GiB, far beyond what a test host holds. */
+export const MAX_MEMORY_BYTES = 16 * 1024 ** 3;
+
+const VM_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/**
+ * A VM to create. `memoryBytes` is a positive multiple of 4096; `workload` is what its vCPU does;
+ * `seed` (integer, default DEFAULT_SEED) makes page choice and content reproducible; `fillRatio`
+ * (0..1, default 1) is the share of pages, from page 0, written once at creation.
+ */
+export interface VmSpec {
+  vmId: string;
+  memoryBytes: number;
+  workload: Workload;
+  seed?: number;
+  fillRatio?: number;
+}
+
+/** A validated VmSpec with defaults applied and the page count derived. */
+export interface ResolvedVmSpec {
+  vmId: string;
+  memoryBytes: number;
+  pageCount: number;
+  workload: Workload;
+  seed: number;
+  fillRatio: number;
+}
+
+/**
+ * Checks a VM id: 1–64 characters of letters, digits, '.', '_' and '-', starting with a letter
+ * or digit (it names files and sockets). Throws InvalidVmSpecError otherwise.
+ */
+export function validateVmId(vmId: unknown): string {
+  if (typeof vmId !== 'string' || !VM_ID_PATTERN.test(vmId)) {
+    throw new InvalidVmSpecError(
+      'vmId',
+      `vmId must be 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit, got ${JSON.stringify(vmId)}`,
+    );
+  }
+  return vmId;
+}
+
+/**
+ * Checks a memory size (bytes): a positive multiple of 4096, at most MAX_MEMORY_BYTES; returns
+ * the page count. Throws InvalidVmSpecError: "memoryBytes must be a positive multiple of 4096, got 1000".
+ */
+export function pageCountOf(memoryBytes: unknown): number {
+  if (typeof memoryBytes !== 'number' || !Number.isSafeInteger(memoryBytes) || memoryBytes <= 0 || memoryBytes % PAGE_SIZE_BYTES !== 0) {
+    throw new InvalidVmSpecError('memoryBytes', `memoryBytes must be a positive multiple of 4096, got ${memoryBytes}`);
+  }
+  if (memoryBytes > MAX_MEMORY_BYTES) {
+    throw new InvalidVmSpecError('memoryBytes', `memoryBytes must be at most ${MAX_MEMORY_BYTES}, got ${memoryBytes}`);
+  }
+  return memoryBytes / PAGE_SIZE_BYTES;
+}
+
+/**
+ * Validates a VM spec (which may come from untrusted JSON) and returns a new object with defaults
+ * applied. Throws InvalidVmSpecError naming the field and the bad value.
+ */
+export function resolveVmSpec(spec: VmSpec): ResolvedVmSpec {
+  const vmId = validateVmId(spec.vmId);
+  const pageCount = pageCountOf(spec.memoryBytes);
+  let workload: Workload;
+  try {
+    workload = resolveWorkload(spec.workload ?? DEFAULT_WORKLOAD);
+  } catch (err) {
+    throw new InvalidVmSpecError('workload', (err as Error).message, { cause: err });
+  }
+  const seed = spec.seed ?? DEFAULT_SEED;
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    throw new InvalidVmSpecError('seed', `seed must be an integer in 0..4294967295, got ${seed}`);
+  }
+  const fillRatio = spec.fillRatio ?? DEFAULT_FILL_RATIO;
+  if (typeof fillRatio !== 'number' || !(fillRatio >= 0 && fillRatio <= 1)) {
+    throw new InvalidVmSpecError('fillRatio', `fillRatio must be a number in 0..1, got ${fillRatio}`);
+  }
+  return { vmId, memoryBytes: spec.memoryBytes, pageCount, workload, seed, fillRatio };
+}

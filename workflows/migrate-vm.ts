@@ -1,0 +1,281 @@
+/**
+ * `migrateVm`: the migration's durable state machine.
+ *
+ * prepare → pre-copy rounds → switchover → cleanup. Activities run on the task queue of the host
+ * they touch. The destination's receiver is started before the first round and runs until the
+ * guest resumes there; the switchover is one activity on the source that stuns, sends the rest,
+ * makes the page file durable and waits for the destination to resume, so no Temporal round trip
+ * sits between stun and resume.
+ *
+ * Any failure or cancellation before the destination resumes rolls back: the source keeps (or
+ * gets back) its running guest, the destination's reservation and the page file are removed, and
+ * the workflow fails with the partial result as details. Replays are deterministic: time comes
+ * from the workflow clock and every decision from `policy.ts`.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  defineSignal,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+  type RetryPolicy,
+} from '@temporalio/workflow';
+import type { HostActivities } from '../activities/types';
+import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
+import { hostTaskQueue, TIMEOUTS } from '../temporal-config/presets';
+import {
+  DEFAULT_RESUME_TIMEOUT_MS,
+  decideNextStep,
+  expectedDowntimeMs,
+  measuredThroughputBytesPerSec,
+  resolveMigrationOptions,
+  type ResolvedMigrationOptions,
+} from './policy';
+import type { MigrateVmInput, MigrationPhase, MigrationProgress, MigrationResult, RoundSummary } from './types';
+
+/** Query: where the migration stands. */
+export const progressQuery = defineQuery<MigrationProgress>('progress');
+/** Signal: stop the migration and roll back (ignored once the switchover has begun). */
+export const cancelSignal = defineSignal<[{ reason?: string }?]>('cancel');
+
+const PAGE_SIZE_BYTES = 4096;
+const HOST_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const VM_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+function hostActivities(hostId: string) {
+  const retry: RetryPolicy = { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 };
+  const short = proxyActivities<HostActivities>({
+    taskQueue: hostTaskQueue(hostId),
+    startToCloseTimeout: TIMEOUTS.shortActivityMs,
+    retry,
+  });
+  const long = proxyActivities<HostActivities>({
+    taskQueue: hostTaskQueue(hostId),
+    startToCloseTimeout: TIMEOUTS.roundActivityMs,
+    heartbeatTimeout: TIMEOUTS.heartbeatMs,
+    retry,
+  });
+  const switchover = proxyActivities<HostActivities>({
+    taskQueue: hostTaskQueue(hostId),
+    startToCloseTimeout: TIMEOUTS.shortActivityMs + DEFAULT_RESUME_TIMEOUT_MS,
+    retry: { maximumAttempts: 3, initialInterval: '200ms' },
+  });
+  return { short, long, switchover };
+}
+
+function validateInput(input: MigrateVmInput): ResolvedMigrationOptions {
+  const bad = (message: string) => ApplicationFailure.nonRetryable(message, 'InvalidInput');
+  if (typeof input !== 'object' || input === null) throw bad('migrateVm input must be an object with vmId, sourceHost, destinationHost');
+  if (typeof input.vmId !== 'string' || !VM_ID.test(input.vmId)) throw bad(`vmId must be 1-64 letters, digits, _ or -, got ${JSON.stringify(input.vmId)}`);
+  for (const key of ['sourceHost', 'destinationHost'] as const) {
+    if (typeof input[key] !== 'string' || !HOST_ID.test(input[key])) throw bad(`${key} must be a host id, got ${JSON.stringify(input[key])}`);
+  }
+  if (input.sourceHost === input.destinationHost) throw bad(`sourceHost and destinationHost are both ${input.sourceHost}: nothing to migrate`);
+  try {
+    return resolveMigrationOptions(input.policy);
+  } catch (err) {
+    throw bad(err instanceof Error ? err.message : String(err));
+  }
+}
+
+function summarizeRound(r: RoundStats): RoundSummary {
+  return {
+    round: r.round,
+    pagesSent: r.pagesSent,
+    bytesSent: r.bytesSent,
+    dirtyPages: r.pendingDirtyPages,
+    durationMs: r.durationMs,
+    throughputBytesPerSec: r.throughputBytesPerSec,
+    dirtyRateBytesPerSec: r.dirtyRateBytesPerSec,
+    storeLagBytes: r.storeLagBytes,
+  };
+}
+
+/** Live-migrates `input.vmId` from `sourceHost` to `destinationHost`; see the header comment. */
+export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult> {
+  const options = validateInput(input);
+  const startedAt = Date.now();
+  const migrationId = workflowInfo().workflowId.replace(/[^A-Za-z0-9_-]/g, '_');
+  const source = hostActivities(input.sourceHost);
+  const destination = hostActivities(input.destinationHost);
+
+  let phase: MigrationPhase = 'prepare';
+  let cancelRequested: string | undefined;
+  let memoryPages = 0;
+  const rounds: RoundStats[] = [];
+  const result: MigrationResult = {
+    migrationId,
+    vmId: input.vmId,
+    sourceHost: input.sourceHost,
+    destinationHost: input.destinationHost,
+    outcome: 'failed',
+    forcedSwitchover: false,
+    rounds: [],
+    downtimeMs: 0,
+    totalMs: 0,
+    bytesViaNetwork: 0,
+    bytesViaStore: 0,
+    bytesMirroredToStore: 0,
+    gapBatches: 0,
+    verified: false,
+    sourceDigest: '',
+    destinationDigest: '',
+    runningOn: input.sourceHost,
+  };
+
+  const setPhase = (next: MigrationPhase) => {
+    phase = next;
+    upsertSearchAttributes({ MigrationPhase: [next] });
+  };
+  upsertSearchAttributes({
+    VmId: [input.vmId],
+    SourceHost: [input.sourceHost],
+    DestinationHost: [input.destinationHost],
+    MigrationPhase: [phase],
+  });
+
+  setHandler(progressQuery, (): MigrationProgress => {
+    const last = rounds[rounds.length - 1];
+    const throughput = measuredThroughputBytesPerSec(rounds);
+    const pendingBytes = (last?.pendingDirtyPages ?? memoryPages) * PAGE_SIZE_BYTES;
+    return {
+      migrationId,
+      vmId: input.vmId,
+      phase,
+      round: rounds.length,
+      pagesRemaining: last?.pendingDirtyPages ?? memoryPages,
+      memoryPages,
+      bytesSent: rounds.reduce((sum, r) => sum + r.bytesSent, 0),
+      throughputBytesPerSec: throughput,
+      dirtyRateBytesPerSec: last?.dirtyRateBytesPerSec ?? 0,
+      expectedDowntimeMs: last ? expectedDowntimeMs(pendingBytes, throughput) : -1,
+      downtimeLimitMs: options.downtimeLimitMs,
+      elapsedMs: Date.now() - startedAt,
+    };
+  });
+  setHandler(cancelSignal, (args) => {
+    cancelRequested ??= args?.reason ?? 'cancelled by request';
+  });
+
+  const ref = { migrationId, vmId: input.vmId };
+  let destinationPrepared = false;
+  let receiver: Promise<IncomingStatus> | undefined;
+  const receiverScope = new CancellationScope();
+
+  try {
+    const prepared = await source.short.prepareSource({ ...ref, ...(options.storeDir ? { storeDir: options.storeDir } : {}) });
+    memoryPages = prepared.pageCount;
+    destinationPrepared = true;
+    await destination.short.prepareDestination({ ...ref, memoryBytes: prepared.memoryBytes, storeDir: prepared.storeDir });
+    receiver = receiverScope.run(() =>
+      destination.long.receivePages({ ...ref, storeDir: prepared.storeDir, baseEpoch: prepared.baseEpoch, creditWindow: options.creditWindow }),
+    );
+    receiver.catch(() => undefined);
+
+    setPhase('pre-copy');
+    for (let round = 0; ; round += 1) {
+      if (cancelRequested !== undefined) throw new MigrationStop('cancelled', cancelRequested);
+      const stats = await Promise.race([
+        source.long.sendRound({ ...ref, round, storeDir: prepared.storeDir, baseEpoch: prepared.baseEpoch, batchPages: options.batchPages }),
+        receiver.then(() => {
+          throw new Error('destination receiver ended before the switchover');
+        }),
+      ]);
+      rounds.push(stats);
+      const step = decideNextStep({
+        options,
+        rounds,
+        pageSizeBytes: PAGE_SIZE_BYTES,
+        memoryBytes: prepared.memoryBytes,
+        elapsedMs: Date.now() - startedAt,
+      });
+      if (step.type === 'abort') throw new MigrationStop('aborted', step.reason);
+      if (step.type === 'switchover') {
+        result.forcedSwitchover = step.forced;
+        break;
+      }
+    }
+    if (cancelRequested !== undefined) throw new MigrationStop('cancelled', cancelRequested);
+
+    setPhase('switchover');
+    const handover: SwitchoverStats = await source.switchover.switchover({ ...ref, resumeTimeoutMs: DEFAULT_RESUME_TIMEOUT_MS });
+    const received = await receiver;
+    result.runningOn = input.destinationHost;
+
+    setPhase('cleanup');
+    await destination.short.finishDestination(ref);
+    await source.short.releaseSource({ ...ref, storeDir: prepared.storeDir, keepSource: options.keepSourceAfterSwitchover });
+
+    Object.assign(result, {
+      outcome: 'completed',
+      downtimeMs: handover.downtimeMs,
+      bytesViaNetwork: received.bytesReceived,
+      bytesViaStore: handover.destination.pagesFromStore * PAGE_SIZE_BYTES,
+      gapBatches: handover.destination.gapBatches,
+      verified: handover.destination.digest === handover.sourceDigest,
+      sourceDigest: handover.sourceDigest,
+      destinationDigest: handover.destination.digest,
+    });
+    fillTotals();
+    setPhase('completed');
+    return result;
+  } catch (err) {
+    const stop = err instanceof MigrationStop ? err : undefined;
+    result.outcome = stop?.outcome ?? (isCancellation(err) ? 'cancelled' : 'failed');
+    result.reason = stop?.reason ?? describe(err);
+    fillTotals();
+    await CancellationScope.nonCancellable(async () => {
+      if (result.runningOn === input.destinationHost) return;
+      setPhase('rolling-back');
+      receiverScope.cancel();
+      const rolled = await source.short.rollbackSource(ref).catch(() => ({ running: false }));
+      const aborted = destinationPrepared ? await destination.short.abortDestination(ref).catch(() => ({ resumed: false })) : { resumed: false };
+      if (aborted.resumed) {
+        // The destination took ownership and resumed before the failure reached us: the VM lives
+        // there, and the source (fenced by the ownership epoch) stays stunned.
+        result.runningOn = input.destinationHost;
+        result.reason += '; the destination had already resumed the VM';
+      } else if (!rolled.running) {
+        result.reason += '; the source VM could not be resumed';
+      }
+      setPhase(result.outcome === 'cancelled' ? 'cancelled' : 'rolled-back');
+    });
+    throw ApplicationFailure.create({
+      message: `migration of ${input.vmId} ${result.outcome}: ${result.reason}`,
+      type: result.outcome === 'cancelled' ? 'MigrationCancelled' : result.outcome === 'aborted' ? 'MigrationAborted' : 'MigrationFailed',
+      nonRetryable: true,
+      details: [result],
+      ...(err instanceof Error && !(err instanceof MigrationStop) ? { cause: err } : {}),
+    });
+  }
+
+  function fillTotals(): void {
+    result.rounds = rounds.map(summarizeRound);
+    result.totalMs = Date.now() - startedAt;
+    result.bytesMirroredToStore = rounds.reduce((sum, r) => sum + r.pagesSent * PAGE_SIZE_BYTES, 0);
+    if (result.bytesViaNetwork === 0) result.bytesViaNetwork = rounds.reduce((sum, r) => sum + r.bytesSent, 0);
+  }
+}
+
+/** A planned end of the migration (abort by policy or cancel signal), not a failure. */
+class MigrationStop extends Error {
+  override readonly name = 'MigrationStop';
+  constructor(
+    readonly outcome: 'aborted' | 'cancelled',
+    readonly reason: string,
+  ) {
+    super(reason);
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as { cause?: unknown }).cause;
+    return cause instanceof Error && cause.message !== err.message ? `${err.message}: ${cause.message}` : err.message;
+  }
+  return String(err);
+}

@@ -1,0 +1,151 @@
+/**
+ * Migration policy as pure functions: option validation, the downtime estimate and the decision
+ * after each pre-copy round. No I/O and no clocks, so unit tests call them directly and the
+ * workflow replays them deterministically.
+ */
+
+/** Downtime the guest may see at switchover (QEMU's default). */
+export const DEFAULT_DOWNTIME_LIMIT_MS = 300;
+/** Rounds after which the give-up action applies. */
+export const DEFAULT_MAX_ROUNDS = 30;
+/** Completion budget per GiB of guest memory (KubeVirt's default), in seconds. */
+export const DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB = 150;
+/** What happens past the budget or round limit. */
+export const DEFAULT_ON_GIVE_UP: GiveUpAction = 'abort';
+/** Pages per batch on the stream (512 KiB of page data). */
+export const DEFAULT_BATCH_PAGES = 128;
+/** Batches the receiver lets the sender run ahead (16 MiB at the default batch size). */
+export const DEFAULT_CREDIT_WINDOW = 32;
+/** How long the source waits for the destination to confirm the resume before rolling back. */
+export const DEFAULT_RESUME_TIMEOUT_MS = 15_000;
+/** Throughput is averaged over at least this much of the latest rounds. */
+export const THROUGHPUT_WINDOW_MS = 100;
+
+/** Past the budget or round limit: stun and switch over anyway, or roll back. */
+export type GiveUpAction = 'force-switchover' | 'abort';
+
+/** Per-migration policy; every field is optional. */
+export interface MigrationOptions {
+  /** Largest expected downtime at which to switch over (ms); default 300. */
+  downtimeLimitMs?: number;
+  /** Pre-copy rounds before giving up; default 30. */
+  maxRounds?: number;
+  /** Seconds per GiB of guest memory before giving up; default 150. */
+  completionBudgetSecPerGiB?: number;
+  /** Default 'abort'. */
+  onGiveUp?: GiveUpAction;
+  /** Shared store directory seen by both hosts; default: the hosts' configured store. */
+  storeDir?: string;
+  /** Pages per stream batch; default 128. */
+  batchPages?: number;
+  /** Batches in flight the receiver allows; default 32. */
+  creditWindow?: number;
+  /** Keep the source VM stunned (never running) after the switchover instead of destroying it, so
+   * its memory can be compared with the destination's; default false. */
+  keepSourceAfterSwitchover?: boolean;
+}
+
+/** Validated options with defaults filled in. */
+export interface ResolvedMigrationOptions {
+  downtimeLimitMs: number;
+  maxRounds: number;
+  completionBudgetSecPerGiB: number;
+  onGiveUp: GiveUpAction;
+  storeDir: string | undefined;
+  batchPages: number;
+  creditWindow: number;
+  keepSourceAfterSwitchover: boolean;
+}
+
+/** Thrown for an invalid option; the message names the option and the bad value. */
+export class InvalidMigrationOptionError extends Error {
+  override readonly name = 'InvalidMigrationOptionError';
+}
+
+function positiveInteger(name: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > max) {
+    throw new InvalidMigrationOptionError(`${name} must be a positive integer${max < Number.MAX_SAFE_INTEGER ? ` up to ${max}` : ''}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Validates `raw` and fills in defaults; returns a new object; throws InvalidMigrationOptionError. */
+export function resolveMigrationOptions(raw: MigrationOptions | undefined): ResolvedMigrationOptions {
+  const o = raw ?? {};
+  if (typeof o !== 'object') throw new InvalidMigrationOptionError(`policy must be an object, got ${JSON.stringify(o)}`);
+  const onGiveUp = o.onGiveUp ?? DEFAULT_ON_GIVE_UP;
+  if (onGiveUp !== 'abort' && onGiveUp !== 'force-switchover') {
+    throw new InvalidMigrationOptionError(`onGiveUp must be "abort" or "force-switchover", got ${JSON.stringify(onGiveUp)}`);
+  }
+  if (o.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) {
+    throw new InvalidMigrationOptionError(`storeDir must be a non-empty path, got ${JSON.stringify(o.storeDir)}`);
+  }
+  return {
+    downtimeLimitMs: positiveInteger('downtimeLimitMs', o.downtimeLimitMs, DEFAULT_DOWNTIME_LIMIT_MS),
+    maxRounds: positiveInteger('maxRounds', o.maxRounds, DEFAULT_MAX_ROUNDS, 10_000),
+    completionBudgetSecPerGiB: positiveInteger('completionBudgetSecPerGiB', o.completionBudgetSecPerGiB, DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB),
+    onGiveUp,
+    storeDir: o.storeDir,
+    batchPages: positiveInteger('batchPages', o.batchPages, DEFAULT_BATCH_PAGES, 1024),
+    creditWindow: positiveInteger('creditWindow', o.creditWindow, DEFAULT_CREDIT_WINDOW, 1024),
+    keepSourceAfterSwitchover: o.keepSourceAfterSwitchover === true,
+  };
+}
+
+/** The figures of a finished round that the policy looks at. */
+export interface RoundSample {
+  round: number;
+  bytesSent: number;
+  durationMs: number;
+  pendingDirtyPages: number;
+}
+
+/** Throughput over the latest rounds that together last at least THROUGHPUT_WINDOW_MS (bytes/s). */
+export function measuredThroughputBytesPerSec(rounds: readonly RoundSample[]): number {
+  let bytes = 0;
+  let ms = 0;
+  for (let i = rounds.length - 1; i >= 0 && ms < THROUGHPUT_WINDOW_MS; i -= 1) {
+    const r = rounds[i] as RoundSample;
+    bytes += r.bytesSent;
+    ms += r.durationMs;
+  }
+  return ms > 0 ? (bytes * 1000) / ms : 0;
+}
+
+/** Expected downtime if the switchover happened now: pending dirty bytes ÷ throughput (ms). */
+export function expectedDowntimeMs(pendingBytes: number, throughputBytesPerSec: number): number {
+  if (pendingBytes === 0) return 0;
+  if (throughputBytesPerSec <= 0) return Number.POSITIVE_INFINITY;
+  return (pendingBytes * 1000) / throughputBytesPerSec;
+}
+
+/** What the workflow does after a round. */
+export type NextStep =
+  | { type: 'switchover'; expectedDowntimeMs: number; forced: boolean }
+  | { type: 'next-round' }
+  | { type: 'abort'; reason: string };
+
+/** Decides after a round: switch over within the limit, else go on until the budget is spent. */
+export function decideNextStep(args: {
+  options: ResolvedMigrationOptions;
+  rounds: readonly RoundSample[];
+  pageSizeBytes: number;
+  memoryBytes: number;
+  elapsedMs: number;
+}): NextStep {
+  const last = args.rounds[args.rounds.length - 1];
+  if (!last) return { type: 'next-round' };
+  const throughput = measuredThroughputBytesPerSec(args.rounds);
+  const estimate = expectedDowntimeMs(last.pendingDirtyPages * args.pageSizeBytes, throughput);
+  if (estimate <= args.options.downtimeLimitMs) return { type: 'switchover', expectedDowntimeMs: estimate, forced: false };
+  const budgetMs = (args.options.completionBudgetSecPerGiB * 1000 * args.memoryBytes) / 2 ** 30;
+  const outOfRounds = args.rounds.length >= args.options.maxRounds;
+  const outOfTime = args.elapsedMs >= budgetMs;
+  if (!outOfRounds && !outOfTime) return { type: 'next-round' };
+  const why = outOfRounds
+    ? `did not converge in ${args.options.maxRounds} rounds`
+    : `did not converge within the completion budget of ${Math.round(budgetMs)} ms`;
+  if (args.options.onGiveUp === 'force-switchover') return { type: 'switchover', expectedDowntimeMs: estimate, forced: true };
+  return { type: 'abort', reason: `${why} (expected downtime ${Math.round(estimate)} ms > limit ${args.options.downtimeLimitMs} ms)` };
+}

@@ -1,0 +1,82 @@
+/** Inputs, results and messages of ferry's workflows: JSON only, small (ids and counters). */
+import type { MigrationOptions } from './policy';
+
+/** Input of `migrateVm` (what `temporal workflow start --input` takes). */
+export interface MigrateVmInput {
+  vmId: string;
+  sourceHost: string;
+  destinationHost: string;
+  policy?: MigrationOptions;
+}
+
+/** Phases of a migration, as shown by the progress query and the MigrationPhase search attribute. */
+export type MigrationPhase =
+  | 'prepare'
+  | 'pre-copy'
+  | 'switchover'
+  | 'cleanup'
+  | 'completed'
+  | 'rolling-back'
+  | 'rolled-back'
+  | 'cancelled'
+  | 'failed';
+
+/** One pre-copy round as reported in the result. */
+export interface RoundSummary {
+  round: number;
+  pagesSent: number;
+  bytesSent: number;
+  /** Distinct pages dirtied during the round (sent by the next round or the switchover). */
+  dirtyPages: number;
+  durationMs: number;
+  throughputBytesPerSec: number;
+  dirtyRateBytesPerSec: number;
+  storeLagBytes: number;
+}
+
+/** How a migration ended. */
+export type MigrationOutcome = 'completed' | 'aborted' | 'cancelled' | 'failed';
+
+/** Result of `migrateVm`; also attached (partially filled) to the failure of a migration that did not complete. */
+export interface MigrationResult {
+  migrationId: string;
+  vmId: string;
+  sourceHost: string;
+  destinationHost: string;
+  outcome: MigrationOutcome;
+  /** Why the migration did not complete. */
+  reason?: string;
+  /** True when the switchover was forced past the give-up limits. */
+  forcedSwitchover: boolean;
+  rounds: RoundSummary[];
+  /** Stun to the destination's confirmed resume, measured on the source. */
+  downtimeMs: number;
+  totalMs: number;
+  bytesViaNetwork: number;
+  /** Bytes the destination read from the page file (pages it lacked at switchover). */
+  bytesViaStore: number;
+  /** Bytes mirrored into the page file. */
+  bytesMirroredToStore: number;
+  gapBatches: number;
+  verified: boolean;
+  sourceDigest: string;
+  destinationDigest: string;
+  /** Where the VM runs at the end. */
+  runningOn: string;
+}
+
+/** Answer of the `progress` query. */
+export interface MigrationProgress {
+  migrationId: string;
+  vmId: string;
+  phase: MigrationPhase;
+  round: number;
+  pagesRemaining: number;
+  memoryPages: number;
+  bytesSent: number;
+  throughputBytesPerSec: number;
+  dirtyRateBytesPerSec: number;
+  expectedDowntimeMs: number;
+  downtimeLimitMs: number;
+  elapsedMs: number;
+}
