@@ -150,6 +150,7 @@ export function decodeBatch(msg: Uint8Array): DecodedBatch {
   const entryCount = b.readUInt32LE(16);
   const idLength = b.readUInt16LE(20);
   const entriesOffset = FIXED_BYTES + paddedIdLength(idLength);
+  if (entriesOffset + entryCount * 8 > crcAt) throw new BatchFormatError(`batch of ${b.length} bytes cannot hold ${entryCount} entries`);
   const entries: BatchEntry[] = [];
   let dataPages = 0;
   for (let i = 0; i < entryCount; i += 1) {

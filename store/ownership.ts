@@ -8,6 +8,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
 
 /** One epoch of a VM's ownership. */
 export interface OwnershipRecord {
@@ -54,7 +55,7 @@ export async function claimOwnership(
   const record: OwnershipRecord = { ...claim, at: new Date().toISOString() };
   // Written aside, then hard-linked into place: link() fails with EEXIST if the epoch exists, so
   // the record appears atomically and complete, and only one claimant can create it.
-  const tmp = `${file}.${claim.hostId}.${process.pid}.tmp`;
+  const tmp = `${file}.${claim.hostId}.${process.pid}.${randomUUID()}.tmp`;
   const handle = await fs.open(tmp, 'w');
   await handle.writeFile(JSON.stringify(record));
   await handle.datasync();

@@ -74,7 +74,10 @@ export function resolveSimulatedDriverOptions(raw: SimulatedDriverOptions): Reso
   }
   const launchTimeoutMs = raw.launchTimeoutMs ?? DEFAULT_LAUNCH_TIMEOUT_MS;
   const destroyGraceMs = raw.destroyGraceMs ?? DEFAULT_DESTROY_GRACE_MS;
-  for (const [name, value] of [['launchTimeoutMs', launchTimeoutMs], ['destroyGraceMs', destroyGraceMs]] as const) {
+  for (const [name, value] of [
+    ['launchTimeoutMs', launchTimeoutMs],
+    ['destroyGraceMs', destroyGraceMs],
+  ] as const) {
     if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got ${value}`);
   }
   return { hostId: raw.hostId, stateDir: path.resolve(raw.stateDir), launchTimeoutMs, destroyGraceMs };

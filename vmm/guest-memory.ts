@@ -219,7 +219,9 @@ export class GuestMemory {
    */
   digest(): string {
     const meta = this.meta;
-    return createHash('sha256').update(new Uint8Array(meta.buffer, meta.byteOffset, meta.byteLength)).digest('hex');
+    return createHash('sha256')
+      .update(new Uint8Array(meta.buffer, meta.byteOffset, meta.byteLength))
+      .digest('hex');
   }
 
   /**

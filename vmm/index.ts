@@ -27,7 +27,14 @@ export type { FillPagesOptions } from './memory-fill';
 export { formatSize, parseSize } from './size';
 export { VCPU_STOP_GRACE_MS, Vcpu } from './vcpu';
 export type { VcpuStartOptions, VcpuStats } from './vcpu';
-export { DEFAULT_FILL_RATIO, DEFAULT_SEED, MAX_MEMORY_BYTES, pageCountOf, resolveVmSpec, validateVmId } from './vm-spec';
+export {
+  DEFAULT_FILL_RATIO,
+  DEFAULT_SEED,
+  MAX_MEMORY_BYTES,
+  pageCountOf,
+  resolveVmSpec,
+  validateVmId,
+} from './vm-spec';
 export type { ResolvedVmSpec, VmSpec } from './vm-spec';
 export { isVmmAlive, waitForVmmExit } from './vm-records';
 export type { VmRecord } from './vm-records';

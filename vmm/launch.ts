@@ -114,17 +114,29 @@ export async function launchVmm(opts: LaunchVmmOptions): Promise<{ pid: number }
   for (;;) {
     if (exit !== undefined || pid === undefined) {
       const reason = exit ?? 'spawn failed';
-      throw new VmmLaunchError(opts.vmId, opts.logPath, `process ${reason} before serving; log tail:\n${await logTail(opts.logPath)}`);
+      throw new VmmLaunchError(
+        opts.vmId,
+        opts.logPath,
+        `process ${reason} before serving; log tail:\n${await logTail(opts.logPath)}`,
+      );
     }
     const status = await probe(opts.socketPath, opts.vmId);
     if (status !== undefined) {
       if (status.pid === pid) return { pid };
       child.kill('SIGKILL');
-      throw new VmmLaunchError(opts.vmId, opts.logPath, `socket ${opts.socketPath} is served by another process (pid ${status.pid})`);
+      throw new VmmLaunchError(
+        opts.vmId,
+        opts.logPath,
+        `socket ${opts.socketPath} is served by another process (pid ${status.pid})`,
+      );
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new VmmLaunchError(opts.vmId, opts.logPath, `no answer on ${opts.socketPath} within the launch timeout; log tail:\n${await logTail(opts.logPath)}`);
+      throw new VmmLaunchError(
+        opts.vmId,
+        opts.logPath,
+        `no answer on ${opts.socketPath} within the launch timeout; log tail:\n${await logTail(opts.logPath)}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS));
   }

@@ -114,7 +114,8 @@ function runVcpu(data: VcpuWorkerData): void {
 
     // A tick that cannot keep up with its credit still ends on time, so the throttle's run phase
     // is not overrun and commands and counters are seen every few ms.
-    const writeDeadline = throttlePercent > 0 ? Math.min(windowStart + runPhaseMs, now + MAX_CREDIT_MS) : now + MAX_CREDIT_MS;
+    const writeDeadline =
+      throttlePercent > 0 ? Math.min(windowStart + runPhaseMs, now + MAX_CREDIT_MS) : now + MAX_CREDIT_MS;
     while (credit >= 1 && Atomics.load(words, W_CMD) === CMD_RUN && performance.now() < writeDeadline) {
       const index = choose();
       memory.writePage(index, ((meta[index * 2] ?? 0) + 1) >>> 0, data.seed);

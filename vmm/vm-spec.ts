@@ -58,7 +58,12 @@ export function validateVmId(vmId: unknown): string {
  * the page count. Throws InvalidVmSpecError: "memoryBytes must be a positive multiple of 4096, got 1000".
  */
 export function pageCountOf(memoryBytes: unknown): number {
-  if (typeof memoryBytes !== 'number' || !Number.isSafeInteger(memoryBytes) || memoryBytes <= 0 || memoryBytes % PAGE_SIZE_BYTES !== 0) {
+  if (
+    typeof memoryBytes !== 'number' ||
+    !Number.isSafeInteger(memoryBytes) ||
+    memoryBytes <= 0 ||
+    memoryBytes % PAGE_SIZE_BYTES !== 0
+  ) {
     throw new InvalidVmSpecError('memoryBytes', `memoryBytes must be a positive multiple of 4096, got ${memoryBytes}`);
   }
   if (memoryBytes > MAX_MEMORY_BYTES) {

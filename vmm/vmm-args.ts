@@ -88,7 +88,10 @@ export function parseVmmArgs(argv: readonly string[]): VmmProcessOptions {
     try {
       workload = JSON.parse(values['workload']);
     } catch (err) {
-      throw new VmmParamsError('--workload', `--workload must be JSON, got ${values['workload']}: ${(err as Error).message}`);
+      throw new VmmParamsError(
+        '--workload',
+        `--workload must be JSON, got ${values['workload']}: ${(err as Error).message}`,
+      );
     }
   }
   const spec = resolveVmSpec({

@@ -151,7 +151,12 @@ export class VmmClient {
     return call;
   }
 
-  private callError(method: string, kind: 'remote' | 'timeout' | 'disconnected', message: string, remoteName?: string): VmmCallError {
+  private callError(
+    method: string,
+    kind: 'remote' | 'timeout' | 'disconnected',
+    message: string,
+    remoteName?: string,
+  ): VmmCallError {
     return new VmmCallError({
       method,
       vmId: this.vmId,

@@ -18,7 +18,6 @@ import { fillPages } from './memory-fill';
 import { parseVmmArgs } from './vmm-args';
 import { BUILTIN_METHODS, createBuiltinMethods } from './vmm-methods';
 import { startVmmServer } from './vmm-server';
-import type { VmmServer } from './vmm-server';
 import { Vcpu } from './vcpu';
 
 async function main(): Promise<void> {
@@ -39,20 +38,6 @@ async function main(): Promise<void> {
   const vcpu = Vcpu.start(memory, opts.workload, opts.seed, { paused: opts.mode === 'incoming' });
   const ctx: VmmContext = { vmId: opts.vmId, seed: opts.seed, memory, vcpu, mode: opts.mode, log };
 
-  let server: VmmServer | undefined;
-  let shuttingDown = false;
-  const shutdown = (why: string): void => {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    log(`shutting down: ${why}`);
-    void (async () => {
-      await vcpu.stop();
-      await server?.close();
-      log('stopped');
-      process.exit(0);
-    })();
-  };
-
   const extensions = registerExtensions(ctx);
   const clash = Object.keys(extensions).filter((name) => (BUILTIN_METHODS as readonly string[]).includes(name));
   if (clash.length > 0) throw new Error(`extensions may not redefine built-in VMM methods: ${clash.join(', ')}`);
@@ -60,18 +45,37 @@ async function main(): Promise<void> {
     ...createBuiltinMethods(ctx, { pid: process.pid, shutdown: () => shutdown('shutdown requested') }),
     ...extensions,
   };
+  const server = startVmmServer({ socketPath: opts.socketPath, vmId: opts.vmId, handlers, log });
 
+  let shuttingDown = false;
+  const shutdown = (why: string): void => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log(`shutting down: ${why}`);
+    void (async () => {
+      await vcpu.stop();
+      await server.then(
+        (listening) => listening.close(),
+        () => undefined,
+      );
+      log('stopped');
+      process.exit(0);
+    })();
+  };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   // Detached from any terminal, but a stray hangup must not kill the guest either.
   process.on('SIGHUP', () => log('ignoring SIGHUP'));
-  server = await startVmmServer({ socketPath: opts.socketPath, vmId: opts.vmId, handlers, log });
+
+  await server;
   // However the process ends from here on, do not leave a socket file for the next one to trip on.
   process.on('exit', () => rmSync(opts.socketPath, { force: true }));
   log(`serving ${opts.socketPath} (methods: ${Object.keys(handlers).join(', ')})`);
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`${new Date().toISOString()} VMM failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.stderr.write(
+    `${new Date().toISOString()} VMM failed to start: ${err instanceof Error ? err.stack : String(err)}\n`,
+  );
   process.exit(1);
 });

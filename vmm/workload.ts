@@ -30,7 +30,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function positiveNumber(raw: Record<string, unknown>, key: string, option: string): number {
   const value = raw[key];
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new VmmParamsError(`${option}.${key}`, `${option}.${key} must be a positive number, got ${JSON.stringify(value)}`);
+    throw new VmmParamsError(
+      `${option}.${key}`,
+      `${option}.${key} must be a positive number, got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }

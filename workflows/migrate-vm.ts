@@ -272,10 +272,11 @@ class MigrationStop extends Error {
   }
 }
 
+/** The error's message with its innermost cause's, skipping empty messages. */
 function describe(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause;
-    return cause instanceof Error && cause.message !== err.message ? `${err.message}: ${cause.message}` : err.message;
+  const parts: string[] = [];
+  for (let e: unknown = err; e instanceof Error; e = (e as { cause?: unknown }).cause) {
+    if (e.message !== '' && !parts.includes(e.message)) parts.push(e.message);
   }
-  return String(err);
+  return parts.length > 0 ? parts.join(': ') : String(err);
 }

@@ -65,7 +65,8 @@ export class InvalidMigrationOptionError extends Error {
 function positiveInteger(name: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined || value === null) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > max) {
-    throw new InvalidMigrationOptionError(`${name} must be a positive integer${max < Number.MAX_SAFE_INTEGER ? ` up to ${max}` : ''}, got ${JSON.stringify(value)}`);
+    const shown = typeof value === 'number' ? String(value) : JSON.stringify(value);
+    throw new InvalidMigrationOptionError(`${name} must be a positive integer${max < Number.MAX_SAFE_INTEGER ? ` up to ${max}` : ''}, got ${shown}`);
   }
   return value;
 }
@@ -77,6 +78,9 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
   const onGiveUp = o.onGiveUp ?? DEFAULT_ON_GIVE_UP;
   if (onGiveUp !== 'abort' && onGiveUp !== 'force-switchover') {
     throw new InvalidMigrationOptionError(`onGiveUp must be "abort" or "force-switchover", got ${JSON.stringify(onGiveUp)}`);
+  }
+  if (o.keepSourceAfterSwitchover !== undefined && typeof o.keepSourceAfterSwitchover !== 'boolean') {
+    throw new InvalidMigrationOptionError(`keepSourceAfterSwitchover must be true or false, got ${JSON.stringify(o.keepSourceAfterSwitchover)}`);
   }
   if (o.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) {
     throw new InvalidMigrationOptionError(`storeDir must be a non-empty path, got ${JSON.stringify(o.storeDir)}`);

@@ -6,14 +6,14 @@
  * called on each host.
  */
 import { Context } from '@temporalio/activity';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { HostActivities } from '../../activities/types';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../../data-plane/protocol';
 import { timeSkippingEnvironmentOptions } from '../../infra';
-import { CONTROL_TASK_QUEUE, hostTaskQueue } from '../../temporal-config';
+import { CONTROL_TASK_QUEUE, hostTaskQueue, NAMESPACE, SEARCH_ATTRIBUTES } from '../../temporal-config';
 import { cancelSignal, migrateVm, progressQuery } from '../../workflows';
 import type { MigrationOptions } from '../../workflows/policy';
 import type { MigrateVmInput, MigrationResult } from '../../workflows/types';
@@ -27,6 +27,8 @@ const THROUGHPUT_BYTES_PER_SEC = 10_000 * PAGE;
 const ROUND_DURATION_MS = 200;
 const HEARTBEAT_EVERY_MS = 300;
 const DIGEST = 'c0ffee'.repeat(10) + 'beef';
+/** temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD (@temporalio/proto is not imported here). */
+const INDEXED_VALUE_TYPE_KEYWORD = 2;
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -41,6 +43,27 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve };
 }
 
+/** A point where a fake activity waits: `reached` resolves when it gets there, `open()` lets it go on. */
+interface Gate {
+  reached: Promise<void>;
+  open(): void;
+  /** Called by the fake: marks the gate reached and waits until it is opened. */
+  pass(): Promise<void>;
+}
+
+function gate(): Gate {
+  const reached = deferred<void>();
+  const opened = deferred<void>();
+  return {
+    reached: reached.promise,
+    open: () => opened.resolve(),
+    pass: async () => {
+      reached.resolve();
+      await opened.promise;
+    },
+  };
+}
+
 /** How the simulated migration behaves. */
 interface Script {
   /** Pending dirty pages reported by round r; the last entry repeats. */
@@ -50,7 +73,11 @@ interface Script {
   sendRoundRealMs?: number;
   /** Runs at the start of sendRound, e.g. to hold a round until the test lets it go. */
   beforeRound?: (round: number) => Promise<void>;
+  /** Runs at the start of the switchover. */
+  beforeSwitchover?: () => Promise<void>;
   switchoverFailure?: ApplicationFailure;
+  /** Makes the destination's receiver fail as soon as it starts. */
+  receiverFailure?: ApplicationFailure;
 }
 
 type FakeHost = { [K in keyof HostActivities]: jest.MockedFunction<HostActivities[K]> };
@@ -86,7 +113,10 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
       workload: { type: 'idle' },
     }),
     prepareDestination: async () => undefined,
-    receivePages: async () => heartbeating(() => destinationDone.promise),
+    receivePages: async () => {
+      if (script.receiverFailure) throw script.receiverFailure;
+      return heartbeating(() => destinationDone.promise);
+    },
     sendRound: async ({ round }) => {
       const stats = (): RoundStats => {
         const pending = pendingAfter(round);
@@ -111,6 +141,7 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
       });
     },
     switchover: async ({ migrationId }) => {
+      await script.beforeSwitchover?.();
       if (script.switchoverFailure) throw script.switchoverFailure;
       const destination: SwitchoverStats['destination'] = {
         ok: true,
@@ -168,10 +199,18 @@ describe('migrateVm workflow', () => {
   let nextId = 0;
 
   beforeAll(async () => {
+    // Workers log every state change at INFO; warnings (failed workflows and activities) remain.
+    Runtime.install({ logger: new DefaultLogger('WARN') });
     [env, workflowBundle] = await Promise.all([
       TestWorkflowEnvironment.createTimeSkipping(timeSkippingEnvironmentOptions()),
-      bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows') }),
+      bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: new DefaultLogger('WARN') }),
     ]);
+    // migrateVm upserts ferry's search attributes; the dev server registers them at start, the
+    // time-skipping server must be told here.
+    await env.connection.operatorService.addSearchAttributes({
+      namespace: NAMESPACE,
+      searchAttributes: Object.fromEntries(Object.keys(SEARCH_ATTRIBUTES).map((name) => [name, INDEXED_VALUE_TYPE_KEYWORD])),
+    });
   });
 
   afterAll(async () => {
@@ -206,7 +245,7 @@ describe('migrateVm workflow', () => {
       (error: unknown) => ({ error }),
     );
     if (!('error' in outcome)) throw new Error(`workflow completed instead of failing: ${JSON.stringify(outcome.result)}`);
-    expect(outcome.error).toBeInstanceOf(WorkflowFailedError);
+    expect(outcome.error).toMatchObject({ name: 'WorkflowFailedError' });
     return outcome.error as WorkflowFailedError;
   }
 
@@ -324,33 +363,35 @@ describe('migrateVm workflow', () => {
   });
 
   it('answers the progress query during pre-copy, and rolls back as MigrationCancelled on the cancel signal', async () => {
-    const secondRoundStarted = deferred<void>();
-    const letSecondRoundFinish = deferred<void>();
+    const firstRound = gate();
+    const secondRound = gate();
     const hosts = simulateMigration({
       pendingDirtyPages: [50_000],
-      beforeRound: async (round) => {
-        if (round !== 1) return;
-        secondRoundStarted.resolve();
-        await letSecondRoundFinish.promise;
-      },
+      beforeRound: (round) => (round === 0 ? firstRound.pass() : round === 1 ? secondRound.pass() : Promise.resolve()),
     });
 
-    const { progress, error, finalProgress } = await withWorkers(hosts, async () => {
+    const { beforeFirstRound, duringSecondRound, error, finalProgress } = await withWorkers(hosts, async () => {
       const handle = await start('cancelled');
-      await secondRoundStarted.promise;
-      const progress = await handle.query(progressQuery);
+      await firstRound.reached;
+      const beforeFirstRound = await handle.query(progressQuery);
+      firstRound.open();
+      await secondRound.reached;
+      const duringSecondRound = await handle.query(progressQuery);
       await handle.signal(cancelSignal, { reason: 'operator changed their mind' });
-      letSecondRoundFinish.resolve();
+      secondRound.open();
       const error = await failureOf(handle);
-      return { progress, error, finalProgress: await handle.query(progressQuery) };
+      return { beforeFirstRound, duringSecondRound, error, finalProgress: await handle.query(progressQuery) };
     });
 
-    expect(progress).toMatchObject({
+    const memoryPages = (64 * 1024 * 1024) / PAGE;
+    expect(beforeFirstRound).toMatchObject({ phase: 'pre-copy', round: 0, memoryPages, pagesRemaining: memoryPages, bytesSent: 0, expectedDowntimeMs: -1 });
+    expect(duringSecondRound).toMatchObject({
       vmId: 'vm-7',
       phase: 'pre-copy',
       round: 1,
-      memoryPages: (64 * 1024 * 1024) / PAGE,
+      memoryPages,
       pagesRemaining: 50_000,
+      bytesSent: (THROUGHPUT_BYTES_PER_SEC * ROUND_DURATION_MS) / 1000,
       throughputBytesPerSec: THROUGHPUT_BYTES_PER_SEC,
       expectedDowntimeMs: 5_000,
       downtimeLimitMs: 300,
@@ -360,6 +401,77 @@ describe('migrateVm workflow', () => {
     expect(details).toMatchObject({ outcome: 'cancelled', reason: 'operator changed their mind', runningOn: 'h1' });
     expect(finalProgress.phase).toBe('cancelled');
     expect(hosts.h1.sendRound).toHaveBeenCalledTimes(2);
+    expect(hosts.h1.rollbackSource).toHaveBeenCalledTimes(1);
+    expect(hosts.h2.abortDestination).toHaveBeenCalledTimes(1);
+    expect(hosts.h1.switchover).not.toHaveBeenCalled();
+  });
+
+  it('does not switch over when the cancel signal arrives during the round that converges', async () => {
+    const secondRound = gate();
+    const hosts = simulateMigration({ pendingDirtyPages: [50_000, 1_000], beforeRound: (round) => (round === 1 ? secondRound.pass() : Promise.resolve()) });
+
+    const error = await withWorkers(hosts, async () => {
+      const handle = await start('cancel-last-round');
+      await secondRound.reached;
+      await handle.signal(cancelSignal);
+      secondRound.open();
+      return failureOf(handle);
+    });
+
+    expect(error.cause).toMatchObject({ type: 'MigrationCancelled' });
+    expect(failureDetails(error)).toMatchObject({ outcome: 'cancelled', reason: 'cancelled by request', runningOn: 'h1' });
+    expect(hosts.h1.switchover).not.toHaveBeenCalled();
+    expect(hosts.h1.rollbackSource).toHaveBeenCalledTimes(1);
+  });
+
+  it('ignores the cancel signal once the switchover has begun, and completes', async () => {
+    const switchover = gate();
+    const hosts = simulateMigration({ pendingDirtyPages: [1_000], beforeSwitchover: () => switchover.pass() });
+
+    const result = await withWorkers(hosts, async () => {
+      const handle = await start('cancel-too-late');
+      await switchover.reached;
+      await handle.signal(cancelSignal, { reason: 'too late' });
+      switchover.open();
+      return handle.result();
+    });
+
+    expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2' });
+    expect(hosts.h1.rollbackSource).not.toHaveBeenCalled();
+    expect(hosts.h2.abortDestination).not.toHaveBeenCalled();
+  });
+
+  it('rolls back when the workflow itself is cancelled during pre-copy', async () => {
+    const secondRound = gate();
+    const hosts = simulateMigration({ pendingDirtyPages: [50_000], beforeRound: (round) => (round === 1 ? secondRound.pass() : Promise.resolve()) });
+
+    const { error, finalProgress } = await withWorkers(hosts, async () => {
+      const handle = await start('workflow-cancel');
+      await secondRound.reached;
+      await handle.cancel();
+      const error = await failureOf(handle);
+      return { error, finalProgress: await handle.query(progressQuery) };
+    });
+
+    expect(error.cause).toMatchObject({ type: 'MigrationCancelled' });
+    expect(failureDetails(error)).toMatchObject({ outcome: 'cancelled', runningOn: 'h1' });
+    expect(finalProgress.phase).toBe('cancelled');
+    expect(hosts.h1.rollbackSource).toHaveBeenCalledTimes(1);
+    expect(hosts.h2.abortDestination).toHaveBeenCalledTimes(1);
+    expect(hosts.h1.switchover).not.toHaveBeenCalled();
+  });
+
+  it('fails as MigrationFailed and rolls back when the destination receiver fails during pre-copy', async () => {
+    const hosts = simulateMigration({
+      pendingDirtyPages: [50_000],
+      receiverFailure: ApplicationFailure.nonRetryable('destination lost its page stream', 'ReceiverFailed'),
+    });
+
+    const error = await withWorkers(hosts, async () => failureOf(await start('receiver-fails')));
+
+    expect(error.cause).toMatchObject({ type: 'MigrationFailed' });
+    expect(failureDetails(error)).toMatchObject({ outcome: 'failed', runningOn: 'h1' });
+    expect(failureDetails(error).reason).toContain('destination lost its page stream');
     expect(hosts.h1.rollbackSource).toHaveBeenCalledTimes(1);
     expect(hosts.h2.abortDestination).toHaveBeenCalledTimes(1);
     expect(hosts.h1.switchover).not.toHaveBeenCalled();

@@ -56,10 +56,16 @@ describe('SimulatedDriver', () => {
 
     await expect(vm.call<VcpuStats>('setThrottle', { percent: 30 })).resolves.toMatchObject({ throttlePercent: 30 });
     await expect(vm.call<VcpuStats>('pause')).resolves.toMatchObject({ state: 'paused' });
-    await expect(vm.call<VmmVerifyResult>('verify')).resolves.toEqual({ badPages: 0, firstBadPages: [], checked: PAGES });
+    await expect(vm.call<VmmVerifyResult>('verify')).resolves.toEqual({
+      badPages: 0,
+      firstBadPages: [],
+      checked: PAGES,
+    });
     const { digest } = await vm.call<{ digest: string }>('digest');
     expect(digest).toMatch(/^[0-9a-f]{64}$/);
-    await expect(vm.call('setWorkload', { workload: { type: 'idle' } })).resolves.toEqual({ workload: { type: 'idle' } });
+    await expect(vm.call('setWorkload', { workload: { type: 'idle' } })).resolves.toEqual({
+      workload: { type: 'idle' },
+    });
     await expect(vm.call<VcpuStats>('resume')).resolves.toMatchObject({ throttlePercent: 30 });
     await expect(vm.call('setThrottle', { percent: -1 })).rejects.toMatchObject({
       name: 'VmmCallError',

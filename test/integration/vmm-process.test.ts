@@ -36,7 +36,9 @@ function createFromLauncher(stateDir: string, vmId: string): Promise<VmRecord> {
     launcher.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
     });
-    launcher.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as VmRecord) : reject(new Error(`launcher exited ${code}`))));
+    launcher.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out) as VmRecord) : reject(new Error(`launcher exited ${code}`)),
+    );
   });
 }
 
@@ -104,7 +106,9 @@ describe('VMM process', () => {
     ).rejects.toMatchObject({
       name: 'VmmLaunchError',
       vmId: 'vm-bad',
-      message: expect.stringMatching(/exited with code 1 before serving; log tail:[\s\S]*--pages must be a positive integer, got "0"/),
+      message: expect.stringMatching(
+        /exited with code 1 before serving; log tail:[\s\S]*--pages must be a positive integer, got "0"/,
+      ),
     });
   });
 });

@@ -1,3 +1,4 @@
+import { crc32 } from 'node:zlib';
 import { BATCH_FLAG_FINAL, BatchBuilder, batchSizeBytes, decodeBatch } from '../../data-plane/batch-format';
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 
@@ -134,6 +135,18 @@ describe('page batch format', () => {
     const frame = Buffer.from(builder.finish(0, 1, 0).frame);
     const offset = at < 0 ? frame.length + at : at;
     frame[offset] = (frame[offset] as number) ^ 0x01;
+
+    expect(() => decodeBatch(frame)).toThrow(expect.objectContaining({ name: 'BatchFormatError' }));
+  });
+
+  it('rejects as a BatchFormatError a batch whose entry count runs past its end although its checksum matches', () => {
+    const memory = memoryWithPages(1);
+    const builder = new BatchBuilder('liar', 1);
+    builder.begin();
+    addAll(builder, memory, [0]);
+    const frame = Buffer.from(builder.finish(0, 1, 0).frame);
+    frame.writeUInt32LE(1_000_000, 16); // entryCount
+    frame.writeUInt32LE(crc32(frame.subarray(0, frame.length - 4)), frame.length - 4);
 
     expect(() => decodeBatch(frame)).toThrow(expect.objectContaining({ name: 'BatchFormatError' }));
   });

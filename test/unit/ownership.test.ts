@@ -39,6 +39,21 @@ describe('VM ownership record', () => {
     expect(again).toEqual({ won: true, record: first.record });
   });
 
+  it('tells every one of several concurrent claims by the same host and migration that it won', async () => {
+    // A retried activity may claim while its first attempt, in the same worker process, still runs.
+    const problems: string[] = [];
+    for (let epoch = 1; epoch <= 400; epoch += 1) {
+      const claims = await Promise.allSettled(
+        Array.from({ length: 8 }, () => claimOwnership(storeDir, { vmId: 'vm-retry', epoch, hostId: 'h2', migrationId: 'm1' })),
+      );
+      for (const claim of claims) {
+        if (claim.status === 'rejected') problems.push(`epoch ${epoch}: ${String((claim.reason as Error).message)}`);
+        else if (!claim.value.won) problems.push(`epoch ${epoch}: lost to ${JSON.stringify(claim.value.record)}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
   it('does not let the same host win an epoch taken for another migration', async () => {
     await claimOwnership(storeDir, { vmId: 'vm1', epoch: 1, hostId: 'h2', migrationId: 'm1' });
     const other = await claimOwnership(storeDir, { vmId: 'vm1', epoch: 1, hostId: 'h2', migrationId: 'm2' });

@@ -73,6 +73,13 @@ describe('resolveMigrationOptions', () => {
     expect(() => resolveMigrationOptions(options)).toThrow(expect.objectContaining({ name: 'InvalidMigrationOptionError', message }));
   });
 
+  it('rejects a keepSourceAfterSwitchover that is not a boolean instead of reading it as false', () => {
+    // A JSON input of "true" (a string) must not silently let the source VM be destroyed.
+    expect(() => resolveMigrationOptions({ keepSourceAfterSwitchover: 'true' as unknown as boolean })).toThrow(
+      expect.objectContaining({ name: 'InvalidMigrationOptionError', message: expect.stringContaining('keepSourceAfterSwitchover') }),
+    );
+  });
+
   it('names a NaN downtime limit as NaN in its message', () => {
     expect(() => resolveMigrationOptions({ downtimeLimitMs: Number.NaN })).toThrow(
       expect.objectContaining({ name: 'InvalidMigrationOptionError', message: expect.stringContaining('got NaN') }),

@@ -18,11 +18,14 @@ describe('parseSize', () => {
     expect(parseSize(8192)).toBe(8192);
   });
 
-  it.each(['12XB', '', 'GiB', '-1MiB', '1e3', '1 2'])('rejects %j with a message naming the input and the format', (input) => {
-    expect(() => parseSize(input)).toThrow(
-      `malformed size ${JSON.stringify(input)}: expected a number with an optional unit B, KiB, MiB, GiB`,
-    );
-  });
+  it.each(['12XB', '', 'GiB', '-1MiB', '1e3', '1 2'])(
+    'rejects %j with a message naming the input and the format',
+    (input) => {
+      expect(() => parseSize(input)).toThrow(
+        `malformed size ${JSON.stringify(input)}: expected a number with an optional unit B, KiB, MiB, GiB`,
+      );
+    },
+  );
 
   it('rejects a fraction of a byte and a negative number', () => {
     expect(() => parseSize('0.3K')).toThrow(/not a whole number of bytes/);

@@ -29,7 +29,9 @@ describe('workloads', () => {
     expect(errorOf(() => resolveWorkload({ type: 'random', rateBytesPerSec: -1 })).message).toBe(
       'workload.rateBytesPerSec must be a positive number, got -1',
     );
-    expect(errorOf(() => resolveWorkload({ type: 'burst' })).message).toMatch(/workload.type must be one of .* got "burst"/);
+    expect(errorOf(() => resolveWorkload({ type: 'burst' })).message).toMatch(
+      /workload.type must be one of .* got "burst"/,
+    );
     expect(errorOf(() => resolveWorkload('idle')).name).toBe('VmmParamsError');
   });
 
@@ -89,13 +91,15 @@ describe('VMM command line', () => {
   });
 
   it('says which flag is wrong', () => {
-    expect(errorOf(() => parseVmmArgs(['--vm-id', 'v', '--pages', '0', '--socket', 's', '--mode', 'run'])).message).toBe(
-      '--pages must be a positive integer, got "0"',
+    expect(
+      errorOf(() => parseVmmArgs(['--vm-id', 'v', '--pages', '0', '--socket', 's', '--mode', 'run'])).message,
+    ).toBe('--pages must be a positive integer, got "0"');
+    expect(
+      errorOf(() => parseVmmArgs(['--vm-id', 'v', '--pages', '1', '--socket', 's', '--mode', 'walk'])).message,
+    ).toBe('--mode must be run or incoming, got "walk"');
+    expect(errorOf(() => parseVmmArgs(['--pages', '1', '--socket', 's', '--mode', 'run'])).message).toBe(
+      '--vm-id is required',
     );
-    expect(errorOf(() => parseVmmArgs(['--vm-id', 'v', '--pages', '1', '--socket', 's', '--mode', 'walk'])).message).toBe(
-      '--mode must be run or incoming, got "walk"',
-    );
-    expect(errorOf(() => parseVmmArgs(['--pages', '1', '--socket', 's', '--mode', 'run'])).message).toBe('--vm-id is required');
     expect(errorOf(() => parseVmmArgs(['--bogus'])).name).toBe('VmmParamsError');
   });
 });

@@ -1,0 +1,82 @@
+/**
+ * Raw NATS publish → server → subscribe throughput between two processes, with the same message
+ * size as ferry's batches: the limit the page stream is compared against. The subscriber grants
+ * credit every `window/2` messages as ferry's receiver does, so neither measurement loses messages
+ * to the slow-consumer limit.
+ *
+ * As a child process: `node raw-nats.js sub <url> <subject> <count>` or
+ * `node raw-nats.js pub <url> <subject> <count> <bytes>`.
+ */
+import { fork } from 'node:child_process';
+import { connect } from 'nats';
+
+/** Result of one raw measurement. */
+export interface RawNatsResult {
+  messageBytes: number;
+  messages: number;
+  received: number;
+  bytesPerSec: number;
+}
+
+async function subscriber(url: string, subject: string, count: number, window: number): Promise<void> {
+  const nc = await connect({ servers: url });
+  let received = 0;
+  let bytes = 0;
+  let first = 0;
+  await new Promise<void>((resolve) => {
+    nc.subscribe(subject, {
+      callback: (_err, msg) => {
+        if (received === 0) first = performance.now();
+        received += 1;
+        bytes += msg.data.length;
+        if (received % (window / 2) === 0) nc.publish(`${subject}.credit`, Buffer.from(String(received + window)));
+        if (received === count) resolve();
+      },
+    });
+    void nc.flush().then(() => nc.publish(`${subject}.credit`, Buffer.from(String(window))));
+  });
+  const seconds = (performance.now() - first) / 1000;
+  process.send?.({ received, bytes, bytesPerSec: bytes / seconds });
+  await nc.drain();
+}
+
+async function publisher(url: string, subject: string, count: number, size: number): Promise<void> {
+  const nc = await connect({ servers: url });
+  let granted = 0;
+  let wake: (() => void) | undefined;
+  nc.subscribe(`${subject}.credit`, {
+    callback: (_err, msg) => {
+      granted = Math.max(granted, Number(Buffer.from(msg.data).toString()));
+      wake?.();
+    },
+  });
+  const payload = Buffer.alloc(size, 0x5a);
+  for (let i = 0; i < count; i += 1) {
+    while (granted <= i) await new Promise<void>((r) => (wake = r));
+    nc.publish(subject, payload);
+  }
+  await nc.flush();
+  process.send?.({ done: true });
+  await nc.drain();
+}
+
+/** Measures raw throughput with `count` messages of `messageBytes` through the server at `url`. */
+export async function measureRawNats(url: string, messageBytes: number, count: number, window: number): Promise<RawNatsResult> {
+  const subject = `bench.raw.${Date.now()}`;
+  const sub = fork(__filename, ['sub', url, subject, String(count), String(window)]);
+  const subResult = new Promise<{ received: number; bytesPerSec: number }>((resolve) => sub.once('message', (m) => resolve(m as never)));
+  await new Promise((r) => setTimeout(r, 300));
+  const pub = fork(__filename, ['pub', url, subject, String(count), String(messageBytes)]);
+  const result = await subResult;
+  await Promise.all([new Promise((r) => sub.once('exit', r)), new Promise((r) => pub.once('exit', r))]);
+  return { messageBytes, messages: count, received: result.received, bytesPerSec: result.bytesPerSec };
+}
+
+if (require.main === module) {
+  const [role, url = '', subject = '', count = '0', extra = '0'] = process.argv.slice(2);
+  const run = role === 'sub' ? subscriber(url, subject, Number(count), Number(extra)) : publisher(url, subject, Number(count), Number(extra));
+  run.catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
