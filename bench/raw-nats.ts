@@ -5,7 +5,7 @@
  * to the slow-consumer limit.
  *
  * As a child process: `node raw-nats.js sub <url> <subject> <count>` or
- * `node raw-nats.js pub <url> <subject> <count> <bytes>`.
+ * `node raw-nats.js pub <url> <subject> <count> <bytes> <window>`.
  */
 import { fork } from 'node:child_process';
 import { connect } from 'nats';
@@ -33,16 +33,16 @@ async function subscriber(url: string, subject: string, count: number, window: n
         if (received === count) resolve();
       },
     });
-    void nc.flush().then(() => nc.publish(`${subject}.credit`, Buffer.from(String(window))));
   });
   const seconds = (performance.now() - first) / 1000;
   process.send?.({ received, bytes, bytesPerSec: bytes / seconds });
   await nc.drain();
 }
 
-async function publisher(url: string, subject: string, count: number, size: number): Promise<void> {
+async function publisher(url: string, subject: string, count: number, size: number, window: number): Promise<void> {
   const nc = await connect({ servers: url });
-  let granted = 0;
+  // The first window is granted up front, as ferry's receiver grants it on subscribing.
+  let granted = window;
   let wake: (() => void) | undefined;
   nc.subscribe(`${subject}.credit`, {
     callback: (_err, msg) => {
@@ -66,15 +66,15 @@ export async function measureRawNats(url: string, messageBytes: number, count: n
   const sub = fork(__filename, ['sub', url, subject, String(count), String(window)]);
   const subResult = new Promise<{ received: number; bytesPerSec: number }>((resolve) => sub.once('message', (m) => resolve(m as never)));
   await new Promise((r) => setTimeout(r, 300));
-  const pub = fork(__filename, ['pub', url, subject, String(count), String(messageBytes)]);
+  const pub = fork(__filename, ['pub', url, subject, String(count), String(messageBytes), String(window)]);
   const result = await subResult;
   await Promise.all([new Promise((r) => sub.once('exit', r)), new Promise((r) => pub.once('exit', r))]);
   return { messageBytes, messages: count, received: result.received, bytesPerSec: result.bytesPerSec };
 }
 
 if (require.main === module) {
-  const [role, url = '', subject = '', count = '0', extra = '0'] = process.argv.slice(2);
-  const run = role === 'sub' ? subscriber(url, subject, Number(count), Number(extra)) : publisher(url, subject, Number(count), Number(extra));
+  const [role, url = '', subject = '', count = '0', a = '0', b = '0'] = process.argv.slice(2);
+  const run = role === 'sub' ? subscriber(url, subject, Number(count), Number(a)) : publisher(url, subject, Number(count), Number(a), Number(b));
   run.catch((err) => {
     console.error(err);
     process.exit(1);

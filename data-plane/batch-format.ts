@@ -2,10 +2,13 @@
  * The page batch: ferry's framed binary unit on the page stream.
  *
  * Layout (little endian):
- *   magic "FRYB" u32 | format u16 | flags u16 (bit 0: final round) | round u32 | seq u32 |
+ *   magic "FRYB" u32 | format u16 | flags u16 (bit 0: final round, bit 1: last of its round) | round u32 | seq u32 |
  *   entryCount u32 | idLength u16 | reserved u16 | migration id (UTF-8, padded to 4 bytes) |
  *   entryCount × (index u32 with bit 31 = zero page, version u32) |
- *   one 4 KiB page per non-zero entry | crc32 of everything before.
+ *   one 4 KiB page per non-zero entry | crc32 of the header, id and entry table.
+ * Page data is not summed again here: every guest page carries its own checksum, which the
+ * receiver checks as it applies the page, so a damaged page is caught (and taken from the page
+ * file) without paying for a second pass over every byte on both hosts.
  * Zero pages travel as entries without data. Sequence numbers start at 1 and grow by one per batch
  * across the whole migration, so a receiver notices a lost batch by the gap.
  */
@@ -21,6 +24,8 @@ const PAGE_GENERATION_OFFSET = 4;
 
 /** Batch flag: the batch belongs to the final (post-stun) round. */
 export const BATCH_FLAG_FINAL = 1;
+/** Batch flag: the last batch of a round; the receiver acknowledges it at once. */
+export const BATCH_FLAG_ROUND_END = 2;
 
 /** One page entry of a batch. */
 export interface BatchEntry {
@@ -135,7 +140,7 @@ export class BatchBuilder {
       b.copy(b, dataStart, reservedStart, reservedStart + this.dataPages * PAGE_SIZE_BYTES);
     }
     const end = dataStart + this.dataPages * PAGE_SIZE_BYTES;
-    b.writeUInt32LE(zlib.crc32(b.subarray(0, end)), end);
+    b.writeUInt32LE(zlib.crc32(b.subarray(0, dataStart)), end);
     return { frame: b.subarray(0, end + 4), pageData: b.subarray(dataStart, end) };
   }
 }
@@ -146,11 +151,12 @@ export function decodeBatch(msg: Uint8Array): DecodedBatch {
   if (b.length < FIXED_BYTES + 4 || b.readUInt32LE(0) !== MAGIC) throw new BatchFormatError('not a ferry page batch');
   if (b.readUInt16LE(4) !== FORMAT) throw new BatchFormatError(`unsupported batch format ${b.readUInt16LE(4)}`);
   const crcAt = b.length - 4;
-  if (zlib.crc32(b.subarray(0, crcAt)) !== b.readUInt32LE(crcAt)) throw new BatchFormatError('batch checksum mismatch');
   const entryCount = b.readUInt32LE(16);
   const idLength = b.readUInt16LE(20);
   const entriesOffset = FIXED_BYTES + paddedIdLength(idLength);
   if (entriesOffset + entryCount * 8 > crcAt) throw new BatchFormatError(`batch of ${b.length} bytes cannot hold ${entryCount} entries`);
+  const dataStart = entriesOffset + entryCount * 8;
+  if (zlib.crc32(b.subarray(0, dataStart)) !== b.readUInt32LE(crcAt)) throw new BatchFormatError('batch checksum mismatch');
   const entries: BatchEntry[] = [];
   let dataPages = 0;
   for (let i = 0; i < entryCount; i += 1) {
@@ -159,7 +165,6 @@ export function decodeBatch(msg: Uint8Array): DecodedBatch {
     if (!zero) dataPages += 1;
     entries.push({ index: raw & ~ZERO_FLAG, version: b.readUInt32LE(entriesOffset + i * 8 + 4), zero });
   }
-  const dataStart = entriesOffset + entryCount * 8;
   if (dataStart + dataPages * PAGE_SIZE_BYTES !== crcAt) throw new BatchFormatError('batch length does not match its entries');
   return {
     migrationId: b.toString('utf8', FIXED_BYTES, FIXED_BYTES + idLength),

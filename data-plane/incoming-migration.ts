@@ -14,13 +14,15 @@ import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import { PageFile } from '../store/page-file';
 import { claimOwnership } from '../store/ownership';
-import { BatchFormatError, decodeBatch } from './batch-format';
+import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
 import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
 import { VerificationError } from './errors';
 import type { FinalReply, FinalRequest, IncomingStartInput, IncomingStatus } from './protocol';
 
 /** How long `final` waits for batches still in flight before it takes them from the file (ms). */
 export const DEFAULT_FINAL_WAIT_MS = 500;
+/** How long `final` waits for the source to complete the page file when it needs pages from it (ms). */
+export const DEFAULT_STORE_COMPLETE_TIMEOUT_MS = 10_000;
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 
@@ -98,7 +100,8 @@ export class IncomingMigration {
     this.status.batches += 1;
     this.status.bytesReceived += msg.data.length;
     this.status.pagesApplied += batch.entries.length;
-    if (this.lastGrantedSeq - this.status.appliedSeq <= this.input.creditWindow / 2) this.grant();
+    const roundEnd = (batch.flags & BATCH_FLAG_ROUND_END) !== 0;
+    if (roundEnd || this.lastGrantedSeq - this.status.appliedSeq <= this.input.creditWindow / 2) this.grant();
     const waiter = this.seqWaiter;
     this.seqWaiter = undefined;
     waiter?.();
@@ -183,15 +186,29 @@ export class IncomingMigration {
       const meta = this.ctx.memory.meta;
       const inManifest = new Uint8Array(this.ctx.memory.pageCount);
       const page = Buffer.alloc(PAGE_SIZE_BYTES);
+      const readAt = async (index: number, version: number): Promise<boolean> => {
+        await pageFile.readPage(index, page);
+        const ok = this.ctx.memory.applyPage(index, page) && meta[index * 2] === version;
+        if (ok) this.torn.delete(index);
+        else this.torn.add(index);
+        return ok;
+      };
       let read = 0;
+      const notYetInFile: number[] = [];
       for (let k = 0; k < manifest.indexes.length; k += 1) {
         const index = manifest.indexes[k] as number;
         inManifest[index] = 1;
         if (meta[index * 2] === manifest.versions[k] && !this.torn.has(index)) continue;
-        await pageFile.readPage(index, page);
-        if (this.ctx.memory.applyPage(index, page)) this.torn.delete(index);
-        else this.torn.add(index);
         read += 1;
+        if (!(await readAt(index, manifest.versions[k] as number))) notYetInFile.push(k);
+      }
+      // The file may trail the stream: a page it does not hold at its final version yet is read
+      // again once the source has marked the file complete.
+      if (notYetInFile.length > 0) {
+        if (!(await pageFile.waitForComplete(DEFAULT_STORE_COMPLETE_TIMEOUT_MS))) {
+          throw new VerificationError(this.input.migrationId, `${notYetInFile.length} pages are missing and the page file was not completed within ${DEFAULT_STORE_COMPLETE_TIMEOUT_MS} ms`);
+        }
+        for (const k of notYetInFile) await readAt(manifest.indexes[k] as number, manifest.versions[k] as number);
       }
       // A page the source holds as zero but this side received earlier must be zero again.
       for (let index = 0; index < this.ctx.memory.pageCount; index += 1) {

@@ -6,8 +6,10 @@
  * round twice or stuns twice. The page file trails the network by at most a bounded lag; each
  * round's manifest is written once its pages are fdatasync'ed, in the background.
  *
- * Switchover (stun → final pages → fsync + final manifest → `final` request to the destination →
- * its reply) makes no Temporal round trip. If the destination does not confirm, the source claims
+ * Switchover (stun → final pages on the stream while the final manifest is made durable → `final`
+ * request to the destination → its reply) makes no Temporal round trip and does not wait for the
+ * page file to catch up: the destination reads from the file only pages it lacks, and for those it
+ * waits until the source has marked the file complete. If the destination does not confirm, the source claims
  * the next ownership epoch for itself and, only if it wins, resumes the guest.
  */
 import { connect, type NatsConnection } from 'nats';
@@ -39,8 +41,6 @@ export class OutgoingMigration {
   private readonly rounds = new Map<number, Promise<RoundStats>>();
   private switchoverPromise: Promise<SwitchoverStats> | undefined;
   private storeChain: Promise<void> = Promise.resolve();
-  private storeBytesQueued = 0;
-  private storeBytesSynced = 0;
   private storeFailure: unknown;
   private currentRound = -1;
   private currentRoundStats = { pagesSent: 0, bytesSent: 0 };
@@ -91,7 +91,7 @@ export class OutgoingMigration {
     await this.sender.waitForDrain();
     const durationMs = Math.max(performance.now() - startedAt, 0.001);
     const pendingDirtyPages = countDirty(this.ctx.memory.dirty);
-    this.queueManifest(round, sent.pagesSent);
+    this.queueManifest(round);
     return {
       round,
       dirtyPagesAtStart: round === 0 ? this.ctx.memory.pageCount : dirty.length,
@@ -102,15 +102,14 @@ export class OutgoingMigration {
       throughputBytesPerSec: (sent.bytesSent * 1000) / durationMs,
       pendingDirtyPages,
       dirtyRateBytesPerSec: (pendingDirtyPages * PAGE_SIZE_BYTES * 1000) / durationMs,
-      storeLagBytes: this.storeBytesQueued - this.storeBytesSynced,
+      storeLagBytes: this.sender.storeBytesQueued - this.sender.storeBytesSynced,
       vcpu: this.ctx.vcpu.stats(),
     };
   }
 
   /** Syncs the page file and writes the round's manifest in the background, in round order. */
-  private queueManifest(round: number, pages: number): void {
-    this.storeBytesQueued += pages * PAGE_SIZE_BYTES;
-    const queuedAtRoundEnd = this.storeBytesQueued;
+  private queueManifest(round: number): void {
+    const queuedAtRoundEnd = this.sender.storeBytesQueued;
     this.storeChain = this.storeChain.then(async () => {
       if (this.storeFailure !== undefined) return;
       try {
@@ -127,7 +126,7 @@ export class OutgoingMigration {
           finalSeq: 0,
           digest: '',
         });
-        this.storeBytesSynced = queuedAtRoundEnd;
+        this.sender.storeBytesSynced = Math.max(this.sender.storeBytesSynced, queuedAtRoundEnd);
       } catch (err) {
         this.storeFailure = err;
         this.ctx.log(`page store failed after round ${round}: ${String(err)}`);
@@ -147,19 +146,20 @@ export class OutgoingMigration {
     await this.ctx.vcpu.pause();
     this.state = 'stunned';
     try {
+      const round = this.currentRound + 1;
       const dirty = this.ctx.memory.collectDirty();
-      const sent = await this.sender.sendPages(dirty, this.currentRound + 1, BATCH_FLAG_FINAL);
+      const { indexes, versions } = this.finalPageTable();
+      const digest = this.ctx.memory.digest();
+      const storeLagBytes = this.sender.storeBytesQueued - this.sender.storeBytesSynced + dirty.length * PAGE_SIZE_BYTES;
+      // The final manifest (what the guest's memory is at stun) becomes durable while the last
+      // pages travel; the destination needs it only if it lacks a page.
+      const manifestDurable = this.pageFile.writeManifest({ round, final: true, indexes, versions, finalSeq: 0, digest });
+      const sent = await this.sender.sendPages(dirty, round, BATCH_FLAG_FINAL);
       await this.nc.flush();
       const sentAt = performance.now();
-      // Invariant 3: before ownership can move, every page is durable in the file with its final
-      // version and the final manifest says so.
-      await this.storeChain;
-      if (this.storeFailure !== undefined) throw this.storeFailure;
-      const synced = await this.pageFile.sync();
-      const { indexes, versions } = this.finalPageTable(synced);
-      const digest = this.ctx.memory.digest();
-      await this.pageFile.writeManifest({ round: this.currentRound + 1, final: true, indexes, versions, finalSeq: this.sender.lastSeq, digest });
+      await manifestDurable;
       const durableAt = performance.now();
+      this.completeStore(versions, indexes);
       const request: FinalRequest = { type: 'final', finalSeq: this.sender.lastSeq, digest, stunAt, workload: this.ctx.vcpu.workload(), seed: this.ctx.seed };
       const reply = await this.requestFinal(request, resumeTimeoutMs);
       if (!reply.ok) throw new Error(reply.reason);
@@ -168,8 +168,10 @@ export class OutgoingMigration {
         finalPages: sent.pagesSent + sent.zeroPages,
         finalBytes: sent.bytesSent,
         downtimeMs: performance.now() - stunStarted,
+        stunAt,
         finalSendMs: sentAt - stunStarted,
         storeDurableMs: durableAt - sentAt,
+        storeLagBytes,
         destination: reply,
         sourceDigest: digest,
       };
@@ -180,21 +182,41 @@ export class OutgoingMigration {
     }
   }
 
-  /** Every non-zero page with its version at stun; throws if the file lacks any of them. */
-  private finalPageTable(synced: Uint32Array): { indexes: Uint32Array; versions: Uint32Array } {
+  /**
+   * In the background: once every page of the final table is written and fdatasync'ed, marks the
+   * page file complete. A destination that lacks a page the file does not hold yet waits for this.
+   */
+  private completeStore(versions: Uint32Array, indexes: Uint32Array): void {
+    this.storeChain = this.storeChain.then(async () => {
+      try {
+        const synced = await this.pageFile.sync();
+        const missing = indexes.filter((index, k) => synced[index] !== versions[k]);
+        if (missing.length > 0) throw new Error(`page file lacks ${missing.length} pages at their final version (first: ${missing[0]})`);
+        await this.pageFile.markComplete();
+      } catch (err) {
+        this.storeFailure ??= err;
+        this.ctx.log(`page file could not be completed: ${String(err)}`);
+      }
+    });
+  }
+
+  /** Every non-zero page with its generation at stun (typed arrays only: this runs while stunned). */
+  private finalPageTable(): { indexes: Uint32Array; versions: Uint32Array } {
     const meta = this.ctx.memory.meta;
-    const indexes: number[] = [];
-    const missing: number[] = [];
-    for (let i = 0; i < this.ctx.memory.pageCount; i += 1) {
+    const pageCount = this.ctx.memory.pageCount;
+    let count = 0;
+    for (let i = 0; i < pageCount; i += 1) if (meta[i * 2] !== 0) count += 1;
+    const indexes = new Uint32Array(count);
+    const versions = new Uint32Array(count);
+    let k = 0;
+    for (let i = 0; i < pageCount; i += 1) {
       const generation = meta[i * 2] as number;
       if (generation === 0) continue;
-      indexes.push(i);
-      if (synced[i] !== generation) missing.push(i);
+      indexes[k] = i;
+      versions[k] = generation;
+      k += 1;
     }
-    if (missing.length > 0) {
-      throw new Error(`page file lacks ${missing.length} pages at their final version (first: ${missing[0]})`);
-    }
-    return { indexes: Uint32Array.from(indexes), versions: Uint32Array.from(indexes, (i) => meta[i * 2] as number) };
+    return { indexes, versions };
   }
 
   private async requestFinal(request: FinalRequest, timeoutMs: number): Promise<FinalReply> {

@@ -8,7 +8,7 @@
 import type { NatsConnection, Subscription } from 'nats';
 import type { GuestMemory } from '../vmm/guest-memory';
 import type { PageFile } from '../store/page-file';
-import { BatchBuilder } from './batch-format';
+import { BATCH_FLAG_ROUND_END, BatchBuilder } from './batch-format';
 import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
 import { TransportStalledError } from './errors';
 
@@ -16,8 +16,18 @@ import { TransportStalledError } from './errors';
 export const DEFAULT_STALL_MS = 1_000;
 /** How long the sender waits on credit in total before it gives up (ms). */
 export const DEFAULT_CREDIT_TIMEOUT_MS = 30_000;
-/** Most bytes the page file may trail the network by before the sender waits for it. */
-export const DEFAULT_MAX_STORE_LAG_BYTES = 256 * 1024 * 1024;
+/**
+ * Most bytes handed to the page file but not yet written (to the page cache) before the sender
+ * waits. It bounds memory only: the sender never waits for fdatasync, so the network lane is not
+ * held to the store's pace; durability is settled at round ends and at switchover.
+ */
+export const DEFAULT_MAX_UNWRITTEN_BYTES = 512 * 1024 * 1024;
+/**
+ * The sender starts an fdatasync of the page file in the background whenever this many bytes were
+ * written since the last one, so the file trails the stream by little at any moment and the few
+ * fsyncs of the switchover do not queue behind a large writeback.
+ */
+export const DEFAULT_BACKGROUND_SYNC_BYTES = 64 * 1024 * 1024;
 
 /** What one call to `sendPages` moved. */
 export interface SendStats {
@@ -32,7 +42,7 @@ export interface PageSenderOptions {
   batchPages: number;
   stallMs?: number;
   creditTimeoutMs?: number;
-  maxStoreLagBytes?: number;
+  maxUnwrittenBytes?: number;
 }
 
 const ZERO_CHECK_HEADER = 12;
@@ -44,6 +54,11 @@ export class PageSender {
   private readonly creditSub: Subscription;
   private grant: CreditGrant = { grantedSeq: 0, appliedSeq: 0 };
   private creditWaiter: (() => void) | undefined;
+  private bytesSinceSync = 0;
+  private backgroundSync: Promise<void> | undefined;
+  /** Bytes handed to the page file in total, and the part known to be durable. */
+  storeBytesQueued = 0;
+  storeBytesSynced = 0;
   /** Sequence number of the last batch published. */
   lastSeq = 0;
 
@@ -125,24 +140,26 @@ export class PageSender {
    */
   async sendPages(indexes: Uint32Array, round: number, flags: number, onBatch?: (stats: SendStats) => void): Promise<SendStats> {
     const stats: SendStats = { pagesSent: 0, zeroPages: 0, bytesSent: 0, batches: 0 };
-    const maxLag = this.options.maxStoreLagBytes ?? DEFAULT_MAX_STORE_LAG_BYTES;
+    const maxUnwritten = this.options.maxUnwrittenBytes ?? DEFAULT_MAX_UNWRITTEN_BYTES;
     const entries: { index: number; version: number }[] = [];
     this.builder.begin();
-    const flush = async (): Promise<void> => {
+    const flush = async (last: boolean): Promise<void> => {
       if (this.builder.size === 0) return;
       await this.waitForCredit();
       this.lastSeq += 1;
-      const { frame, pageData } = this.builder.finish(round, this.lastSeq, flags);
+      const { frame, pageData } = this.builder.finish(round, this.lastSeq, last ? flags | BATCH_FLAG_ROUND_END : flags);
       this.nc.publish(this.subjects.pages, frame);
       this.pageFile.writePages(entries.slice(), pageData);
+      this.noteStoreWrite(pageData.length);
       stats.batches += 1;
       stats.bytesSent += frame.length;
       entries.length = 0;
       this.builder.begin();
       onBatch?.(stats);
-      if (this.pageFile.pendingBytes > maxLag) await this.pageFile.sync();
+      if (this.pageFile.pendingBytes > maxUnwritten) await this.pageFile.waitForWrites(maxUnwritten / 2);
     };
-    for (const index of indexes) {
+    for (let i = 0; i < indexes.length; i += 1) {
+      const index = indexes[i] as number;
       const page = this.memory.page(index);
       if (this.memory.meta[index * 2] === 0 && page.readUInt32LE(ZERO_CHECK_HEADER) === 0 && this.memory.isZeroPage(index)) {
         if (round > 0) {
@@ -155,10 +172,29 @@ export class PageSender {
         entries.push({ index, version: this.builder.addPage(index, page) });
         stats.pagesSent += 1;
       }
-      if (this.builder.size >= this.options.batchPages) await flush();
+      if (this.builder.size >= this.options.batchPages) await flush(i === indexes.length - 1);
     }
-    await flush();
+    await flush(true);
     return stats;
+  }
+
+  /** Counts a write to the page file and starts a background fdatasync when one is due. */
+  private noteStoreWrite(bytes: number): void {
+    this.storeBytesQueued += bytes;
+    this.bytesSinceSync += bytes;
+    if (this.backgroundSync || this.bytesSinceSync < DEFAULT_BACKGROUND_SYNC_BYTES) return;
+    this.bytesSinceSync = 0;
+    const covered = this.storeBytesQueued;
+    this.backgroundSync = this.pageFile.sync().then(
+      () => {
+        this.storeBytesSynced = Math.max(this.storeBytesSynced, covered);
+        this.backgroundSync = undefined;
+      },
+      () => {
+        // The error is kept by the page file and reported by the next sync the migration awaits.
+        this.backgroundSync = undefined;
+      },
+    );
   }
 
   /** Stops listening for credit. */

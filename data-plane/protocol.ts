@@ -76,8 +76,13 @@ export interface SwitchoverStats {
   finalBytes: number;
   /** Stun to the destination's confirmation that the guest runs, measured on the source. */
   downtimeMs: number;
+  /** Wall-clock ms at stun. */
+  stunAt: number;
   finalSendMs: number;
+  /** Wait for the final manifest after the last page was sent. */
   storeDurableMs: number;
+  /** Bytes the page file did not yet hold durably at stun (it catches up in the background). */
+  storeLagBytes: number;
   destination: Extract<FinalReply, { ok: true }>;
   sourceDigest: string;
 }

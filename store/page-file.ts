@@ -171,31 +171,29 @@ export class PageFile {
     });
   }
 
-  /** Resolves once every queued write is in the file and fdatasync'ed; returns the synced versions. */
+  /** Resolves once at most `maxPendingBytes` of queued writes are not yet written. */
+  async waitForWrites(maxPendingBytes: number): Promise<void> {
+    while (this.queuedBytes > maxPendingBytes) await this.queue;
+  }
+
+  /**
+   * Resolves once every write queued before this call is in the file and fdatasync'ed; returns
+   * the synced versions. Writes queued later go on while the fdatasync runs.
+   */
   async sync(): Promise<Uint32Array> {
-    const snapshot = this.queue.then(async () => {
+    const file = path.join(this.dir, 'pages.ferry');
+    await this.queue;
+    try {
       if (this.failure !== undefined) throw this.failure;
       const versions = this.writtenVersions.slice();
       await this.handle.datasync();
-      return versions;
-    });
-    this.queue = snapshot.then(
-      () => undefined,
-      () => undefined,
-    );
-    try {
-      const versions = await snapshot;
       for (let i = 0; i < versions.length; i += 1) {
         const v = versions[i] as number;
         if (v > (this.syncedVersions[i] as number)) this.syncedVersions[i] = v;
       }
       return this.syncedVersions;
     } catch (err) {
-      throw new PageStoreError('page file write or sync failed', {
-        migrationId: this.header.migrationId,
-        path: path.join(this.dir, 'pages.ferry'),
-        cause: err,
-      });
+      throw new PageStoreError('page file write or sync failed', { migrationId: this.header.migrationId, path: file, cause: err });
     }
   }
 
@@ -215,6 +213,36 @@ export class PageFile {
       await dirHandle.close();
     } catch (err) {
       throw new PageStoreError('cannot write manifest', { migrationId: this.header.migrationId, path: target, cause: err });
+    }
+  }
+
+  /** Durably records that every page of the final manifest is in the file at its final version. */
+  async markComplete(): Promise<void> {
+    const target = path.join(this.dir, 'complete');
+    try {
+      const handle = await fs.open(target, 'w');
+      await handle.writeFile(new Date().toISOString());
+      await handle.datasync();
+      await handle.close();
+      const dirHandle = await fs.open(this.dir, 'r');
+      await dirHandle.sync();
+      await dirHandle.close();
+    } catch (err) {
+      throw new PageStoreError('cannot mark the page file complete', { migrationId: this.header.migrationId, path: target, cause: err });
+    }
+  }
+
+  /** Waits up to `timeoutMs` for the source's completion mark; resolves whether it appeared. */
+  async waitForComplete(timeoutMs: number, pollMs = 20): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await fs.access(path.join(this.dir, 'complete'));
+        return true;
+      } catch {
+        if (Date.now() >= deadline) return false;
+        await new Promise((r) => setTimeout(r, pollMs));
+      }
     }
   }
 

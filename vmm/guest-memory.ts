@@ -90,6 +90,12 @@ export class GuestMemory {
     return new GuestMemory(shared);
   }
 
+  /** Touches every page of guest memory (writing a zero byte into a zeroed page) so the kernel backs it now. */
+  prefault(): void {
+    const bytes = this.bytes;
+    for (let offset = 0; offset < bytes.length; offset += PAGE_SIZE_BYTES) bytes[offset] = 0;
+  }
+
   /** The shared buffers, to hand to `fromShared` in a worker thread. */
   shared(): GuestMemoryShared {
     return { ...this.sharedBuffers };

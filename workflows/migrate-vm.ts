@@ -219,6 +219,15 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       verified: handover.destination.digest === handover.sourceDigest,
       sourceDigest: handover.sourceDigest,
       destinationDigest: handover.destination.digest,
+      switchover: {
+        finalPages: handover.finalPages,
+        finalSendMs: handover.finalSendMs,
+        storeDurableMs: handover.storeDurableMs,
+        storeLagBytes: handover.storeLagBytes,
+        destinationVerifyMs: handover.destination.verifyMs,
+        pagesFromStore: handover.destination.pagesFromStore,
+        destinationDowntimeMs: handover.destination.resumedAt - handover.stunAt,
+      },
     });
     fillTotals();
     setPhase('completed');

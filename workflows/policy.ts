@@ -20,6 +20,13 @@ export const DEFAULT_CREDIT_WINDOW = 32;
 export const DEFAULT_RESUME_TIMEOUT_MS = 15_000;
 /** Throughput is averaged over at least this much of the latest rounds. */
 export const THROUGHPUT_WINDOW_MS = 100;
+/**
+ * Within the downtime limit, another round is taken while each round at least halves what is left
+ * to send (so the pause shrinks for little extra time), until the estimate is under the floor.
+ */
+export const SHRINK_FACTOR_TO_CONTINUE = 0.5;
+/** Expected downtime below which the switchover happens at once (ms). */
+export const DOWNTIME_FLOOR_MS = 10;
 
 /** Past the budget or round limit: stun and switch over anyway, or roll back. */
 export type GiveUpAction = 'force-switchover' | 'abort';
@@ -40,6 +47,11 @@ export interface MigrationOptions {
   batchPages?: number;
   /** Batches in flight the receiver allows; default 32. */
   creditWindow?: number;
+  /**
+   * Switch over as soon as the estimate is within the limit, as QEMU does, instead of taking more
+   * rounds while they keep halving what is left; default false.
+   */
+  switchoverEagerly?: boolean;
   /** Keep the source VM stunned (never running) after the switchover instead of destroying it, so
    * its memory can be compared with the destination's; default false. */
   keepSourceAfterSwitchover?: boolean;
@@ -55,6 +67,7 @@ export interface ResolvedMigrationOptions {
   batchPages: number;
   creditWindow: number;
   keepSourceAfterSwitchover: boolean;
+  switchoverEagerly: boolean;
 }
 
 /** Thrown for an invalid option; the message names the option and the bad value. */
@@ -82,6 +95,9 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
   if (o.keepSourceAfterSwitchover !== undefined && typeof o.keepSourceAfterSwitchover !== 'boolean') {
     throw new InvalidMigrationOptionError(`keepSourceAfterSwitchover must be true or false, got ${JSON.stringify(o.keepSourceAfterSwitchover)}`);
   }
+  if (o.switchoverEagerly !== undefined && typeof o.switchoverEagerly !== 'boolean') {
+    throw new InvalidMigrationOptionError(`switchoverEagerly must be true or false, got ${JSON.stringify(o.switchoverEagerly)}`);
+  }
   if (o.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) {
     throw new InvalidMigrationOptionError(`storeDir must be a non-empty path, got ${JSON.stringify(o.storeDir)}`);
   }
@@ -94,6 +110,7 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
     batchPages: positiveInteger('batchPages', o.batchPages, DEFAULT_BATCH_PAGES, 1024),
     creditWindow: positiveInteger('creditWindow', o.creditWindow, DEFAULT_CREDIT_WINDOW, 1024),
     keepSourceAfterSwitchover: o.keepSourceAfterSwitchover === true,
+    switchoverEagerly: o.switchoverEagerly === true,
   };
 }
 
@@ -130,7 +147,11 @@ export type NextStep =
   | { type: 'next-round' }
   | { type: 'abort'; reason: string };
 
-/** Decides after a round: switch over within the limit, else go on until the budget is spent. */
+/**
+ * Decides after a round: within the limit, switch over (after more rounds while they keep halving
+ * what is left, unless `switchoverEagerly`); above it, go on until the round limit or the budget
+ * is spent, then give up as the options say.
+ */
 export function decideNextStep(args: {
   options: ResolvedMigrationOptions;
   rounds: readonly RoundSample[];
@@ -142,10 +163,15 @@ export function decideNextStep(args: {
   if (!last) return { type: 'next-round' };
   const throughput = measuredThroughputBytesPerSec(args.rounds);
   const estimate = expectedDowntimeMs(last.pendingDirtyPages * args.pageSizeBytes, throughput);
-  if (estimate <= args.options.downtimeLimitMs) return { type: 'switchover', expectedDowntimeMs: estimate, forced: false };
   const budgetMs = (args.options.completionBudgetSecPerGiB * 1000 * args.memoryBytes) / 2 ** 30;
   const outOfRounds = args.rounds.length >= args.options.maxRounds;
   const outOfTime = args.elapsedMs >= budgetMs;
+  if (estimate <= args.options.downtimeLimitMs) {
+    const before = args.rounds.length >= 2 ? (args.rounds[args.rounds.length - 2] as RoundSample).pendingDirtyPages : args.memoryBytes / args.pageSizeBytes;
+    const stillShrinking = last.pendingDirtyPages <= before * SHRINK_FACTOR_TO_CONTINUE;
+    const done = args.options.switchoverEagerly || estimate <= DOWNTIME_FLOOR_MS || !stillShrinking || outOfRounds || outOfTime;
+    return done ? { type: 'switchover', expectedDowntimeMs: estimate, forced: false } : { type: 'next-round' };
+  }
   if (!outOfRounds && !outOfTime) return { type: 'next-round' };
   const why = outOfRounds
     ? `did not converge in ${args.options.maxRounds} rounds`

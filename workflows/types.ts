@@ -63,6 +63,24 @@ export interface MigrationResult {
   destinationDigest: string;
   /** Where the VM runs at the end. */
   runningOn: string;
+  /** Where the downtime went (absent if the switchover did not happen). */
+  switchover?: SwitchoverSummary;
+}
+
+/** The switchover, step by step. */
+export interface SwitchoverSummary {
+  finalPages: number;
+  /** Stun to the last page handed to the stream (ms). */
+  finalSendMs: number;
+  /** Further wait for the final manifest to be durable (ms). */
+  storeDurableMs: number;
+  /** Bytes the page file did not yet hold durably at stun. */
+  storeLagBytes: number;
+  /** Destination: waiting for the last batches, filling from the file and checking the digest (ms). */
+  destinationVerifyMs: number;
+  pagesFromStore: number;
+  /** Downtime as the destination sees it: source stun to its own resume, by wall clock (ms). */
+  destinationDowntimeMs: number;
 }
 
 /** Answer of the `progress` query. */

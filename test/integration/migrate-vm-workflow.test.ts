@@ -162,7 +162,7 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
         gapBatches: 1,
         final: destination,
       });
-      return { finalPages: 100, finalBytes: 100 * PAGE, downtimeMs: 42, finalSendMs: 10, storeDurableMs: 5, destination, sourceDigest: DIGEST };
+      return { finalPages: 100, finalBytes: 100 * PAGE, downtimeMs: 42, finalSendMs: 10, storeDurableMs: 5, storeLagBytes: 0, stunAt: Date.now() - 42, destination, sourceDigest: DIGEST };
     },
     rollbackSource: async () => ({ running: true }),
     abortDestination: async ({ migrationId }) => {
