@@ -12,10 +12,10 @@ export const DEFAULT_MAX_ROUNDS = 30;
 export const DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB = 150;
 /** What happens past the budget or round limit. */
 export const DEFAULT_ON_GIVE_UP: GiveUpAction = 'abort';
-/** Pages per batch on the stream (512 KiB of page data). */
-export const DEFAULT_BATCH_PAGES = 128;
+/** Pages per batch on the stream (1 MiB of page data; measured a little faster than 512 KiB here). */
+export const DEFAULT_BATCH_PAGES = 256;
 /** Batches the receiver lets the sender run ahead (16 MiB at the default batch size). */
-export const DEFAULT_CREDIT_WINDOW = 32;
+export const DEFAULT_CREDIT_WINDOW = 16;
 /** How long the source waits for the destination to confirm the resume before rolling back. */
 export const DEFAULT_RESUME_TIMEOUT_MS = 15_000;
 /** Throughput is averaged over at least this much of the latest rounds. */

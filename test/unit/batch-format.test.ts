@@ -125,7 +125,6 @@ describe('page batch format', () => {
   it.each([
     ['the header', 9],
     ['an entry', 40],
-    ['page data', -100],
     ['the checksum', -1],
   ])('rejects a batch with a flipped byte in %s as a BatchFormatError', (_where, at) => {
     const memory = memoryWithPages(2);
@@ -137,6 +136,20 @@ describe('page batch format', () => {
     frame[offset] = (frame[offset] as number) ^ 0x01;
 
     expect(() => decodeBatch(frame)).toThrow(expect.objectContaining({ name: 'BatchFormatError' }));
+  });
+
+  it('leaves a flipped byte in page data to the page self-check, which the receiver runs on apply', () => {
+    const memory = memoryWithPages(2);
+    const builder = new BatchBuilder('corrupt', 2);
+    builder.begin();
+    addAll(builder, memory, [0, 1]);
+    const frame = Buffer.from(builder.finish(0, 1, 0).frame);
+    frame[frame.length - 100] = (frame[frame.length - 100] as number) ^ 0x01;
+
+    const decoded = decodeBatch(frame);
+    const receiver = GuestMemory.create(2);
+    expect(receiver.applyPage(0, decoded.pageData.subarray(0, PAGE_SIZE_BYTES))).toBe(true);
+    expect(receiver.applyPage(1, decoded.pageData.subarray(PAGE_SIZE_BYTES, 2 * PAGE_SIZE_BYTES))).toBe(false);
   });
 
   it('rejects as a BatchFormatError a batch whose entry count runs past its end although its checksum matches', () => {

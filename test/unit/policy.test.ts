@@ -31,6 +31,7 @@ describe('resolveMigrationOptions', () => {
       batchPages: DEFAULT_BATCH_PAGES,
       creditWindow: DEFAULT_CREDIT_WINDOW,
       keepSourceAfterSwitchover: false,
+      switchoverEagerly: false,
     });
     expect(DEFAULT_DOWNTIME_LIMIT_MS).toBe(300);
     expect(resolveMigrationOptions({})).toEqual(resolveMigrationOptions(undefined));
@@ -46,6 +47,7 @@ describe('resolveMigrationOptions', () => {
       batchPages: 64,
       creditWindow: 8,
       keepSourceAfterSwitchover: true,
+      switchoverEagerly: true,
     };
     expect(resolveMigrationOptions(options)).toEqual({ ...options });
   });
@@ -132,12 +134,24 @@ describe('decideNextStep', () => {
     expect(decide([])).toEqual({ type: 'next-round' });
   });
 
-  it('switches over when the expected downtime is within the limit', () => {
-    expect(decide([roundOf(0, 100_000), roundOf(1, 2_000)])).toEqual({ type: 'switchover', expectedDowntimeMs: 200, forced: false });
+  it('switches over within the limit once a round no longer halves what is left', () => {
+    expect(decide([roundOf(0, 4_000), roundOf(1, 2_100)])).toEqual({ type: 'switchover', expectedDowntimeMs: 210, forced: false });
   });
 
-  it('switches over when the expected downtime equals the limit exactly', () => {
-    expect(decide([roundOf(0, 3_000)])).toEqual({ type: 'switchover', expectedDowntimeMs: 300, forced: false });
+  it('takes another round within the limit while the last round halved what is left', () => {
+    expect(decide([roundOf(0, 100_000), roundOf(1, 2_000)])).toEqual({ type: 'next-round' });
+  });
+
+  it('switches over at once within the limit when switchoverEagerly is set, as QEMU does', () => {
+    expect(decide([roundOf(0, 100_000), roundOf(1, 2_000)], { switchoverEagerly: true })).toEqual({ type: 'switchover', expectedDowntimeMs: 200, forced: false });
+  });
+
+  it('switches over when the expected downtime falls under the floor', () => {
+    expect(decide([roundOf(0, 100_000), roundOf(1, 50)])).toEqual({ type: 'switchover', expectedDowntimeMs: 5, forced: false });
+  });
+
+  it('switches over when the expected downtime equals the limit exactly and the round did not halve the rest', () => {
+    expect(decide([roundOf(0, 5_000), roundOf(1, 3_000)])).toEqual({ type: 'switchover', expectedDowntimeMs: 300, forced: false });
   });
 
   it('runs another round while the expected downtime exceeds the limit and budget and rounds remain', () => {
