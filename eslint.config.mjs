@@ -27,11 +27,21 @@ export default tseslint.config(
         {
           patterns: [
             { group: ['node:*'], message: 'workflows/ is deterministic: no Node built-ins' },
-            { group: ['fs', 'path', 'os', 'crypto', 'child_process', 'net', 'http'], message: 'workflows/ is deterministic: no Node built-ins' },
-            { group: ['../activities', '../activities/*', '!../activities/types'], allowTypeImports: true, message: 'workflows/ may import activity types only' },
+            {
+              group: ['fs', 'path', 'os', 'crypto', 'child_process', 'net', 'http'],
+              message: 'workflows/ is deterministic: no Node built-ins',
+            },
+            {
+              group: ['../activities', '../activities/*', '!../activities/types'],
+              allowTypeImports: true,
+              message: 'workflows/ may import activity types only',
+            },
           ],
           paths: [
-            { name: '../temporal-config', message: 'import ../temporal-config/presets: the environment is read outside workflows' },
+            {
+              name: '../temporal-config',
+              message: 'import ../temporal-config/presets: the environment is read outside workflows',
+            },
             { name: '../temporal-config/environment', message: 'the environment is read outside workflows' },
           ],
         },

@@ -10,8 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { HypervisorDriver } from '../vmm/driver';
 import type { VmmClient } from '../vmm/vmm-client';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
-import { assertStoreWritable, removeMigrationFiles } from '../store/page-file';
-import { claimOwnership, readOwner } from '../store/ownership';
+import { assertStoreWritable, claimOwnership, readOwner, removeMigrationFiles } from '../store';
 import { TIMEOUTS } from '../temporal-config';
 import type {
   CreateVmInput,
@@ -94,7 +93,8 @@ export function createActivities(deps: HostDeps): HostActivities {
       client.close();
     }
   };
-  const guarded = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+  const guarded =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
       try {
         return await fn(...args);
@@ -106,7 +106,9 @@ export function createActivities(deps: HostDeps): HostActivities {
   const summarize = async (vmId: string): Promise<VmSummary | undefined> => {
     const record = await driver.getVm(vmId);
     if (!record) return undefined;
-    const status = await call<{ vcpu: { state: string } }>(vmId, 'status').catch(() => ({ vcpu: { state: 'unreachable' } }));
+    const status = await call<{ vcpu: { state: string } }>(vmId, 'status').catch(() => ({
+      vcpu: { state: 'unreachable' },
+    }));
     return { ...record, state: status.vcpu.state };
   };
 
@@ -114,13 +116,17 @@ export function createActivities(deps: HostDeps): HostActivities {
     prepareSource: guarded(async (input: PrepareSourceInput): Promise<PrepareSourceResult> => {
       const record = await driver.getVm(input.vmId);
       if (!record || record.mode !== 'run') {
-        throw ApplicationFailure.nonRetryable(`VM ${input.vmId} is not running on host ${hostId}`, FAILURE_TYPES.vmNotFound);
+        throw ApplicationFailure.nonRetryable(
+          `VM ${input.vmId} is not running on host ${hostId}`,
+          FAILURE_TYPES.vmNotFound,
+        );
       }
       const storeDir = input.storeDir ?? deps.defaultStoreDir;
       await assertStoreWritable(storeDir);
       let owner = await readOwner(storeDir, input.vmId);
       if (!owner) {
-        owner = (await claimOwnership(storeDir, { vmId: input.vmId, epoch: 1, hostId, migrationId: input.migrationId })).record;
+        owner = (await claimOwnership(storeDir, { vmId: input.vmId, epoch: 1, hostId, migrationId: input.migrationId }))
+          .record;
       }
       if (owner.hostId !== hostId) {
         throw ApplicationFailure.nonRetryable(
@@ -140,7 +146,10 @@ export function createActivities(deps: HostDeps): HostActivities {
     prepareDestination: guarded(async (input: PrepareDestinationInput): Promise<void> => {
       const existing = await driver.getVm(input.vmId);
       if (existing && existing.mode === 'run') {
-        throw ApplicationFailure.nonRetryable(`VM ${input.vmId} already runs on destination host ${hostId}`, FAILURE_TYPES.vmExists);
+        throw ApplicationFailure.nonRetryable(
+          `VM ${input.vmId} already runs on destination host ${hostId}`,
+          FAILURE_TYPES.vmExists,
+        );
       }
       await assertStoreWritable(input.storeDir);
       await driver.prepareIncoming(input.vmId, input.memoryBytes);
@@ -155,13 +164,17 @@ export function createActivities(deps: HostDeps): HostActivities {
         baseEpoch: input.baseEpoch,
         creditWindow: input.creditWindow,
       });
-      const status = () => call<IncomingStatus>(input.vmId, 'migration.incomingStatus', { migrationId: input.migrationId });
+      const status = () =>
+        call<IncomingStatus>(input.vmId, 'migration.incomingStatus', { migrationId: input.migrationId });
       const done = (async () => {
         for (;;) {
           const s = await status();
           if (s.state === 'resumed') return s;
           if (s.state === 'failed' || s.state === 'aborted') {
-            throw ApplicationFailure.nonRetryable(`destination ${hostId} did not resume VM ${input.vmId}: ${s.reason ?? s.state}`, FAILURE_TYPES.switchover);
+            throw ApplicationFailure.nonRetryable(
+              `destination ${hostId} did not resume VM ${input.vmId}: ${s.reason ?? s.state}`,
+              FAILURE_TYPES.switchover,
+            );
           }
           await new Promise((r) => setTimeout(r, 200));
         }
@@ -185,16 +198,26 @@ export function createActivities(deps: HostDeps): HostActivities {
         baseEpoch: input.baseEpoch,
         batchPages: input.batchPages,
       });
-      const round = call<RoundStats>(input.vmId, 'migration.sendRound', { migrationId: input.migrationId, round: input.round });
-      return withHeartbeat(round, () => call(input.vmId, 'migration.outgoingProgress', { migrationId: input.migrationId }));
+      const round = call<RoundStats>(input.vmId, 'migration.sendRound', {
+        migrationId: input.migrationId,
+        round: input.round,
+      });
+      return withHeartbeat(round, () =>
+        call(input.vmId, 'migration.outgoingProgress', { migrationId: input.migrationId }),
+      );
     }),
 
     switchover: guarded(async (input: SwitchoverInput): Promise<SwitchoverStats> =>
-      call<SwitchoverStats>(input.vmId, 'migration.switchover', { migrationId: input.migrationId, resumeTimeoutMs: input.resumeTimeoutMs }),
+      call<SwitchoverStats>(input.vmId, 'migration.switchover', {
+        migrationId: input.migrationId,
+        resumeTimeoutMs: input.resumeTimeoutMs,
+      }),
     ),
 
     rollbackSource: guarded(async (input: MigrationRefInput): Promise<{ running: boolean }> => {
-      const result = await call<{ running: boolean }>(input.vmId, 'migration.abortOutgoing', { migrationId: input.migrationId });
+      const result = await call<{ running: boolean }>(input.vmId, 'migration.abortOutgoing', {
+        migrationId: input.migrationId,
+      });
       return { running: result.running };
     }),
 
@@ -202,7 +225,9 @@ export function createActivities(deps: HostDeps): HostActivities {
       const record = await driver.getVm(input.vmId);
       if (!record) return { resumed: false };
       if (record.mode !== 'incoming') return { resumed: true };
-      const status = await call<IncomingStatus>(input.vmId, 'migration.incomingStatus', { migrationId: input.migrationId }).catch(() => undefined);
+      const status = await call<IncomingStatus>(input.vmId, 'migration.incomingStatus', {
+        migrationId: input.migrationId,
+      }).catch(() => undefined);
       if (status?.state === 'resumed') {
         // Ownership moved here already: this copy is the VM now and must not be destroyed.
         await driver.markRunning(input.vmId);
@@ -223,7 +248,12 @@ export function createActivities(deps: HostDeps): HostActivities {
     }),
 
     createVm: guarded(async (input: CreateVmInput): Promise<VmSummary> => {
-      const spec = { vmId: input.vmId, memoryBytes: input.memoryBytes, workload: input.workload, ...(input.seed !== undefined ? { seed: input.seed } : {}) };
+      const spec = {
+        vmId: input.vmId,
+        memoryBytes: input.memoryBytes,
+        workload: input.workload,
+        ...(input.seed !== undefined ? { seed: input.seed } : {}),
+      };
       const record = await driver.createVm(spec);
       return (await summarize(record.vmId)) ?? { ...record, state: 'unknown' };
     }),
@@ -240,7 +270,8 @@ export function createActivities(deps: HostDeps): HostActivities {
     }),
 
     dumpVmMemory: guarded(async ({ vmId, path }: { vmId: string; path: string }) => {
-      if (!(await driver.getVm(vmId))) throw ApplicationFailure.nonRetryable(`VM ${vmId} is not on host ${hostId}`, FAILURE_TYPES.vmNotFound);
+      if (!(await driver.getVm(vmId)))
+        throw ApplicationFailure.nonRetryable(`VM ${vmId} is not on host ${hostId}`, FAILURE_TYPES.vmNotFound);
       await call(vmId, 'dumpMemory', { path });
       const status = await call<{ vcpu: { state: string; pagesWritten: number } }>(vmId, 'status');
       return { state: status.vcpu.state, pagesWritten: status.vcpu.pagesWritten };

@@ -39,7 +39,9 @@ interface RunFigures {
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 function arg(name: string, fallback: string): string {
@@ -47,11 +49,22 @@ function arg(name: string, fallback: string): string {
   return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
 }
 
-async function migrateOnce(ferry: FerryClient, stateDir: string, scenario: Scenario, memoryBytes: number, run: number): Promise<RunFigures> {
+async function migrateOnce(
+  ferry: FerryClient,
+  stateDir: string,
+  scenario: Scenario,
+  memoryBytes: number,
+  run: number,
+): Promise<RunFigures> {
   const vmId = `bench-${scenario.name}-${run}`;
   await ferry.createVm('h1', { vmId, memoryBytes, workload: scenario.workload, seed: 1000 + run });
   await new Promise((r) => setTimeout(r, 1_000));
-  const workflowId = await ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2', policy: { keepSourceAfterSwitchover: true } });
+  const workflowId = await ferry.startMigration({
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    policy: { keepSourceAfterSwitchover: true },
+  });
   const result: MigrationResult = await ferry.result(workflowId);
   const src = path.join(stateDir, `${vmId}-src.mem`);
   const dst = path.join(stateDir, `${vmId}-dst.mem`);
@@ -89,14 +102,24 @@ async function main(): Promise<void> {
   try {
     const messageBytes = batchSizeBytes('migrate-bench-idle-0', DEFAULT_BATCH_PAGES, DEFAULT_BATCH_PAGES);
     const rawRuns: RawNatsResult[] = [];
-    for (let i = 0; i < runs; i += 1) rawRuns.push(await measureRawNats(cluster.nats.url, messageBytes, Math.ceil(memoryBytes / (DEFAULT_BATCH_PAGES * 4096)), DEFAULT_CREDIT_WINDOW));
+    for (let i = 0; i < runs; i += 1)
+      rawRuns.push(
+        await measureRawNats(
+          cluster.nats.url,
+          messageBytes,
+          Math.ceil(memoryBytes / (DEFAULT_BATCH_PAGES * 4096)),
+          DEFAULT_CREDIT_WINDOW,
+        ),
+      );
     const rawNatsBytesPerSec = median(rawRuns.map((r) => r.bytesPerSec));
     const figures: RunFigures[] = [];
     for (const scenario of scenarios) {
       for (let run = 0; run < runs; run += 1) {
         const f = await migrateOnce(ferry, cluster.env.stateDir, scenario, memoryBytes, run);
         figures.push(f);
-        process.stderr.write(`${f.scenario} run ${run}: round0 ${(f.firstRoundBytesPerSec / 1e6).toFixed(0)} MB/s, downtime ${f.downtimeMs.toFixed(1)} ms, rounds ${f.rounds}, total ${f.totalMs} ms, check ${f.pageCheckOk ? 'ok' : 'FAILED'}\n`);
+        process.stderr.write(
+          `${f.scenario} run ${run}: round0 ${(f.firstRoundBytesPerSec / 1e6).toFixed(0)} MB/s, downtime ${f.downtimeMs.toFixed(1)} ms, rounds ${f.rounds}, total ${f.totalMs} ms, check ${f.pageCheckOk ? 'ok' : 'FAILED'}\n`,
+        );
       }
     }
     const byScenario = (name: string) => figures.filter((f) => f.scenario === name);

@@ -61,10 +61,17 @@ async function publisher(url: string, subject: string, count: number, size: numb
 }
 
 /** Measures raw throughput with `count` messages of `messageBytes` through the server at `url`. */
-export async function measureRawNats(url: string, messageBytes: number, count: number, window: number): Promise<RawNatsResult> {
+export async function measureRawNats(
+  url: string,
+  messageBytes: number,
+  count: number,
+  window: number,
+): Promise<RawNatsResult> {
   const subject = `bench.raw.${Date.now()}`;
   const sub = fork(__filename, ['sub', url, subject, String(count), String(window)]);
-  const subResult = new Promise<{ received: number; bytesPerSec: number }>((resolve) => sub.once('message', (m) => resolve(m as never)));
+  const subResult = new Promise<{ received: number; bytesPerSec: number }>((resolve) =>
+    sub.once('message', (m) => resolve(m as never)),
+  );
   await new Promise((r) => setTimeout(r, 300));
   const pub = fork(__filename, ['pub', url, subject, String(count), String(messageBytes), String(window)]);
   const result = await subResult;
@@ -74,7 +81,10 @@ export async function measureRawNats(url: string, messageBytes: number, count: n
 
 if (require.main === module) {
   const [role, url = '', subject = '', count = '0', a = '0', b = '0'] = process.argv.slice(2);
-  const run = role === 'sub' ? subscriber(url, subject, Number(count), Number(a)) : publisher(url, subject, Number(count), Number(a), Number(b));
+  const run =
+    role === 'sub'
+      ? subscriber(url, subject, Number(count), Number(a))
+      : publisher(url, subject, Number(count), Number(a), Number(b));
   run.catch((err) => {
     console.error(err);
     process.exit(1);

@@ -8,7 +8,10 @@ export interface ParsedArgs {
 }
 
 /** Splits `argv`; `booleans` lists flags that take no value. */
-export function parseArgs(argv: readonly string[], booleans: readonly string[] = ['json', 'help', 'keep-source', 'no-progress']): ParsedArgs {
+export function parseArgs(
+  argv: readonly string[],
+  booleans: readonly string[] = ['json', 'help', 'keep-source', 'no-progress'],
+): ParsedArgs {
   const positionals: string[] = [];
   const flags = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i += 1) {

@@ -21,7 +21,11 @@ import { workloadFromArgs } from './vm-commands';
 export const DEMO_MEMORY = '256MiB';
 
 /** Runs the demo; see the header comment. */
-export async function demoCommand(args: ParsedArgs, out: (line: string) => void, log: (line: string) => void): Promise<void> {
+export async function demoCommand(
+  args: ParsedArgs,
+  out: (line: string) => void,
+  log: (line: string) => void,
+): Promise<void> {
   const env = ferryEnvironment();
   const json = has(args, 'json');
   for (const line of await clusterUp(env, ['h1', 'h2'])) log(line);
@@ -35,7 +39,11 @@ export async function demoCommand(args: ParsedArgs, out: (line: string) => void,
     const vm = await client.createVm('h1', { vmId, memoryBytes, workload, seed: 42 });
     log(`VM ${vm.vmId} running on h1 (${memoryBytes} bytes, workload ${workload.type}, pid ${vm.pid})`);
     const policy = { ...policyFromArgs(args), keepSourceAfterSwitchover: true };
-    const result = await runMigration(client, { vmId, sourceHost: 'h1', destinationHost: 'h2', policy }, { showProgress: !json, stream: process.stderr });
+    const result = await runMigration(
+      client,
+      { vmId, sourceHost: 'h1', destinationHost: 'h2', policy },
+      { showProgress: !json, stream: process.stderr },
+    );
 
     const dumpDir = path.join(env.stateDir, 'dumps');
     await fs.mkdir(dumpDir, { recursive: true });
@@ -62,9 +70,12 @@ export async function demoCommand(args: ParsedArgs, out: (line: string) => void,
         `  page-by-page check: ${pageCheck.ok ? 'ok' : 'FAILED'}: ${comparison.identical} identical, ${comparison.rewrittenAfterResume} rewritten by the guest after resume, ` +
           `${comparison.mismatched.length} mismatched; source vCPU was ${sourceState.state} until removed`,
       );
-      out(`VM ${vmId} now runs on h2. Watch it in the Web UI at http://127.0.0.1:${env.temporalUiPort}; stop everything with \`npx ferry down\`.`);
+      out(
+        `VM ${vmId} now runs on h2. Watch it in the Web UI at http://127.0.0.1:${env.temporalUiPort}; stop everything with \`npx ferry down\`.`,
+      );
     }
-    if (!pageCheck.ok) throw new CliError(`page-by-page check failed: ${comparison.details.join('; ')}`, EXIT.migrationFailed);
+    if (!pageCheck.ok)
+      throw new CliError(`page-by-page check failed: ${comparison.details.join('; ')}`, EXIT.migrationFailed);
   } finally {
     await client.close();
   }

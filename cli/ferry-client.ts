@@ -2,7 +2,13 @@
  * What the CLI (and any SDK user) does with Temporal: reach the service, check that a host agent
  * serves a host, start and follow migrations, and manage VMs through the small admin workflows.
  */
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+} from '@temporalio/client';
 import { ApplicationFailure, WorkflowIdConflictPolicy } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { CONTROL_TASK_QUEUE, ferryEnvironment, hostTaskQueue, NAMESPACE } from '../temporal-config';
@@ -32,7 +38,9 @@ export class FerryClient {
       const connection = await Connection.connect({ address: temporalAddress, connectTimeout: 3_000 });
       return new FerryClient(new Client({ connection, namespace: NAMESPACE }), connection);
     } catch (err) {
-      throw new CliError(`cannot reach Temporal at ${temporalAddress}: run \`ferry up\` first`, EXIT.servicesDown, { cause: err });
+      throw new CliError(`cannot reach Temporal at ${temporalAddress}: run \`ferry up\` first`, EXIT.servicesDown, {
+        cause: err,
+      });
     }
   }
 
@@ -49,14 +57,21 @@ export class FerryClient {
   /** Throws CliError (exit 3) unless a host agent serves `hostId`. */
   async requireHost(hostId: string): Promise<void> {
     if (!(await this.hostIsServed(hostId))) {
-      throw new CliError(`unknown host ${hostId}: no host agent serves task queue ${hostTaskQueue(hostId)} (is it up? \`ferry up\`)`, EXIT.notFound);
+      throw new CliError(
+        `unknown host ${hostId}: no host agent serves task queue ${hostTaskQueue(hostId)} (is it up? \`ferry up\`)`,
+        EXIT.notFound,
+      );
     }
   }
 
   /** Runs one admin workflow to completion and returns its result, mapping failures to CliError. */
   private async admin<T>(workflow: string, args: unknown, id: string): Promise<T> {
     try {
-      return (await this.client.workflow.execute(workflow, { taskQueue: CONTROL_TASK_QUEUE, workflowId: id, args: [args] })) as T;
+      return (await this.client.workflow.execute(workflow, {
+        taskQueue: CONTROL_TASK_QUEUE,
+        workflowId: id,
+        args: [args],
+      })) as T;
     } catch (err) {
       throw toCliError(err);
     }
@@ -110,7 +125,10 @@ export class FerryClient {
       return workflowId;
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
-        throw new CliError(`VM ${input.vmId} is already migrating (workflow ${workflowId}); wait for it or \`ferry cancel ${workflowId}\``, EXIT.conflict);
+        throw new CliError(
+          `VM ${input.vmId} is already migrating (workflow ${workflowId}); wait for it or \`ferry cancel ${workflowId}\``,
+          EXIT.conflict,
+        );
       }
       throw err;
     }
@@ -144,13 +162,17 @@ export class FerryClient {
   }
 
   /** Status of a migration: running (with progress) or ended (with result). */
-  async status(workflowId: string): Promise<{ status: string; progress?: MigrationProgress; result?: MigrationResult }> {
+  async status(
+    workflowId: string,
+  ): Promise<{ status: string; progress?: MigrationProgress; result?: MigrationResult }> {
     try {
       const handle = this.client.workflow.getHandle(workflowId);
       const description = await handle.describe();
       const status = description.status.name;
       if (status === 'RUNNING') return { status, progress: await handle.query<MigrationProgress>('progress') };
-      const result = await this.result(workflowId).catch((err: unknown) => (err instanceof MigrationFailedCliError ? err.result : undefined));
+      const result = await this.result(workflowId).catch((err: unknown) =>
+        err instanceof MigrationFailedCliError ? err.result : undefined,
+      );
       return { status, ...(result ? { result } : {}) };
     } catch (err) {
       throw toCliError(err);
@@ -178,7 +200,8 @@ const USAGE_TYPES = new Set(['InvalidInput', 'StoreUnavailable', 'VmExists', 'No
 
 /** Maps Temporal failures to CliErrors with the innermost, most specific message. */
 export function toCliError(err: unknown): unknown {
-  if (err instanceof WorkflowNotFoundError) return new CliError(`no such migration or workflow: ${err.workflowId ?? ''}`, EXIT.notFound);
+  if (err instanceof WorkflowNotFoundError)
+    return new CliError(`no such migration or workflow: ${err.workflowId ?? ''}`, EXIT.notFound);
   if (!(err instanceof WorkflowFailedError)) return err;
   let cause: unknown = err.cause;
   let innermost: ApplicationFailure | undefined;
@@ -192,6 +215,7 @@ export function toCliError(err: unknown): unknown {
   const message = specific?.message ?? err.message;
   if (specific?.type && NOT_FOUND_TYPES.has(specific.type)) return new CliError(message, EXIT.notFound);
   if (specific?.type && USAGE_TYPES.has(specific.type)) return new CliError(message, EXIT.usage);
-  if (result && typeof result === 'object' && 'outcome' in result) return new MigrationFailedCliError(top?.message ?? message, result);
+  if (result && typeof result === 'object' && 'outcome' in result)
+    return new MigrationFailedCliError(top?.message ?? message, result);
   return new CliError(message, EXIT.migrationFailed);
 }

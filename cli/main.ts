@@ -82,7 +82,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       return err.exitCode;
     }
     const named = err as { name?: string; message?: string };
-    if (named.name === 'InvalidSizeError' || named.name === 'InvalidVmSpecError' || named.name === 'InvalidWorkloadError') {
+    if (
+      named.name === 'InvalidSizeError' ||
+      named.name === 'InvalidVmSpecError' ||
+      named.name === 'InvalidWorkloadError'
+    ) {
       process.stderr.write(`ferry: ${named.message}\n`);
       return EXIT.usage;
     }

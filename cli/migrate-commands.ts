@@ -1,5 +1,5 @@
 /** `ferry migrate`, `ferry status`, `ferry cancel`. */
-import { assertStoreWritable } from '../store/page-file';
+import { assertStoreWritable } from '../store';
 import { resolveMigrationOptions, type MigrationOptions } from '../workflows/policy';
 import type { MigrateVmInput, MigrationResult } from '../workflows/types';
 import { flag, has, numberFlag, type ParsedArgs } from './args';
@@ -59,24 +59,36 @@ export async function runMigration(
 }
 
 /** `ferry migrate <vm> --to <host> [--from <host>] [policy flags] [--json]`. */
-export async function migrateCommand(client: FerryClient, args: ParsedArgs, out: (line: string) => void): Promise<void> {
+export async function migrateCommand(
+  client: FerryClient,
+  args: ParsedArgs,
+  out: (line: string) => void,
+): Promise<void> {
   const vmId = args.positionals[1];
   const to = flag(args, 'to');
-  if (!vmId || !to) throw usageError('usage: ferry migrate <vm-id> --to <host> [--from <host>] [--downtime-limit ms] [--max-rounds n] [--store dir] [--json]');
+  if (!vmId || !to)
+    throw usageError(
+      'usage: ferry migrate <vm-id> --to <host> [--from <host>] [--downtime-limit ms] [--max-rounds n] [--store dir] [--json]',
+    );
   const policy = policyFromArgs(args);
-  if (policy.storeDir !== undefined) await assertStoreWritable(policy.storeDir).catch((err: Error) => {
-    throw new CliError(err.message, EXIT.usage);
-  });
+  if (policy.storeDir !== undefined)
+    await assertStoreWritable(policy.storeDir).catch((err: Error) => {
+      throw new CliError(err.message, EXIT.usage);
+    });
   await client.requireHost(to);
   const from = flag(args, 'from') ?? (await client.locateVm(vmId, hostsFromArgs(args))).hostId;
   if (from === to) throw usageError(`VM ${vmId} already runs on ${to}: source and destination are the same host`);
   await client.requireHost(from);
   const json = has(args, 'json');
   try {
-    const result = await runMigration(client, { vmId, sourceHost: from, destinationHost: to, policy }, {
-      showProgress: !json && !has(args, 'no-progress'),
-      stream: process.stderr,
-    });
+    const result = await runMigration(
+      client,
+      { vmId, sourceHost: from, destinationHost: to, policy },
+      {
+        showProgress: !json && !has(args, 'no-progress'),
+        stream: process.stderr,
+      },
+    );
     out(json ? JSON.stringify(result) : resultSummary(result));
   } catch (err) {
     if (json && err instanceof MigrationFailedCliError && err.result) out(JSON.stringify(err.result));

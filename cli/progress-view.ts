@@ -25,7 +25,12 @@ export function progressLine(p: MigrationProgress, withBar: boolean): string {
   const done = p.memoryPages > 0 ? 1 - Math.min(p.pagesRemaining, p.memoryPages) / p.memoryPages : 0;
   const filled = Math.round(done * BAR_WIDTH);
   const bar = withBar ? `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ` : '';
-  const estimate = p.expectedDowntimeMs < 0 ? '-' : Number.isFinite(p.expectedDowntimeMs) ? `${p.expectedDowntimeMs.toFixed(0)} ms` : 'inf';
+  const estimate =
+    p.expectedDowntimeMs < 0
+      ? '-'
+      : Number.isFinite(p.expectedDowntimeMs)
+        ? `${p.expectedDowntimeMs.toFixed(0)} ms`
+        : 'inf';
   return (
     `${bar}${p.phase} round ${p.round} | left ${p.pagesRemaining} pages | sent ${formatBytes(p.bytesSent)} ` +
     `| ${formatRate(p.throughputBytesPerSec)} | dirty ${formatRate(p.dirtyRateBytesPerSec)} | est. downtime ${estimate} (limit ${p.downtimeLimitMs} ms)`

@@ -27,7 +27,11 @@ export function workloadFromArgs(args: ParsedArgs): Workload {
     case 'sweep':
       return { type: 'sweep', rateBytesPerSec: rate() };
     case 'hotset':
-      return { type: 'hotset', rateBytesPerSec: rate(), hotSetBytes: parseSize(flag(args, 'hot-set', '16MiB') as string) };
+      return {
+        type: 'hotset',
+        rateBytesPerSec: rate(),
+        hotSetBytes: parseSize(flag(args, 'hot-set', '16MiB') as string),
+      };
     default:
       throw usageError(`--workload must be idle, random, hotset or sweep, got ${JSON.stringify(type)}`);
   }
@@ -50,14 +54,21 @@ export async function vmCommand(client: FerryClient, args: ParsedArgs, out: (lin
   const [, sub, vmId] = args.positionals;
   const json = has(args, 'json');
   if (sub === 'create') {
-    if (!vmId) throw usageError('usage: ferry vm create <vm-id> --host <host> [--memory 256MiB] [--workload idle|random|hotset|sweep] [--rate 20MB/s] [--hot-set 16MiB] [--seed n]');
+    if (!vmId)
+      throw usageError(
+        'usage: ferry vm create <vm-id> --host <host> [--memory 256MiB] [--workload idle|random|hotset|sweep] [--rate 20MB/s] [--hot-set 16MiB] [--seed n]',
+      );
     const host = flag(args, 'host', 'h1') as string;
     const memoryBytes = parseSize(flag(args, 'memory', DEFAULT_VM_MEMORY) as string);
     const workload = workloadFromArgs(args);
     const seed = numberFlag(args, 'seed');
     await client.requireHost(host);
     const vm = await client.createVm(host, { vmId, memoryBytes, workload, ...(seed !== undefined ? { seed } : {}) });
-    out(json ? JSON.stringify(vm) : `created VM ${vm.vmId} on ${host}: ${formatBytes(vm.memoryBytes)}, ${describeWorkload(vm.workload)}, pid ${vm.pid}`);
+    out(
+      json
+        ? JSON.stringify(vm)
+        : `created VM ${vm.vmId} on ${host}: ${formatBytes(vm.memoryBytes)}, ${describeWorkload(vm.workload)}, pid ${vm.pid}`,
+    );
     return;
   }
   if (sub === 'list') {
@@ -72,7 +83,9 @@ export async function vmCommand(client: FerryClient, args: ParsedArgs, out: (lin
     out('HOST  VM                    MEMORY      STATE     WORKLOAD');
     for (const { hostId, vms } of listing) {
       for (const vm of vms) {
-        out(`${hostId.padEnd(5)} ${vm.vmId.padEnd(21)} ${formatBytes(vm.memoryBytes).padEnd(11)} ${(vm.mode === 'incoming' ? 'incoming' : vm.state).padEnd(9)} ${describeWorkload(vm.workload)}`);
+        out(
+          `${hostId.padEnd(5)} ${vm.vmId.padEnd(21)} ${formatBytes(vm.memoryBytes).padEnd(11)} ${(vm.mode === 'incoming' ? 'incoming' : vm.state).padEnd(9)} ${describeWorkload(vm.workload)}`,
+        );
       }
     }
     for (const h of hosts.filter((x) => !served.includes(x))) out(`${h}: no host agent is serving this host`);

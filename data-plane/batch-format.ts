@@ -56,7 +56,9 @@ function paddedIdLength(idBytes: number): number {
 
 /** Bytes a batch takes for the given id, entry count and number of non-zero pages. */
 export function batchSizeBytes(migrationId: string, entryCount: number, dataPages: number): number {
-  return FIXED_BYTES + paddedIdLength(Buffer.byteLength(migrationId)) + entryCount * 8 + dataPages * PAGE_SIZE_BYTES + 4;
+  return (
+    FIXED_BYTES + paddedIdLength(Buffer.byteLength(migrationId)) + entryCount * 8 + dataPages * PAGE_SIZE_BYTES + 4
+  );
 }
 
 /**
@@ -154,9 +156,11 @@ export function decodeBatch(msg: Uint8Array): DecodedBatch {
   const entryCount = b.readUInt32LE(16);
   const idLength = b.readUInt16LE(20);
   const entriesOffset = FIXED_BYTES + paddedIdLength(idLength);
-  if (entriesOffset + entryCount * 8 > crcAt) throw new BatchFormatError(`batch of ${b.length} bytes cannot hold ${entryCount} entries`);
+  if (entriesOffset + entryCount * 8 > crcAt)
+    throw new BatchFormatError(`batch of ${b.length} bytes cannot hold ${entryCount} entries`);
   const dataStart = entriesOffset + entryCount * 8;
-  if (zlib.crc32(b.subarray(0, dataStart)) !== b.readUInt32LE(crcAt)) throw new BatchFormatError('batch checksum mismatch');
+  if (zlib.crc32(b.subarray(0, dataStart)) !== b.readUInt32LE(crcAt))
+    throw new BatchFormatError('batch checksum mismatch');
   const entries: BatchEntry[] = [];
   let dataPages = 0;
   for (let i = 0; i < entryCount; i += 1) {
@@ -165,7 +169,8 @@ export function decodeBatch(msg: Uint8Array): DecodedBatch {
     if (!zero) dataPages += 1;
     entries.push({ index: raw & ~ZERO_FLAG, version: b.readUInt32LE(entriesOffset + i * 8 + 4), zero });
   }
-  if (dataStart + dataPages * PAGE_SIZE_BYTES !== crcAt) throw new BatchFormatError('batch length does not match its entries');
+  if (dataStart + dataPages * PAGE_SIZE_BYTES !== crcAt)
+    throw new BatchFormatError('batch length does not match its entries');
   return {
     migrationId: b.toString('utf8', FIXED_BYTES, FIXED_BYTES + idLength),
     flags: b.readUInt16LE(6),

@@ -10,7 +10,9 @@ export class TransportStalledError extends Error {
     readonly lastSeq: number,
     readonly appliedSeq: number,
   ) {
-    super(`page stream stalled [migration=${migrationId}, sent=${lastSeq}, applied=${appliedSeq}]: no ${waitingFor} from the receiver`);
+    super(
+      `page stream stalled [migration=${migrationId}, sent=${lastSeq}, applied=${appliedSeq}]: no ${waitingFor} from the receiver`,
+    );
   }
 }
 
@@ -24,7 +26,10 @@ export class SwitchoverError extends Error {
     readonly rolledBack: boolean,
     opts?: { cause?: unknown },
   ) {
-    super(`switchover failed [migration=${migrationId}]: ${reason}; ${rolledBack ? 'the source VM resumed' : 'the destination owns the VM'}`, opts);
+    super(
+      `switchover failed [migration=${migrationId}]: ${reason}; ${rolledBack ? 'the source VM resumed' : 'the destination owns the VM'}`,
+      opts,
+    );
   }
 }
 
@@ -32,7 +37,10 @@ export class SwitchoverError extends Error {
 export class UnknownMigrationError extends Error {
   override readonly name = 'UnknownMigrationError';
 
-  constructor(readonly migrationId: string, role: 'outgoing' | 'incoming') {
+  constructor(
+    readonly migrationId: string,
+    role: 'outgoing' | 'incoming',
+  ) {
     super(`no ${role} migration ${migrationId} in this VMM`);
   }
 }
@@ -41,7 +49,10 @@ export class UnknownMigrationError extends Error {
 export class VerificationError extends Error {
   override readonly name = 'VerificationError';
 
-  constructor(readonly migrationId: string, detail: string) {
+  constructor(
+    readonly migrationId: string,
+    detail: string,
+  ) {
     super(`memory verification failed [migration=${migrationId}]: ${detail}`);
   }
 }

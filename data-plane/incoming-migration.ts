@@ -44,12 +44,24 @@ export class IncomingMigration {
     private readonly nc: NatsConnection,
   ) {
     this.subjects = migrationSubjects(input.migrationId);
-    this.status = { migrationId: input.migrationId, state: 'receiving', appliedSeq: 0, batches: 0, bytesReceived: 0, pagesApplied: 0, gapBatches: 0 };
+    this.status = {
+      migrationId: input.migrationId,
+      state: 'receiving',
+      appliedSeq: 0,
+      batches: 0,
+      bytesReceived: 0,
+      pagesApplied: 0,
+      gapBatches: 0,
+    };
   }
 
   /** Subscribes to the stream and starts granting credit. */
   static async start(ctx: VmmContext, input: IncomingStartInput): Promise<IncomingMigration> {
-    const nc = await connect({ servers: input.natsUrl, name: `ferry-destination-${input.migrationId}`, maxReconnectAttempts: -1 });
+    const nc = await connect({
+      servers: input.natsUrl,
+      name: `ferry-destination-${input.migrationId}`,
+      maxReconnectAttempts: -1,
+    });
     const incoming = new IncomingMigration(ctx, input, nc);
     incoming.listen();
     await nc.flush();
@@ -67,7 +79,10 @@ export class IncomingMigration {
   }
 
   private grant(): void {
-    const grant: CreditGrant = { grantedSeq: this.status.appliedSeq + this.input.creditWindow, appliedSeq: this.status.appliedSeq };
+    const grant: CreditGrant = {
+      grantedSeq: this.status.appliedSeq + this.input.creditWindow,
+      appliedSeq: this.status.appliedSeq,
+    };
     this.lastGrantedSeq = grant.grantedSeq;
     this.nc.publish(this.subjects.credit, Buffer.from(JSON.stringify(grant)));
   }
@@ -90,7 +105,10 @@ export class IncomingMigration {
       if (entry.zero) {
         ok = this.ctx.memory.applyPage(entry.index, ZERO_PAGE);
       } else {
-        ok = this.ctx.memory.applyPage(entry.index, batch.pageData.subarray(dataIndex * PAGE_SIZE_BYTES, (dataIndex + 1) * PAGE_SIZE_BYTES));
+        ok = this.ctx.memory.applyPage(
+          entry.index,
+          batch.pageData.subarray(dataIndex * PAGE_SIZE_BYTES, (dataIndex + 1) * PAGE_SIZE_BYTES),
+        );
         dataIndex += 1;
       }
       if (ok) this.torn.delete(entry.index);
@@ -108,7 +126,8 @@ export class IncomingMigration {
   }
 
   private onControl(msg: Msg): void {
-    const request = JSON.parse(Buffer.from(msg.data).toString('utf8')) as FinalRequest | { type: 'sync'; sentSeq: number };
+    const request = JSON.parse(Buffer.from(msg.data).toString('utf8')) as
+      FinalRequest | { type: 'sync'; sentSeq: number };
     if (request.type === 'sync') {
       // The sender sent up to sentSeq and heard nothing: what did not arrive is written off (its
       // pages are taken from the file at switchover) and credit flows again.
@@ -116,7 +135,10 @@ export class IncomingMigration {
         this.status.gapBatches += request.sentSeq - this.status.appliedSeq;
         this.status.appliedSeq = request.sentSeq;
       }
-      const grant: CreditGrant = { grantedSeq: this.status.appliedSeq + this.input.creditWindow, appliedSeq: this.status.appliedSeq };
+      const grant: CreditGrant = {
+        grantedSeq: this.status.appliedSeq + this.input.creditWindow,
+        appliedSeq: this.status.appliedSeq,
+      };
       this.lastGrantedSeq = grant.grantedSeq;
       msg.respond(Buffer.from(JSON.stringify(grant)));
       return;
@@ -158,8 +180,13 @@ export class IncomingMigration {
       pagesFromStore = await this.fillFromStore();
       digest = this.ctx.memory.digest();
     }
-    if (digest !== request.digest) throw new VerificationError(this.input.migrationId, `digest ${digest} differs from the source's ${request.digest}`);
-    if (this.torn.size > 0) throw new VerificationError(this.input.migrationId, `${this.torn.size} pages fail their self-check`);
+    if (digest !== request.digest)
+      throw new VerificationError(
+        this.input.migrationId,
+        `digest ${digest} differs from the source's ${request.digest}`,
+      );
+    if (this.torn.size > 0)
+      throw new VerificationError(this.input.migrationId, `${this.torn.size} pages fail their self-check`);
     const verifyMs = performance.now() - verifyStarted;
     const claim = await claimOwnership(this.input.storeDir, {
       vmId: this.ctx.vmId,
@@ -171,7 +198,15 @@ export class IncomingMigration {
     this.ctx.vcpu.setWorkload(request.workload);
     this.ctx.vcpu.resume();
     this.status.state = 'resumed';
-    const reply: FinalReply = { ok: true, resumedAt: Date.now(), digest, pagesFromStore, gapBatches: this.status.gapBatches, tornPagesRepaired, verifyMs };
+    const reply: FinalReply = {
+      ok: true,
+      resumedAt: Date.now(),
+      digest,
+      pagesFromStore,
+      gapBatches: this.status.gapBatches,
+      tornPagesRepaired,
+      verifyMs,
+    };
     this.status.final = reply;
     this.stopListening();
     return reply;
@@ -206,7 +241,10 @@ export class IncomingMigration {
       // again once the source has marked the file complete.
       if (notYetInFile.length > 0) {
         if (!(await pageFile.waitForComplete(DEFAULT_STORE_COMPLETE_TIMEOUT_MS))) {
-          throw new VerificationError(this.input.migrationId, `${notYetInFile.length} pages are missing and the page file was not completed within ${DEFAULT_STORE_COMPLETE_TIMEOUT_MS} ms`);
+          throw new VerificationError(
+            this.input.migrationId,
+            `${notYetInFile.length} pages are missing and the page file was not completed within ${DEFAULT_STORE_COMPLETE_TIMEOUT_MS} ms`,
+          );
         }
         for (const k of notYetInFile) await readAt(manifest.indexes[k] as number, manifest.versions[k] as number);
       }

@@ -61,7 +61,11 @@ export class OutgoingMigration {
       vmId: ctx.vmId,
       pageCount: ctx.memory.pageCount,
     });
-    const nc = await connect({ servers: input.natsUrl, name: `ferry-source-${input.migrationId}`, maxReconnectAttempts: -1 });
+    const nc = await connect({
+      servers: input.natsUrl,
+      name: `ferry-source-${input.migrationId}`,
+      maxReconnectAttempts: -1,
+    });
     const sender = new PageSender(nc, input.migrationId, ctx.memory, pageFile, { batchPages: input.batchPages });
     return new OutgoingMigration(ctx, input, nc, pageFile, sender);
   }
@@ -77,7 +81,8 @@ export class OutgoingMigration {
   }
 
   private async runRound(round: number): Promise<RoundStats> {
-    if (this.state !== 'streaming') throw new Error(`migration ${this.input.migrationId} is ${this.state}, cannot send round ${round}`);
+    if (this.state !== 'streaming')
+      throw new Error(`migration ${this.input.migrationId} is ${this.state}, cannot send round ${round}`);
     const startedAt = performance.now();
     // Clearing the dirty log before reading pages is what makes a concurrently written page show
     // up dirty again for the next round.
@@ -150,17 +155,32 @@ export class OutgoingMigration {
       const dirty = this.ctx.memory.collectDirty();
       const { indexes, versions } = this.finalPageTable();
       const digest = this.ctx.memory.digest();
-      const storeLagBytes = this.sender.storeBytesQueued - this.sender.storeBytesSynced + dirty.length * PAGE_SIZE_BYTES;
+      const storeLagBytes =
+        this.sender.storeBytesQueued - this.sender.storeBytesSynced + dirty.length * PAGE_SIZE_BYTES;
       // The final manifest (what the guest's memory is at stun) becomes durable while the last
       // pages travel; the destination needs it only if it lacks a page.
-      const manifestDurable = this.pageFile.writeManifest({ round, final: true, indexes, versions, finalSeq: 0, digest });
+      const manifestDurable = this.pageFile.writeManifest({
+        round,
+        final: true,
+        indexes,
+        versions,
+        finalSeq: 0,
+        digest,
+      });
       const sent = await this.sender.sendPages(dirty, round, BATCH_FLAG_FINAL);
       await this.nc.flush();
       const sentAt = performance.now();
       await manifestDurable;
       const durableAt = performance.now();
       this.completeStore(versions, indexes);
-      const request: FinalRequest = { type: 'final', finalSeq: this.sender.lastSeq, digest, stunAt, workload: this.ctx.vcpu.workload(), seed: this.ctx.seed };
+      const request: FinalRequest = {
+        type: 'final',
+        finalSeq: this.sender.lastSeq,
+        digest,
+        stunAt,
+        workload: this.ctx.vcpu.workload(),
+        seed: this.ctx.seed,
+      };
       const reply = await this.requestFinal(request, resumeTimeoutMs);
       if (!reply.ok) throw new Error(reply.reason);
       this.state = 'handed-over';
@@ -191,7 +211,8 @@ export class OutgoingMigration {
       try {
         const synced = await this.pageFile.sync();
         const missing = indexes.filter((index, k) => synced[index] !== versions[k]);
-        if (missing.length > 0) throw new Error(`page file lacks ${missing.length} pages at their final version (first: ${missing[0]})`);
+        if (missing.length > 0)
+          throw new Error(`page file lacks ${missing.length} pages at their final version (first: ${missing[0]})`);
         await this.pageFile.markComplete();
       } catch (err) {
         this.storeFailure ??= err;

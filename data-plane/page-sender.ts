@@ -97,7 +97,8 @@ export class PageSender {
     const stallMs = this.options.stallMs ?? DEFAULT_STALL_MS;
     const deadline = Date.now() + (this.options.creditTimeoutMs ?? DEFAULT_CREDIT_TIMEOUT_MS);
     while (!ready()) {
-      if (Date.now() > deadline) throw new TransportStalledError(this.migrationId, what, this.lastSeq, this.grant.appliedSeq);
+      if (Date.now() > deadline)
+        throw new TransportStalledError(this.migrationId, what, this.lastSeq, this.grant.appliedSeq);
       const granted = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), stallMs);
         this.creditWaiter = () => {
@@ -112,9 +113,13 @@ export class PageSender {
   /** Tells the receiver what was sent; it writes off missing batches and re-grants credit. */
   private async requestSync(): Promise<void> {
     try {
-      const reply = await this.nc.request(this.subjects.control, Buffer.from(JSON.stringify({ type: 'sync', sentSeq: this.lastSeq })), {
-        timeout: this.options.stallMs ?? DEFAULT_STALL_MS,
-      });
+      const reply = await this.nc.request(
+        this.subjects.control,
+        Buffer.from(JSON.stringify({ type: 'sync', sentSeq: this.lastSeq })),
+        {
+          timeout: this.options.stallMs ?? DEFAULT_STALL_MS,
+        },
+      );
       this.onGrant(JSON.parse(Buffer.from(reply.data).toString('utf8')) as CreditGrant);
     } catch {
       // No answer: the receiver may be restarting; the caller's deadline bounds the wait.
@@ -138,7 +143,12 @@ export class PageSender {
    * pages entirely; later rounds send a page that became zero as a zero entry. Every batch is also
    * queued to the page file. Resolves when the last batch is published (not yet acknowledged).
    */
-  async sendPages(indexes: Uint32Array, round: number, flags: number, onBatch?: (stats: SendStats) => void): Promise<SendStats> {
+  async sendPages(
+    indexes: Uint32Array,
+    round: number,
+    flags: number,
+    onBatch?: (stats: SendStats) => void,
+  ): Promise<SendStats> {
     const stats: SendStats = { pagesSent: 0, zeroPages: 0, bytesSent: 0, batches: 0 };
     const maxUnwritten = this.options.maxUnwrittenBytes ?? DEFAULT_MAX_UNWRITTEN_BYTES;
     const entries: { index: number; version: number }[] = [];
@@ -161,7 +171,11 @@ export class PageSender {
     for (let i = 0; i < indexes.length; i += 1) {
       const index = indexes[i] as number;
       const page = this.memory.page(index);
-      if (this.memory.meta[index * 2] === 0 && page.readUInt32LE(ZERO_CHECK_HEADER) === 0 && this.memory.isZeroPage(index)) {
+      if (
+        this.memory.meta[index * 2] === 0 &&
+        page.readUInt32LE(ZERO_CHECK_HEADER) === 0 &&
+        this.memory.isZeroPage(index)
+      ) {
         if (round > 0) {
           this.builder.addPage(index, null);
           stats.zeroPages += 1;

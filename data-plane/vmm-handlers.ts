@@ -46,7 +46,8 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       const { migrationId, round } = params as MigrationRef & { round: number };
       return (await getOutgoing(migrationId)).sendRound(round);
     },
-    'migration.outgoingProgress': async (params) => (await getOutgoing((params as MigrationRef).migrationId)).progress(),
+    'migration.outgoingProgress': async (params) =>
+      (await getOutgoing((params as MigrationRef).migrationId)).progress(),
     'migration.switchover': async (params) => {
       const { migrationId, resumeTimeoutMs } = params as MigrationRef & { resumeTimeoutMs: number };
       return (await getOutgoing(migrationId)).switchover(resumeTimeoutMs);

@@ -29,7 +29,11 @@ export function clusterWorkers(hosts: readonly string[]): WorkerSpec[] {
   const dist = path.resolve(__dirname, '..');
   return [
     { name: 'orchestrator', script: path.join(dist, 'workers', 'orchestrator.js'), args: [] },
-    ...hosts.map((h) => ({ name: `host-${h}`, script: path.join(dist, 'workers', 'host-agent.js'), args: ['--host', h] })),
+    ...hosts.map((h) => ({
+      name: `host-${h}`,
+      script: path.join(dist, 'workers', 'host-agent.js'),
+      args: ['--host', h],
+    })),
   ];
 }
 
@@ -74,7 +78,11 @@ export async function startWorker(env: FerryEnvironment, spec: WorkerSpec): Prom
   const { pidFile, logFile } = workerFiles(env.stateDir, spec.name);
   const logStart = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
   const log = fs.openSync(logFile, 'a');
-  const child = spawn(process.execPath, [spec.script, ...spec.args], { detached: true, stdio: ['ignore', log, log], env: clusterEnv(env) });
+  const child = spawn(process.execPath, [spec.script, ...spec.args], {
+    detached: true,
+    stdio: ['ignore', log, log],
+    env: clusterEnv(env),
+  });
   fs.closeSync(log);
   child.unref();
   if (child.pid === undefined) throw new Error(`cannot start ${spec.name}`);
@@ -126,7 +134,11 @@ export function stopAllVmms(stateDir: string): string[] {
 /** Starts services and workers; returns one line per component. */
 export async function clusterUp(env: FerryEnvironment, hosts: readonly string[]): Promise<string[]> {
   const lines: string[] = [];
-  const temporal = await startTemporalDevServer({ stateDir: env.stateDir, port: env.temporalPort, uiPort: env.temporalUiPort });
+  const temporal = await startTemporalDevServer({
+    stateDir: env.stateDir,
+    port: env.temporalPort,
+    uiPort: env.temporalUiPort,
+  });
   lines.push(`${temporal.message}; Web UI http://127.0.0.1:${env.temporalUiPort}`);
   const nats = await startNatsServer({ stateDir: env.stateDir, port: env.natsPort });
   lines.push(nats.message);
@@ -139,7 +151,12 @@ export async function clusterUp(env: FerryEnvironment, hosts: readonly string[])
 export async function clusterDown(env: FerryEnvironment): Promise<string[]> {
   const lines: string[] = [];
   const workersDir = path.join(env.stateDir, 'workers');
-  const names = fs.existsSync(workersDir) ? fs.readdirSync(workersDir).filter((f) => f.endsWith('.pid')).map((f) => f.slice(0, -4)) : [];
+  const names = fs.existsSync(workersDir)
+    ? fs
+        .readdirSync(workersDir)
+        .filter((f) => f.endsWith('.pid'))
+        .map((f) => f.slice(0, -4))
+    : [];
   for (const name of names) lines.push(await stopWorker(env.stateDir, name));
   lines.push(...stopAllVmms(env.stateDir));
   lines.push((await stopNatsServer({ stateDir: env.stateDir })).message);

@@ -37,7 +37,10 @@ export async function readOwner(storeDir: string, vmId: string): Promise<Ownersh
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  const latest = names.filter((n) => /^\d{10}\.json$/.test(n)).sort().pop();
+  const latest = names
+    .filter((n) => /^\d{10}\.json$/.test(n))
+    .sort()
+    .pop();
   if (latest === undefined) return undefined;
   return JSON.parse(await fs.readFile(path.join(ownersDir(storeDir, vmId), latest), 'utf8')) as OwnershipRecord;
 }

@@ -150,7 +150,11 @@ export class PageFile {
       if (last && lastEntry && lastEntry.index + 1 === entry.index) {
         last.entries.push(entry);
       } else {
-        runs.push({ offset: PAGE_FILE_HEADER_BYTES + entry.index * PAGE_SIZE_BYTES, data: data.subarray(i * PAGE_SIZE_BYTES), entries: [entry] });
+        runs.push({
+          offset: PAGE_FILE_HEADER_BYTES + entry.index * PAGE_SIZE_BYTES,
+          data: data.subarray(i * PAGE_SIZE_BYTES),
+          entries: [entry],
+        });
       }
     });
     const bytes = entries.length * PAGE_SIZE_BYTES;
@@ -193,7 +197,11 @@ export class PageFile {
       }
       return this.syncedVersions;
     } catch (err) {
-      throw new PageStoreError('page file write or sync failed', { migrationId: this.header.migrationId, path: file, cause: err });
+      throw new PageStoreError('page file write or sync failed', {
+        migrationId: this.header.migrationId,
+        path: file,
+        cause: err,
+      });
     }
   }
 
@@ -212,7 +220,11 @@ export class PageFile {
       await dirHandle.sync();
       await dirHandle.close();
     } catch (err) {
-      throw new PageStoreError('cannot write manifest', { migrationId: this.header.migrationId, path: target, cause: err });
+      throw new PageStoreError('cannot write manifest', {
+        migrationId: this.header.migrationId,
+        path: target,
+        cause: err,
+      });
     }
   }
 
@@ -228,7 +240,11 @@ export class PageFile {
       await dirHandle.sync();
       await dirHandle.close();
     } catch (err) {
-      throw new PageStoreError('cannot mark the page file complete', { migrationId: this.header.migrationId, path: target, cause: err });
+      throw new PageStoreError('cannot mark the page file complete', {
+        migrationId: this.header.migrationId,
+        path: target,
+        cause: err,
+      });
     }
   }
 
@@ -253,7 +269,11 @@ export class PageFile {
       return decodeManifest(await fs.readFile(file));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new PageStoreError('cannot read final manifest', { migrationId: this.header.migrationId, path: file, cause: err });
+      throw new PageStoreError('cannot read final manifest', {
+        migrationId: this.header.migrationId,
+        path: file,
+        cause: err,
+      });
     }
   }
 

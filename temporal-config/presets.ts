@@ -47,4 +47,3 @@ export const TIMEOUTS = {
   /** Interval at which long activities heartbeat. */
   heartbeatIntervalMs: 1_000,
 } as const;
-

@@ -33,7 +33,14 @@ export function compareMemory(source: Buffer, destination: Buffer): MemoryCompar
     throw new Error(`memory sizes differ: source ${source.length} bytes, destination ${destination.length} bytes`);
   }
   const pages = source.length / PAGE_SIZE_BYTES;
-  const result: MemoryComparison = { ok: true, pages, identical: 0, rewrittenAfterResume: 0, mismatched: [], details: [] };
+  const result: MemoryComparison = {
+    ok: true,
+    pages,
+    identical: 0,
+    rewrittenAfterResume: 0,
+    mismatched: [],
+    details: [],
+  };
   for (let i = 0; i < pages; i += 1) {
     const s = source.subarray(i * PAGE_SIZE_BYTES, (i + 1) * PAGE_SIZE_BYTES);
     const d = destination.subarray(i * PAGE_SIZE_BYTES, (i + 1) * PAGE_SIZE_BYTES);

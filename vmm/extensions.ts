@@ -11,7 +11,7 @@
  */
 import type { GuestMemory } from './guest-memory';
 import type { Vcpu } from './vcpu';
-import { migrationHandlers } from '../data-plane/vmm-handlers';
+import { migrationHandlers } from '../data-plane';
 
 /** A VMM method: takes the request's `params` (untrusted JSON, validate it), resolves to a JSON-able result. */
 export type VmmHandler = (params: unknown) => Promise<unknown>;

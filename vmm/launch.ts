@@ -90,7 +90,10 @@ export async function launchVmm(opts: LaunchVmmOptions): Promise<{ pid: number }
   try {
     // FERRY_VMM_NODE_ARGS passes flags to the VMM's Node (e.g. --cpu-prof), which NODE_OPTIONS refuses.
     const nodeArgs = (process.env['FERRY_VMM_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-    child = spawn(process.execPath, [...nodeArgs, VMM_PROCESS_SCRIPT, ...args], { detached: true, stdio: ['ignore', logFd, logFd] });
+    child = spawn(process.execPath, [...nodeArgs, VMM_PROCESS_SCRIPT, ...args], {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+    });
   } finally {
     closeSync(logFd);
   }

@@ -48,7 +48,8 @@ function paramsObject(params: unknown, method: string): Record<string, unknown> 
 
 /**
  * Builds the built-in methods over `ctx`: status, pause, resume, setThrottle {percent},
- * setWorkload {workload}, digest, verify, dumpMemory {path} and shutdown (which answers, then
+ * setWorkload {workload}, digest, verify and dumpMemory {path} (both pause a running vCPU while
+ * they read memory), and shutdown (which answers, then
  * calls `hooks.shutdown` once the answer is on its way). pause, resume and setThrottle answer
  * with the vCPU's stats.
  */
@@ -57,6 +58,17 @@ export function createBuiltinMethods(
   hooks: { pid: number; shutdown(): void },
 ): Record<(typeof BUILTIN_METHODS)[number], VmmHandler> {
   const { memory, vcpu } = ctx;
+  // A running vCPU rewrites pages while they are read, so checks and dumps briefly pause it (as
+  // QEMU's dump-guest-memory does) to see one consistent memory, then let it run on.
+  const whilePaused = async <T>(work: () => Promise<T>): Promise<T> => {
+    const wasRunning = vcpu.stats().state === 'running';
+    if (wasRunning) await vcpu.pause();
+    try {
+      return await work();
+    } finally {
+      if (wasRunning) vcpu.resume();
+    }
+  };
   return {
     status: async (): Promise<VmmStatus> => ({
       vmId: ctx.vmId,
@@ -85,16 +97,17 @@ export function createBuiltinMethods(
       return { workload };
     },
     digest: async (): Promise<{ digest: string }> => ({ digest: memory.digest() }),
-    verify: async (): Promise<VmmVerifyResult> => {
-      const { badPages, checked } = memory.verifyAll();
-      return { badPages: badPages.length, firstBadPages: badPages.slice(0, 16), checked };
-    },
+    verify: async (): Promise<VmmVerifyResult> =>
+      whilePaused(async () => {
+        const { badPages, checked } = memory.verifyAll();
+        return { badPages: badPages.length, firstBadPages: badPages.slice(0, 16), checked };
+      }),
     dumpMemory: async (params): Promise<{ path: string; bytes: number }> => {
       const path = paramsObject(params, 'dumpMemory')['path'];
       if (typeof path !== 'string' || path === '') {
         throw new VmmParamsError('path', `dumpMemory path must be a non-empty string, got ${JSON.stringify(path)}`);
       }
-      await fs.writeFile(path, memory.bytes);
+      await whilePaused(() => fs.writeFile(path, memory.bytes));
       return { path, bytes: memory.bytes.length };
     },
     shutdown: async (): Promise<{ shuttingDown: true }> => {

@@ -11,7 +11,9 @@ export async function connectWorker(timeoutMs = 30_000): Promise<NativeConnectio
       return await NativeConnection.connect({ address: temporalAddress });
     } catch (err) {
       if (Date.now() > deadline) {
-        throw new Error(`cannot reach the Temporal service at ${temporalAddress}: ${(err as Error).message}`, { cause: err });
+        throw new Error(`cannot reach the Temporal service at ${temporalAddress}: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
       await new Promise((r) => setTimeout(r, 500));
     }

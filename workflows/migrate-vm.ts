@@ -47,7 +47,12 @@ const HOST_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const VM_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 function hostActivities(hostId: string) {
-  const retry: RetryPolicy = { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 };
+  const retry: RetryPolicy = {
+    initialInterval: '500ms',
+    backoffCoefficient: 2,
+    maximumInterval: '5s',
+    maximumAttempts: 20,
+  };
   const short = proxyActivities<HostActivities>({
     taskQueue: hostTaskQueue(hostId),
     startToCloseTimeout: TIMEOUTS.shortActivityMs,
@@ -69,12 +74,16 @@ function hostActivities(hostId: string) {
 
 function validateInput(input: MigrateVmInput): ResolvedMigrationOptions {
   const bad = (message: string) => ApplicationFailure.nonRetryable(message, 'InvalidInput');
-  if (typeof input !== 'object' || input === null) throw bad('migrateVm input must be an object with vmId, sourceHost, destinationHost');
-  if (typeof input.vmId !== 'string' || !VM_ID.test(input.vmId)) throw bad(`vmId must be 1-64 letters, digits, _ or -, got ${JSON.stringify(input.vmId)}`);
+  if (typeof input !== 'object' || input === null)
+    throw bad('migrateVm input must be an object with vmId, sourceHost, destinationHost');
+  if (typeof input.vmId !== 'string' || !VM_ID.test(input.vmId))
+    throw bad(`vmId must be 1-64 letters, digits, _ or -, got ${JSON.stringify(input.vmId)}`);
   for (const key of ['sourceHost', 'destinationHost'] as const) {
-    if (typeof input[key] !== 'string' || !HOST_ID.test(input[key])) throw bad(`${key} must be a host id, got ${JSON.stringify(input[key])}`);
+    if (typeof input[key] !== 'string' || !HOST_ID.test(input[key]))
+      throw bad(`${key} must be a host id, got ${JSON.stringify(input[key])}`);
   }
-  if (input.sourceHost === input.destinationHost) throw bad(`sourceHost and destinationHost are both ${input.sourceHost}: nothing to migrate`);
+  if (input.sourceHost === input.destinationHost)
+    throw bad(`sourceHost and destinationHost are both ${input.sourceHost}: nothing to migrate`);
   try {
     return resolveMigrationOptions(input.policy);
   } catch (err) {
@@ -167,12 +176,24 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
   const receiverScope = new CancellationScope();
 
   try {
-    const prepared = await source.short.prepareSource({ ...ref, ...(options.storeDir ? { storeDir: options.storeDir } : {}) });
+    const prepared = await source.short.prepareSource({
+      ...ref,
+      ...(options.storeDir ? { storeDir: options.storeDir } : {}),
+    });
     memoryPages = prepared.pageCount;
     destinationPrepared = true;
-    await destination.short.prepareDestination({ ...ref, memoryBytes: prepared.memoryBytes, storeDir: prepared.storeDir });
+    await destination.short.prepareDestination({
+      ...ref,
+      memoryBytes: prepared.memoryBytes,
+      storeDir: prepared.storeDir,
+    });
     receiver = receiverScope.run(() =>
-      destination.long.receivePages({ ...ref, storeDir: prepared.storeDir, baseEpoch: prepared.baseEpoch, creditWindow: options.creditWindow }),
+      destination.long.receivePages({
+        ...ref,
+        storeDir: prepared.storeDir,
+        baseEpoch: prepared.baseEpoch,
+        creditWindow: options.creditWindow,
+      }),
     );
     receiver.catch(() => undefined);
 
@@ -180,7 +201,13 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     for (let round = 0; ; round += 1) {
       if (cancelRequested !== undefined) throw new MigrationStop('cancelled', cancelRequested);
       const stats = await Promise.race([
-        source.long.sendRound({ ...ref, round, storeDir: prepared.storeDir, baseEpoch: prepared.baseEpoch, batchPages: options.batchPages }),
+        source.long.sendRound({
+          ...ref,
+          round,
+          storeDir: prepared.storeDir,
+          baseEpoch: prepared.baseEpoch,
+          batchPages: options.batchPages,
+        }),
         receiver.then(() => {
           throw new Error('destination receiver ended before the switchover');
         }),
@@ -202,13 +229,20 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     if (cancelRequested !== undefined) throw new MigrationStop('cancelled', cancelRequested);
 
     setPhase('switchover');
-    const handover: SwitchoverStats = await source.switchover.switchover({ ...ref, resumeTimeoutMs: DEFAULT_RESUME_TIMEOUT_MS });
+    const handover: SwitchoverStats = await source.switchover.switchover({
+      ...ref,
+      resumeTimeoutMs: DEFAULT_RESUME_TIMEOUT_MS,
+    });
     const received = await receiver;
     result.runningOn = input.destinationHost;
 
     setPhase('cleanup');
     await destination.short.finishDestination(ref);
-    await source.short.releaseSource({ ...ref, storeDir: prepared.storeDir, keepSource: options.keepSourceAfterSwitchover });
+    await source.short.releaseSource({
+      ...ref,
+      storeDir: prepared.storeDir,
+      keepSource: options.keepSourceAfterSwitchover,
+    });
 
     Object.assign(result, {
       outcome: 'completed',
@@ -242,7 +276,9 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       setPhase('rolling-back');
       receiverScope.cancel();
       const rolled = await source.short.rollbackSource(ref).catch(() => ({ running: false }));
-      const aborted = destinationPrepared ? await destination.short.abortDestination(ref).catch(() => ({ resumed: false })) : { resumed: false };
+      const aborted = destinationPrepared
+        ? await destination.short.abortDestination(ref).catch(() => ({ resumed: false }))
+        : { resumed: false };
       if (aborted.resumed) {
         // The destination took ownership and resumed before the failure reached us: the VM lives
         // there, and the source (fenced by the ownership epoch) stays stunned.
@@ -255,7 +291,12 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     });
     throw ApplicationFailure.create({
       message: `migration of ${input.vmId} ${result.outcome}: ${result.reason}`,
-      type: result.outcome === 'cancelled' ? 'MigrationCancelled' : result.outcome === 'aborted' ? 'MigrationAborted' : 'MigrationFailed',
+      type:
+        result.outcome === 'cancelled'
+          ? 'MigrationCancelled'
+          : result.outcome === 'aborted'
+            ? 'MigrationAborted'
+            : 'MigrationFailed',
       nonRetryable: true,
       details: [result],
       ...(err instanceof Error && !(err instanceof MigrationStop) ? { cause: err } : {}),

@@ -79,7 +79,9 @@ function positiveInteger(name: string, value: unknown, fallback: number, max = N
   if (value === undefined || value === null) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > max) {
     const shown = typeof value === 'number' ? String(value) : JSON.stringify(value);
-    throw new InvalidMigrationOptionError(`${name} must be a positive integer${max < Number.MAX_SAFE_INTEGER ? ` up to ${max}` : ''}, got ${shown}`);
+    throw new InvalidMigrationOptionError(
+      `${name} must be a positive integer${max < Number.MAX_SAFE_INTEGER ? ` up to ${max}` : ''}, got ${shown}`,
+    );
   }
   return value;
 }
@@ -87,16 +89,23 @@ function positiveInteger(name: string, value: unknown, fallback: number, max = N
 /** Validates `raw` and fills in defaults; returns a new object; throws InvalidMigrationOptionError. */
 export function resolveMigrationOptions(raw: MigrationOptions | undefined): ResolvedMigrationOptions {
   const o = raw ?? {};
-  if (typeof o !== 'object') throw new InvalidMigrationOptionError(`policy must be an object, got ${JSON.stringify(o)}`);
+  if (typeof o !== 'object')
+    throw new InvalidMigrationOptionError(`policy must be an object, got ${JSON.stringify(o)}`);
   const onGiveUp = o.onGiveUp ?? DEFAULT_ON_GIVE_UP;
   if (onGiveUp !== 'abort' && onGiveUp !== 'force-switchover') {
-    throw new InvalidMigrationOptionError(`onGiveUp must be "abort" or "force-switchover", got ${JSON.stringify(onGiveUp)}`);
+    throw new InvalidMigrationOptionError(
+      `onGiveUp must be "abort" or "force-switchover", got ${JSON.stringify(onGiveUp)}`,
+    );
   }
   if (o.keepSourceAfterSwitchover !== undefined && typeof o.keepSourceAfterSwitchover !== 'boolean') {
-    throw new InvalidMigrationOptionError(`keepSourceAfterSwitchover must be true or false, got ${JSON.stringify(o.keepSourceAfterSwitchover)}`);
+    throw new InvalidMigrationOptionError(
+      `keepSourceAfterSwitchover must be true or false, got ${JSON.stringify(o.keepSourceAfterSwitchover)}`,
+    );
   }
   if (o.switchoverEagerly !== undefined && typeof o.switchoverEagerly !== 'boolean') {
-    throw new InvalidMigrationOptionError(`switchoverEagerly must be true or false, got ${JSON.stringify(o.switchoverEagerly)}`);
+    throw new InvalidMigrationOptionError(
+      `switchoverEagerly must be true or false, got ${JSON.stringify(o.switchoverEagerly)}`,
+    );
   }
   if (o.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) {
     throw new InvalidMigrationOptionError(`storeDir must be a non-empty path, got ${JSON.stringify(o.storeDir)}`);
@@ -104,7 +113,11 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
   return {
     downtimeLimitMs: positiveInteger('downtimeLimitMs', o.downtimeLimitMs, DEFAULT_DOWNTIME_LIMIT_MS),
     maxRounds: positiveInteger('maxRounds', o.maxRounds, DEFAULT_MAX_ROUNDS, 10_000),
-    completionBudgetSecPerGiB: positiveInteger('completionBudgetSecPerGiB', o.completionBudgetSecPerGiB, DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB),
+    completionBudgetSecPerGiB: positiveInteger(
+      'completionBudgetSecPerGiB',
+      o.completionBudgetSecPerGiB,
+      DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB,
+    ),
     onGiveUp,
     storeDir: o.storeDir,
     batchPages: positiveInteger('batchPages', o.batchPages, DEFAULT_BATCH_PAGES, 1024),
@@ -167,15 +180,23 @@ export function decideNextStep(args: {
   const outOfRounds = args.rounds.length >= args.options.maxRounds;
   const outOfTime = args.elapsedMs >= budgetMs;
   if (estimate <= args.options.downtimeLimitMs) {
-    const before = args.rounds.length >= 2 ? (args.rounds[args.rounds.length - 2] as RoundSample).pendingDirtyPages : args.memoryBytes / args.pageSizeBytes;
+    const before =
+      args.rounds.length >= 2
+        ? (args.rounds[args.rounds.length - 2] as RoundSample).pendingDirtyPages
+        : args.memoryBytes / args.pageSizeBytes;
     const stillShrinking = last.pendingDirtyPages <= before * SHRINK_FACTOR_TO_CONTINUE;
-    const done = args.options.switchoverEagerly || estimate <= DOWNTIME_FLOOR_MS || !stillShrinking || outOfRounds || outOfTime;
+    const done =
+      args.options.switchoverEagerly || estimate <= DOWNTIME_FLOOR_MS || !stillShrinking || outOfRounds || outOfTime;
     return done ? { type: 'switchover', expectedDowntimeMs: estimate, forced: false } : { type: 'next-round' };
   }
   if (!outOfRounds && !outOfTime) return { type: 'next-round' };
   const why = outOfRounds
     ? `did not converge in ${args.options.maxRounds} rounds`
     : `did not converge within the completion budget of ${Math.round(budgetMs)} ms`;
-  if (args.options.onGiveUp === 'force-switchover') return { type: 'switchover', expectedDowntimeMs: estimate, forced: true };
-  return { type: 'abort', reason: `${why} (expected downtime ${Math.round(estimate)} ms > limit ${args.options.downtimeLimitMs} ms)` };
+  if (args.options.onGiveUp === 'force-switchover')
+    return { type: 'switchover', expectedDowntimeMs: estimate, forced: true };
+  return {
+    type: 'abort',
+    reason: `${why} (expected downtime ${Math.round(estimate)} ms > limit ${args.options.downtimeLimitMs} ms)`,
+  };
 }

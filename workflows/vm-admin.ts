@@ -33,6 +33,10 @@ export async function destroyVm(input: { hostId: string; vmId: string }): Promis
 }
 
 /** Writes the memory of `vmId` on `hostId` to `path` on that host. */
-export async function dumpVmMemory(input: { hostId: string; vmId: string; path: string }): Promise<{ state: string; pagesWritten: number }> {
+export async function dumpVmMemory(input: {
+  hostId: string;
+  vmId: string;
+  path: string;
+}): Promise<{ state: string; pagesWritten: number }> {
   return onHost(input.hostId).dumpVmMemory({ vmId: input.vmId, path: input.path });
 }

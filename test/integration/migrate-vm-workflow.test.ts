@@ -9,7 +9,13 @@ import { Context } from '@temporalio/activity';
 import type { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import {
+  bundleWorkflowCode,
+  DefaultLogger,
+  Runtime,
+  Worker,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
 import type { HostActivities } from '../../activities/types';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../../data-plane/protocol';
 import { timeSkippingEnvironmentOptions } from '../../infra';
@@ -162,11 +168,29 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
         gapBatches: 1,
         final: destination,
       });
-      return { finalPages: 100, finalBytes: 100 * PAGE, downtimeMs: 42, finalSendMs: 10, storeDurableMs: 5, storeLagBytes: 0, stunAt: Date.now() - 42, destination, sourceDigest: DIGEST };
+      return {
+        finalPages: 100,
+        finalBytes: 100 * PAGE,
+        downtimeMs: 42,
+        finalSendMs: 10,
+        storeDurableMs: 5,
+        storeLagBytes: 0,
+        stunAt: Date.now() - 42,
+        destination,
+        sourceDigest: DIGEST,
+      };
     },
     rollbackSource: async () => ({ running: true }),
     abortDestination: async ({ migrationId }) => {
-      destinationDone.resolve({ migrationId, state: 'aborted', appliedSeq: 0, batches: 0, bytesReceived: 0, pagesApplied: 0, gapBatches: 0 });
+      destinationDone.resolve({
+        migrationId,
+        state: 'aborted',
+        appliedSeq: 0,
+        batches: 0,
+        bytesReceived: 0,
+        pagesApplied: 0,
+        gapBatches: 0,
+      });
       return { resumed: false };
     },
     releaseSource: async () => undefined,
@@ -209,7 +233,9 @@ describe('migrateVm workflow', () => {
     // time-skipping server must be told here.
     await env.connection.operatorService.addSearchAttributes({
       namespace: NAMESPACE,
-      searchAttributes: Object.fromEntries(Object.keys(SEARCH_ATTRIBUTES).map((name) => [name, INDEXED_VALUE_TYPE_KEYWORD])),
+      searchAttributes: Object.fromEntries(
+        Object.keys(SEARCH_ATTRIBUTES).map((name) => [name, INDEXED_VALUE_TYPE_KEYWORD]),
+      ),
     });
   });
 
@@ -228,9 +254,19 @@ describe('migrateVm workflow', () => {
     return orchestrator.runUntil(h1.runUntil(h2.runUntil(fn)));
   }
 
-  function start(name: string, policy?: MigrationOptions, input?: Partial<MigrateVmInput>): Promise<WorkflowHandle<typeof migrateVm>> {
+  function start(
+    name: string,
+    policy?: MigrationOptions,
+    input?: Partial<MigrateVmInput>,
+  ): Promise<WorkflowHandle<typeof migrateVm>> {
     nextId += 1;
-    const args: MigrateVmInput = { vmId: 'vm-7', sourceHost: 'h1', destinationHost: 'h2', ...(policy ? { policy } : {}), ...input };
+    const args: MigrateVmInput = {
+      vmId: 'vm-7',
+      sourceHost: 'h1',
+      destinationHost: 'h2',
+      ...(policy ? { policy } : {}),
+      ...input,
+    };
     return env.client.workflow.start(migrateVm, {
       taskQueue: CONTROL_TASK_QUEUE,
       workflowId: `${name}-${nextId}-${Date.now()}`,
@@ -244,7 +280,8 @@ describe('migrateVm workflow', () => {
       (result) => ({ result }),
       (error: unknown) => ({ error }),
     );
-    if (!('error' in outcome)) throw new Error(`workflow completed instead of failing: ${JSON.stringify(outcome.result)}`);
+    if (!('error' in outcome))
+      throw new Error(`workflow completed instead of failing: ${JSON.stringify(outcome.result)}`);
     expect(outcome.error).toMatchObject({ name: 'WorkflowFailedError' });
     return outcome.error as WorkflowFailedError;
   }
@@ -297,7 +334,9 @@ describe('migrateVm workflow', () => {
   it('aborts and rolls back when pre-copy never converges within maxRounds and onGiveUp is abort', async () => {
     const hosts = simulateMigration({ pendingDirtyPages: [100_000] });
 
-    const error = await withWorkers(hosts, async () => failureOf(await start('aborts', { maxRounds: 3, onGiveUp: 'abort' })));
+    const error = await withWorkers(hosts, async () =>
+      failureOf(await start('aborts', { maxRounds: 3, onGiveUp: 'abort' })),
+    );
 
     expect(error.cause).toMatchObject({ name: 'ApplicationFailure', type: 'MigrationAborted', nonRetryable: true });
     expect(error.cause?.message).toContain('did not converge in 3 rounds');
@@ -316,7 +355,9 @@ describe('migrateVm workflow', () => {
   it('forces a switchover when pre-copy never converges within maxRounds and onGiveUp is force-switchover', async () => {
     const hosts = simulateMigration({ pendingDirtyPages: [100_000] });
 
-    const result = await withWorkers(hosts, async () => (await start('forces', { maxRounds: 3, onGiveUp: 'force-switchover' })).result());
+    const result = await withWorkers(hosts, async () =>
+      (await start('forces', { maxRounds: 3, onGiveUp: 'force-switchover' })).result(),
+    );
 
     expect(result).toMatchObject({ outcome: 'completed', forcedSwitchover: true, runningOn: 'h2' });
     expect(result.rounds).toHaveLength(3);
@@ -330,7 +371,9 @@ describe('migrateVm workflow', () => {
     // 1 s per GiB of a 1 GiB guest: a 1 s budget, spent after a few 300 ms rounds.
     const hosts = simulateMigration({ pendingDirtyPages: [100_000], memoryBytes: GIB, sendRoundRealMs: 300 });
 
-    const error = await withWorkers(hosts, async () => failureOf(await start('budget', { completionBudgetSecPerGiB: 1 })));
+    const error = await withWorkers(hosts, async () =>
+      failureOf(await start('budget', { completionBudgetSecPerGiB: 1 })),
+    );
 
     expect(error.cause).toMatchObject({ type: 'MigrationAborted' });
     const details = failureDetails(error);
@@ -352,7 +395,10 @@ describe('migrateVm workflow', () => {
 
     expect(error.cause).toMatchObject({ name: 'ApplicationFailure', type: 'MigrationFailed' });
     expect(error.cause?.message).toContain('destination refused the final pages');
-    expect(error.cause?.cause).toMatchObject({ name: 'ActivityFailure', cause: { name: 'ApplicationFailure', type: 'SwitchoverFailed' } });
+    expect(error.cause?.cause).toMatchObject({
+      name: 'ActivityFailure',
+      cause: { name: 'ApplicationFailure', type: 'SwitchoverFailed' },
+    });
     const details = failureDetails(error);
     expect(details).toMatchObject({ outcome: 'failed', runningOn: 'h1' });
     expect(details.reason).toContain('destination refused the final pages');
@@ -385,7 +431,14 @@ describe('migrateVm workflow', () => {
     });
 
     const memoryPages = (64 * 1024 * 1024) / PAGE;
-    expect(beforeFirstRound).toMatchObject({ phase: 'pre-copy', round: 0, memoryPages, pagesRemaining: memoryPages, bytesSent: 0, expectedDowntimeMs: -1 });
+    expect(beforeFirstRound).toMatchObject({
+      phase: 'pre-copy',
+      round: 0,
+      memoryPages,
+      pagesRemaining: memoryPages,
+      bytesSent: 0,
+      expectedDowntimeMs: -1,
+    });
     expect(duringSecondRound).toMatchObject({
       vmId: 'vm-7',
       phase: 'pre-copy',
@@ -409,7 +462,10 @@ describe('migrateVm workflow', () => {
 
   it('does not switch over when the cancel signal arrives during the round that converges', async () => {
     const secondRound = gate();
-    const hosts = simulateMigration({ pendingDirtyPages: [50_000, 1_000], beforeRound: (round) => (round === 1 ? secondRound.pass() : Promise.resolve()) });
+    const hosts = simulateMigration({
+      pendingDirtyPages: [50_000, 1_000],
+      beforeRound: (round) => (round === 1 ? secondRound.pass() : Promise.resolve()),
+    });
 
     const error = await withWorkers(hosts, async () => {
       const handle = await start('cancel-last-round');
@@ -420,7 +476,11 @@ describe('migrateVm workflow', () => {
     });
 
     expect(error.cause).toMatchObject({ type: 'MigrationCancelled' });
-    expect(failureDetails(error)).toMatchObject({ outcome: 'cancelled', reason: 'cancelled by request', runningOn: 'h1' });
+    expect(failureDetails(error)).toMatchObject({
+      outcome: 'cancelled',
+      reason: 'cancelled by request',
+      runningOn: 'h1',
+    });
     expect(hosts.h1.switchover).not.toHaveBeenCalled();
     expect(hosts.h1.rollbackSource).toHaveBeenCalledTimes(1);
   });
@@ -444,7 +504,10 @@ describe('migrateVm workflow', () => {
 
   it('rolls back when the workflow itself is cancelled during pre-copy', async () => {
     const secondRound = gate();
-    const hosts = simulateMigration({ pendingDirtyPages: [50_000], beforeRound: (round) => (round === 1 ? secondRound.pass() : Promise.resolve()) });
+    const hosts = simulateMigration({
+      pendingDirtyPages: [50_000],
+      beforeRound: (round) => (round === 1 ? secondRound.pass() : Promise.resolve()),
+    });
 
     const { error, finalProgress } = await withWorkers(hosts, async () => {
       const handle = await start('workflow-cancel');
@@ -481,7 +544,9 @@ describe('migrateVm workflow', () => {
   it('rejects a migration from a host to itself as InvalidInput, before touching any host', async () => {
     const hosts = simulateMigration({ pendingDirtyPages: [0] });
 
-    const error = await withWorkers(hosts, async () => failureOf(await start('same-host', undefined, { destinationHost: 'h1' })));
+    const error = await withWorkers(hosts, async () =>
+      failureOf(await start('same-host', undefined, { destinationHost: 'h1' })),
+    );
 
     expect(error.cause).toMatchObject({ name: 'ApplicationFailure', type: 'InvalidInput', nonRetryable: true });
     expect(error.cause?.message).toBe('sourceHost and destinationHost are both h1: nothing to migrate');

@@ -76,10 +76,20 @@ async function compareAfterMigration(vmId: string): Promise<void> {
 
 test('migrates a running guest with a hot-set workload from h1 to h2, memory equal page by page', async () => {
   const vmId = 'hot-guest';
-  await ferry.createVm('h1', { vmId, memoryBytes: 64 * 2 ** 20, workload: { type: 'hotset', rateBytesPerSec: 20e6, hotSetBytes: 8 * 2 ** 20 }, seed: 7 });
+  await ferry.createVm('h1', {
+    vmId,
+    memoryBytes: 64 * 2 ** 20,
+    workload: { type: 'hotset', rateBytesPerSec: 20e6, hotSetBytes: 8 * 2 ** 20 },
+    seed: 7,
+  });
   await expectRunning('h1', vmId);
 
-  const workflowId = await ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2', policy: { keepSourceAfterSwitchover: true } });
+  const workflowId = await ferry.startMigration({
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    policy: { keepSourceAfterSwitchover: true },
+  });
   const result: MigrationResult = await ferry.result(workflowId);
 
   expect(result.outcome).toBe('completed');
@@ -98,7 +108,12 @@ test('migrates a running guest with a hot-set workload from h1 to h2, memory equ
 test('migrates an idle guest: every page arrives identical', async () => {
   const vmId = 'idle-guest';
   await ferry.createVm('h1', { vmId, memoryBytes: 32 * 2 ** 20, workload: { type: 'idle' }, seed: 3 });
-  const workflowId = await ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2', policy: { keepSourceAfterSwitchover: true } });
+  const workflowId = await ferry.startMigration({
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    policy: { keepSourceAfterSwitchover: true },
+  });
   const result = await ferry.result(workflowId);
   expect(result.outcome).toBe('completed');
   expect(result.rounds).toHaveLength(1);
@@ -115,8 +130,18 @@ test('migrates an idle guest: every page arrives identical', async () => {
 test('cancel during pre-copy rolls back: the source keeps running with intact memory, the destination holds nothing', async () => {
   const vmId = 'busy-guest';
   // Dirtying 64 MiB at a high rate with a 1 ms downtime limit never converges on its own.
-  await ferry.createVm('h1', { vmId, memoryBytes: 64 * 2 ** 20, workload: { type: 'random', rateBytesPerSec: 200e6 }, seed: 11 });
-  const workflowId = await ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2', policy: { downtimeLimitMs: 1, maxRounds: 10_000 } });
+  await ferry.createVm('h1', {
+    vmId,
+    memoryBytes: 64 * 2 ** 20,
+    workload: { type: 'random', rateBytesPerSec: 200e6 },
+    seed: 11,
+  });
+  const workflowId = await ferry.startMigration({
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    policy: { downtimeLimitMs: 1, maxRounds: 10_000 },
+  });
   let progress: MigrationProgress | undefined;
   for (let i = 0; i < 600; i += 1) {
     progress = await ferry.progress(workflowId);
@@ -126,7 +151,10 @@ test('cancel during pre-copy rolls back: the source keeps running with intact me
   expect(progress?.phase).toBe('pre-copy');
   await ferry.cancel(workflowId, 'test cancels');
 
-  const failure = await cluster.client.workflow.getHandle(workflowId).result().catch((err: unknown) => err);
+  const failure = await cluster.client.workflow
+    .getHandle(workflowId)
+    .result()
+    .catch((err: unknown) => err);
   expect(failure).toBeInstanceOf(WorkflowFailedError);
   const cause = (failure as WorkflowFailedError).cause as ApplicationFailure;
   expect(cause.type).toBe('MigrationCancelled');

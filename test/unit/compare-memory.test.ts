@@ -21,7 +21,14 @@ describe('compareMemory', () => {
   it('finds identical memories identical', () => {
     const source = sourceAtStun();
     const result = compareMemory(source.bytes, copyOf(source).bytes);
-    expect(result).toEqual({ ok: true, pages: PAGE_COUNT, identical: PAGE_COUNT, rewrittenAfterResume: 0, mismatched: [], details: [] });
+    expect(result).toEqual({
+      ok: true,
+      pages: PAGE_COUNT,
+      identical: PAGE_COUNT,
+      rewrittenAfterResume: 0,
+      mismatched: [],
+      details: [],
+    });
   });
 
   it('accepts pages the guest rewrote with a newer generation after resuming, and counts them', () => {
@@ -42,7 +49,9 @@ describe('compareMemory', () => {
     const result = compareMemory(source.bytes, destination.bytes);
     expect(result.ok).toBe(false);
     expect(result.mismatched).toEqual([5]);
-    expect(result.details).toEqual([expect.stringContaining('page 5: generation 3 on both sides but the bytes differ')]);
+    expect(result.details).toEqual([
+      expect.stringContaining('page 5: generation 3 on both sides but the bytes differ'),
+    ]);
   });
 
   it('reports a page the destination holds at an older generation as lost data', () => {

@@ -44,7 +44,9 @@ describe('VM ownership record', () => {
     const problems: string[] = [];
     for (let epoch = 1; epoch <= 400; epoch += 1) {
       const claims = await Promise.allSettled(
-        Array.from({ length: 8 }, () => claimOwnership(storeDir, { vmId: 'vm-retry', epoch, hostId: 'h2', migrationId: 'm1' })),
+        Array.from({ length: 8 }, () =>
+          claimOwnership(storeDir, { vmId: 'vm-retry', epoch, hostId: 'h2', migrationId: 'm1' }),
+        ),
       );
       for (const claim of claims) {
         if (claim.status === 'rejected') problems.push(`epoch ${epoch}: ${String((claim.reason as Error).message)}`);
@@ -64,11 +66,21 @@ describe('VM ownership record', () => {
 
   it('reads as owner the record with the highest epoch, also past a change in the number of digits', async () => {
     for (const epoch of [1, 2, 9, 10]) {
-      await claimOwnership(storeDir, { vmId: 'vm1', epoch, hostId: epoch % 2 === 0 ? 'h2' : 'h1', migrationId: `m${epoch}` });
+      await claimOwnership(storeDir, {
+        vmId: 'vm1',
+        epoch,
+        hostId: epoch % 2 === 0 ? 'h2' : 'h1',
+        migrationId: `m${epoch}`,
+      });
     }
     await claimOwnership(storeDir, { vmId: 'vm-other', epoch: 50, hostId: 'h9', migrationId: 'x' });
 
-    expect(await readOwner(storeDir, 'vm1')).toMatchObject({ vmId: 'vm1', epoch: 10, hostId: 'h2', migrationId: 'm10' });
+    expect(await readOwner(storeDir, 'vm1')).toMatchObject({
+      vmId: 'vm1',
+      epoch: 10,
+      hostId: 'h2',
+      migrationId: 'm10',
+    });
   });
 
   it('leaves only epoch records behind, no temporary files', async () => {

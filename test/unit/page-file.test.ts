@@ -2,7 +2,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
-import { assertStoreWritable, migrationDir, PageFile, removeMigrationFiles, type PageEntry } from '../../store/page-file';
+import {
+  assertStoreWritable,
+  migrationDir,
+  PageFile,
+  removeMigrationFiles,
+  type PageEntry,
+} from '../../store/page-file';
 
 const PAGE_COUNT = 16;
 
@@ -59,7 +65,9 @@ describe('page file on a shared directory', () => {
     file.writePages(entries, data);
     const synced = await file.sync();
 
-    expect(Array.from(synced)).toEqual(Array.from({ length: PAGE_COUNT }, (_, i) => ([1, 2, 3, 7, 12].includes(i) ? i * 10 : 0)));
+    expect(Array.from(synced)).toEqual(
+      Array.from({ length: PAGE_COUNT }, (_, i) => ([1, 2, 3, 7, 12].includes(i) ? i * 10 : 0)),
+    );
     expect(file.pendingBytes).toBe(0);
     for (const i of [1, 2, 3, 7, 12]) expect((await readPage(file, i)).equals(memory.page(i))).toBe(true);
     expect((await readPage(file, 0)).equals(Buffer.alloc(PAGE_SIZE_BYTES))).toBe(true);
@@ -117,12 +125,26 @@ describe('page file on a shared directory', () => {
     const first = batch(memory, [2, 6]);
     file.writePages(first.entries, first.data);
     await file.sync();
-    await file.writeManifest({ round: 0, final: false, indexes: Uint32Array.from([2, 6]), versions: Uint32Array.from([1, 1]), finalSeq: 0, digest: '' });
+    await file.writeManifest({
+      round: 0,
+      final: false,
+      indexes: Uint32Array.from([2, 6]),
+      versions: Uint32Array.from([1, 1]),
+      finalSeq: 0,
+      digest: '',
+    });
     memory.writePage(6, 2, 3);
     const second = batch(memory, [6]);
     file.writePages(second.entries, second.data);
     await file.sync();
-    await file.writeManifest({ round: 1, final: false, indexes: Uint32Array.from([6]), versions: Uint32Array.from([2]), finalSeq: 0, digest: '' });
+    await file.writeManifest({
+      round: 1,
+      final: false,
+      indexes: Uint32Array.from([6]),
+      versions: Uint32Array.from([2]),
+      finalSeq: 0,
+      digest: '',
+    });
 
     const reader = await reopen();
     expect(reader.syncedVersions[2]).toBe(1);
@@ -138,7 +160,14 @@ describe('page file on a shared directory', () => {
     const { entries, data } = batch(memory, [9]);
     file.writePages(entries, data);
     await file.sync();
-    await file.writeManifest({ round: 0, final: false, indexes: Uint32Array.from([9]), versions: Uint32Array.from([4]), finalSeq: 0, digest: '' });
+    await file.writeManifest({
+      round: 0,
+      final: false,
+      indexes: Uint32Array.from([9]),
+      versions: Uint32Array.from([4]),
+      finalSeq: 0,
+      digest: '',
+    });
 
     const again = await create();
     expect(again.syncedVersions[9]).toBe(4);
@@ -173,7 +202,14 @@ describe('page file on a shared directory', () => {
 
   it('removes the migration folder, and does not mind when it is already gone', async () => {
     const file = await create('m-gone');
-    await file.writeManifest({ round: 0, final: false, indexes: new Uint32Array(0), versions: new Uint32Array(0), finalSeq: 0, digest: '' });
+    await file.writeManifest({
+      round: 0,
+      final: false,
+      indexes: new Uint32Array(0),
+      versions: new Uint32Array(0),
+      finalSeq: 0,
+      digest: '',
+    });
     await create('m-kept');
     expect(fs.existsSync(migrationDir(storeDir, 'm-gone'))).toBe(true);
 

@@ -66,19 +66,32 @@ describe('resolveMigrationOptions', () => {
     ['a zero downtime limit', { downtimeLimitMs: 0 }, 'downtimeLimitMs must be a positive integer, got 0'],
     ['a fractional round limit', { maxRounds: 2.5 }, 'maxRounds must be a positive integer up to 10000, got 2.5'],
     ['too many rounds', { maxRounds: 10_001 }, 'maxRounds must be a positive integer up to 10000, got 10001'],
-    ['a budget given as a string', { completionBudgetSecPerGiB: '150' as unknown as number }, 'completionBudgetSecPerGiB must be a positive integer, got "150"'],
-    ['an unknown give-up action', { onGiveUp: 'retry' as unknown as 'abort' }, 'onGiveUp must be "abort" or "force-switchover", got "retry"'],
+    [
+      'a budget given as a string',
+      { completionBudgetSecPerGiB: '150' as unknown as number },
+      'completionBudgetSecPerGiB must be a positive integer, got "150"',
+    ],
+    [
+      'an unknown give-up action',
+      { onGiveUp: 'retry' as unknown as 'abort' },
+      'onGiveUp must be "abort" or "force-switchover", got "retry"',
+    ],
     ['an empty store path', { storeDir: '' }, 'storeDir must be a non-empty path, got ""'],
     ['oversized batches', { batchPages: 4096 }, 'batchPages must be a positive integer up to 1024, got 4096'],
     ['a zero credit window', { creditWindow: 0 }, 'creditWindow must be a positive integer up to 1024, got 0'],
   ])('rejects %s with a message naming the option and the value', (_what, options, message) => {
-    expect(() => resolveMigrationOptions(options)).toThrow(expect.objectContaining({ name: 'InvalidMigrationOptionError', message }));
+    expect(() => resolveMigrationOptions(options)).toThrow(
+      expect.objectContaining({ name: 'InvalidMigrationOptionError', message }),
+    );
   });
 
   it('rejects a keepSourceAfterSwitchover that is not a boolean instead of reading it as false', () => {
     // A JSON input of "true" (a string) must not silently let the source VM be destroyed.
     expect(() => resolveMigrationOptions({ keepSourceAfterSwitchover: 'true' as unknown as boolean })).toThrow(
-      expect.objectContaining({ name: 'InvalidMigrationOptionError', message: expect.stringContaining('keepSourceAfterSwitchover') }),
+      expect.objectContaining({
+        name: 'InvalidMigrationOptionError',
+        message: expect.stringContaining('keepSourceAfterSwitchover'),
+      }),
     );
   });
 
@@ -135,7 +148,11 @@ describe('decideNextStep', () => {
   });
 
   it('switches over within the limit once a round no longer halves what is left', () => {
-    expect(decide([roundOf(0, 4_000), roundOf(1, 2_100)])).toEqual({ type: 'switchover', expectedDowntimeMs: 210, forced: false });
+    expect(decide([roundOf(0, 4_000), roundOf(1, 2_100)])).toEqual({
+      type: 'switchover',
+      expectedDowntimeMs: 210,
+      forced: false,
+    });
   });
 
   it('takes another round within the limit while the last round halved what is left', () => {
@@ -143,15 +160,27 @@ describe('decideNextStep', () => {
   });
 
   it('switches over at once within the limit when switchoverEagerly is set, as QEMU does', () => {
-    expect(decide([roundOf(0, 100_000), roundOf(1, 2_000)], { switchoverEagerly: true })).toEqual({ type: 'switchover', expectedDowntimeMs: 200, forced: false });
+    expect(decide([roundOf(0, 100_000), roundOf(1, 2_000)], { switchoverEagerly: true })).toEqual({
+      type: 'switchover',
+      expectedDowntimeMs: 200,
+      forced: false,
+    });
   });
 
   it('switches over when the expected downtime falls under the floor', () => {
-    expect(decide([roundOf(0, 100_000), roundOf(1, 50)])).toEqual({ type: 'switchover', expectedDowntimeMs: 5, forced: false });
+    expect(decide([roundOf(0, 100_000), roundOf(1, 50)])).toEqual({
+      type: 'switchover',
+      expectedDowntimeMs: 5,
+      forced: false,
+    });
   });
 
   it('switches over when the expected downtime equals the limit exactly and the round did not halve the rest', () => {
-    expect(decide([roundOf(0, 5_000), roundOf(1, 3_000)])).toEqual({ type: 'switchover', expectedDowntimeMs: 300, forced: false });
+    expect(decide([roundOf(0, 5_000), roundOf(1, 3_000)])).toEqual({
+      type: 'switchover',
+      expectedDowntimeMs: 300,
+      forced: false,
+    });
   });
 
   it('runs another round while the expected downtime exceeds the limit and budget and rounds remain', () => {
@@ -185,7 +214,10 @@ describe('decideNextStep', () => {
       type: 'abort',
       reason: 'did not converge within the completion budget of 1000 ms (expected downtime 5000 ms > limit 300 ms)',
     });
-    expect(decide(rounds, { ...options, onGiveUp: 'force-switchover' }, 1_000, GIB / 2)).toMatchObject({ type: 'switchover', forced: true });
+    expect(decide(rounds, { ...options, onGiveUp: 'force-switchover' }, 1_000, GIB / 2)).toMatchObject({
+      type: 'switchover',
+      forced: true,
+    });
   });
 
   it('still switches over normally on the last allowed round when the estimate is within the limit', () => {

@@ -1,0 +1,22 @@
+/** The page stream and the migration engine that runs inside each VMM process. */
+export {
+  BATCH_FLAG_FINAL,
+  BATCH_FLAG_ROUND_END,
+  BatchBuilder,
+  BatchFormatError,
+  batchSizeBytes,
+  decodeBatch,
+} from './batch-format';
+export type { BatchEntry, DecodedBatch } from './batch-format';
+export { migrationHandlers } from './vmm-handlers';
+export { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
+export { SwitchoverError, TransportStalledError, UnknownMigrationError, VerificationError } from './errors';
+export type {
+  FinalReply,
+  FinalRequest,
+  IncomingStartInput,
+  IncomingStatus,
+  OutgoingStartInput,
+  RoundStats,
+  SwitchoverStats,
+} from './protocol';

@@ -1,0 +1,13 @@
+/** The shared store on a directory: page file, manifests and the VM ownership record. */
+export {
+  PAGE_FILE_HEADER_BYTES,
+  PageFile,
+  assertStoreWritable,
+  migrationDir,
+  removeMigrationFiles,
+  type PageEntry,
+  type PageFileHeader,
+} from './page-file';
+export { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
+export { claimOwnership, readOwner, type OwnershipRecord } from './ownership';
+export { PageStoreError, StoreUnavailableError } from './errors';
