@@ -24,10 +24,17 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-/** Starts a cluster with `hosts` (default h1, h2). Takes ~10 s (server start, workflow bundle). */
-export async function startTestCluster(hosts: string[] = ['h1', 'h2']): Promise<TestCluster> {
+/**
+ * Starts a cluster with `hosts` (default h1, h2). Takes a few seconds (server start, workflow
+ * bundle). `natsMaxPendingBytes` is passed to the nats-server (see startTestNats).
+ */
+export async function startTestCluster(
+  hosts: string[] = ['h1', 'h2'],
+  opts: { natsMaxPendingBytes?: number } = {},
+): Promise<TestCluster> {
   const stateDir = makeTestStateDir();
-  const [temporal, nats] = await Promise.all([startTestTemporal(), startTestNats()]);
+  const natsOptions = opts.natsMaxPendingBytes !== undefined ? { maxPendingBytes: opts.natsMaxPendingBytes } : {};
+  const [temporal, nats] = await Promise.all([startTestTemporal(), startTestNats(natsOptions)]);
   const env: FerryEnvironment = {
     stateDir,
     toolsDir: '',

@@ -79,12 +79,20 @@ async function restartAfterKill(ref: ServiceRef, start: () => Promise<void>): Pr
   await start();
 }
 
-/** Starts a nats-server on a random free port in a temp state dir (about 100 ms). */
-export async function startTestNats(): Promise<TestNats> {
+/**
+ * Starts a nats-server on a random free port in a temp state dir (about 100 ms). A small
+ * `maxPendingBytes` makes the server drop a stalled subscriber's messages early (fault tests).
+ */
+export async function startTestNats(opts: { maxPendingBytes?: number } = {}): Promise<TestNats> {
   const stateDir = makeTestStateDir();
   const port = await pickFreePort();
   const start = async (): Promise<void> => {
-    await startNatsServer({ stateDir, port, detached: false });
+    await startNatsServer({
+      stateDir,
+      port,
+      detached: false,
+      ...(opts.maxPendingBytes !== undefined ? { maxPendingBytes: opts.maxPendingBytes } : {}),
+    });
   };
   const ref = { name: NATS_SERVICE_NAME, stateDir };
   try {

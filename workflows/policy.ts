@@ -43,9 +43,13 @@ export interface MigrationOptions {
   onGiveUp?: GiveUpAction;
   /** Shared store directory seen by both hosts; default: the hosts' configured store. */
   storeDir?: string;
-  /** Pages per stream batch; default 128. */
+  /** Pages per stream batch; default 256 (1 MiB). */
   batchPages?: number;
-  /** Batches in flight the receiver allows; default 32. */
+  /**
+   * Batches in flight the receiver allows; default 16 (16 MiB). Keep window × batch size below the
+   * nats-server's max_pending (64 MiB in ferry's config), or the server drops batches as a slow
+   * consumer whenever the receiver falls behind (they are then taken from the page file, slowly).
+   */
   creditWindow?: number;
   /**
    * Switch over as soon as the estimate is within the limit, as QEMU does, instead of taking more
