@@ -5,10 +5,9 @@
  * the source and prints the result (`--json`: one JSON object as the last line).
  */
 import * as path from 'node:path';
-import { promises as fs } from 'node:fs';
 import { ferryEnvironment } from '../temporal-config';
 import { clusterUp } from '../infra/ferry-cluster';
-import { compareMemoryFiles, type MemoryComparison } from '../verification';
+import { compareMigratedMemory } from '../verification';
 import { parseSize } from '../vmm/size';
 import { flag, has, type ParsedArgs } from './args';
 import { CliError, EXIT } from './errors';
@@ -45,22 +44,20 @@ export async function demoCommand(
       { showProgress: !json, stream: process.stderr },
     );
 
-    const dumpDir = path.join(env.stateDir, 'dumps');
-    await fs.mkdir(dumpDir, { recursive: true });
-    const sourceDump = path.join(dumpDir, `${vmId}-h1.mem`);
-    const destinationDump = path.join(dumpDir, `${vmId}-h2.mem`);
-    const sourceState = await client.dumpVmMemory('h1', vmId, sourceDump);
-    await client.dumpVmMemory('h2', vmId, destinationDump);
-    const comparison: MemoryComparison = await compareMemoryFiles(sourceDump, destinationDump);
+    const comparison = await compareMigratedMemory(client, {
+      vmId,
+      sourceHost: 'h1',
+      destinationHost: 'h2',
+      dir: path.join(env.stateDir, 'dumps'),
+    });
     await client.destroyVm('h1', vmId);
-    await Promise.all([fs.rm(sourceDump, { force: true }), fs.rm(destinationDump, { force: true })]);
     const pageCheck = {
-      ok: comparison.ok && sourceState.state !== 'running',
+      ok: comparison.ok && comparison.sourceState !== 'running',
       pages: comparison.pages,
       identical: comparison.identical,
       rewrittenAfterResume: comparison.rewrittenAfterResume,
       mismatched: comparison.mismatched.length,
-      sourceStateAfterSwitchover: sourceState.state,
+      sourceStateAfterSwitchover: comparison.sourceState,
     };
     if (json) {
       out(JSON.stringify({ ...result, pageCheck }));
@@ -68,7 +65,7 @@ export async function demoCommand(
       out(resultSummary(result));
       out(
         `  page-by-page check: ${pageCheck.ok ? 'ok' : 'FAILED'}: ${comparison.identical} identical, ${comparison.rewrittenAfterResume} rewritten by the guest after resume, ` +
-          `${comparison.mismatched.length} mismatched; source vCPU was ${sourceState.state} until removed`,
+          `${comparison.mismatched.length} mismatched; source vCPU was ${comparison.sourceState} until removed`,
       );
       out(
         `VM ${vmId} now runs on h2. Watch it in the Web UI at http://127.0.0.1:${env.temporalUiPort}; stop everything with \`npx ferry down\`.`,

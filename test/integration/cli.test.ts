@@ -10,6 +10,7 @@ import { FerryClient } from '../../cli/ferry-client';
 import { EXIT } from '../../cli/errors';
 import { SimulatedDriver } from '../../vmm/driver';
 import type { MigrationResult } from '../../workflows/types';
+import { compareMigratedMemory } from '../../verification';
 
 jest.setTimeout(120_000);
 
@@ -79,11 +80,14 @@ test('vm create, vm list and migrate --json work end to end, and the memory matc
   const status = await ferryCli('status', 'cli-vm', '--json');
   expect(JSON.parse(status.stdout)).toMatchObject({ status: 'COMPLETED', result: { outcome: 'completed' } });
 
-  const dir = cluster.env.stateDir;
-  await ferry.dumpVmMemory('h1', 'cli-vm', path.join(dir, 'cli-src.mem'));
-  await ferry.dumpVmMemory('h2', 'cli-vm', path.join(dir, 'cli-dst.mem'));
-  const { compareMemoryFiles } = await import('../../verification');
-  expect((await compareMemoryFiles(path.join(dir, 'cli-src.mem'), path.join(dir, 'cli-dst.mem'))).ok).toBe(true);
+  const check = await compareMigratedMemory(ferry, {
+    vmId: 'cli-vm',
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    dir: cluster.env.stateDir,
+  });
+  expect(check.details).toEqual([]);
+  expect(check.ok).toBe(true);
   await ferry.destroyVm('h1', 'cli-vm');
   await ferry.destroyVm('h2', 'cli-vm');
 });

@@ -4,10 +4,9 @@
  * smaller than the credit window (64 MiB), so the server drops the stalled subscriber's messages
  * (a slow consumer).
  */
-import * as path from 'node:path';
 import { startTestCluster, type TestCluster } from '../../infra/test-cluster';
 import { FerryClient } from '../../cli/ferry-client';
-import { compareMemoryFiles } from '../../verification';
+import { compareMigratedMemory } from '../../verification';
 import { SimulatedDriver } from '../../vmm/driver';
 import type { IncomingStatus } from '../../data-plane';
 
@@ -68,10 +67,12 @@ test('batches dropped while the destination stalls are written off and filled fr
   expect(result.gapBatches).toBeGreaterThan(0);
   expect(result.bytesViaStore).toBeGreaterThan(0);
 
-  const dir = cluster.env.stateDir;
-  await ferry.dumpVmMemory('h1', vmId, path.join(dir, 'lossy-src.mem'));
-  await ferry.dumpVmMemory('h2', vmId, path.join(dir, 'lossy-dst.mem'));
-  const comparison = await compareMemoryFiles(path.join(dir, 'lossy-src.mem'), path.join(dir, 'lossy-dst.mem'));
-  expect(comparison.details).toEqual([]);
-  expect(comparison.ok).toBe(true);
+  const check = await compareMigratedMemory(ferry, {
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    dir: cluster.env.stateDir,
+  });
+  expect(check.details).toEqual([]);
+  expect(check.ok).toBe(true);
 });

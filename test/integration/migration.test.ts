@@ -3,12 +3,11 @@
  * agents as processes, VMMs as processes, the page file in a real directory. Every migration ends
  * with the destination's memory compared with the source's page by page.
  */
-import * as path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
 import { startTestCluster, type TestCluster } from '../../infra/test-cluster';
 import { FerryClient } from '../../cli/ferry-client';
-import { compareMemoryFiles } from '../../verification';
+import { compareMigratedMemory, type MigratedMemoryCheck } from '../../verification';
 import { SimulatedDriver } from '../../vmm/driver';
 import type { MigrationProgress, MigrationResult } from '../../workflows/types';
 
@@ -60,18 +59,20 @@ async function expectRunning(hostId: string, vmId: string): Promise<void> {
   throw new Error(`guest ${vmId} on ${hostId} wrote nothing in 2 s`);
 }
 
-async function compareAfterMigration(vmId: string): Promise<void> {
-  const dir = cluster.env.stateDir;
-  const sourceDump = path.join(dir, `${vmId}-source.mem`);
-  const destinationDump = path.join(dir, `${vmId}-destination.mem`);
-  const source = await ferry.dumpVmMemory('h1', vmId, sourceDump);
-  await ferry.dumpVmMemory('h2', vmId, destinationDump);
-  expect(source.state).toBe('paused');
-  const comparison = await compareMemoryFiles(sourceDump, destinationDump);
-  expect(comparison.details).toEqual([]);
-  expect(comparison.ok).toBe(true);
-  expect(comparison.identical + comparison.rewrittenAfterResume).toBe(comparison.pages);
+/** Compares the stunned source's memory with the destination's page by page, then removes the source. */
+async function compareAfterMigration(vmId: string): Promise<MigratedMemoryCheck> {
+  const check = await compareMigratedMemory(ferry, {
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    dir: cluster.env.stateDir,
+  });
+  expect(check.sourceState).toBe('paused');
+  expect(check.details).toEqual([]);
+  expect(check.ok).toBe(true);
+  expect(check.identical + check.rewrittenAfterResume).toBe(check.pages);
   await ferry.destroyVm('h1', vmId);
+  return check;
 }
 
 test('migrates a running guest with a hot-set workload from h1 to h2, memory equal page by page', async () => {
@@ -118,13 +119,8 @@ test('migrates an idle guest: every page arrives identical', async () => {
   expect(result.outcome).toBe('completed');
   expect(result.rounds).toHaveLength(1);
   expect(result.rounds[0]?.dirtyPages).toBe(0);
-  const dir = cluster.env.stateDir;
-  await ferry.dumpVmMemory('h1', vmId, path.join(dir, 'idle-src.mem'));
-  await ferry.dumpVmMemory('h2', vmId, path.join(dir, 'idle-dst.mem'));
-  const comparison = await compareMemoryFiles(path.join(dir, 'idle-src.mem'), path.join(dir, 'idle-dst.mem'));
-  expect(comparison.ok).toBe(true);
-  expect(comparison.identical).toBe(comparison.pages);
-  await ferry.destroyVm('h1', vmId);
+  const check = await compareAfterMigration(vmId);
+  expect(check.identical).toBe(check.pages);
 });
 
 test('cancel during pre-copy rolls back: the source keeps running with intact memory, the destination holds nothing', async () => {
