@@ -10,15 +10,31 @@ import { formatBytes, formatRate } from './progress-view';
 /** Default guest size of `vm create`. */
 export const DEFAULT_VM_MEMORY = '256MiB';
 
-/** Parses a rate such as `50MB/s` or `20MiB` (per second) into bytes per second. */
+/**
+ * Parses a rate into bytes per second. Rates are quoted in decimal units as networks quote them
+ * (`50MB/s` = 50,000,000 B/s, `1GB/s`); binary units (`20MiB/s`) and plain bytes are taken as such.
+ */
 export function parseRate(raw: string): number {
-  return parseSize(raw.replace(/\/s$/i, ''));
+  const perSecond = raw.trim().replace(/\/s$/i, '');
+  const decimal = /^(\d+(?:\.\d+)?)\s*([kmg])b?$/i.exec(perSecond);
+  if (decimal) {
+    const scale = { k: 1e3, m: 1e6, g: 1e9 }[(decimal[2] as string).toLowerCase() as 'k' | 'm' | 'g'];
+    return Math.round(Number(decimal[1]) * scale);
+  }
+  return parseSize(perSecond);
 }
 
 /** Builds a workload from `--workload`, `--rate` and `--hot-set`. */
 export function workloadFromArgs(args: ParsedArgs): Workload {
   const type = flag(args, 'workload', 'idle') as string;
-  const rate = () => parseRate(flag(args, 'rate', '20MB/s') as string);
+  const rate = (): number => {
+    const raw = flag(args, 'rate', '20MB/s') as string;
+    try {
+      return parseRate(raw);
+    } catch {
+      throw usageError(`--rate must be a rate such as 50MB/s or 20MiB/s, got ${JSON.stringify(raw)}`);
+    }
+  };
   switch (type) {
     case 'idle':
       return { type: 'idle' };
