@@ -55,6 +55,7 @@ export class PageSender {
   private grant: CreditGrant = { grantedSeq: 0, appliedSeq: 0 };
   private creditWaiter: (() => void) | undefined;
   private bytesSinceSync = 0;
+  private closed = false;
   private backgroundSync: Promise<void> | undefined;
   /** Bytes handed to the page file in total, and the part known to be durable. */
   storeBytesQueued = 0;
@@ -97,6 +98,7 @@ export class PageSender {
     const stallMs = this.options.stallMs ?? DEFAULT_STALL_MS;
     const deadline = Date.now() + (this.options.creditTimeoutMs ?? DEFAULT_CREDIT_TIMEOUT_MS);
     while (!ready()) {
+      if (this.closed) throw new Error(`page stream of migration ${this.migrationId} was closed while waiting for ${what}`);
       if (Date.now() > deadline)
         throw new TransportStalledError(this.migrationId, what, this.lastSeq, this.grant.appliedSeq);
       const granted = await new Promise<boolean>((resolve) => {
@@ -211,8 +213,12 @@ export class PageSender {
     );
   }
 
-  /** Stops listening for credit. */
+  /** Stops listening for credit; a round still waiting for credit fails at once. */
   close(): void {
+    this.closed = true;
+    const waiter = this.creditWaiter;
+    this.creditWaiter = undefined;
+    waiter?.();
     this.creditSub.unsubscribe();
   }
 }
