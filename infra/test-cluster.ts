@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NAMESPACE, type FerryEnvironment } from '../temporal-config';
-import { clusterEnv, clusterWorkers, startWorker, stopAllVmms, stopWorker } from './ferry-cluster';
+import { clusterEnv, clusterWorkers, startWorker, stopAllVmms, stopWorker, type WorkerSpec } from './ferry-cluster';
 import { makeTestStateDir, startTestNats, startTestTemporal, type TestNats, type TestTemporal } from './test-services';
 
 /** A running test cluster. */
@@ -20,6 +20,10 @@ export interface TestCluster {
   hosts: string[];
   /** Environment for child processes (the CLI) that should talk to this cluster. */
   processEnv: NodeJS.ProcessEnv;
+  /** Kills a worker (`orchestrator` or `host-<id>`) with `signal` (default SIGKILL) and waits for it to exit. */
+  killWorker(name: string, signal?: NodeJS.Signals): Promise<void>;
+  /** Starts a killed worker again. */
+  restartWorker(name: string): Promise<void>;
   /** Stops everything and deletes the state directory; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -62,5 +66,24 @@ export async function startTestCluster(
     throw err;
   }
   const client = new Client({ connection, namespace: NAMESPACE });
-  return { env, temporal, nats, client, hosts, processEnv: clusterEnv(env), stop };
+  const spec = (name: string): WorkerSpec => {
+    const found = workers.find((w) => w.name === name);
+    if (!found) throw new Error(`no worker ${name} in this cluster (${workers.map((w) => w.name).join(', ')})`);
+    return found;
+  };
+  return {
+    env,
+    temporal,
+    nats,
+    client,
+    hosts,
+    processEnv: clusterEnv(env),
+    killWorker: async (name, signal = 'SIGKILL') => {
+      await stopWorker(stateDir, spec(name).name, signal);
+    },
+    restartWorker: async (name) => {
+      await startWorker(env, spec(name));
+    },
+    stop,
+  };
 }
