@@ -43,6 +43,7 @@ export const FAILURE_TYPES = {
   notOwner: 'NotOwner',
   switchover: 'SwitchoverFailed',
   invalidInput: 'InvalidInput',
+  migrationInProgress: 'MigrationInProgress',
 } as const;
 
 /** Maps known errors to non-retryable failures; everything else is retried by Temporal. */
@@ -54,6 +55,7 @@ function toFailure(err: unknown): unknown {
     StoreUnavailableError: FAILURE_TYPES.storeUnavailable,
     SwitchoverError: FAILURE_TYPES.switchover,
     InvalidVmSpecError: FAILURE_TYPES.invalidInput,
+    MigrationInProgressError: FAILURE_TYPES.migrationInProgress,
     InvalidSizeError: FAILURE_TYPES.invalidInput,
   };
   const type = byName[err.name];
@@ -103,6 +105,14 @@ export function createActivities(deps: HostDeps): HostActivities {
       }
     };
 
+  const activeMigrations = async (vmId: string, role: 'outgoing' | 'incoming'): Promise<string[]> =>
+    (
+      await call<{ migrationIds: string[] }>(
+        vmId,
+        role === 'outgoing' ? 'migration.activeOutgoing' : 'migration.activeIncoming',
+      )
+    ).migrationIds;
+
   const summarize = async (vmId: string): Promise<VmSummary | undefined> => {
     const record = await driver.getVm(vmId);
     if (!record) return undefined;
@@ -119,6 +129,13 @@ export function createActivities(deps: HostDeps): HostActivities {
         throw ApplicationFailure.nonRetryable(
           `VM ${input.vmId} is not running on host ${hostId}`,
           FAILURE_TYPES.vmNotFound,
+        );
+      }
+      const other = (await activeMigrations(input.vmId, 'outgoing')).find((id) => id !== input.migrationId);
+      if (other !== undefined) {
+        throw ApplicationFailure.nonRetryable(
+          `VM ${input.vmId} is already being migrated by ${other}`,
+          FAILURE_TYPES.migrationInProgress,
         );
       }
       const storeDir = input.storeDir ?? deps.defaultStoreDir;
@@ -149,6 +166,15 @@ export function createActivities(deps: HostDeps): HostActivities {
         throw ApplicationFailure.nonRetryable(
           `VM ${input.vmId} already runs on destination host ${hostId}`,
           FAILURE_TYPES.vmExists,
+        );
+      }
+      const receiving = existing
+        ? (await activeMigrations(input.vmId, 'incoming')).find((id) => id !== input.migrationId)
+        : undefined;
+      if (receiving !== undefined) {
+        throw ApplicationFailure.nonRetryable(
+          `host ${hostId} is already receiving VM ${input.vmId} for ${receiving}`,
+          FAILURE_TYPES.migrationInProgress,
         );
       }
       await assertStoreWritable(input.storeDir);
@@ -224,16 +250,22 @@ export function createActivities(deps: HostDeps): HostActivities {
     abortDestination: guarded(async (input: MigrationRefInput): Promise<{ resumed: boolean }> => {
       const record = await driver.getVm(input.vmId);
       if (!record) return { resumed: false };
-      if (record.mode !== 'incoming') return { resumed: true };
+      const active = await activeMigrations(input.vmId, 'incoming').catch(() => [] as string[]);
+      if (!active.includes(input.migrationId)) {
+        // Not receiving for this migration: remove only an empty reservation nobody receives into,
+        // never a VM that runs here or that another migration is filling.
+        if (record.mode === 'incoming' && active.length === 0) await driver.destroyVm(input.vmId);
+        return { resumed: false };
+      }
       const status = await call<IncomingStatus>(input.vmId, 'migration.incomingStatus', {
         migrationId: input.migrationId,
-      }).catch(() => undefined);
-      if (status?.state === 'resumed') {
+      });
+      if (status.state === 'resumed') {
         // Ownership moved here already: this copy is the VM now and must not be destroyed.
-        await driver.markRunning(input.vmId);
+        if (record.mode === 'incoming') await driver.markRunning(input.vmId);
         return { resumed: true };
       }
-      await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId }).catch(() => undefined);
+      await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId });
       await driver.destroyVm(input.vmId);
       return { resumed: false };
     }),

@@ -56,3 +56,15 @@ export class VerificationError extends Error {
     super(`memory verification failed [migration=${migrationId}]: ${detail}`);
   }
 }
+
+/** The VM already takes part in another migration (one migration per VM at a time). */
+export class MigrationInProgressError extends Error {
+  override readonly name = 'MigrationInProgressError';
+
+  constructor(
+    readonly vmId: string,
+    readonly otherMigrationId: string,
+  ) {
+    super(`VM ${vmId} is already being migrated by ${otherMigrationId}`);
+  }
+}

@@ -10,7 +10,13 @@ export {
 export type { BatchEntry, DecodedBatch } from './batch-format';
 export { migrationHandlers } from './vmm-handlers';
 export { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
-export { SwitchoverError, TransportStalledError, UnknownMigrationError, VerificationError } from './errors';
+export {
+  MigrationInProgressError,
+  SwitchoverError,
+  TransportStalledError,
+  UnknownMigrationError,
+  VerificationError,
+} from './errors';
 export type {
   FinalReply,
   FinalRequest,

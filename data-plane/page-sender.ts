@@ -98,7 +98,8 @@ export class PageSender {
     const stallMs = this.options.stallMs ?? DEFAULT_STALL_MS;
     const deadline = Date.now() + (this.options.creditTimeoutMs ?? DEFAULT_CREDIT_TIMEOUT_MS);
     while (!ready()) {
-      if (this.closed) throw new Error(`page stream of migration ${this.migrationId} was closed while waiting for ${what}`);
+      if (this.closed)
+        throw new Error(`page stream of migration ${this.migrationId} was closed while waiting for ${what}`);
       if (Date.now() > deadline)
         throw new TransportStalledError(this.migrationId, what, this.lastSeq, this.grant.appliedSeq);
       const granted = await new Promise<boolean>((resolve) => {

@@ -7,7 +7,7 @@
 import type { VmmContext, VmmHandler } from '../vmm/extensions';
 import { IncomingMigration } from './incoming-migration';
 import { OutgoingMigration } from './outgoing-migration';
-import { UnknownMigrationError } from './errors';
+import { MigrationInProgressError, UnknownMigrationError } from './errors';
 import type { IncomingStartInput, OutgoingStartInput } from './protocol';
 
 interface MigrationRef {
@@ -31,8 +31,12 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
   };
 
   return {
+    'migration.activeOutgoing': async () => ({ migrationIds: [...outgoing.keys()] }),
+    'migration.activeIncoming': async () => ({ migrationIds: [...incoming.keys()] }),
     'migration.startOutgoing': async (params) => {
       const input = params as OutgoingStartInput;
+      const other = [...outgoing.keys()].find((id) => id !== input.migrationId);
+      if (other !== undefined) throw new MigrationInProgressError(ctx.vmId, other);
       let started = outgoing.get(input.migrationId);
       if (!started) {
         started = OutgoingMigration.start(ctx, input);
@@ -63,6 +67,8 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
     },
     'migration.startIncoming': async (params) => {
       const input = params as IncomingStartInput;
+      const other = [...incoming.keys()].find((id) => id !== input.migrationId);
+      if (other !== undefined) throw new MigrationInProgressError(ctx.vmId, other);
       let started = incoming.get(input.migrationId);
       if (!started) {
         started = IncomingMigration.start(ctx, input);

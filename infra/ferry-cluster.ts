@@ -52,12 +52,21 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Whether `pid` is alive and its command line contains `marker` (so a reused pid is not ours). */
+function runs(pid: number, marker: string): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
+  } catch {
+    return false;
+  }
+}
+
 /** The pid of a running worker, or undefined. */
 export function workerPid(stateDir: string, name: string): number | undefined {
   const { pidFile } = workerFiles(stateDir, name);
   if (!fs.existsSync(pidFile)) return undefined;
   const pid = Number(fs.readFileSync(pidFile, 'utf8'));
-  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
+  return Number.isInteger(pid) && pid > 0 && runs(pid, `${path.sep}workers${path.sep}`) ? pid : undefined;
 }
 
 /** Environment that points a worker at this cluster's services. */
@@ -111,6 +120,23 @@ export async function stopWorker(stateDir: string, name: string, signal: NodeJS.
   return `${name} stopped`;
 }
 
+/**
+ * Kills (SIGKILL) every worker recorded under `stateDir` whose process still runs a ferry worker
+ * script (a reused pid is left alone). For sweeping what a crashed test run left behind.
+ */
+export function killAllWorkers(stateDir: string): string[] {
+  const dir = path.join(stateDir, 'workers');
+  if (!fs.existsSync(dir)) return [];
+  const messages: string[] = [];
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.pid'))) {
+    const pid = Number(fs.readFileSync(path.join(dir, file), 'utf8'));
+    if (!runs(pid, `${path.sep}workers${path.sep}`)) continue;
+    process.kill(pid, 'SIGKILL');
+    messages.push(`killed leftover worker ${file.slice(0, -4)} (pid ${pid}, state ${stateDir})`);
+  }
+  return messages;
+}
+
 /** Stops every VMM process recorded under the state directory's hosts. */
 export function stopAllVmms(stateDir: string): string[] {
   const hostsDir = path.join(stateDir, 'hosts');
@@ -121,7 +147,7 @@ export function stopAllVmms(stateDir: string): string[] {
     if (!fs.existsSync(vmsDir)) continue;
     for (const file of fs.readdirSync(vmsDir).filter((f) => f.endsWith('.json'))) {
       const record = JSON.parse(fs.readFileSync(path.join(vmsDir, file), 'utf8')) as { vmId: string; pid: number };
-      if (alive(record.pid)) {
+      if (runs(record.pid, 'vmm-process.js')) {
         process.kill(record.pid, 'SIGKILL');
         messages.push(`VM ${record.vmId} on ${host} stopped (pid ${record.pid})`);
       }

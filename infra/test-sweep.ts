@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isProcessAlive, isRecordAlive, readPidRecord } from './service-files';
+import { killAllWorkers, stopAllVmms } from './ferry-cluster';
 
 /** Name prefix of test state dirs under the OS temp dir. */
 export const TEST_STATE_PREFIX = 'ferry-test-';
@@ -59,7 +60,7 @@ export function sweepTestServices(tmpDir: string = os.tmpdir()): string[] {
       const owner = ownerState(dir);
       if (owner === 'alive') continue;
       if (owner === 'unknown' && Date.now() - fs.statSync(dir).mtimeMs < UNOWNED_GRACE_MS) continue;
-      messages.push(...killRecordedServices(dir));
+      messages.push(...killRecordedServices(dir), ...killAllWorkers(dir), ...stopAllVmms(dir));
       fs.rmSync(dir, { recursive: true, force: true });
     } catch {
       // Another sweeper or the owner removed it first.

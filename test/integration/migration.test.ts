@@ -160,7 +160,54 @@ test('cancel during pre-copy rolls back: the source keeps running with intact me
   expect(await verifyOn('h1', vmId)).toEqual(expect.objectContaining({ badPages: 0 }));
   expect(await new SimulatedDriver({ hostId: 'h2', stateDir: cluster.env.stateDir }).getVm(vmId)).toBeUndefined();
 
-  // The VM can be migrated again afterwards.
-  await ferry.client.workflow.getHandle(workflowId).describe();
+  // The same VM migrates again afterwards, once its guest calms down enough to converge.
+  const control = await new SimulatedDriver({ hostId: 'h1', stateDir: cluster.env.stateDir }).control(vmId);
+  await control.call('setWorkload', { workload: { type: 'hotset', rateBytesPerSec: 5e6, hotSetBytes: 2 ** 20 } });
+  control.close();
+  const again = await ferry.startMigration({
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    policy: { keepSourceAfterSwitchover: true },
+  });
+  expect(again).toBe(workflowId);
+  expect(await ferry.result(again)).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true });
+  await compareAfterMigration(vmId);
+  await ferry.destroyVm('h2', vmId);
+});
+
+test('a second migration of the same VM under another workflow id is refused and the first one is untouched', async () => {
+  const vmId = 'contested-guest';
+  await ferry.createVm('h1', {
+    vmId,
+    memoryBytes: 64 * 2 ** 20,
+    workload: { type: 'random', rateBytesPerSec: 200e6 },
+    seed: 13,
+  });
+  const first = await ferry.startMigration({
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    policy: { downtimeLimitMs: 1, maxRounds: 10_000 },
+  });
+  for (let i = 0; i < 600 && (await ferry.progress(first)).round < 1; i += 1)
+    await new Promise((r) => setTimeout(r, 25));
+
+  const second = await cluster.client.workflow.start('migrateVm', {
+    taskQueue: 'ferry-control',
+    workflowId: `other-${vmId}`,
+    args: [{ vmId, sourceHost: 'h1', destinationHost: 'h2' }],
+  });
+  const failure = await second.result().catch((err: unknown) => err);
+  expect(failure).toBeInstanceOf(WorkflowFailedError);
+  expect(String((failure as WorkflowFailedError).cause?.message)).toContain(
+    `VM ${vmId} is already being migrated by ${first}`,
+  );
+
+  expect((await ferry.progress(first)).phase).toBe('pre-copy');
+  await ferry.cancel(first, 'test done');
+  await ferry.result(first).catch(() => undefined);
+  await expectRunning('h1', vmId);
+  expect(await verifyOn('h1', vmId)).toEqual(expect.objectContaining({ badPages: 0 }));
   await ferry.destroyVm('h1', vmId);
 });
