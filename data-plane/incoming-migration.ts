@@ -14,11 +14,14 @@ import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import { PageFile } from '../store/page-file';
 import { claimOwnership } from '../store/ownership';
+import { postMessage, readMessage } from '../store/mailbox';
 import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
 import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
 import { VerificationError } from './errors';
 import type { FinalReply, FinalRequest, IncomingStartInput, IncomingStatus } from './protocol';
 
+/** How often the receiver looks for a final request in the page file's mailbox (ms). */
+export const MAILBOX_POLL_MS = 100;
 /** How long `final` waits for batches still in flight before it takes them from the file (ms). */
 export const DEFAULT_FINAL_WAIT_MS = 500;
 /** How long `final` waits for the source to complete the page file when it needs pages from it (ms). */
@@ -36,6 +39,8 @@ export class IncomingMigration {
   private finalReply: Promise<FinalReply> | undefined;
   private seqWaiter: (() => void) | undefined;
   private grantTimer: NodeJS.Timeout | undefined;
+  private mailboxTimer: NodeJS.Timeout | undefined;
+  private mailboxBusy = false;
   private lastGrantedSeq = 0;
 
   private constructor(
@@ -68,6 +73,8 @@ export class IncomingMigration {
     incoming.grant();
     // A sender that starts after this receiver learns its credit from the periodic re-grant.
     incoming.grantTimer = setInterval(() => incoming.grant(), 250);
+    // With the network down, the source posts its final request in the page file's mailbox.
+    incoming.mailboxTimer = setInterval(() => void incoming.checkMailbox(), MAILBOX_POLL_MS);
     return incoming;
   }
 
@@ -125,6 +132,34 @@ export class IncomingMigration {
     waiter?.();
   }
 
+  private async checkMailbox(): Promise<void> {
+    if (this.mailboxBusy) return;
+    this.mailboxBusy = true;
+    try {
+      const request = await readMessage<FinalRequest>(this.input.storeDir, this.input.migrationId, 'final');
+      if (!request) return;
+      if (this.mailboxTimer) clearInterval(this.mailboxTimer);
+      this.mailboxTimer = undefined;
+      const reply = await this.finishOnce(request);
+      await postMessage(this.input.storeDir, this.input.migrationId, 'final-reply', reply);
+    } catch (err) {
+      this.ctx.log(`mailbox check failed: ${String(err)}`);
+    } finally {
+      this.mailboxBusy = false;
+    }
+  }
+
+  /** Runs `finish` once, whichever lane asked first; later asks get the same reply. */
+  private finishOnce(request: FinalRequest): Promise<FinalReply> {
+    this.finalReply ??= this.finish(request).catch((err: unknown) => {
+      const reason = err instanceof Error ? err.message : String(err);
+      this.status.state = 'failed';
+      this.status.reason = reason;
+      return { ok: false, reason } as FinalReply;
+    });
+    return this.finalReply;
+  }
+
   private onControl(msg: Msg): void {
     const request = JSON.parse(Buffer.from(msg.data).toString('utf8')) as
       FinalRequest | { type: 'sync'; sentSeq: number };
@@ -143,13 +178,7 @@ export class IncomingMigration {
       msg.respond(Buffer.from(JSON.stringify(grant)));
       return;
     }
-    this.finalReply ??= this.finish(request).catch((err: unknown) => {
-      const reason = err instanceof Error ? err.message : String(err);
-      this.status.state = 'failed';
-      this.status.reason = reason;
-      return { ok: false, reason } as FinalReply;
-    });
-    void this.finalReply.then((reply) => msg.respond(Buffer.from(JSON.stringify(reply))));
+    void this.finishOnce(request).then((reply) => msg.respond(Buffer.from(JSON.stringify(reply))));
   }
 
   private async waitForSeq(seq: number, timeoutMs: number): Promise<void> {
@@ -264,6 +293,8 @@ export class IncomingMigration {
   private stopListening(): void {
     if (this.grantTimer) clearInterval(this.grantTimer);
     this.grantTimer = undefined;
+    if (this.mailboxTimer) clearInterval(this.mailboxTimer);
+    this.mailboxTimer = undefined;
     for (const sub of this.subs) sub.unsubscribe();
   }
 
@@ -277,6 +308,8 @@ export class IncomingMigration {
     if (this.status.state === 'receiving') this.status.state = 'aborted';
     this.stopListening();
     if (this.finalReply) await this.finalReply;
-    await this.nc.drain().catch(() => undefined);
+    // A drain waits for the server, which may be gone: bounded, then the connection is closed.
+    await Promise.race([this.nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
+    await this.nc.close().catch(() => undefined);
   }
 }

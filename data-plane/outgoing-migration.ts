@@ -17,11 +17,19 @@ import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import { PageFile } from '../store/page-file';
 import { claimOwnership } from '../store/ownership';
+import { postMessage, waitForMessage } from '../store/mailbox';
 import { BATCH_FLAG_FINAL } from './batch-format';
 import { PageSender } from './page-sender';
 import { migrationSubjects } from './subjects';
 import { SwitchoverError } from './errors';
 import type { FinalReply, FinalRequest, OutgoingStartInput, RoundStats, SwitchoverStats } from './protocol';
+
+/** How long the final request waits for an answer over NATS before using the store's mailbox (ms). */
+export const NETWORK_FINAL_TIMEOUT_MS = 5_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
 
 /** Counts set bits of the dirty bitmap without clearing it. */
 function countDirty(dirty: Int32Array): number {
@@ -108,6 +116,7 @@ export class OutgoingMigration {
       pendingDirtyPages,
       dirtyRateBytesPerSec: (pendingDirtyPages * PAGE_SIZE_BYTES * 1000) / durationMs,
       storeLagBytes: this.sender.storeBytesQueued - this.sender.storeBytesSynced,
+      lane: this.sender.fileOnly ? 'store' : 'network',
       vcpu: this.ctx.vcpu.stats(),
     };
   }
@@ -168,7 +177,8 @@ export class OutgoingMigration {
         digest,
       });
       const sent = await this.sender.sendPages(dirty, round, BATCH_FLAG_FINAL);
-      await this.nc.flush();
+      if (!this.sender.fileOnly)
+        await Promise.race([this.nc.flush().catch(() => undefined), sleep(NETWORK_FINAL_TIMEOUT_MS)]);
       const sentAt = performance.now();
       await manifestDurable;
       const durableAt = performance.now();
@@ -181,7 +191,7 @@ export class OutgoingMigration {
         workload: this.ctx.vcpu.workload(),
         seed: this.ctx.seed,
       };
-      const reply = await this.requestFinal(request, resumeTimeoutMs);
+      const { reply, lane } = await this.handOver(request, resumeTimeoutMs);
       if (!reply.ok) throw new Error(reply.reason);
       this.state = 'handed-over';
       return {
@@ -194,6 +204,7 @@ export class OutgoingMigration {
         storeLagBytes,
         destination: reply,
         sourceDigest: digest,
+        handoverLane: lane,
       };
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
@@ -240,6 +251,42 @@ export class OutgoingMigration {
     return { indexes, versions };
   }
 
+  /**
+   * Asks the destination to finish: over NATS while the stream works, else (or if NATS does not
+   * answer) through the page file's mailbox, once the file is complete, since a destination cut off
+   * from the stream may lack any page.
+   */
+  private async handOver(
+    request: FinalRequest,
+    timeoutMs: number,
+  ): Promise<{ reply: FinalReply; lane: 'network' | 'store' }> {
+    const deadline = Date.now() + timeoutMs;
+    if (!this.sender.fileOnly) {
+      try {
+        return {
+          reply: await this.requestFinal(request, Math.min(NETWORK_FINAL_TIMEOUT_MS, timeoutMs)),
+          lane: 'network',
+        };
+      } catch (err) {
+        this.ctx.log(`final request over NATS failed (${String(err)}); handing over through the page file`);
+      }
+    }
+    await this.storeChain;
+    if (this.storeFailure !== undefined) throw this.storeFailure;
+    await postMessage(this.input.storeDir, this.input.migrationId, 'final', request);
+    const reply = await waitForMessage<FinalReply>(
+      this.input.storeDir,
+      this.input.migrationId,
+      'final-reply',
+      Math.max(0, deadline - Date.now()),
+    );
+    if (!reply)
+      throw new Error(
+        `the destination did not answer within ${timeoutMs} ms, over NATS or through the page file's mailbox`,
+      );
+    return { reply, lane: 'store' };
+  }
+
   private async requestFinal(request: FinalRequest, timeoutMs: number): Promise<FinalReply> {
     const subjects = migrationSubjects(this.input.migrationId);
     const msg = await this.nc.request(subjects.control, Buffer.from(JSON.stringify(request)), { timeout: timeoutMs });
@@ -280,7 +327,9 @@ export class OutgoingMigration {
     this.sender.close();
     await this.storeChain;
     await this.pageFile.close().catch(() => undefined);
-    await this.nc.drain().catch(() => undefined);
+    // A drain waits for the server, which may be gone: bounded, then the connection is closed.
+    await Promise.race([this.nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
+    await this.nc.close().catch(() => undefined);
     return resumed;
   }
 }

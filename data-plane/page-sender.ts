@@ -14,6 +14,11 @@ import { TransportStalledError } from './errors';
 
 /** How long the sender waits on credit before it asks the receiver to resynchronise (ms). */
 export const DEFAULT_STALL_MS = 1_000;
+/**
+ * Consecutive `sync` requests left unanswered (each after a stall of DEFAULT_STALL_MS) after which
+ * the sender takes the network lane for dead and carries on through the page file alone.
+ */
+export const DEFAULT_FAILED_SYNCS_BEFORE_FILE_ONLY = 2;
 /** How long the sender waits on credit in total before it gives up (ms). */
 export const DEFAULT_CREDIT_TIMEOUT_MS = 30_000;
 /**
@@ -56,6 +61,8 @@ export class PageSender {
   private creditWaiter: (() => void) | undefined;
   private bytesSinceSync = 0;
   private closed = false;
+  private failedSyncs = 0;
+  private fileOnlySince: number | undefined;
   private backgroundSync: Promise<void> | undefined;
   /** Bytes handed to the page file in total, and the part known to be durable. */
   storeBytesQueued = 0;
@@ -97,7 +104,7 @@ export class PageSender {
   private async waitFor(ready: () => boolean, what: string): Promise<void> {
     const stallMs = this.options.stallMs ?? DEFAULT_STALL_MS;
     const deadline = Date.now() + (this.options.creditTimeoutMs ?? DEFAULT_CREDIT_TIMEOUT_MS);
-    while (!ready()) {
+    while (!ready() && !this.fileOnly) {
       if (this.closed)
         throw new Error(`page stream of migration ${this.migrationId} was closed while waiting for ${what}`);
       if (Date.now() > deadline)
@@ -123,10 +130,20 @@ export class PageSender {
           timeout: this.options.stallMs ?? DEFAULT_STALL_MS,
         },
       );
+      this.failedSyncs = 0;
       this.onGrant(JSON.parse(Buffer.from(reply.data).toString('utf8')) as CreditGrant);
     } catch {
-      // No answer: the receiver may be restarting; the caller's deadline bounds the wait.
+      // No answer: the server or the receiver is gone. After a few, the page file carries on alone.
+      this.failedSyncs += 1;
+      if (this.failedSyncs >= DEFAULT_FAILED_SYNCS_BEFORE_FILE_ONLY && this.fileOnlySince === undefined) {
+        this.fileOnlySince = Date.now();
+      }
     }
+  }
+
+  /** True once the network lane was given up: pages then go to the page file only. */
+  get fileOnly(): boolean {
+    return this.fileOnlySince !== undefined;
   }
 
   /** Waits until credit allows one more batch (the receiver has room for it). */
@@ -137,7 +154,13 @@ export class PageSender {
 
   /** Waits until the receiver has applied (or written off) every batch sent so far. */
   async waitForDrain(): Promise<void> {
-    await this.nc.flush();
+    if (this.fileOnly) return;
+    // A flush waits for the server's answer, which never comes while it is gone; the stall
+    // handling in waitFor decides then.
+    await Promise.race([
+      this.nc.flush().catch(() => undefined),
+      new Promise((r) => setTimeout(r, this.options.stallMs ?? DEFAULT_STALL_MS)),
+    ]);
     await this.waitFor(() => this.grant.appliedSeq >= this.lastSeq, `acknowledgement of batch ${this.lastSeq}`);
   }
 
@@ -158,10 +181,10 @@ export class PageSender {
     this.builder.begin();
     const flush = async (last: boolean): Promise<void> => {
       if (this.builder.size === 0) return;
-      await this.waitForCredit();
+      if (!this.fileOnly) await this.waitForCredit();
       this.lastSeq += 1;
       const { frame, pageData } = this.builder.finish(round, this.lastSeq, last ? flags | BATCH_FLAG_ROUND_END : flags);
-      this.nc.publish(this.subjects.pages, frame);
+      if (!this.fileOnly) this.nc.publish(this.subjects.pages, frame);
       this.pageFile.writePages(entries.slice(), pageData);
       this.noteStoreWrite(pageData.length);
       stats.batches += 1;

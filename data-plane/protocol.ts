@@ -43,6 +43,8 @@ export interface RoundStats {
   dirtyRateBytesPerSec: number;
   /** Bytes sent on the stream that the page file does not yet hold durably. */
   storeLagBytes: number;
+  /** `store` once the network lane was given up and pages go to the page file only. */
+  lane: 'network' | 'store';
   vcpu: VcpuStats;
 }
 
@@ -85,6 +87,8 @@ export interface SwitchoverStats {
   storeLagBytes: number;
   destination: Extract<FinalReply, { ok: true }>;
   sourceDigest: string;
+  /** How the final request reached the destination: over NATS or through the store's mailbox. */
+  handoverLane: 'network' | 'store';
 }
 
 /** State of the destination side, for heartbeats and the result. */

@@ -101,6 +101,7 @@ function summarizeRound(r: RoundStats): RoundSummary {
     throughputBytesPerSec: r.throughputBytesPerSec,
     dirtyRateBytesPerSec: r.dirtyRateBytesPerSec,
     storeLagBytes: r.storeLagBytes,
+    lane: r.lane,
   };
 }
 
@@ -261,6 +262,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         destinationVerifyMs: handover.destination.verifyMs,
         pagesFromStore: handover.destination.pagesFromStore,
         destinationDowntimeMs: handover.destination.resumedAt - handover.stunAt,
+        handoverLane: handover.handoverLane,
       },
     });
     fillTotals();

@@ -32,6 +32,8 @@ export interface RoundSummary {
   throughputBytesPerSec: number;
   dirtyRateBytesPerSec: number;
   storeLagBytes: number;
+  /** `store` once the network lane was given up and the round went to the page file only. */
+  lane: 'network' | 'store';
 }
 
 /** How a migration ended. */
@@ -81,6 +83,8 @@ export interface SwitchoverSummary {
   pagesFromStore: number;
   /** Downtime as the destination sees it: source stun to its own resume, by wall clock (ms). */
   destinationDowntimeMs: number;
+  /** How the final request reached the destination: over NATS, or through the store's mailbox. */
+  handoverLane: 'network' | 'store';
 }
 
 /** Answer of the `progress` query. */

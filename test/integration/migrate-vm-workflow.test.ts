@@ -137,6 +137,7 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
           pendingDirtyPages: pending,
           dirtyRateBytesPerSec: (pending * PAGE * 1000) / ROUND_DURATION_MS,
           storeLagBytes: 0,
+          lane: 'network',
           vcpu: { state: 'running', throttlePercent: 0, workUnits: 0, pagesWritten: 0 },
         };
       };
@@ -176,6 +177,7 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
         storeDurableMs: 5,
         storeLagBytes: 0,
         stunAt: Date.now() - 42,
+        handoverLane: 'network',
         destination,
         sourceDigest: DIGEST,
       };

@@ -1,0 +1,54 @@
+/**
+ * A small mailbox in the migration's store folder, for control messages between the two hosts when
+ * the network lane is down (the shared file "can also carry the hosts' control messages"). A
+ * message is a JSON file under `control/`, written aside and renamed into place, so a reader sees
+ * either nothing or the whole message. Posting the same message again replaces it (idempotent).
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { migrationDir } from './page-file';
+
+/** Default interval at which `waitForMessage` looks again (ms). */
+export const DEFAULT_MAILBOX_POLL_MS = 20;
+
+function messageFile(storeDir: string, migrationId: string, name: string): string {
+  return path.join(migrationDir(storeDir, migrationId), 'control', `${name}.json`);
+}
+
+/** Durably posts `body` as message `name` of the migration. */
+export async function postMessage(storeDir: string, migrationId: string, name: string, body: unknown): Promise<void> {
+  const file = messageFile(storeDir, migrationId, name);
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const handle = await fs.open(tmp, 'w');
+  await handle.writeFile(JSON.stringify(body));
+  await handle.datasync();
+  await handle.close();
+  await fs.rename(tmp, file);
+}
+
+/** Message `name` if it has been posted, else undefined. */
+export async function readMessage<T>(storeDir: string, migrationId: string, name: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(messageFile(storeDir, migrationId, name), 'utf8')) as T;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Waits up to `timeoutMs` for message `name`; undefined if it did not come. */
+export async function waitForMessage<T>(
+  storeDir: string,
+  migrationId: string,
+  name: string,
+  timeoutMs: number,
+  pollMs = DEFAULT_MAILBOX_POLL_MS,
+): Promise<T | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const message = await readMessage<T>(storeDir, migrationId, name);
+    if (message !== undefined || Date.now() >= deadline) return message;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
