@@ -5,32 +5,20 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startTestCluster, type TestCluster } from '../../infra/test-cluster';
-import { FerryClient } from '../../cli/ferry-client';
 import { EXIT } from '../../cli/errors';
-import { SimulatedDriver } from '../../vmm/driver';
 import type { MigrationResult } from '../../workflows/types';
 import { compareMigratedMemory } from '../../verification';
+
+import { useCluster, vmmCall } from './support/cluster-fixture';
 
 jest.setTimeout(120_000);
 
 const CLI = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
-let cluster: TestCluster;
-let ferry: FerryClient;
-
-beforeAll(async () => {
-  cluster = await startTestCluster();
-  ferry = await FerryClient.connect(cluster.temporal.address);
-});
-
-afterAll(async () => {
-  await ferry?.close();
-  await cluster?.stop();
-});
+const fx = useCluster();
 
 function ferryCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: cluster.processEnv }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { env: fx.cluster.processEnv }, (err, stdout, stderr) => {
       const code = err ? ((err as { code?: number }).code ?? 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -38,14 +26,9 @@ function ferryCli(...args: string[]): Promise<{ code: number; stdout: string; st
 }
 
 async function sourceIntact(vmId: string): Promise<void> {
-  const client = await new SimulatedDriver({ hostId: 'h1', stateDir: cluster.env.stateDir }).control(vmId);
-  try {
-    const before = await client.call<{ vcpu: { state: string; pagesWritten: number } }>('status');
-    expect(before.vcpu.state).toBe('running');
-    expect(await client.call('verify')).toEqual(expect.objectContaining({ badPages: 0 }));
-  } finally {
-    client.close();
-  }
+  const status = await vmmCall<{ vcpu: { state: string } }>(fx.cluster, 'h1', vmId, 'status');
+  expect(status.vcpu.state).toBe('running');
+  expect(await vmmCall(fx.cluster, 'h1', vmId, 'verify')).toEqual(expect.objectContaining({ badPages: 0 }));
 }
 
 test('vm create, vm list and migrate --json work end to end, and the memory matches page by page', async () => {
@@ -80,23 +63,23 @@ test('vm create, vm list and migrate --json work end to end, and the memory matc
   const status = await ferryCli('status', 'cli-vm', '--json');
   expect(JSON.parse(status.stdout)).toMatchObject({ status: 'COMPLETED', result: { outcome: 'completed' } });
 
-  const check = await compareMigratedMemory(ferry, {
+  const check = await compareMigratedMemory(fx.ferry, {
     vmId: 'cli-vm',
     sourceHost: 'h1',
     destinationHost: 'h2',
-    dir: cluster.env.stateDir,
+    dir: fx.cluster.env.stateDir,
   });
   expect(check.details).toEqual([]);
   expect(check.ok).toBe(true);
-  await ferry.destroyVm('h1', 'cli-vm');
-  await ferry.destroyVm('h2', 'cli-vm');
+  await fx.ferry.destroyVm('h1', 'cli-vm');
+  await fx.ferry.destroyVm('h2', 'cli-vm');
 });
 
 describe('bad input gets one clear line and an exit code, and nothing is lost', () => {
   const vmId = 'steady-vm';
 
   beforeAll(async () => {
-    await ferry.createVm('h1', {
+    await fx.ferry.createVm('h1', {
       vmId,
       memoryBytes: 8 * 2 ** 20,
       workload: { type: 'random', rateBytesPerSec: 5e6 },
@@ -105,7 +88,7 @@ describe('bad input gets one clear line and an exit code, and nothing is lost', 
   });
 
   afterAll(async () => {
-    await ferry.destroyVm('h1', vmId);
+    await fx.ferry.destroyVm('h1', vmId);
   });
 
   test('an unknown VM', async () => {
@@ -135,7 +118,7 @@ describe('bad input gets one clear line and an exit code, and nothing is lost', 
   });
 
   test('an unwritable store directory', async () => {
-    const file = path.join(cluster.env.stateDir, 'not-a-dir');
+    const file = path.join(fx.cluster.env.stateDir, 'not-a-dir');
     fs.writeFileSync(file, 'x');
     const out = await ferryCli('migrate', vmId, '--to', 'h2', '--store', path.join(file, 'store'));
     expect(out.code).toBe(EXIT.usage);
@@ -151,14 +134,14 @@ describe('bad input gets one clear line and an exit code, and nothing is lost', 
 
   test('a VM that is already migrating', async () => {
     // Dirtying all 8 MiB at 200 MB/s with a 1 ms limit and a vast budget: it never converges on its own.
-    await ferry.destroyVm('h1', vmId);
-    await ferry.createVm('h1', {
+    await fx.ferry.destroyVm('h1', vmId);
+    await fx.ferry.createVm('h1', {
       vmId,
       memoryBytes: 8 * 2 ** 20,
       workload: { type: 'random', rateBytesPerSec: 200e6 },
       seed: 6,
     });
-    const workflowId = await ferry.startMigration({
+    const workflowId = await fx.ferry.startMigration({
       vmId,
       sourceHost: 'h1',
       destinationHost: 'h2',
@@ -169,7 +152,7 @@ describe('bad input gets one clear line and an exit code, and nothing is lost', 
     expect(out.stderr).toContain(`VM ${vmId} is already migrating`);
     const cancelled = await ferryCli('cancel', vmId);
     expect(cancelled.code).toBe(0);
-    await ferry.result(workflowId).catch(() => undefined);
+    await fx.ferry.result(workflowId).catch(() => undefined);
     await sourceIntact(vmId);
   });
 });

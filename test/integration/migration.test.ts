@@ -5,49 +5,25 @@
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
-import { startTestCluster, type TestCluster } from '../../infra/test-cluster';
-import { FerryClient } from '../../cli/ferry-client';
 import { compareMigratedMemory, type MigratedMemoryCheck } from '../../verification';
 import { SimulatedDriver } from '../../vmm/driver';
 import type { MigrationProgress, MigrationResult } from '../../workflows/types';
 
+import { useCluster, vmmCall } from './support/cluster-fixture';
+
 jest.setTimeout(180_000);
 
-let cluster: TestCluster;
-let ferry: FerryClient;
-
-beforeAll(async () => {
-  cluster = await startTestCluster();
-  ferry = await FerryClient.connect(cluster.temporal.address);
-});
-
-afterAll(async () => {
-  await ferry?.close();
-  await cluster?.stop();
-});
+const fx = useCluster();
 
 async function vcpuOf(hostId: string, vmId: string): Promise<{ state: string; pagesWritten: number }> {
-  const driver = new SimulatedDriver({ hostId, stateDir: cluster.env.stateDir });
-  const client = await driver.control(vmId);
-  try {
-    const status = await client.call<{ vcpu: { state: string; pagesWritten: number } }>('status');
-    return status.vcpu;
-  } finally {
-    client.close();
-  }
+  return (await vmmCall<{ vcpu: { state: string; pagesWritten: number } }>(fx.cluster, hostId, vmId, 'status')).vcpu;
 }
 
 async function verifyOn(hostId: string, vmId: string): Promise<{ badPages: number; checked: number }> {
-  const driver = new SimulatedDriver({ hostId, stateDir: cluster.env.stateDir });
-  const client = await driver.control(vmId);
-  try {
-    return await client.call<{ badPages: number; checked: number }>('verify');
-  } finally {
-    client.close();
-  }
+  return vmmCall(fx.cluster, hostId, vmId, 'verify');
 }
 
-/** Waits until the guest on `hostId` has written more pages than `after` (it runs). */
+/** Waits until the guest on `hostId` writes more pages (it runs). */
 async function expectRunning(hostId: string, vmId: string): Promise<void> {
   const before = (await vcpuOf(hostId, vmId)).pagesWritten;
   for (let i = 0; i < 100; i += 1) {
@@ -61,23 +37,23 @@ async function expectRunning(hostId: string, vmId: string): Promise<void> {
 
 /** Compares the stunned source's memory with the destination's page by page, then removes the source. */
 async function compareAfterMigration(vmId: string): Promise<MigratedMemoryCheck> {
-  const check = await compareMigratedMemory(ferry, {
+  const check = await compareMigratedMemory(fx.ferry, {
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
-    dir: cluster.env.stateDir,
+    dir: fx.cluster.env.stateDir,
   });
   expect(check.sourceState).toBe('paused');
   expect(check.details).toEqual([]);
   expect(check.ok).toBe(true);
   expect(check.identical + check.rewrittenAfterResume).toBe(check.pages);
-  await ferry.destroyVm('h1', vmId);
+  await fx.ferry.destroyVm('h1', vmId);
   return check;
 }
 
 test('migrates a running guest with a hot-set workload from h1 to h2, memory equal page by page', async () => {
   const vmId = 'hot-guest';
-  await ferry.createVm('h1', {
+  await fx.ferry.createVm('h1', {
     vmId,
     memoryBytes: 64 * 2 ** 20,
     workload: { type: 'hotset', rateBytesPerSec: 20e6, hotSetBytes: 8 * 2 ** 20 },
@@ -85,13 +61,13 @@ test('migrates a running guest with a hot-set workload from h1 to h2, memory equ
   });
   await expectRunning('h1', vmId);
 
-  const workflowId = await ferry.startMigration({
+  const workflowId = await fx.ferry.startMigration({
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
     policy: { keepSourceAfterSwitchover: true },
   });
-  const result: MigrationResult = await ferry.result(workflowId);
+  const result: MigrationResult = await fx.ferry.result(workflowId);
 
   expect(result.outcome).toBe('completed');
   expect(result.runningOn).toBe('h2');
@@ -108,14 +84,14 @@ test('migrates a running guest with a hot-set workload from h1 to h2, memory equ
 
 test('migrates an idle guest: every page arrives identical', async () => {
   const vmId = 'idle-guest';
-  await ferry.createVm('h1', { vmId, memoryBytes: 32 * 2 ** 20, workload: { type: 'idle' }, seed: 3 });
-  const workflowId = await ferry.startMigration({
+  await fx.ferry.createVm('h1', { vmId, memoryBytes: 32 * 2 ** 20, workload: { type: 'idle' }, seed: 3 });
+  const workflowId = await fx.ferry.startMigration({
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
     policy: { keepSourceAfterSwitchover: true },
   });
-  const result = await ferry.result(workflowId);
+  const result = await fx.ferry.result(workflowId);
   expect(result.outcome).toBe('completed');
   expect(result.rounds).toHaveLength(1);
   expect(result.rounds[0]?.dirtyPages).toBe(0);
@@ -126,13 +102,13 @@ test('migrates an idle guest: every page arrives identical', async () => {
 test('cancel during pre-copy rolls back: the source keeps running with intact memory, the destination holds nothing', async () => {
   const vmId = 'busy-guest';
   // Dirtying 64 MiB at a high rate with a 1 ms downtime limit never converges on its own.
-  await ferry.createVm('h1', {
+  await fx.ferry.createVm('h1', {
     vmId,
     memoryBytes: 64 * 2 ** 20,
     workload: { type: 'random', rateBytesPerSec: 200e6 },
     seed: 11,
   });
-  const workflowId = await ferry.startMigration({
+  const workflowId = await fx.ferry.startMigration({
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
@@ -140,14 +116,14 @@ test('cancel during pre-copy rolls back: the source keeps running with intact me
   });
   let progress: MigrationProgress | undefined;
   for (let i = 0; i < 600; i += 1) {
-    progress = await ferry.progress(workflowId);
+    progress = await fx.ferry.progress(workflowId);
     if (progress.round >= 2) break;
     await new Promise((r) => setTimeout(r, 50));
   }
   expect(progress?.phase).toBe('pre-copy');
-  await ferry.cancel(workflowId, 'test cancels');
+  await fx.ferry.cancel(workflowId, 'test cancels');
 
-  const failure = await cluster.client.workflow
+  const failure = await fx.cluster.client.workflow
     .getHandle(workflowId)
     .result()
     .catch((err: unknown) => err);
@@ -158,42 +134,42 @@ test('cancel during pre-copy rolls back: the source keeps running with intact me
 
   await expectRunning('h1', vmId);
   expect(await verifyOn('h1', vmId)).toEqual(expect.objectContaining({ badPages: 0 }));
-  expect(await new SimulatedDriver({ hostId: 'h2', stateDir: cluster.env.stateDir }).getVm(vmId)).toBeUndefined();
+  expect(await new SimulatedDriver({ hostId: 'h2', stateDir: fx.cluster.env.stateDir }).getVm(vmId)).toBeUndefined();
 
   // The same VM migrates again afterwards, once its guest calms down enough to converge.
-  const control = await new SimulatedDriver({ hostId: 'h1', stateDir: cluster.env.stateDir }).control(vmId);
-  await control.call('setWorkload', { workload: { type: 'hotset', rateBytesPerSec: 5e6, hotSetBytes: 2 ** 20 } });
-  control.close();
-  const again = await ferry.startMigration({
+  await vmmCall(fx.cluster, 'h1', vmId, 'setWorkload', {
+    workload: { type: 'hotset', rateBytesPerSec: 5e6, hotSetBytes: 2 ** 20 },
+  });
+  const again = await fx.ferry.startMigration({
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
     policy: { keepSourceAfterSwitchover: true },
   });
   expect(again).toBe(workflowId);
-  expect(await ferry.result(again)).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true });
+  expect(await fx.ferry.result(again)).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true });
   await compareAfterMigration(vmId);
-  await ferry.destroyVm('h2', vmId);
+  await fx.ferry.destroyVm('h2', vmId);
 });
 
 test('a second migration of the same VM under another workflow id is refused and the first one is untouched', async () => {
   const vmId = 'contested-guest';
-  await ferry.createVm('h1', {
+  await fx.ferry.createVm('h1', {
     vmId,
     memoryBytes: 64 * 2 ** 20,
     workload: { type: 'random', rateBytesPerSec: 200e6 },
     seed: 13,
   });
-  const first = await ferry.startMigration({
+  const first = await fx.ferry.startMigration({
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
     policy: { downtimeLimitMs: 1, maxRounds: 10_000 },
   });
-  for (let i = 0; i < 600 && (await ferry.progress(first)).round < 1; i += 1)
+  for (let i = 0; i < 600 && (await fx.ferry.progress(first)).round < 1; i += 1)
     await new Promise((r) => setTimeout(r, 25));
 
-  const second = await cluster.client.workflow.start('migrateVm', {
+  const second = await fx.cluster.client.workflow.start('migrateVm', {
     taskQueue: 'ferry-control',
     workflowId: `other-${vmId}`,
     args: [{ vmId, sourceHost: 'h1', destinationHost: 'h2' }],
@@ -204,10 +180,10 @@ test('a second migration of the same VM under another workflow id is refused and
     `VM ${vmId} is already being migrated by ${first}`,
   );
 
-  expect((await ferry.progress(first)).phase).toBe('pre-copy');
-  await ferry.cancel(first, 'test done');
-  await ferry.result(first).catch(() => undefined);
+  expect((await fx.ferry.progress(first)).phase).toBe('pre-copy');
+  await fx.ferry.cancel(first, 'test done');
+  await fx.ferry.result(first).catch(() => undefined);
   await expectRunning('h1', vmId);
   expect(await verifyOn('h1', vmId)).toEqual(expect.objectContaining({ badPages: 0 }));
-  await ferry.destroyVm('h1', vmId);
+  await fx.ferry.destroyVm('h1', vmId);
 });

@@ -1,0 +1,61 @@
+/**
+ * Shared fixture of the integration tests: one real cluster per test file (see
+ * infra/test-cluster.ts), a FerryClient on it, and small probes into the VMMs.
+ */
+import { startTestCluster, type TestCluster } from '../../../infra/test-cluster';
+import { FerryClient } from '../../../cli/ferry-client';
+import { SimulatedDriver } from '../../../vmm/driver';
+import type { IncomingStatus } from '../../../data-plane';
+
+/** What a test file gets: filled in by `beforeAll`. */
+export interface ClusterFixture {
+  cluster: TestCluster;
+  ferry: FerryClient;
+}
+
+/** Starts a cluster before the file's tests and stops it after them. */
+export function useCluster(opts: { natsMaxPendingBytes?: number } = {}): ClusterFixture {
+  const fixture = {} as ClusterFixture;
+  beforeAll(async () => {
+    fixture.cluster = await startTestCluster(['h1', 'h2'], opts);
+    fixture.ferry = await FerryClient.connect(fixture.cluster.temporal.address);
+  });
+  afterAll(async () => {
+    await fixture.ferry?.close();
+    await fixture.cluster?.stop();
+  });
+  return fixture;
+}
+
+/** Calls `method` on the VMM of `vmId` on `hostId`, as its host agent would. */
+export async function vmmCall<T>(
+  cluster: TestCluster,
+  hostId: string,
+  vmId: string,
+  method: string,
+  params?: unknown,
+): Promise<T> {
+  const client = await new SimulatedDriver({ hostId, stateDir: cluster.env.stateDir }).control(vmId);
+  try {
+    return await client.call<T>(method, params);
+  } finally {
+    client.close();
+  }
+}
+
+/** Resolves with the destination VMM's pid once it has applied a page batch of `migrationId`. */
+export async function pagesFlowing(cluster: TestCluster, vmId: string, migrationId: string): Promise<number> {
+  const driver = new SimulatedDriver({ hostId: 'h2', stateDir: cluster.env.stateDir });
+  for (let i = 0; i < 2_000; i += 1) {
+    const record = await driver.getVm(vmId);
+    // The record appears when the VMM is spawned, its socket a moment later.
+    const status = record
+      ? await vmmCall<IncomingStatus>(cluster, 'h2', vmId, 'migration.incomingStatus', { migrationId }).catch(
+          () => undefined,
+        )
+      : undefined;
+    if (record && status && status.batches > 0) return record.pid;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`no page of ${migrationId} reached the destination`);
+}
