@@ -5,7 +5,7 @@
  * (a slow consumer).
  */
 import { compareMigratedMemory } from '../../verification';
-import { pagesFlowing, useCluster } from './support/cluster-fixture';
+import { migrateNewGuest, useCluster } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
 
@@ -13,21 +13,9 @@ const fx = useCluster({ natsMaxPendingBytes: 8 * 2 ** 20 });
 
 test('batches dropped while the destination stalls are written off and filled from the page file', async () => {
   const vmId = 'lossy-guest';
-  await fx.ferry.createVm('h1', {
-    vmId,
-    memoryBytes: 512 * 2 ** 20,
-    workload: { type: 'hotset', rateBytesPerSec: 10e6, hotSetBytes: 4 * 2 ** 20 },
-    seed: 21,
-  });
-  const workflowId = await fx.ferry.startMigration({
-    vmId,
-    sourceHost: 'h1',
-    destinationHost: 'h2',
-    policy: { keepSourceAfterSwitchover: true },
-  });
+  const { workflowId, destinationPid } = await migrateNewGuest(fx, vmId, 21);
 
-  // Freeze the destination once pages are flowing into it, long enough for the server to give up on it.
-  const destinationPid = await pagesFlowing(fx.cluster, vmId, workflowId);
+  // Freeze the destination while pages flow into it, long enough for the server to give up on it.
   process.kill(destinationPid, 'SIGSTOP');
   await new Promise((r) => setTimeout(r, 3_000));
   process.kill(destinationPid, 'SIGCONT');

@@ -4,7 +4,7 @@
  * over through the file's mailbox; the destination fills what it lacks from the file.
  */
 import { compareMigratedMemory } from '../../verification';
-import { pagesFlowing, useCluster } from './support/cluster-fixture';
+import { migrateNewGuest, useCluster } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
 
@@ -12,20 +12,7 @@ const fx = useCluster();
 
 test('nats-server killed mid pre-copy and not restarted: the migration completes through the page file', async () => {
   const vmId = 'cut-off-guest';
-  await fx.ferry.createVm('h1', {
-    vmId,
-    memoryBytes: 512 * 2 ** 20,
-    workload: { type: 'hotset', rateBytesPerSec: 10e6, hotSetBytes: 4 * 2 ** 20 },
-    seed: 41,
-  });
-  const workflowId = await fx.ferry.startMigration({
-    vmId,
-    sourceHost: 'h1',
-    destinationHost: 'h2',
-    policy: { keepSourceAfterSwitchover: true },
-  });
-
-  await pagesFlowing(fx.cluster, vmId, workflowId);
+  const { workflowId } = await migrateNewGuest(fx, vmId, 41);
   fx.cluster.nats.kill('SIGKILL');
 
   const result = await fx.ferry.result(workflowId);

@@ -4,7 +4,7 @@
  * Processes are killed with real signals; nothing is faked.
  */
 import { compareMigratedMemory } from '../../verification';
-import { pagesFlowing, useCluster, vmmCall } from './support/cluster-fixture';
+import { migrateNewGuest, useCluster, vmmCall } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
 
@@ -15,19 +15,7 @@ async function guestWrites(hostId: string, vmId: string): Promise<number> {
 }
 
 async function migrateThrough(vmId: string, fault: () => Promise<void>): Promise<void> {
-  await fx.ferry.createVm('h1', {
-    vmId,
-    memoryBytes: 512 * 2 ** 20,
-    workload: { type: 'hotset', rateBytesPerSec: 10e6, hotSetBytes: 4 * 2 ** 20 },
-    seed: 31,
-  });
-  const workflowId = await fx.ferry.startMigration({
-    vmId,
-    sourceHost: 'h1',
-    destinationHost: 'h2',
-    policy: { keepSourceAfterSwitchover: true },
-  });
-  await pagesFlowing(fx.cluster, vmId, workflowId);
+  const { workflowId } = await migrateNewGuest(fx, vmId, 31);
   await fault();
 
   const result = await fx.ferry.result(workflowId);

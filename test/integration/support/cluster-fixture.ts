@@ -59,3 +59,28 @@ export async function pagesFlowing(cluster: TestCluster, vmId: string, migration
   }
   throw new Error(`no page of ${migrationId} reached the destination`);
 }
+
+/**
+ * Starts a 512 MiB guest with a small hot set on h1 and its migration to h2, keeping the source
+ * stunned afterwards for the page-by-page check; resolves with the migration's workflow id once
+ * pages flow to the destination, so a fault injected next lands mid pre-copy.
+ */
+export async function migrateNewGuest(
+  fx: ClusterFixture,
+  vmId: string,
+  seed: number,
+): Promise<{ workflowId: string; destinationPid: number }> {
+  await fx.ferry.createVm('h1', {
+    vmId,
+    memoryBytes: 512 * 2 ** 20,
+    workload: { type: 'hotset', rateBytesPerSec: 10e6, hotSetBytes: 4 * 2 ** 20 },
+    seed,
+  });
+  const workflowId = await fx.ferry.startMigration({
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    policy: { keepSourceAfterSwitchover: true },
+  });
+  return { workflowId, destinationPid: await pagesFlowing(fx.cluster, vmId, workflowId) };
+}
