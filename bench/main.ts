@@ -34,6 +34,8 @@ interface RunFigures {
   bytesViaNetwork: number;
   pageCheckOk: boolean;
   storeLagBytesAtSwitchover: number;
+  /** Where the downtime went (see MigrationResult.switchover). */
+  switchover: MigrationResult['switchover'];
 }
 
 function median(values: number[]): number {
@@ -85,7 +87,8 @@ async function migrateOnce(
     downtimeMs: result.downtimeMs,
     bytesViaNetwork: result.bytesViaNetwork,
     pageCheckOk: comparison.ok && comparison.sourceState !== 'running' && result.verified,
-    storeLagBytesAtSwitchover: last?.storeLagBytes ?? 0,
+    storeLagBytesAtSwitchover: result.switchover?.storeLagBytes ?? last?.storeLagBytes ?? 0,
+    switchover: result.switchover,
   };
 }
 
