@@ -105,6 +105,10 @@ export class IncomingMigration {
       return;
     }
     if (batch.seq <= this.status.appliedSeq) return;
+    if (batch.entries.some((e) => e.index >= this.ctx.memory.pageCount)) {
+      this.ctx.log(`dropped batch ${batch.seq}: it names a page beyond this guest's ${this.ctx.memory.pageCount}`);
+      return;
+    }
     this.status.gapBatches += batch.seq - this.status.appliedSeq - 1;
     let dataIndex = 0;
     for (const entry of batch.entries) {
