@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { HypervisorDriver } from '../vmm/driver';
 import type { VmmClient } from '../vmm/vmm-client';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
-import { assertStoreWritable, claimOwnership, readOwner, removeMigrationFiles } from '../store';
+import { assertStoreWritable, claimOwnership, readOwner, releaseOwnership, removeMigrationFiles } from '../store';
 import { TIMEOUTS } from '../temporal-config';
 import type {
   CreateVmInput,
@@ -286,7 +286,21 @@ export function createActivities(deps: HostDeps): HostActivities {
         workload: input.workload,
         ...(input.seed !== undefined ? { seed: input.seed } : {}),
       };
+      // The VM id is registered in the shared store: one id, one owner, across all hosts.
+      const owner = await readOwner(deps.defaultStoreDir, input.vmId);
+      if (owner && owner.hostId !== hostId) {
+        throw ApplicationFailure.nonRetryable(
+          `VM ${input.vmId} already exists: the shared store records it on host ${owner.hostId}`,
+          FAILURE_TYPES.vmExists,
+        );
+      }
       const record = await driver.createVm(spec);
+      await claimOwnership(deps.defaultStoreDir, {
+        vmId: input.vmId,
+        epoch: (owner?.epoch ?? 0) + 1,
+        hostId,
+        migrationId: 'created',
+      });
       return (await summarize(record.vmId)) ?? { ...record, state: 'unknown' };
     }),
 
@@ -299,6 +313,9 @@ export function createActivities(deps: HostDeps): HostActivities {
 
     destroyVm: guarded(async ({ vmId }: { vmId: string }): Promise<void> => {
       await driver.destroyVm(vmId);
+      // A VM destroyed by its owner is gone; a stunned source copy destroyed after a migration
+      // leaves the new owner's record alone.
+      await releaseOwnership(deps.defaultStoreDir, vmId, hostId);
     }),
 
     dumpVmMemory: guarded(async ({ vmId, path }: { vmId: string; path: string }) => {

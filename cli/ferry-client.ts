@@ -9,7 +9,12 @@ import {
   WorkflowFailedError,
   WorkflowNotFoundError,
 } from '@temporalio/client';
-import { ApplicationFailure, WorkflowIdConflictPolicy } from '@temporalio/common';
+import {
+  ApplicationFailure,
+  WorkflowIdConflictPolicy,
+  defaultPayloadConverter,
+  type Payload,
+} from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { CONTROL_TASK_QUEUE, ferryEnvironment, hostTaskQueue, NAMESPACE } from '../temporal-config';
 import type { CreateVmInput, VmSummary } from '../activities/types';
@@ -141,6 +146,21 @@ export class FerryClient {
     } catch (err) {
       throw toCliError(err);
     }
+  }
+
+  /**
+   * Progress inside the round under way, from the heartbeat of the pending `sendRound` activity
+   * (the same details the Web UI shows), or undefined between rounds.
+   */
+  async roundHeartbeat(workflowId: string): Promise<{ round: number; pagesSent: number } | undefined> {
+    const description = await this.client.workflow.getHandle(workflowId).describe();
+    const pending = (description.raw.pendingActivities ?? []).find((a) => a.activityType?.name === 'sendRound');
+    const payload = pending?.heartbeatDetails?.payloads?.[0];
+    if (!payload) return undefined;
+    const details = defaultPayloadConverter.fromPayload<{ round?: number; pagesSent?: number }>(payload as Payload);
+    return typeof details?.round === 'number' && typeof details.pagesSent === 'number'
+      ? { round: details.round, pagesSent: details.pagesSent }
+      : undefined;
   }
 
   /** Waits for the migration's end: its result, or CliError (exit 4) carrying the partial result. */

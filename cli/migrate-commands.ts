@@ -45,7 +45,15 @@ export async function runMigration(
   const poll = (async () => {
     while (!finished) {
       const p = await client.progress(workflowId).catch(() => undefined);
-      if (p && view && !finished) view.update(p);
+      if (p && view && !finished) {
+        // Between round ends the query knows only the last round; the round activity's heartbeat
+        // says how far the current one has come.
+        const beat =
+          p.phase === 'pre-copy' ? await client.roundHeartbeat(workflowId).catch(() => undefined) : undefined;
+        view.update(
+          beat && beat.round === p.round ? { ...p, pagesRemaining: Math.max(0, p.pagesRemaining - beat.pagesSent) } : p,
+        );
+      }
       await new Promise((r) => setTimeout(r, PROGRESS_POLL_MS));
     }
   })();

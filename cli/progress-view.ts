@@ -1,7 +1,7 @@
 /** Renders a migration's progress: a redrawn bar on a TTY, one line per change elsewhere. */
 import type { MigrationProgress, MigrationResult } from '../workflows/types';
 
-const BAR_WIDTH = 28;
+const BAR_WIDTH = 10;
 
 /** Bytes as a short human figure, e.g. `512.0 MiB`. */
 export function formatBytes(bytes: number): string {
@@ -20,20 +20,16 @@ export function formatRate(bytesPerSec: number): string {
   return `${(bytesPerSec / 1e6).toFixed(0)} MB/s`;
 }
 
-/** One line describing `p`, with a bar when `withBar`. */
+/** One line describing `p` (under 80 columns with the bar), with a bar when `withBar`. */
 export function progressLine(p: MigrationProgress, withBar: boolean): string {
   const done = p.memoryPages > 0 ? 1 - Math.min(p.pagesRemaining, p.memoryPages) / p.memoryPages : 0;
   const filled = Math.round(done * BAR_WIDTH);
   const bar = withBar ? `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ` : '';
   const estimate =
-    p.expectedDowntimeMs < 0
-      ? '-'
-      : Number.isFinite(p.expectedDowntimeMs)
-        ? `${p.expectedDowntimeMs.toFixed(0)} ms`
-        : 'inf';
+    p.expectedDowntimeMs < 0 ? '-' : Number.isFinite(p.expectedDowntimeMs) ? p.expectedDowntimeMs.toFixed(0) : 'inf';
   return (
-    `${bar}${p.phase} round ${p.round} | left ${p.pagesRemaining} pages | sent ${formatBytes(p.bytesSent)} ` +
-    `| ${formatRate(p.throughputBytesPerSec)} | dirty ${formatRate(p.dirtyRateBytesPerSec)} | est. downtime ${estimate} (limit ${p.downtimeLimitMs} ms)`
+    `${bar}${p.phase} r${p.round} | ${p.pagesRemaining} left | ${formatRate(p.throughputBytesPerSec)} | ` +
+    `dirty ${formatRate(p.dirtyRateBytesPerSec)} | est ${estimate}/${p.downtimeLimitMs} ms`
   );
 }
 

@@ -137,6 +137,21 @@ export function killAllWorkers(stateDir: string): string[] {
   return messages;
 }
 
+/** Ids of the VMs recorded under the state directory's hosts. */
+function recordedVmIds(stateDir: string): string[] {
+  const hostsDir = path.join(stateDir, 'hosts');
+  if (!fs.existsSync(hostsDir)) return [];
+  return fs.readdirSync(hostsDir).flatMap((host) => {
+    const vmsDir = path.join(hostsDir, host, 'vms');
+    return fs.existsSync(vmsDir)
+      ? fs
+          .readdirSync(vmsDir)
+          .filter((f) => f.endsWith('.json'))
+          .map((f) => f.slice(0, -5))
+      : [];
+  });
+}
+
 /** Stops every VMM process recorded under the state directory's hosts. */
 export function stopAllVmms(stateDir: string): string[] {
   const hostsDir = path.join(stateDir, 'hosts');
@@ -184,7 +199,10 @@ export async function clusterDown(env: FerryEnvironment): Promise<string[]> {
         .map((f) => f.slice(0, -4))
     : [];
   for (const name of names) lines.push(await stopWorker(env.stateDir, name));
+  const vmIds = recordedVmIds(env.stateDir);
   lines.push(...stopAllVmms(env.stateDir));
+  // Those VMs are gone: their ownership records in the store would only block their ids.
+  for (const vmId of vmIds) fs.rmSync(path.join(env.storeDir, 'owners', vmId), { recursive: true, force: true });
   lines.push((await stopNatsServer({ stateDir: env.stateDir })).message);
   lines.push((await stopTemporalDevServer({ stateDir: env.stateDir })).message);
   return lines;

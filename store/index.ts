@@ -9,5 +9,5 @@ export {
   type PageFileHeader,
 } from './page-file';
 export { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
-export { claimOwnership, readOwner, type OwnershipRecord } from './ownership';
+export { claimOwnership, readOwner, releaseOwnership, type OwnershipRecord } from './ownership';
 export { PageStoreError, StoreUnavailableError } from './errors';

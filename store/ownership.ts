@@ -78,3 +78,11 @@ export async function claimOwnership(
     await fs.rm(tmp, { force: true });
   }
 }
+
+/** Forgets the VM's ownership records if `hostId` holds the latest epoch (its VM is gone). */
+export async function releaseOwnership(storeDir: string, vmId: string, hostId: string): Promise<boolean> {
+  const owner = await readOwner(storeDir, vmId);
+  if (!owner || owner.hostId !== hostId) return false;
+  await fs.rm(ownersDir(storeDir, vmId), { recursive: true, force: true });
+  return true;
+}
