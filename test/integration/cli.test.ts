@@ -111,6 +111,13 @@ describe('bad input gets one clear line and an exit code, and nothing is lost', 
     await sourceIntact(vmId);
   });
 
+  test('a VM id that already exists on another host', async () => {
+    const out = await ferryCli('vm', 'create', vmId, '--host', 'h2', '--memory', '8MiB');
+    expect(out.code).toBe(EXIT.usage);
+    expect(out.stderr).toContain(`VM ${vmId} already exists: the shared store records it on host h1`);
+    await sourceIntact(vmId);
+  });
+
   test('a malformed size', async () => {
     const out = await ferryCli('vm', 'create', 'sized', '--host', 'h1', '--memory', '12XB');
     expect(out.code).toBe(EXIT.usage);
