@@ -5,11 +5,11 @@
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
-import { compareMigratedMemory, type MigratedMemoryCheck } from '../../verification';
+import type { MigratedMemoryCheck } from '../../verification';
 import { SimulatedDriver } from '../../vmm/driver';
 import type { MigrationProgress, MigrationResult } from '../../workflows/types';
 
-import { useCluster, vmmCall } from './support/cluster-fixture';
+import { expectSameMemory, useCluster, vmmCall } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
 
@@ -37,15 +37,8 @@ async function expectRunning(hostId: string, vmId: string): Promise<void> {
 
 /** Compares the stunned source's memory with the destination's page by page, then removes the source. */
 async function compareAfterMigration(vmId: string): Promise<MigratedMemoryCheck> {
-  const check = await compareMigratedMemory(fx.ferry, {
-    vmId,
-    sourceHost: 'h1',
-    destinationHost: 'h2',
-    dir: fx.cluster.env.stateDir,
-  });
+  const check = await expectSameMemory(fx, vmId);
   expect(check.sourceState).toBe('paused');
-  expect(check.details).toEqual([]);
-  expect(check.ok).toBe(true);
   expect(check.identical + check.rewrittenAfterResume).toBe(check.pages);
   await fx.ferry.destroyVm('h1', vmId);
   return check;

@@ -3,8 +3,7 @@
  * Temporal and the VMMs are, the guest keeps running throughout, and its memory arrives intact.
  * Processes are killed with real signals; nothing is faked.
  */
-import { compareMigratedMemory } from '../../verification';
-import { migrateNewGuest, useCluster, vmmCall } from './support/cluster-fixture';
+import { expectSameMemory, migrateNewGuest, useCluster, vmmCall } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
 
@@ -26,14 +25,7 @@ async function migrateThrough(vmId: string, fault: () => Promise<void>): Promise
   const finalBytes = ((result.switchover?.finalPages ?? 0) + 256) * 4096;
   expect(result.bytesViaNetwork).toBeGreaterThanOrEqual(sentByRounds);
   expect(result.bytesViaNetwork).toBeLessThanOrEqual(sentByRounds + finalBytes);
-  const check = await compareMigratedMemory(fx.ferry, {
-    vmId,
-    sourceHost: 'h1',
-    destinationHost: 'h2',
-    dir: fx.cluster.env.stateDir,
-  });
-  expect(check.details).toEqual([]);
-  expect(check.ok).toBe(true);
+  await expectSameMemory(fx, vmId);
   await fx.ferry.destroyVm('h1', vmId);
   await fx.ferry.destroyVm('h2', vmId);
 }

@@ -6,6 +6,7 @@ import { startTestCluster, type TestCluster } from '../../../infra/test-cluster'
 import { FerryClient } from '../../../cli/ferry-client';
 import { SimulatedDriver } from '../../../vmm/driver';
 import type { IncomingStatus } from '../../../data-plane';
+import { compareMigratedMemory, type MigratedMemoryCheck } from '../../../verification';
 
 /** What a test file gets: filled in by `beforeAll`. */
 export interface ClusterFixture {
@@ -83,4 +84,21 @@ export async function migrateNewGuest(
     policy: { keepSourceAfterSwitchover: true },
   });
   return { workflowId, destinationPid: await pagesFlowing(fx.cluster, vmId, workflowId) };
+}
+
+/**
+ * Asserts that `vmId`'s memory on h2 matches its stunned source copy on h1 page by page (see
+ * verification/compare-migrated.ts); returns the comparison.
+ */
+export async function expectSameMemory(fx: ClusterFixture, vmId: string): Promise<MigratedMemoryCheck> {
+  const check = await compareMigratedMemory(fx.ferry, {
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    dir: fx.cluster.env.stateDir,
+  });
+  expect(check.details).toEqual([]);
+  expect(check.ok).toBe(true);
+  expect(check.sourceState).not.toBe('running');
+  return check;
 }
