@@ -13,7 +13,7 @@ import { connect, type Msg, type NatsConnection, type Subscription } from 'nats'
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import { PageFile } from '../store/page-file';
-import { claimOwnership } from '../store/ownership';
+import { commitClaim, discardClaim, prepareClaim, type PreparedClaim } from '../store/ownership';
 import { postMessage, readMessage } from '../store/mailbox';
 import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
 import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
@@ -41,6 +41,8 @@ export class IncomingMigration {
   private grantTimer: NodeJS.Timeout | undefined;
   private mailboxTimer: NodeJS.Timeout | undefined;
   private mailboxBusy = false;
+  /** The ownership claim, written and synced ahead so the switchover only links it into place. */
+  private readonly preparedClaim: Promise<PreparedClaim>;
   private lastGrantedSeq = 0;
 
   private constructor(
@@ -49,6 +51,13 @@ export class IncomingMigration {
     private readonly nc: NatsConnection,
   ) {
     this.subjects = migrationSubjects(input.migrationId);
+    this.preparedClaim = prepareClaim(input.storeDir, {
+      vmId: ctx.vmId,
+      epoch: input.baseEpoch + 1,
+      hostId: input.hostId,
+      migrationId: input.migrationId,
+    });
+    this.preparedClaim.catch(() => undefined);
     this.status = {
       migrationId: input.migrationId,
       state: 'receiving',
@@ -221,12 +230,16 @@ export class IncomingMigration {
     if (this.torn.size > 0)
       throw new VerificationError(this.input.migrationId, `${this.torn.size} pages fail their self-check`);
     const verifyMs = performance.now() - verifyStarted;
-    const claim = await claimOwnership(this.input.storeDir, {
-      vmId: this.ctx.vmId,
-      epoch: this.input.baseEpoch + 1,
-      hostId: this.input.hostId,
-      migrationId: this.input.migrationId,
-    });
+    // If the claim could not be prepared at start (the store was unreachable then), try again now.
+    const prepared = await this.preparedClaim.catch(() =>
+      prepareClaim(this.input.storeDir, {
+        vmId: this.ctx.vmId,
+        epoch: this.input.baseEpoch + 1,
+        hostId: this.input.hostId,
+        migrationId: this.input.migrationId,
+      }),
+    );
+    const claim = await commitClaim(prepared);
     if (!claim.won) throw new Error(`ownership epoch ${this.input.baseEpoch + 1} was taken by ${claim.record.hostId}`);
     this.ctx.vcpu.setWorkload(request.workload);
     this.ctx.vcpu.resume();
@@ -310,6 +323,7 @@ export class IncomingMigration {
   /** Stops receiving; the guest stays paused unless it was already resumed. */
   async close(): Promise<void> {
     if (this.status.state === 'receiving') this.status.state = 'aborted';
+    if (this.status.state !== 'resumed') await this.preparedClaim.then(discardClaim, () => undefined);
     this.stopListening();
     if (this.finalReply) await this.finalReply;
     // A drain waits for the server, which may be gone: bounded, then the connection is closed.

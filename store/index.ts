@@ -9,5 +9,14 @@ export {
   type PageFileHeader,
 } from './page-file';
 export { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
-export { claimOwnership, readOwner, releaseOwnership, type OwnershipRecord } from './ownership';
+export {
+  claimOwnership,
+  commitClaim,
+  discardClaim,
+  prepareClaim,
+  readOwner,
+  releaseOwnership,
+  type OwnershipRecord,
+  type PreparedClaim,
+} from './ownership';
 export { PageStoreError, StoreUnavailableError } from './errors';

@@ -45,38 +45,66 @@ export async function readOwner(storeDir: string, vmId: string): Promise<Ownersh
   return JSON.parse(await fs.readFile(path.join(ownersDir(storeDir, vmId), latest), 'utf8')) as OwnershipRecord;
 }
 
+/** A claim written aside and made durable in advance; `commitClaim` links it into place. */
+export interface PreparedClaim {
+  storeDir: string;
+  record: OwnershipRecord;
+  tmpPath: string;
+}
+
 /**
- * Creates epoch `epoch` for `hostId` if nobody has; returns the winning record either way, so the
- * caller compares `hostId` to learn whether it won. Idempotent for the same host and migration.
+ * Writes the record of a future claim aside and fdatasyncs it, so that committing it later costs
+ * only a link and a directory fsync (the destination prepares its claim before the switchover).
  */
-export async function claimOwnership(
-  storeDir: string,
-  claim: Omit<OwnershipRecord, 'at'>,
-): Promise<{ won: boolean; record: OwnershipRecord }> {
+export async function prepareClaim(storeDir: string, claim: Omit<OwnershipRecord, 'at'>): Promise<PreparedClaim> {
   await fs.mkdir(ownersDir(storeDir, claim.vmId), { recursive: true });
-  const file = epochFile(storeDir, claim.vmId, claim.epoch);
   const record: OwnershipRecord = { ...claim, at: new Date().toISOString() };
-  // Written aside, then hard-linked into place: link() fails with EEXIST if the epoch exists, so
-  // the record appears atomically and complete, and only one claimant can create it.
-  const tmp = `${file}.${claim.hostId}.${process.pid}.${randomUUID()}.tmp`;
-  const handle = await fs.open(tmp, 'w');
+  const tmpPath = `${epochFile(storeDir, claim.vmId, claim.epoch)}.${claim.hostId}.${process.pid}.${randomUUID()}.tmp`;
+  const handle = await fs.open(tmpPath, 'w');
   await handle.writeFile(JSON.stringify(record));
   await handle.datasync();
   await handle.close();
+  return { storeDir, record, tmpPath };
+}
+
+/**
+ * Creates the prepared epoch if nobody has; returns the winning record either way, so the caller
+ * learns whether it won. link() fails with EEXIST if the epoch exists, so the record appears
+ * atomically and complete, and only one claimant can create it. Idempotent for the same host and
+ * migration. The prepared file is removed.
+ */
+export async function commitClaim(prepared: PreparedClaim): Promise<{ won: boolean; record: OwnershipRecord }> {
+  const { storeDir, record, tmpPath } = prepared;
+  const file = epochFile(storeDir, record.vmId, record.epoch);
   try {
-    await fs.link(tmp, file);
-    const dir = await fs.open(ownersDir(storeDir, claim.vmId), 'r');
+    await fs.link(tmpPath, file);
+    const dir = await fs.open(ownersDir(storeDir, record.vmId), 'r');
     await dir.sync();
     await dir.close();
     return { won: true, record };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     const existing = JSON.parse(await fs.readFile(file, 'utf8')) as OwnershipRecord;
-    const won = existing.hostId === claim.hostId && existing.migrationId === claim.migrationId;
+    const won = existing.hostId === record.hostId && existing.migrationId === record.migrationId;
     return { won, record: existing };
   } finally {
-    await fs.rm(tmp, { force: true });
+    await fs.rm(tmpPath, { force: true });
   }
+}
+
+/** Discards a prepared claim that will not be committed. */
+export async function discardClaim(prepared: PreparedClaim): Promise<void> {
+  await fs.rm(prepared.tmpPath, { force: true });
+}
+
+/**
+ * Creates epoch `epoch` for `hostId` if nobody has (prepare and commit in one go); see commitClaim.
+ */
+export async function claimOwnership(
+  storeDir: string,
+  claim: Omit<OwnershipRecord, 'at'>,
+): Promise<{ won: boolean; record: OwnershipRecord }> {
+  return commitClaim(await prepareClaim(storeDir, claim));
 }
 
 /** Forgets the VM's ownership records if `hostId` holds the latest epoch (its VM is gone). */
