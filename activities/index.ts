@@ -1,5 +1,6 @@
 /** The host agent's activities. */
-export { createActivities, FAILURE_TYPES, type HostDeps } from './host-activities';
+export { createActivities } from './host-activities';
+export { FAILURE_TYPES, type HostDeps } from './host-context';
 export type {
   CreateVmInput,
   HostActivities,

@@ -1,0 +1,119 @@
+/**
+ * What the host agent's activities share: the host's dependencies, failure types, and helpers to
+ * call the VMMs, map errors to Temporal failures and heartbeat during long work.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { HypervisorDriver } from '../vmm/driver';
+import { TIMEOUTS } from '../temporal-config';
+import type { VmSummary } from './types';
+
+/** What the activities need from their host. */
+export interface HostDeps {
+  hostId: string;
+  driver: HypervisorDriver;
+  natsUrl: string;
+  /** Store directory used when a migration names none. */
+  defaultStoreDir: string;
+}
+
+/** Failure types the workflow (and users) can match on. */
+export const FAILURE_TYPES = {
+  vmNotFound: 'VmNotFound',
+  vmExists: 'VmExists',
+  storeUnavailable: 'StoreUnavailable',
+  notOwner: 'NotOwner',
+  switchover: 'SwitchoverFailed',
+  invalidInput: 'InvalidInput',
+  migrationInProgress: 'MigrationInProgress',
+} as const;
+
+/** Maps known errors to non-retryable failures; everything else is retried by Temporal. */
+export function toFailure(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const byName: Record<string, string> = {
+    VmNotFoundError: FAILURE_TYPES.vmNotFound,
+    VmExistsError: FAILURE_TYPES.vmExists,
+    StoreUnavailableError: FAILURE_TYPES.storeUnavailable,
+    SwitchoverError: FAILURE_TYPES.switchover,
+    InvalidVmSpecError: FAILURE_TYPES.invalidInput,
+    MigrationInProgressError: FAILURE_TYPES.migrationInProgress,
+    InvalidSizeError: FAILURE_TYPES.invalidInput,
+  };
+  const type = byName[err.name];
+  if (type === undefined) return err;
+  return ApplicationFailure.create({ message: err.message, type, nonRetryable: true, cause: err });
+}
+
+/** Runs `work` while heartbeating `details()` every second; stops on cancellation. */
+export async function withHeartbeat<T>(work: Promise<T>, details: () => Promise<unknown>): Promise<T> {
+  const ctx = Context.current();
+  let stopped = false;
+  const beat = async (): Promise<void> => {
+    while (!stopped) {
+      ctx.heartbeat(await details().catch(() => undefined));
+      await Promise.race([ctx.sleep(TIMEOUTS.heartbeatIntervalMs), work.catch(() => undefined)]);
+    }
+  };
+  const beating = beat().catch(() => undefined);
+  try {
+    return await Promise.race([work, ctx.cancelled.then(() => work)]);
+  } finally {
+    stopped = true;
+    await beating;
+  }
+}
+
+/** The host's dependencies plus the helpers built on them. */
+export interface HostContext extends HostDeps {
+  /** Calls `method` on the VMM of `vmId`, without a client-side timeout. */
+  call<T>(vmId: string, method: string, params?: unknown): Promise<T>;
+  /** Wraps an activity so known errors become non-retryable failures. */
+  guarded<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R>;
+  /** Ids of the migrations the VMM of `vmId` takes part in, in `role`. */
+  activeMigrations(vmId: string, role: 'outgoing' | 'incoming'): Promise<string[]>;
+  /** The VM's record with its vCPU state, or undefined if it is not on this host. */
+  summarize(vmId: string): Promise<VmSummary | undefined>;
+}
+
+/** Builds the shared helpers for `deps`. */
+export function createHostContext(deps: HostDeps): HostContext {
+  const { driver } = deps;
+
+  const call = async <T>(vmId: string, method: string, params?: unknown): Promise<T> => {
+    const client = await driver.control(vmId);
+    try {
+      return await client.call<T>(method, params, { timeoutMs: 0 });
+    } finally {
+      client.close();
+    }
+  };
+  const guarded =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await fn(...args);
+      } catch (err) {
+        throw toFailure(err);
+      }
+    };
+
+  const activeMigrations = async (vmId: string, role: 'outgoing' | 'incoming'): Promise<string[]> =>
+    (
+      await call<{ migrationIds: string[] }>(
+        vmId,
+        role === 'outgoing' ? 'migration.activeOutgoing' : 'migration.activeIncoming',
+      )
+    ).migrationIds;
+
+  const summarize = async (vmId: string): Promise<VmSummary | undefined> => {
+    const record = await driver.getVm(vmId);
+    if (!record) return undefined;
+    const status = await call<{ vcpu: { state: string } }>(vmId, 'status').catch(() => ({
+      vcpu: { state: 'unreachable' },
+    }));
+    return { ...record, state: status.vcpu.state };
+  };
+
+  return { ...deps, call, guarded, activeMigrations, summarize };
+}

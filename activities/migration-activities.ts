@@ -1,0 +1,188 @@
+/**
+ * The migration activities of a host agent: the source's and the destination's sides of
+ * `migrateVm`. Each is idempotent: the VMM-side methods they call answer a repeated request from
+ * the first run, so a retry after an agent restart continues instead of starting over. Long
+ * activities heartbeat every second with their progress and notice cancellation through it; on
+ * cancellation the receiver stops its side and rethrows.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
+import { assertStoreWritable, claimOwnership, readOwner, removeMigrationFiles } from '../store';
+import { FAILURE_TYPES, withHeartbeat, type HostContext } from './host-context';
+import type {
+  HostActivities,
+  MigrationRefInput,
+  PrepareDestinationInput,
+  PrepareSourceInput,
+  PrepareSourceResult,
+  ReceivePagesInput,
+  ReleaseSourceInput,
+  SendRoundInput,
+  SwitchoverInput,
+} from './types';
+
+/** The activities that move a VM, by name. */
+export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 'destroyVm' | 'dumpVmMemory'>;
+
+/** Builds the migration activities of the host in `host`. */
+export function createMigrationActivities(host: HostContext): MigrationActivities {
+  const { driver, hostId, call, guarded, activeMigrations } = host;
+  return {
+    prepareSource: guarded(async (input: PrepareSourceInput): Promise<PrepareSourceResult> => {
+      const record = await driver.getVm(input.vmId);
+      if (!record || record.mode !== 'run') {
+        throw ApplicationFailure.nonRetryable(
+          `VM ${input.vmId} is not running on host ${hostId}`,
+          FAILURE_TYPES.vmNotFound,
+        );
+      }
+      const other = (await activeMigrations(input.vmId, 'outgoing')).find((id) => id !== input.migrationId);
+      if (other !== undefined) {
+        throw ApplicationFailure.nonRetryable(
+          `VM ${input.vmId} is already being migrated by ${other}`,
+          FAILURE_TYPES.migrationInProgress,
+        );
+      }
+      const storeDir = input.storeDir ?? host.defaultStoreDir;
+      await assertStoreWritable(storeDir);
+      let owner = await readOwner(storeDir, input.vmId);
+      if (!owner) {
+        owner = (await claimOwnership(storeDir, { vmId: input.vmId, epoch: 1, hostId, migrationId: input.migrationId }))
+          .record;
+      }
+      if (owner.hostId !== hostId) {
+        throw ApplicationFailure.nonRetryable(
+          `host ${hostId} does not own VM ${input.vmId}: the store records host ${owner.hostId} at epoch ${owner.epoch}`,
+          FAILURE_TYPES.notOwner,
+        );
+      }
+      return {
+        pageCount: record.pageCount,
+        memoryBytes: record.memoryBytes,
+        storeDir,
+        baseEpoch: owner.epoch,
+        workload: record.workload,
+      };
+    }),
+
+    prepareDestination: guarded(async (input: PrepareDestinationInput): Promise<void> => {
+      const existing = await driver.getVm(input.vmId);
+      if (existing && existing.mode === 'run') {
+        throw ApplicationFailure.nonRetryable(
+          `VM ${input.vmId} already runs on destination host ${hostId}`,
+          FAILURE_TYPES.vmExists,
+        );
+      }
+      const receiving = existing
+        ? (await activeMigrations(input.vmId, 'incoming')).find((id) => id !== input.migrationId)
+        : undefined;
+      if (receiving !== undefined) {
+        throw ApplicationFailure.nonRetryable(
+          `host ${hostId} is already receiving VM ${input.vmId} for ${receiving}`,
+          FAILURE_TYPES.migrationInProgress,
+        );
+      }
+      await assertStoreWritable(input.storeDir);
+      await driver.prepareIncoming(input.vmId, input.memoryBytes);
+    }),
+
+    receivePages: guarded(async (input: ReceivePagesInput): Promise<IncomingStatus> => {
+      await call(input.vmId, 'migration.startIncoming', {
+        migrationId: input.migrationId,
+        natsUrl: host.natsUrl,
+        storeDir: input.storeDir,
+        hostId,
+        baseEpoch: input.baseEpoch,
+        creditWindow: input.creditWindow,
+      });
+      const status = () =>
+        call<IncomingStatus>(input.vmId, 'migration.incomingStatus', { migrationId: input.migrationId });
+      const done = (async () => {
+        for (;;) {
+          const s = await status();
+          if (s.state === 'resumed') return s;
+          if (s.state === 'failed' || s.state === 'aborted') {
+            throw ApplicationFailure.nonRetryable(
+              `destination ${hostId} did not resume VM ${input.vmId}: ${s.reason ?? s.state}`,
+              FAILURE_TYPES.switchover,
+            );
+          }
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      })();
+      try {
+        return await withHeartbeat(done, status);
+      } catch (err) {
+        if (Context.current().cancellationSignal.aborted) {
+          await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId }).catch(() => undefined);
+        }
+        throw err;
+      }
+    }),
+
+    sendRound: guarded(async (input: SendRoundInput): Promise<RoundStats> => {
+      await call(input.vmId, 'migration.startOutgoing', {
+        migrationId: input.migrationId,
+        natsUrl: host.natsUrl,
+        storeDir: input.storeDir,
+        hostId,
+        baseEpoch: input.baseEpoch,
+        batchPages: input.batchPages,
+      });
+      const round = call<RoundStats>(input.vmId, 'migration.sendRound', {
+        migrationId: input.migrationId,
+        round: input.round,
+      });
+      return withHeartbeat(round, () =>
+        call(input.vmId, 'migration.outgoingProgress', { migrationId: input.migrationId }),
+      );
+    }),
+
+    switchover: guarded(async (input: SwitchoverInput): Promise<SwitchoverStats> =>
+      call<SwitchoverStats>(input.vmId, 'migration.switchover', {
+        migrationId: input.migrationId,
+        resumeTimeoutMs: input.resumeTimeoutMs,
+      }),
+    ),
+
+    rollbackSource: guarded(async (input: MigrationRefInput): Promise<{ running: boolean }> => {
+      const result = await call<{ running: boolean }>(input.vmId, 'migration.abortOutgoing', {
+        migrationId: input.migrationId,
+      });
+      return { running: result.running };
+    }),
+
+    abortDestination: guarded(async (input: MigrationRefInput): Promise<{ resumed: boolean }> => {
+      const record = await driver.getVm(input.vmId);
+      if (!record) return { resumed: false };
+      const active = await activeMigrations(input.vmId, 'incoming').catch(() => [] as string[]);
+      if (!active.includes(input.migrationId)) {
+        // Not receiving for this migration: remove only an empty reservation nobody receives into,
+        // never a VM that runs here or that another migration is filling.
+        if (record.mode === 'incoming' && active.length === 0) await driver.destroyVm(input.vmId);
+        return { resumed: false };
+      }
+      const status = await call<IncomingStatus>(input.vmId, 'migration.incomingStatus', {
+        migrationId: input.migrationId,
+      });
+      if (status.state === 'resumed') {
+        // Ownership moved here already: this copy is the VM now and must not be destroyed.
+        if (record.mode === 'incoming') await driver.markRunning(input.vmId);
+        return { resumed: true };
+      }
+      await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId });
+      await driver.destroyVm(input.vmId);
+      return { resumed: false };
+    }),
+
+    releaseSource: guarded(async (input: ReleaseSourceInput): Promise<void> => {
+      if (!input.keepSource) await driver.destroyVm(input.vmId);
+      await removeMigrationFiles(input.storeDir, input.migrationId);
+    }),
+
+    finishDestination: guarded(async (input: MigrationRefInput): Promise<void> => {
+      await driver.markRunning(input.vmId);
+    }),
+  };
+}
