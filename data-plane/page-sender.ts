@@ -8,7 +8,7 @@
 import type { NatsConnection, Subscription } from 'nats';
 import type { GuestMemory } from '../vmm/guest-memory';
 import type { PageFile } from '../store/page-file';
-import { BATCH_FLAG_ROUND_END, BatchBuilder } from './batch-format';
+import { BATCH_FLAG_FINAL, BATCH_FLAG_ROUND_END, BatchBuilder } from './batch-format';
 import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
 import { TransportStalledError } from './errors';
 
@@ -63,6 +63,7 @@ export class PageSender {
   private closed = false;
   private failedSyncs = 0;
   private fileOnlySince: number | undefined;
+  private reconnectedAt = 0;
   private backgroundSync: Promise<void> | undefined;
   /** Bytes handed to the page file in total, and the part known to be durable. */
   storeBytesQueued = 0;
@@ -79,6 +80,11 @@ export class PageSender {
   ) {
     this.subjects = migrationSubjects(migrationId);
     this.builder = new BatchBuilder(migrationId, options.batchPages);
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === 'reconnect') this.reconnectedAt = Date.now();
+      }
+    })().catch(() => undefined);
     this.creditSub = nc.subscribe(this.subjects.credit, {
       callback: (err, msg) => {
         if (err) return;
@@ -131,6 +137,9 @@ export class PageSender {
         },
       );
       this.failedSyncs = 0;
+      // An answer means the network lane works (again): the stream resumes where it is, and the
+      // receiver has written off what it missed meanwhile, which it takes from the page file.
+      this.fileOnlySince = undefined;
       this.onGrant(JSON.parse(Buffer.from(reply.data).toString('utf8')) as CreditGrant);
     } catch {
       // No answer: the server or the receiver is gone. After a few, the page file carries on alone.
@@ -175,6 +184,11 @@ export class PageSender {
     flags: number,
     onBatch?: (stats: SendStats) => void,
   ): Promise<SendStats> {
+    // A round that starts on the page file alone asks whether the network is back once the
+    // client has reconnected to a server; not the final round, whose every millisecond is downtime.
+    if (this.fileOnly && this.reconnectedAt > (this.fileOnlySince ?? 0) && (flags & BATCH_FLAG_FINAL) === 0) {
+      await this.requestSync();
+    }
     const stats: SendStats = { pagesSent: 0, zeroPages: 0, bytesSent: 0, batches: 0 };
     const maxUnwritten = this.options.maxUnwrittenBytes ?? DEFAULT_MAX_UNWRITTEN_BYTES;
     const entries: { index: number; version: number }[] = [];
