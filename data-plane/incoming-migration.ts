@@ -20,6 +20,8 @@ import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './s
 import { VerificationError } from './errors';
 import type { FinalReply, FinalRequest, IncomingStartInput, IncomingStatus } from './protocol';
 
+/** How long a destination that resumed still answers a repeated final request (ms). */
+export const ANSWER_LINGER_MS = 60_000;
 /** How often the receiver looks for a final request in the page file's mailbox (ms). */
 export const MAILBOX_POLL_MS = 100;
 /** How long `final` waits for batches still in flight before it takes them from the file (ms). */
@@ -254,7 +256,12 @@ export class IncomingMigration {
       verifyMs,
     };
     this.status.final = reply;
-    this.stopListening();
+    // The stream is done; the control subject and the mailbox keep answering a while, in case the
+    // source's copy of this reply was lost and it asks again (the answer is the same).
+    if (this.grantTimer) clearInterval(this.grantTimer);
+    this.grantTimer = undefined;
+    this.subs[0]?.unsubscribe();
+    setTimeout(() => this.stopListening(), ANSWER_LINGER_MS).unref();
     return reply;
   }
 
@@ -312,7 +319,7 @@ export class IncomingMigration {
     this.grantTimer = undefined;
     if (this.mailboxTimer) clearInterval(this.mailboxTimer);
     this.mailboxTimer = undefined;
-    for (const sub of this.subs) sub.unsubscribe();
+    for (const sub of this.subs) if (!sub.isClosed()) sub.unsubscribe();
   }
 
   /** Current figures, for heartbeats and the workflow's result. */
