@@ -1,12 +1,13 @@
 /**
  * A small mailbox in the migration's store folder, for control messages between the two hosts when
  * the network lane is down (the shared file "can also carry the hosts' control messages"). A
- * message is a JSON file under `control/`, written aside and renamed into place, so a reader sees
+ * message is a JSON file under `control/`, written durably (durable-file.ts), so a reader sees
  * either nothing or the whole message. Posting the same message again replaces it (idempotent).
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { migrationDir } from './page-file';
+import { writeFileDurably } from './durable-file';
 
 /** Default interval at which `waitForMessage` looks again (ms). */
 export const DEFAULT_MAILBOX_POLL_MS = 20;
@@ -17,14 +18,7 @@ function messageFile(storeDir: string, migrationId: string, name: string): strin
 
 /** Durably posts `body` as message `name` of the migration. */
 export async function postMessage(storeDir: string, migrationId: string, name: string, body: unknown): Promise<void> {
-  const file = messageFile(storeDir, migrationId, name);
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  const handle = await fs.open(tmp, 'w');
-  await handle.writeFile(JSON.stringify(body));
-  await handle.datasync();
-  await handle.close();
-  await fs.rename(tmp, file);
+  await writeFileDurably(messageFile(storeDir, migrationId, name), JSON.stringify(body));
 }
 
 /** Message `name` if it has been posted, else undefined. */

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import { PageStoreError, StoreUnavailableError } from './errors';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
+import { writeFileDurably } from './durable-file';
 
 /** Bytes of the page file header; the page region starts right after it. */
 export const PAGE_FILE_HEADER_BYTES = 4096;
@@ -205,20 +206,12 @@ export class PageFile {
     }
   }
 
-  /** Durably writes `manifest` (atomic rename, then a directory fsync). */
+  /** Durably writes `manifest` (see durable-file.ts). */
   async writeManifest(manifest: Manifest): Promise<void> {
     const name = manifest.final ? 'manifest-final.bin' : `manifest-${String(manifest.round).padStart(5, '0')}.bin`;
     const target = path.join(this.dir, name);
-    const tmp = `${target}.tmp-${process.pid}`;
     try {
-      const handle = await fs.open(tmp, 'w');
-      await handle.write(encodeManifest(manifest));
-      await handle.datasync();
-      await handle.close();
-      await fs.rename(tmp, target);
-      const dirHandle = await fs.open(this.dir, 'r');
-      await dirHandle.sync();
-      await dirHandle.close();
+      await writeFileDurably(target, encodeManifest(manifest));
     } catch (err) {
       throw new PageStoreError('cannot write manifest', {
         migrationId: this.header.migrationId,
@@ -232,13 +225,7 @@ export class PageFile {
   async markComplete(): Promise<void> {
     const target = path.join(this.dir, 'complete');
     try {
-      const handle = await fs.open(target, 'w');
-      await handle.writeFile(new Date().toISOString());
-      await handle.datasync();
-      await handle.close();
-      const dirHandle = await fs.open(this.dir, 'r');
-      await dirHandle.sync();
-      await dirHandle.close();
+      await writeFileDurably(target, new Date().toISOString());
     } catch (err) {
       throw new PageStoreError('cannot mark the page file complete', {
         migrationId: this.header.migrationId,

@@ -1,0 +1,28 @@
+/**
+ * Writing a small file so that it is on disk, complete, before the caller goes on: written aside,
+ * fdatasync'ed, renamed into place, then the folder fsync'ed so the name itself is durable. A
+ * reader sees the old file or the whole new one, never a part. The store's manifests, completion
+ * mark and mailbox messages are written this way.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+
+/** Durably replaces `file` with `data`; creates its folder if needed. */
+export async function writeFileDurably(file: string, data: string | Uint8Array): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const handle = await fs.open(tmp, 'w');
+  try {
+    await handle.writeFile(data);
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(tmp, file);
+  const dir = await fs.open(path.dirname(file), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
