@@ -22,6 +22,13 @@ export interface WorkerSpec {
   name: string;
   script: string;
   args: string[];
+  /**
+   * Network namespace to run the worker in, through `ip netns exec` (which execs, so the pid stays
+   * the worker's); the VMMs a host agent spawns inherit it. Default: the caller's namespace.
+   */
+  netns?: string;
+  /** Environment overriding clusterEnv's for this worker alone, e.g. another FERRY_NATS_URL. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The workers of the embedded default for `hosts`. */
@@ -87,10 +94,12 @@ export async function startWorker(env: FerryEnvironment, spec: WorkerSpec): Prom
   const { pidFile, logFile } = workerFiles(env.stateDir, spec.name);
   const logStart = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
   const log = fs.openSync(logFile, 'a');
-  const child = spawn(process.execPath, [spec.script, ...spec.args], {
+  const argv = [process.execPath, spec.script, ...spec.args];
+  const [command, ...args] = spec.netns === undefined ? argv : ['ip', 'netns', 'exec', spec.netns, ...argv];
+  const child = spawn(command as string, args, {
     detached: true,
     stdio: ['ignore', log, log],
-    env: clusterEnv(env),
+    env: { ...clusterEnv(env), ...spec.env },
   });
   fs.closeSync(log);
   child.unref();

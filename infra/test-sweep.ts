@@ -1,7 +1,8 @@
 /**
  * Clean-up after test runs that died before their `afterAll`: finds the temp state dirs that
  * infra/test-services.ts creates, and for each whose owning process is gone, kills the services
- * recorded in it (by pid, after checking the pid still runs the recorded binary) and deletes it.
+ * recorded in it (by pid, after checking the pid still runs the recorded binary), removes the network
+ * namespaces and links it records (netns.ts), and deletes it.
  * Dirs of a live owner, such as a test run going on in another shell, are left alone.
  */
 import * as fs from 'node:fs';
@@ -9,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isProcessAlive, isRecordAlive, readPidRecord } from './service-files';
 import { killAllWorkers, stopAllVmms } from './ferry-cluster';
+import { removeRecordedNetwork } from './netns';
 
 /** Name prefix of test state dirs under the OS temp dir. */
 export const TEST_STATE_PREFIX = 'ferry-test-';
@@ -61,6 +63,14 @@ export function sweepTestServices(tmpDir: string = os.tmpdir()): string[] {
       if (owner === 'alive') continue;
       if (owner === 'unknown' && Date.now() - fs.statSync(dir).mtimeMs < UNOWNED_GRACE_MS) continue;
       messages.push(...killRecordedServices(dir), ...killAllWorkers(dir), ...stopAllVmms(dir));
+      // The dir holds the only record of the test's namespaces and links (netns.ts): if they
+      // cannot be removed now, it stays for the next sweep.
+      try {
+        messages.push(...removeRecordedNetwork(dir));
+      } catch (err) {
+        messages.push((err as Error).message);
+        continue;
+      }
       fs.rmSync(dir, { recursive: true, force: true });
     } catch {
       // Another sweeper or the owner removed it first.
