@@ -26,6 +26,7 @@ export const FAILURE_TYPES = {
   switchover: 'SwitchoverFailed',
   invalidInput: 'InvalidInput',
   migrationInProgress: 'MigrationInProgress',
+  vmmExited: 'VmmExited',
 } as const;
 
 /** Maps known errors to non-retryable failures; everything else is retried by Temporal. */
@@ -40,7 +41,10 @@ export function toFailure(err: unknown): unknown {
     MigrationInProgressError: FAILURE_TYPES.migrationInProgress,
     InvalidSizeError: FAILURE_TYPES.invalidInput,
   };
-  const type = byName[err.name];
+  // An error thrown inside a VMM arrives as a VmmCallError carrying the original error's name.
+  const remote = err as { kind?: unknown; remoteName?: unknown };
+  const name = remote.kind === 'remote' && typeof remote.remoteName === 'string' ? remote.remoteName : err.name;
+  const type = byName[name];
   if (type === undefined) return err;
   return ApplicationFailure.create({ message: err.message, type, nonRetryable: true, cause: err });
 }
@@ -84,6 +88,18 @@ export function createHostContext(deps: HostDeps): HostContext {
     const client = await driver.control(vmId);
     try {
       return await client.call<T>(method, params, { timeoutMs: 0 });
+    } catch (err) {
+      // A call cut off because the VMM process died is not worth a retry: the VM's process is gone.
+      const remote = (err as { kind?: unknown } | null)?.kind === 'remote';
+      if (!remote && (await driver.getVm(vmId)) === undefined) {
+        throw ApplicationFailure.create({
+          message: `the VMM of VM ${vmId} on host ${deps.hostId} exited during ${method}`,
+          type: FAILURE_TYPES.vmmExited,
+          nonRetryable: true,
+          ...(err instanceof Error ? { cause: err } : {}),
+        });
+      }
+      throw err;
     } finally {
       client.close();
     }

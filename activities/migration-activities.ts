@@ -112,7 +112,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         }
       })();
       try {
-        return await withHeartbeat(done, status);
+        return { ...(await withHeartbeat(done, status)), activityAttempt: Context.current().info.attempt };
       } catch (err) {
         if (Context.current().cancellationSignal.aborted) {
           await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId }).catch(() => undefined);
@@ -130,21 +130,49 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         baseEpoch: input.baseEpoch,
         batchPages: input.batchPages,
       });
+      // The VMM runs each round once: a retry after an agent restart rejoins the round under way,
+      // which has gone on from the last checkpoint this activity's heartbeats recorded.
+      const { attempt, heartbeatDetails } = Context.current().info;
+      const checkpoint = heartbeatDetails as { round?: number; pagesSent?: number } | undefined;
       const round = call<RoundStats>(input.vmId, 'migration.sendRound', {
         migrationId: input.migrationId,
         round: input.round,
       });
-      return withHeartbeat(round, () =>
+      const stats = await withHeartbeat(round, () =>
         call(input.vmId, 'migration.outgoingProgress', { migrationId: input.migrationId }),
       );
+      return {
+        ...stats,
+        activityAttempt: attempt,
+        ...(checkpoint?.round === input.round && typeof checkpoint.pagesSent === 'number'
+          ? { resumedFromPagesSent: checkpoint.pagesSent }
+          : {}),
+      };
     }),
 
-    switchover: guarded(async (input: SwitchoverInput): Promise<SwitchoverStats> =>
-      call<SwitchoverStats>(input.vmId, 'migration.switchover', {
-        migrationId: input.migrationId,
-        resumeTimeoutMs: input.resumeTimeoutMs,
-      }),
-    ),
+    switchover: guarded(async (input: SwitchoverInput): Promise<SwitchoverStats> => {
+      const ref = { migrationId: input.migrationId };
+      try {
+        return await call<SwitchoverStats>(input.vmId, 'migration.switchover', {
+          ...ref,
+          resumeTimeoutMs: input.resumeTimeoutMs,
+        });
+      } catch (err) {
+        if ((err as { remoteName?: unknown }).remoteName !== 'SwitchoverError') throw err;
+        // The workflow needs to know whether the source rolled back (it holds the VM again) or is
+        // fenced off by the destination's ownership epoch.
+        const after = await call<{ state: string }>(input.vmId, 'migration.outgoingProgress', ref).catch(
+          () => undefined,
+        );
+        throw ApplicationFailure.create({
+          message: (err as Error).message,
+          type: FAILURE_TYPES.switchover,
+          nonRetryable: true,
+          details: [{ rolledBack: after?.state === 'rolled-back' }],
+          cause: err as Error,
+        });
+      }
+    }),
 
     rollbackSource: guarded(async (input: MigrationRefInput): Promise<{ running: boolean }> => {
       const result = await call<{ running: boolean }>(input.vmId, 'migration.abortOutgoing', {
@@ -163,21 +191,34 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         if (record.mode === 'incoming' && active.length === 0) await driver.destroyVm(input.vmId);
         return { resumed: false };
       }
-      const status = await call<IncomingStatus>(input.vmId, 'migration.incomingStatus', {
+      // The VMM settles before it aborts: a destination that finished (or finishes now, because the
+      // source committed the handover in the page file and then died) owns the VM and stays.
+      const aborted = await call<{ state?: IncomingStatus['state'] }>(input.vmId, 'migration.abortIncoming', {
         migrationId: input.migrationId,
       });
-      if (status.state === 'resumed') {
-        // Ownership moved here already: this copy is the VM now and must not be destroyed.
+      if (aborted.state === 'resumed') {
         if (record.mode === 'incoming') await driver.markRunning(input.vmId);
         return { resumed: true };
       }
-      await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId });
       await driver.destroyVm(input.vmId);
       return { resumed: false };
     }),
 
+    settleDestination: guarded(async (input: MigrationRefInput) => {
+      const active = await activeMigrations(input.vmId, 'incoming').catch(() => [] as string[]);
+      if (!active.includes(input.migrationId)) return { resumed: false };
+      const status = await call<IncomingStatus>(input.vmId, 'migration.settleIncoming', {
+        migrationId: input.migrationId,
+      });
+      return { resumed: status.state === 'resumed', status };
+    }),
+
     releaseSource: guarded(async (input: ReleaseSourceInput): Promise<void> => {
       if (!input.keepSource) await driver.destroyVm(input.vmId);
+      if (!input.keepPageFile) await removeMigrationFiles(input.storeDir, input.migrationId);
+    }),
+
+    removeMigrationFiles: guarded(async (input: MigrationRefInput & { storeDir: string }): Promise<void> => {
       await removeMigrationFiles(input.storeDir, input.migrationId);
     }),
 

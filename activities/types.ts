@@ -54,6 +54,7 @@ export interface SwitchoverInput extends MigrationRefInput {
 export interface ReleaseSourceInput extends MigrationRefInput {
   storeDir: string;
   keepSource: boolean;
+  keepPageFile?: boolean;
 }
 
 /** Input of `createVm`. */
@@ -78,7 +79,14 @@ export interface HostActivities {
   switchover(input: SwitchoverInput): Promise<SwitchoverStats>;
   rollbackSource(input: MigrationRefInput): Promise<{ running: boolean }>;
   abortDestination(input: MigrationRefInput): Promise<{ resumed: boolean }>;
+  /**
+   * After a failed switchover: lets the destination finish if the source committed the handover in
+   * the page file, and reports whether the guest runs there now. Never aborts.
+   */
+  settleDestination(input: MigrationRefInput): Promise<{ resumed: boolean; status?: IncomingStatus }>;
   releaseSource(input: ReleaseSourceInput): Promise<void>;
+  /** Deletes the migration's page file, manifests and mailbox from the store (idempotent). */
+  removeMigrationFiles(input: MigrationRefInput & { storeDir: string }): Promise<void>;
   finishDestination(input: MigrationRefInput): Promise<void>;
   createVm(input: CreateVmInput): Promise<VmSummary>;
   listVms(): Promise<VmSummary[]>;

@@ -27,9 +27,10 @@ export function progressLine(p: MigrationProgress, withBar: boolean): string {
   const bar = withBar ? `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ` : '';
   const estimate =
     p.expectedDowntimeMs < 0 ? '-' : Number.isFinite(p.expectedDowntimeMs) ? p.expectedDowntimeMs.toFixed(0) : 'inf';
+  const incidents = p.incidents.length > 0 ? ` | ${p.incidents.length} incident(s)` : '';
   return (
     `${bar}${p.phase} r${p.round} | ${p.pagesRemaining} left | ${formatRate(p.throughputBytesPerSec)} | ` +
-    `dirty ${formatRate(p.dirtyRateBytesPerSec)} | est ${estimate}/${p.downtimeLimitMs} ms`
+    `dirty ${formatRate(p.dirtyRateBytesPerSec)} | est ${estimate}/${p.downtimeLimitMs} ms${incidents}`
   );
 }
 
@@ -59,11 +60,14 @@ export class ProgressView {
 export function resultSummary(r: MigrationResult): string {
   const lines = [
     `migration ${r.migrationId}: ${r.outcome}${r.reason ? ` (${r.reason})` : ''}`,
-    `  VM ${r.vmId} ${r.sourceHost} -> ${r.destinationHost}, running on ${r.runningOn}`,
+    `  VM ${r.vmId} ${r.sourceHost} -> ${r.destinationHost}, running on ${r.runningOn ?? 'no host (no copy runs)'}`,
     `  rounds ${r.rounds.length}, total ${(r.totalMs / 1000).toFixed(2)} s, downtime ${r.downtimeMs.toFixed(1)} ms${r.forcedSwitchover ? ' (forced)' : ''}`,
     `  via network ${formatBytes(r.bytesViaNetwork)}, via store ${formatBytes(r.bytesViaStore)}, mirrored ${formatBytes(r.bytesMirroredToStore)}, lost batches ${r.gapBatches}`,
     `  verified ${r.verified} (source ${r.sourceDigest.slice(0, 16)}…, destination ${r.destinationDigest.slice(0, 16)}…)`,
   ];
+  for (const incident of r.incidents) {
+    lines.push(`  ! ${incident.at}: ${incident.what} -> ${incident.recovery}`);
+  }
   for (const round of r.rounds) {
     lines.push(
       `    round ${round.round}: ${round.pagesSent} pages, ${formatBytes(round.bytesSent)} in ${round.durationMs.toFixed(0)} ms ` +

@@ -68,3 +68,15 @@ export class MigrationInProgressError extends Error {
     super(`VM ${vmId} is already being migrated by ${otherMigrationId}`);
   }
 }
+
+/** `migration.armFault` got a malformed fault. */
+export class FaultSpecError extends Error {
+  override readonly name = 'FaultSpecError';
+
+  constructor(
+    readonly field: string,
+    detail: string,
+  ) {
+    super(`invalid fault [${field}]: ${detail}`);
+  }
+}

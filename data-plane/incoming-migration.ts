@@ -18,7 +18,9 @@ import { postMessage, readMessage } from '../store/mailbox';
 import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
 import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
 import { VerificationError } from './errors';
+import { prefetchPass, StorePrefetcher } from './store-prefetch';
 import type { FinalReply, FinalRequest, IncomingStartInput, IncomingStatus } from './protocol';
+import type { FaultPoints } from './fault-points';
 
 /** How long a destination that resumed still answers a repeated final request (ms). */
 export const ANSWER_LINGER_MS = 60_000;
@@ -46,11 +48,14 @@ export class IncomingMigration {
   /** The ownership claim, written and synced ahead so the switchover only links it into place. */
   private readonly preparedClaim: Promise<PreparedClaim>;
   private lastGrantedSeq = 0;
+  /** Reads the page file while no batch arrives, so the switchover reads little (see store-prefetch.ts). */
+  private readonly prefetcher: StorePrefetcher;
 
   private constructor(
     private readonly ctx: VmmContext,
     readonly input: IncomingStartInput,
     private readonly nc: NatsConnection,
+    private readonly faults: FaultPoints,
   ) {
     this.subjects = migrationSubjects(input.migrationId);
     this.preparedClaim = prepareClaim(input.storeDir, {
@@ -60,6 +65,9 @@ export class IncomingMigration {
       migrationId: input.migrationId,
     });
     this.preparedClaim.catch(() => undefined);
+    this.prefetcher = new StorePrefetcher(input.storeDir, input.migrationId, ctx.memory, this.torn, {
+      log: (msg) => ctx.log(msg),
+    });
     this.status = {
       migrationId: input.migrationId,
       state: 'receiving',
@@ -72,13 +80,13 @@ export class IncomingMigration {
   }
 
   /** Subscribes to the stream and starts granting credit. */
-  static async start(ctx: VmmContext, input: IncomingStartInput): Promise<IncomingMigration> {
+  static async start(ctx: VmmContext, input: IncomingStartInput, faults: FaultPoints): Promise<IncomingMigration> {
     const nc = await connect({
       servers: input.natsUrl,
       name: `ferry-destination-${input.migrationId}`,
       maxReconnectAttempts: -1,
     });
-    const incoming = new IncomingMigration(ctx, input, nc);
+    const incoming = new IncomingMigration(ctx, input, nc, faults);
     incoming.listen();
     await nc.flush();
     incoming.grant();
@@ -86,6 +94,8 @@ export class IncomingMigration {
     incoming.grantTimer = setInterval(() => incoming.grant(), 250);
     // With the network down, the source posts its final request in the page file's mailbox.
     incoming.mailboxTimer = setInterval(() => void incoming.checkMailbox(), MAILBOX_POLL_MS);
+    // With the stream dead or stalled, what the source writes to the page file is read meanwhile.
+    incoming.prefetcher.start();
     return incoming;
   }
 
@@ -107,6 +117,7 @@ export class IncomingMigration {
 
   private onBatch(msg: Msg): void {
     if (this.status.state !== 'receiving') return;
+    this.prefetcher.noteBatch();
     let batch;
     try {
       batch = decodeBatch(msg.data);
@@ -166,12 +177,15 @@ export class IncomingMigration {
 
   /** Runs `finish` once, whichever lane asked first; later asks get the same reply. */
   private finishOnce(request: FinalRequest): Promise<FinalReply> {
-    this.finalReply ??= this.finish(request).catch((err: unknown) => {
-      const reason = err instanceof Error ? err.message : String(err);
-      this.status.state = 'failed';
-      this.status.reason = reason;
-      return { ok: false, reason } as FinalReply;
-    });
+    this.finalReply ??= this.faults
+      .hit('destination.final')
+      .then(() => this.finish(request))
+      .catch((err: unknown) => {
+        const reason = err instanceof Error ? err.message : String(err);
+        this.status.state = 'failed';
+        this.status.reason = reason;
+        return { ok: false, reason } as FinalReply;
+      });
     return this.finalReply;
   }
 
@@ -216,6 +230,8 @@ export class IncomingMigration {
     // From here on the page file is the only source: a straggling batch must not overwrite a page
     // already filled from the file.
     this.status.state = 'finishing';
+    // The fill below reads only what the prefetch did not; nothing is applied after this resolves.
+    await this.prefetcher.stop();
     if (this.status.appliedSeq < request.finalSeq) this.status.gapBatches += request.finalSeq - this.status.appliedSeq;
     const tornPagesRepaired = this.torn.size;
     let pagesFromStore = 0;
@@ -251,9 +267,11 @@ export class IncomingMigration {
       resumedAt: Date.now(),
       digest,
       pagesFromStore,
+      pagesPrefetched: this.prefetcher.pagesApplied,
       gapBatches: this.status.gapBatches,
       tornPagesRepaired,
       verifyMs,
+      stunAt: request.stunAt,
     };
     this.status.final = reply;
     // The stream is done; the control subject and the mailbox keep answering a while, in case the
@@ -281,7 +299,9 @@ export class IncomingMigration {
         else this.torn.add(index);
         return ok;
       };
-      let read = 0;
+      // Runs of consecutive pages first, one read each; the loop below reads one page at a time only
+      // what that did not bring to its final version (the file may trail, or hold a page torn).
+      let read = (await prefetchPass(pageFile, manifest, this.ctx.memory, this.torn)).pagesRead;
       const notYetInFile: number[] = [];
       for (let k = 0; k < manifest.indexes.length; k += 1) {
         const index = manifest.indexes[k] as number;
@@ -322,9 +342,27 @@ export class IncomingMigration {
     for (const sub of this.subs) if (!sub.isClosed()) sub.unsubscribe();
   }
 
+  /**
+   * Settles a migration whose source may be gone, without aborting it: if the source committed the
+   * handover (its final request is in the page file's mailbox, written once the file held every
+   * final page), finishes from the file as if asked; then waits for any finish under way. Whether
+   * the guest resumes is still decided by the ownership epoch, so a source that rolled back first
+   * keeps the VM.
+   */
+  async settle(): Promise<IncomingStatus> {
+    if (!this.finalReply && this.status.state === 'receiving') {
+      const request = await readMessage<FinalRequest>(this.input.storeDir, this.input.migrationId, 'final').catch(
+        () => undefined,
+      );
+      if (request) void this.finishOnce(request);
+    }
+    if (this.finalReply) await this.finalReply;
+    return this.snapshot();
+  }
+
   /** Current figures, for heartbeats and the workflow's result. */
   snapshot(): IncomingStatus {
-    return { ...this.status };
+    return { ...this.status, pagesPrefetched: this.prefetcher.pagesApplied };
   }
 
   /** Stops receiving; the guest stays paused unless it was already resumed. */
@@ -332,6 +370,7 @@ export class IncomingMigration {
     if (this.status.state === 'receiving') this.status.state = 'aborted';
     if (this.status.state !== 'resumed') await this.preparedClaim.then(discardClaim, () => undefined);
     this.stopListening();
+    await this.prefetcher.stop();
     if (this.finalReply) await this.finalReply;
     // A drain waits for the server, which may be gone: bounded, then the connection is closed.
     await Promise.race([this.nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);

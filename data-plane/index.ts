@@ -10,7 +10,9 @@ export {
 export type { BatchEntry, DecodedBatch } from './batch-format';
 export { migrationHandlers } from './vmm-handlers';
 export { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
+export { FAULT_ACTIONS, FAULT_POINTS, type FaultPoint, type FaultSpec } from './fault-points';
 export {
+  FaultSpecError,
   MigrationInProgressError,
   SwitchoverError,
   TransportStalledError,

@@ -20,10 +20,13 @@ import { claimOwnership } from '../store/ownership';
 import { postMessage, waitForMessage } from '../store/mailbox';
 import { BATCH_FLAG_FINAL } from './batch-format';
 import { PageSender } from './page-sender';
+import type { FaultPoints } from './fault-points';
 import { migrationSubjects } from './subjects';
 import { SwitchoverError } from './errors';
 import type { FinalReply, FinalRequest, OutgoingStartInput, RoundStats, SwitchoverStats } from './protocol';
 
+/** While the page file alone carries the pages, a manifest is written after every this many bytes. */
+export const FILE_ONLY_MANIFEST_BYTES = 64 * 1024 * 1024;
 /** How long the final request waits for an answer over NATS before using the store's mailbox (ms). */
 export const NETWORK_FINAL_TIMEOUT_MS = 5_000;
 
@@ -60,10 +63,11 @@ export class OutgoingMigration {
     private readonly nc: NatsConnection,
     private readonly pageFile: PageFile,
     private readonly sender: PageSender,
+    private readonly faults: FaultPoints,
   ) {}
 
   /** Connects to NATS and creates (or reopens) the page file. */
-  static async start(ctx: VmmContext, input: OutgoingStartInput): Promise<OutgoingMigration> {
+  static async start(ctx: VmmContext, input: OutgoingStartInput, faults: FaultPoints): Promise<OutgoingMigration> {
     const pageFile = await PageFile.create(input.storeDir, {
       migrationId: input.migrationId,
       vmId: ctx.vmId,
@@ -75,7 +79,7 @@ export class OutgoingMigration {
       maxReconnectAttempts: -1,
     });
     const sender = new PageSender(nc, input.migrationId, ctx.memory, pageFile, { batchPages: input.batchPages });
-    return new OutgoingMigration(ctx, input, nc, pageFile, sender);
+    return new OutgoingMigration(ctx, input, nc, pageFile, sender, faults);
   }
 
   /** Sends round `round` (once; a repeated call returns the same result). */
@@ -98,8 +102,15 @@ export class OutgoingMigration {
     const indexes = round === 0 ? Uint32Array.from({ length: this.ctx.memory.pageCount }, (_, i) => i) : dirty;
     this.currentRound = round;
     this.currentRoundStats = { pagesSent: 0, bytesSent: 0 };
+    let manifestAtBytes = this.sender.storeBytesQueued;
     const sent = await this.sender.sendPages(indexes, round, 0, (s) => {
       this.currentRoundStats = { pagesSent: s.pagesSent, bytesSent: s.bytesSent };
+      // With the stream dead, the destination reads the file as it grows: a manifest now and then
+      // inside the round tells it what the file holds so far (see store-prefetch.ts).
+      if (this.sender.fileOnly && this.sender.storeBytesQueued - manifestAtBytes >= FILE_ONLY_MANIFEST_BYTES) {
+        manifestAtBytes = this.sender.storeBytesQueued;
+        this.queueManifest(round);
+      }
     });
     await this.sender.waitForDrain();
     const durationMs = Math.max(performance.now() - startedAt, 0.001);
@@ -160,6 +171,7 @@ export class OutgoingMigration {
     await this.ctx.vcpu.pause();
     this.state = 'stunned';
     try {
+      await this.faults.hit('source.after-stun');
       const round = this.currentRound + 1;
       const dirty = this.ctx.memory.collectDirty();
       const { indexes, versions } = this.finalPageTable();
@@ -182,7 +194,6 @@ export class OutgoingMigration {
       const sentAt = performance.now();
       await manifestDurable;
       const durableAt = performance.now();
-      this.completeStore(versions, indexes);
       const request: FinalRequest = {
         type: 'final',
         finalSeq: this.sender.lastSeq,
@@ -191,6 +202,11 @@ export class OutgoingMigration {
         workload: this.ctx.vcpu.workload(),
         seed: this.ctx.seed,
       };
+      this.completeStore(versions, indexes, request);
+      if (this.faults.isArmed('source.final-pages-durable')) {
+        await this.storeChain;
+        await this.faults.hit('source.final-pages-durable');
+      }
       const { reply, lane } = await this.handOver(request, resumeTimeoutMs);
       if (!reply.ok) throw new Error(reply.reason);
       this.state = 'handed-over';
@@ -215,9 +231,12 @@ export class OutgoingMigration {
 
   /**
    * In the background: once every page of the final table is written and fdatasync'ed, marks the
-   * page file complete. A destination that lacks a page the file does not hold yet waits for this.
+   * page file complete and posts the final request in its mailbox. A destination that lacks a page
+   * the file does not hold yet waits for the mark. From the posted request on, the destination can
+   * finish without the source: if the source dies now, the VM lives on there (or, if the source is
+   * alive and rolls back first, the ownership epoch makes the destination's finish fail).
    */
-  private completeStore(versions: Uint32Array, indexes: Uint32Array): void {
+  private completeStore(versions: Uint32Array, indexes: Uint32Array, request: FinalRequest): void {
     this.storeChain = this.storeChain.then(async () => {
       try {
         const synced = await this.pageFile.sync();
@@ -225,6 +244,7 @@ export class OutgoingMigration {
         if (missing.length > 0)
           throw new Error(`page file lacks ${missing.length} pages at their final version (first: ${missing[0]})`);
         await this.pageFile.markComplete();
+        await postMessage(this.input.storeDir, this.input.migrationId, 'final', request);
       } catch (err) {
         this.storeFailure ??= err;
         this.ctx.log(`page file could not be completed: ${String(err)}`);
@@ -261,25 +281,31 @@ export class OutgoingMigration {
     timeoutMs: number,
   ): Promise<{ reply: FinalReply; lane: 'network' | 'store' }> {
     const deadline = Date.now() + timeoutMs;
+    // A `drop` fault makes the source deaf to every answer of this switchover, as if each were lost.
+    let deaf = false;
     if (!this.sender.fileOnly) {
       try {
-        return {
-          reply: await this.requestFinal(request, Math.min(NETWORK_FINAL_TIMEOUT_MS, timeoutMs)),
-          lane: 'network',
-        };
+        const reply = await this.requestFinal(request, Math.min(NETWORK_FINAL_TIMEOUT_MS, timeoutMs));
+        deaf = await this.faults.hit('source.final-reply');
+        if (!deaf) return { reply, lane: 'network' };
       } catch (err) {
         this.ctx.log(`final request over NATS failed (${String(err)}); handing over through the page file`);
       }
     }
+    // completeStore posts the request in the mailbox once the file is complete.
     await this.storeChain;
     if (this.storeFailure !== undefined) throw this.storeFailure;
-    await postMessage(this.input.storeDir, this.input.migrationId, 'final', request);
-    const reply = await waitForMessage<FinalReply>(
+    let reply = await waitForMessage<FinalReply>(
       this.input.storeDir,
       this.input.migrationId,
       'final-reply',
       Math.max(0, deadline - Date.now()),
     );
+    if (reply && !deaf) deaf = await this.faults.hit('source.final-reply');
+    if (deaf) {
+      await sleep(Math.max(0, deadline - Date.now()));
+      reply = undefined;
+    }
     if (!reply)
       throw new Error(
         `the destination did not answer within ${timeoutMs} ms, over NATS or through the page file's mailbox`,

@@ -46,6 +46,10 @@ export interface RoundStats {
   /** `store` once the network lane was given up and pages go to the page file only. */
   lane: 'network' | 'store';
   vcpu: VcpuStats;
+  /** Attempt of the activity that returned these figures (set by the host agent; > 1 after a retry). */
+  activityAttempt?: number;
+  /** Pages the round had sent at the heartbeat checkpoint a retried activity continued from. */
+  resumedFromPagesSent?: number;
 }
 
 /** The source's request to the destination once every page is sent and durable. */
@@ -63,9 +67,16 @@ export interface FinalRequest {
 export type FinalReply =
   | {
       ok: true;
+      /** The source's stun time from the request (wall-clock ms), for the destination's downtime. */
+      stunAt: number;
       resumedAt: number;
       digest: string;
       pagesFromStore: number;
+      /**
+       * Pages read from the page file and applied during pre-copy, while the stream was dead or
+       * stalled (absent from a VMM that does not prefetch).
+       */
+      pagesPrefetched?: number;
       gapBatches: number;
       tornPagesRepaired: number;
       verifyMs: number;
@@ -100,6 +111,10 @@ export interface IncomingStatus {
   bytesReceived: number;
   pagesApplied: number;
   gapBatches: number;
+  /** Pages read from the page file and applied while the stream was dead or stalled (see store-prefetch.ts). */
+  pagesPrefetched?: number;
   reason?: string;
   final?: Extract<FinalReply, { ok: true }>;
+  /** Attempt of the receiving activity that returned this status (set by the host agent). */
+  activityAttempt?: number;
 }

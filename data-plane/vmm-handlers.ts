@@ -8,6 +8,7 @@ import type { VmmContext, VmmHandler } from '../vmm/extensions';
 import { IncomingMigration } from './incoming-migration';
 import { OutgoingMigration } from './outgoing-migration';
 import { MigrationInProgressError, UnknownMigrationError } from './errors';
+import { FaultPoints } from './fault-points';
 import type { IncomingStartInput, OutgoingStartInput } from './protocol';
 
 interface MigrationRef {
@@ -18,6 +19,7 @@ interface MigrationRef {
 export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
   const outgoing = new Map<string, Promise<OutgoingMigration>>();
   const incoming = new Map<string, Promise<IncomingMigration>>();
+  const faults = new FaultPoints((msg) => ctx.log(msg));
 
   const getOutgoing = async (id: string): Promise<OutgoingMigration> => {
     const migration = outgoing.get(id);
@@ -31,6 +33,8 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
   };
 
   return {
+    // Test and soak hook: see fault-points.ts.
+    'migration.armFault': async (params) => faults.arm(params),
     'migration.activeOutgoing': async () => ({ migrationIds: [...outgoing.keys()] }),
     'migration.activeIncoming': async () => ({ migrationIds: [...incoming.keys()] }),
     'migration.startOutgoing': async (params) => {
@@ -39,7 +43,7 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       if (other !== undefined) throw new MigrationInProgressError(ctx.vmId, other);
       let started = outgoing.get(input.migrationId);
       if (!started) {
-        started = OutgoingMigration.start(ctx, input);
+        started = OutgoingMigration.start(ctx, input, faults);
         outgoing.set(input.migrationId, started);
         started.catch(() => outgoing.delete(input.migrationId));
       }
@@ -71,18 +75,22 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       if (other !== undefined) throw new MigrationInProgressError(ctx.vmId, other);
       let started = incoming.get(input.migrationId);
       if (!started) {
-        started = IncomingMigration.start(ctx, input);
+        started = IncomingMigration.start(ctx, input, faults);
         incoming.set(input.migrationId, started);
         started.catch(() => incoming.delete(input.migrationId));
       }
       return (await started).snapshot();
     },
     'migration.incomingStatus': async (params) => (await getIncoming((params as MigrationRef).migrationId)).snapshot(),
+    'migration.settleIncoming': async (params) => (await getIncoming((params as MigrationRef).migrationId)).settle(),
     'migration.abortIncoming': async (params) => {
       const { migrationId } = params as MigrationRef;
       const started = incoming.get(migrationId);
       if (!started) return { known: false };
       const migration = await started;
+      // A source that committed the handover and then died leaves the VM to this side: settle
+      // before aborting, so the only copy is not thrown away (the epoch still guards a live source).
+      await migration.settle();
       incoming.delete(migrationId);
       await migration.close();
       return { known: true, state: migration.snapshot().state };

@@ -8,6 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { migrationDir } from './page-file';
 import { writeFileDurably } from './durable-file';
+import { PageStoreError } from './errors';
 
 /** Default interval at which `waitForMessage` looks again (ms). */
 export const DEFAULT_MAILBOX_POLL_MS = 20;
@@ -18,6 +19,15 @@ function messageFile(storeDir: string, migrationId: string, name: string): strin
 
 /** Durably posts `body` as message `name` of the migration. */
 export async function postMessage(storeDir: string, migrationId: string, name: string, body: unknown): Promise<void> {
+  // A late message must not bring back the folder of a migration that was cleaned up.
+  const dir = migrationDir(storeDir, migrationId);
+  await fs.access(dir).catch((err: unknown) => {
+    throw new PageStoreError(`cannot post ${name}: the migration's folder is gone`, {
+      migrationId,
+      path: dir,
+      cause: err,
+    });
+  });
   await writeFileDurably(messageFile(storeDir, migrationId, name), JSON.stringify(body));
 }
 

@@ -276,6 +276,19 @@ export class PageFile {
     }
   }
 
+  /** Reads `count` consecutive pages from page `firstIndex` into `target` in one read (`count` × 4 KiB). */
+  async readPages(firstIndex: number, count: number, target: Buffer): Promise<void> {
+    const bytes = count * PAGE_SIZE_BYTES;
+    const offset = PAGE_FILE_HEADER_BYTES + firstIndex * PAGE_SIZE_BYTES;
+    const { bytesRead } = await this.handle.read(target, 0, bytes, offset);
+    if (bytesRead !== bytes) {
+      throw new PageStoreError(`short read of pages ${firstIndex}..${firstIndex + count - 1}`, {
+        migrationId: this.header.migrationId,
+        path: path.join(this.dir, 'pages.ferry'),
+      });
+    }
+  }
+
   /** Marks as synced what the round manifests on disk say (used when reopening after a crash). */
   private async loadManifests(): Promise<void> {
     const names = (await fs.readdir(this.dir)).filter((n) => /^manifest-.*\.bin$/.test(n)).sort();

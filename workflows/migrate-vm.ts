@@ -13,6 +13,7 @@
  * from the workflow clock and every decision from `policy.ts`.
  */
 import {
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   defineQuery,
@@ -24,7 +25,7 @@ import {
   workflowInfo,
   type RetryPolicy,
 } from '@temporalio/workflow';
-import type { HostActivities } from '../activities/types';
+import type { HostActivities, PrepareSourceResult } from '../activities/types';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
 import { hostTaskQueue, TIMEOUTS } from '../temporal-config/presets';
 import {
@@ -35,7 +36,15 @@ import {
   resolveMigrationOptions,
   type ResolvedMigrationOptions,
 } from './policy';
-import type { MigrateVmInput, MigrationPhase, MigrationProgress, MigrationResult, RoundSummary } from './types';
+import { destinationIncidents, roundIncidents } from './incidents';
+import type {
+  MigrateVmInput,
+  MigrationIncident,
+  MigrationPhase,
+  MigrationProgress,
+  MigrationResult,
+  RoundSummary,
+} from './types';
 
 /** Query: where the migration stands. */
 export const progressQuery = defineQuery<MigrationProgress>('progress');
@@ -109,7 +118,10 @@ function summarizeRound(r: RoundStats): RoundSummary {
 export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult> {
   const options = validateInput(input);
   const startedAt = Date.now();
-  const migrationId = workflowInfo().workflowId.replace(/[^A-Za-z0-9_-]/g, '_');
+  // Unique per run: a VM migrated again reuses its workflow id, and nothing a former run left in the
+  // store (a late mailbox message, a page file) may be taken for this run's.
+  const { workflowId, runId } = workflowInfo();
+  const migrationId = `${workflowId}-${runId}`.replace(/[^A-Za-z0-9_-]/g, '_');
   const source = hostActivities(input.sourceHost);
   const destination = hostActivities(input.destinationHost);
 
@@ -117,6 +129,8 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
   let cancelRequested: string | undefined;
   let memoryPages = 0;
   const rounds: RoundStats[] = [];
+  /** Failures met outside the rounds' own figures (a switchover the source could not confirm, …). */
+  const otherIncidents: MigrationIncident[] = [];
   const result: MigrationResult = {
     migrationId,
     vmId: input.vmId,
@@ -135,6 +149,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     sourceDigest: '',
     destinationDigest: '',
     runningOn: input.sourceHost,
+    incidents: [],
   };
 
   const setPhase = (next: MigrationPhase) => {
@@ -165,6 +180,9 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       expectedDowntimeMs: last ? expectedDowntimeMs(pendingBytes, throughput) : -1,
       downtimeLimitMs: options.downtimeLimitMs,
       elapsedMs: Date.now() - startedAt,
+      bytesViaNetwork: rounds.reduce((sum, r) => sum + (r.lane === 'network' ? r.bytesSent : 0), 0),
+      bytesViaStoreOnly: rounds.reduce((sum, r) => sum + (r.lane === 'store' ? r.bytesSent : 0), 0),
+      incidents: [...roundIncidents(rounds), ...otherIncidents],
     };
   });
   setHandler(cancelSignal, (args) => {
@@ -174,25 +192,27 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
   const ref = { migrationId, vmId: input.vmId };
   let destinationPrepared = false;
   let receiver: Promise<IncomingStatus> | undefined;
+  let prepared: PrepareSourceResult | undefined;
   const receiverScope = new CancellationScope();
 
   try {
-    const prepared = await source.short.prepareSource({
+    const ready = await source.short.prepareSource({
       ...ref,
       ...(options.storeDir ? { storeDir: options.storeDir } : {}),
     });
-    memoryPages = prepared.pageCount;
+    prepared = ready;
+    memoryPages = ready.pageCount;
     destinationPrepared = true;
     await destination.short.prepareDestination({
       ...ref,
-      memoryBytes: prepared.memoryBytes,
-      storeDir: prepared.storeDir,
+      memoryBytes: ready.memoryBytes,
+      storeDir: ready.storeDir,
     });
     receiver = receiverScope.run(() =>
       destination.long.receivePages({
         ...ref,
-        storeDir: prepared.storeDir,
-        baseEpoch: prepared.baseEpoch,
+        storeDir: ready.storeDir,
+        baseEpoch: ready.baseEpoch,
         creditWindow: options.creditWindow,
       }),
     );
@@ -205,8 +225,8 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         source.long.sendRound({
           ...ref,
           round,
-          storeDir: prepared.storeDir,
-          baseEpoch: prepared.baseEpoch,
+          storeDir: ready.storeDir,
+          baseEpoch: ready.baseEpoch,
           batchPages: options.batchPages,
         }),
         receiver.then(() => {
@@ -218,7 +238,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         options,
         rounds,
         pageSizeBytes: PAGE_SIZE_BYTES,
-        memoryBytes: prepared.memoryBytes,
+        memoryBytes: ready.memoryBytes,
         elapsedMs: Date.now() - startedAt,
       });
       if (step.type === 'abort') throw new MigrationStop('aborted', step.reason);
@@ -230,40 +250,64 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     if (cancelRequested !== undefined) throw new MigrationStop('cancelled', cancelRequested);
 
     setPhase('switchover');
-    const handover: SwitchoverStats = await source.switchover.switchover({
-      ...ref,
-      resumeTimeoutMs: DEFAULT_RESUME_TIMEOUT_MS,
-    });
+    let handover: SwitchoverStats | undefined;
+    try {
+      handover = await source.switchover.switchover({ ...ref, resumeTimeoutMs: DEFAULT_RESUME_TIMEOUT_MS });
+    } catch (err) {
+      // The source could not confirm the handover (it died, or lost the answer). If it committed the
+      // handover in the page file first, the destination finishes from there; the ownership epoch
+      // keeps a source that rolled back instead from being joined by a second copy. A source that
+      // says it resumed holds that epoch: nothing to settle.
+      if (sourceResumedAfter(err)) throw err;
+      const settled = await destination.short.settleDestination(ref);
+      if (!settled.resumed || !settled.status?.final) throw err;
+      otherIncidents.push({
+        at: 'switchover',
+        what: `the source did not confirm the handover: ${describe(err)}`,
+        recovery: 'the destination finished from the page file and took ownership; the source never resumes',
+      });
+    }
     const received = await receiver;
     result.runningOn = input.destinationHost;
+    const final = handover?.destination ?? received.final;
+    if (!final) throw new Error('the destination resumed without reporting its final figures');
 
     setPhase('cleanup');
     await destination.short.finishDestination(ref);
     await source.short.releaseSource({
       ...ref,
-      storeDir: prepared.storeDir,
+      storeDir: ready.storeDir,
       keepSource: options.keepSourceAfterSwitchover,
+      keepPageFile: options.keepPageFile,
     });
 
+    otherIncidents.unshift(...destinationIncidents({ status: received, handoverLane: handover?.handoverLane }));
     Object.assign(result, {
       outcome: 'completed',
-      downtimeMs: handover.downtimeMs,
+      // Without the source's confirmation, downtime is the destination's view: stun to its resume.
+      downtimeMs: handover?.downtimeMs ?? final.resumedAt - final.stunAt,
       bytesViaNetwork: received.bytesReceived,
-      bytesViaStore: handover.destination.pagesFromStore * PAGE_SIZE_BYTES,
-      gapBatches: handover.destination.gapBatches,
-      verified: handover.destination.digest === handover.sourceDigest,
-      sourceDigest: handover.sourceDigest,
-      destinationDigest: handover.destination.digest,
-      switchover: {
-        finalPages: handover.finalPages,
-        finalSendMs: handover.finalSendMs,
-        storeDurableMs: handover.storeDurableMs,
-        storeLagBytes: handover.storeLagBytes,
-        destinationVerifyMs: handover.destination.verifyMs,
-        pagesFromStore: handover.destination.pagesFromStore,
-        destinationDowntimeMs: handover.destination.resumedAt - handover.stunAt,
-        handoverLane: handover.handoverLane,
-      },
+      bytesViaStore: (final.pagesFromStore + (final.pagesPrefetched ?? 0)) * PAGE_SIZE_BYTES,
+      gapBatches: final.gapBatches,
+      // The destination resumes only once its digest equals the one the source took at stun.
+      verified: handover ? final.digest === handover.sourceDigest : true,
+      sourceDigest: handover?.sourceDigest ?? final.digest,
+      destinationDigest: final.digest,
+      ...(handover
+        ? {
+            switchover: {
+              finalPages: handover.finalPages,
+              finalSendMs: handover.finalSendMs,
+              storeDurableMs: handover.storeDurableMs,
+              storeLagBytes: handover.storeLagBytes,
+              destinationVerifyMs: final.verifyMs,
+              pagesFromStore: final.pagesFromStore,
+              pagesPrefetched: final.pagesPrefetched ?? 0,
+              destinationDowntimeMs: final.resumedAt - handover.stunAt,
+              handoverLane: handover.handoverLane,
+            },
+          }
+        : {}),
     });
     fillTotals();
     setPhase('completed');
@@ -277,7 +321,11 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       if (result.runningOn === input.destinationHost) return;
       setPhase('rolling-back');
       receiverScope.cancel();
-      const rolled = await source.short.rollbackSource(ref).catch(() => ({ running: false }));
+      let sourceProblem = '';
+      const rolled = await source.short.rollbackSource(ref).catch((e: unknown) => {
+        sourceProblem = describe(e);
+        return { running: false };
+      });
       const aborted = destinationPrepared
         ? await destination.short.abortDestination(ref).catch(() => ({ resumed: false }))
         : { resumed: false };
@@ -287,8 +335,26 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         result.runningOn = input.destinationHost;
         result.reason += '; the destination had already resumed the VM';
       } else if (!rolled.running) {
-        result.reason += '; the source VM could not be resumed';
+        result.runningOn = null;
+        result.reason += sourceProblem
+          ? `; the source VM could not be resumed (${sourceProblem})`
+          : '; the source VM could not be resumed';
       }
+      // The page file of a migration that did not complete is of no further use.
+      if (prepared && !options.keepPageFile) {
+        await source.short.removeMigrationFiles({ ...ref, storeDir: prepared.storeDir }).catch(() => undefined);
+      }
+      otherIncidents.push({
+        at: 'rollback',
+        what: result.reason ?? 'the migration failed',
+        recovery:
+          result.runningOn === input.sourceHost
+            ? 'rolled back: the source VM runs on and the destination was cleaned up'
+            : result.runningOn === input.destinationHost
+              ? 'none needed: the VM runs on the destination, which owns it'
+              : 'none possible: no copy of the VM runs',
+      });
+      result.incidents = [...roundIncidents(rounds), ...otherIncidents];
       setPhase(result.outcome === 'cancelled' ? 'cancelled' : 'rolled-back');
     });
     throw ApplicationFailure.create({
@@ -307,6 +373,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
 
   function fillTotals(): void {
     result.rounds = rounds.map(summarizeRound);
+    result.incidents = [...roundIncidents(rounds), ...otherIncidents];
     result.totalMs = Date.now() - startedAt;
     result.bytesMirroredToStore = rounds.reduce((sum, r) => sum + r.pagesSent * PAGE_SIZE_BYTES, 0);
     if (result.bytesViaNetwork === 0) result.bytesViaNetwork = rounds.reduce((sum, r) => sum + r.bytesSent, 0);
@@ -322,6 +389,13 @@ class MigrationStop extends Error {
   ) {
     super(reason);
   }
+}
+
+/** Whether `err` is a failed switchover after which the source VM resumed (it rolled back itself). */
+function sourceResumedAfter(err: unknown): boolean {
+  const failure = err instanceof ActivityFailure ? err.cause : undefined;
+  if (!(failure instanceof ApplicationFailure) || failure.type !== 'SwitchoverFailed') return false;
+  return (failure.details?.[0] as { rolledBack?: unknown } | undefined)?.rolledBack === true;
 }
 
 /** The error's message with its innermost cause's, skipping empty messages. */

@@ -59,6 +59,9 @@ export interface MigrationOptions {
   /** Keep the source VM stunned (never running) after the switchover instead of destroying it, so
    * its memory can be compared with the destination's; default false. */
   keepSourceAfterSwitchover?: boolean;
+  /** Keep the migration's page file and manifests after it completes (for inspection, or to check
+   * the destination against what the source wrote when the source is gone); default false. */
+  keepPageFile?: boolean;
 }
 
 /** Validated options with defaults filled in. */
@@ -71,6 +74,7 @@ export interface ResolvedMigrationOptions {
   batchPages: number;
   creditWindow: number;
   keepSourceAfterSwitchover: boolean;
+  keepPageFile: boolean;
   switchoverEagerly: boolean;
 }
 
@@ -101,15 +105,10 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
       `onGiveUp must be "abort" or "force-switchover", got ${JSON.stringify(onGiveUp)}`,
     );
   }
-  if (o.keepSourceAfterSwitchover !== undefined && typeof o.keepSourceAfterSwitchover !== 'boolean') {
-    throw new InvalidMigrationOptionError(
-      `keepSourceAfterSwitchover must be true or false, got ${JSON.stringify(o.keepSourceAfterSwitchover)}`,
-    );
-  }
-  if (o.switchoverEagerly !== undefined && typeof o.switchoverEagerly !== 'boolean') {
-    throw new InvalidMigrationOptionError(
-      `switchoverEagerly must be true or false, got ${JSON.stringify(o.switchoverEagerly)}`,
-    );
+  for (const key of ['keepSourceAfterSwitchover', 'keepPageFile', 'switchoverEagerly'] as const) {
+    if (o[key] !== undefined && typeof o[key] !== 'boolean') {
+      throw new InvalidMigrationOptionError(`${key} must be true or false, got ${JSON.stringify(o[key])}`);
+    }
   }
   if (o.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) {
     throw new InvalidMigrationOptionError(`storeDir must be a non-empty path, got ${JSON.stringify(o.storeDir)}`);
@@ -127,6 +126,7 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
     batchPages: positiveInteger('batchPages', o.batchPages, DEFAULT_BATCH_PAGES, 1024),
     creditWindow: positiveInteger('creditWindow', o.creditWindow, DEFAULT_CREDIT_WINDOW, 1024),
     keepSourceAfterSwitchover: o.keepSourceAfterSwitchover === true,
+    keepPageFile: o.keepPageFile === true,
     switchoverEagerly: o.switchoverEagerly === true,
   };
 }

@@ -55,7 +55,7 @@ export interface MigrationResult {
   downtimeMs: number;
   totalMs: number;
   bytesViaNetwork: number;
-  /** Bytes the destination read from the page file (pages it lacked at switchover). */
+  /** Bytes the destination read from the page file: during pre-copy while the stream was down, and at switchover. */
   bytesViaStore: number;
   /** Bytes mirrored into the page file. */
   bytesMirroredToStore: number;
@@ -63,8 +63,10 @@ export interface MigrationResult {
   verified: boolean;
   sourceDigest: string;
   destinationDigest: string;
-  /** Where the VM runs at the end. */
-  runningOn: string;
+  /** Where the VM runs at the end; null if no copy runs (its only process died). */
+  runningOn: string | null;
+  /** What failed on the way and how it was recovered (empty for an undisturbed migration). */
+  incidents: MigrationIncident[];
   /** Where the downtime went (absent if the switchover did not happen). */
   switchover?: SwitchoverSummary;
 }
@@ -81,10 +83,20 @@ export interface SwitchoverSummary {
   /** Destination: waiting for the last batches, filling from the file and checking the digest (ms). */
   destinationVerifyMs: number;
   pagesFromStore: number;
+  /** Pages the destination read from the page file during pre-copy, the stream being down or stalled. */
+  pagesPrefetched: number;
   /** Downtime as the destination sees it: source stun to its own resume, by wall clock (ms). */
   destinationDowntimeMs: number;
   /** How the final request reached the destination: over NATS, or through the store's mailbox. */
   handoverLane: 'network' | 'store';
+}
+
+/** Something that failed during a migration, and what ferry did about it. */
+export interface MigrationIncident {
+  /** Where it happened: `round 3`, `stream`, `receiver`, `switchover`, `rollback`. */
+  at: string;
+  what: string;
+  recovery: string;
 }
 
 /** Answer of the `progress` query. */
@@ -101,4 +113,10 @@ export interface MigrationProgress {
   expectedDowntimeMs: number;
   downtimeLimitMs: number;
   elapsedMs: number;
+  /** Bytes of the rounds so far that went over NATS (and into the page file). */
+  bytesViaNetwork: number;
+  /** Bytes of the rounds so far that went into the page file alone, the network lane being down. */
+  bytesViaStoreOnly: number;
+  /** Failures met so far and their recovery. */
+  incidents: MigrationIncident[];
 }

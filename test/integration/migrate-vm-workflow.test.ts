@@ -84,6 +84,8 @@ interface Script {
   switchoverFailure?: ApplicationFailure;
   /** Makes the destination's receiver fail as soon as it starts. */
   receiverFailure?: ApplicationFailure;
+  /** After a failed switchover, the destination reports it finished from the page file anyway. */
+  destinationSettlesResumed?: boolean;
 }
 
 type FakeHost = { [K in keyof HostActivities]: jest.MockedFunction<HostActivities[K]> };
@@ -152,6 +154,7 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
       if (script.switchoverFailure) throw script.switchoverFailure;
       const destination: SwitchoverStats['destination'] = {
         ok: true,
+        stunAt: Date.now() - 42,
         resumedAt: Date.now(),
         digest: DIGEST,
         pagesFromStore: 3,
@@ -195,7 +198,32 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
       });
       return { resumed: false };
     },
+    settleDestination: async ({ migrationId }) => {
+      if (!script.destinationSettlesResumed) return { resumed: false };
+      const status: IncomingStatus = {
+        migrationId,
+        state: 'resumed',
+        appliedSeq: 40,
+        batches: 40,
+        bytesReceived: 7_777_777,
+        pagesApplied: 1_000,
+        gapBatches: 0,
+        final: {
+          ok: true,
+          stunAt: Date.now() - 42,
+          resumedAt: Date.now(),
+          digest: DIGEST,
+          pagesFromStore: 100,
+          gapBatches: 0,
+          tornPagesRepaired: 0,
+          verifyMs: 2,
+        },
+      };
+      destinationDone.resolve(status);
+      return { resumed: true, status };
+    },
     releaseSource: async () => undefined,
+    removeMigrationFiles: async () => undefined,
     finishDestination: async () => undefined,
     createVm: async () => {
       throw new Error('not part of a migration');
@@ -328,7 +356,12 @@ describe('migrateVm workflow', () => {
     expect(hosts.h1.switchover).toHaveBeenCalledTimes(1);
     const ref = { migrationId: result.migrationId, vmId: 'vm-7' };
     expect(hosts.h2.finishDestination).toHaveBeenCalledWith(ref);
-    expect(hosts.h1.releaseSource).toHaveBeenCalledWith({ ...ref, storeDir: '/shared/ferry', keepSource: false });
+    expect(hosts.h1.releaseSource).toHaveBeenCalledWith({
+      ...ref,
+      storeDir: '/shared/ferry',
+      keepSource: false,
+      keepPageFile: false,
+    });
     expect(calledActivities(hosts.h1)).toEqual(['prepareSource', 'releaseSource', 'sendRound', 'switchover']);
     expect(calledActivities(hosts.h2)).toEqual(['finishDestination', 'prepareDestination', 'receivePages']);
   });
@@ -406,11 +439,35 @@ describe('migrateVm workflow', () => {
     expect(details.reason).toContain('destination refused the final pages');
     expect(hosts.h1.switchover).toHaveBeenCalledTimes(1);
     expect(hosts.h1.rollbackSource).toHaveBeenCalledTimes(1);
+    expect(hosts.h2.settleDestination).toHaveBeenCalledTimes(1);
     expect(hosts.h2.abortDestination).toHaveBeenCalledTimes(1);
     expect(hosts.h2.finishDestination).not.toHaveBeenCalled();
     expect(hosts.h1.releaseSource).not.toHaveBeenCalled();
+    expect(details.incidents).toEqual([
+      expect.objectContaining({ at: 'rollback', recovery: expect.stringContaining('source VM runs on') }),
+    ]);
   });
 
+  it('completes on the destination when the source fails the switchover after committing the handover, and says so', async () => {
+    const hosts = simulateMigration({
+      pendingDirtyPages: [1_000],
+      switchoverFailure: ApplicationFailure.nonRetryable('the VMM of VM vm-7 on host h1 exited', 'VmmExited'),
+      destinationSettlesResumed: true,
+    });
+
+    const result = await withWorkers(hosts, async () => (await start('source-dies-after-commit')).result());
+
+    expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true, downtimeMs: 42 });
+    expect(result.switchover).toBeUndefined();
+    expect(result.bytesViaStore).toBe(100 * PAGE);
+    expect(result.incidents).toEqual([
+      expect.objectContaining({ at: 'switchover', what: expect.stringContaining('exited') }),
+    ]);
+    expect(hosts.h2.settleDestination).toHaveBeenCalledTimes(1);
+    expect(hosts.h1.rollbackSource).not.toHaveBeenCalled();
+    expect(hosts.h2.abortDestination).not.toHaveBeenCalled();
+    expect(hosts.h2.finishDestination).toHaveBeenCalledTimes(1);
+  });
   it('answers the progress query during pre-copy, and rolls back as MigrationCancelled on the cancel signal', async () => {
     const firstRound = gate();
     const secondRound = gate();

@@ -1,7 +1,8 @@
 /**
  * The network lane dies for good: nats-server is killed with SIGKILL mid pre-copy and never comes
  * back. The source notices the dead stream, carries on through the page file alone, and hands
- * over through the file's mailbox; the destination fills what it lacks from the file.
+ * over through the file's mailbox; the destination reads the file while the source writes it (from
+ * each round's manifest) and fills the rest from the file at switchover.
  */
 import { expectSameMemory, migrateNewGuest, useCluster } from './support/cluster-fixture';
 

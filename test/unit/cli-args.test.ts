@@ -94,6 +94,9 @@ describe('progress line', () => {
         expectedDowntimeMs: 3.5,
         downtimeLimitMs: 300,
         elapsedMs: 10,
+        bytesViaNetwork: 5 * 2 ** 20,
+        bytesViaStoreOnly: 0,
+        incidents: [],
       },
       true,
     );

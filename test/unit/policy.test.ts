@@ -31,6 +31,7 @@ describe('resolveMigrationOptions', () => {
       batchPages: DEFAULT_BATCH_PAGES,
       creditWindow: DEFAULT_CREDIT_WINDOW,
       keepSourceAfterSwitchover: false,
+      keepPageFile: false,
       switchoverEagerly: false,
     });
     expect(DEFAULT_DOWNTIME_LIMIT_MS).toBe(300);
@@ -47,6 +48,7 @@ describe('resolveMigrationOptions', () => {
       batchPages: 64,
       creditWindow: 8,
       keepSourceAfterSwitchover: true,
+      keepPageFile: true,
       switchoverEagerly: true,
     };
     expect(resolveMigrationOptions(options)).toEqual({ ...options });

@@ -7,6 +7,8 @@ import { FerryClient } from '../../../cli/ferry-client';
 import { SimulatedDriver } from '../../../vmm/driver';
 import type { IncomingStatus } from '../../../data-plane';
 import { compareMigratedMemory, type MigratedMemoryCheck } from '../../../verification';
+import type { MigrationResult } from '../../../workflows/types';
+import type { MigrationOptions } from '../../../workflows/policy';
 
 /** What a test file gets: filled in by `beforeAll`. */
 export interface ClusterFixture {
@@ -15,10 +17,11 @@ export interface ClusterFixture {
 }
 
 /** Starts a cluster before the file's tests and stops it after them. */
-export function useCluster(opts: { natsMaxPendingBytes?: number } = {}): ClusterFixture {
+export function useCluster(opts: { natsMaxPendingBytes?: number; hosts?: string[] } = {}): ClusterFixture {
   const fixture = {} as ClusterFixture;
+  const { hosts = ['h1', 'h2'], ...clusterOptions } = opts;
   beforeAll(async () => {
-    fixture.cluster = await startTestCluster(['h1', 'h2'], opts);
+    fixture.cluster = await startTestCluster(hosts, clusterOptions);
     fixture.ferry = await FerryClient.connect(fixture.cluster.temporal.address);
   });
   afterAll(async () => {
@@ -44,21 +47,30 @@ export async function vmmCall<T>(
   }
 }
 
-/** Resolves with the destination VMM's pid once it has applied a page batch of `migrationId`. */
-export async function pagesFlowing(cluster: TestCluster, vmId: string, migrationId: string): Promise<number> {
+/**
+ * Resolves with the destination VMM's pid once it has applied a page batch of the migration run by
+ * workflow `workflowId` (its migration id is the workflow id plus a run suffix).
+ */
+export async function pagesFlowing(cluster: TestCluster, vmId: string, workflowId: string): Promise<number> {
   const driver = new SimulatedDriver({ hostId: 'h2', stateDir: cluster.env.stateDir });
+  const prefix = `${workflowId.replace(/[^A-Za-z0-9_-]/g, '_')}-`;
   for (let i = 0; i < 2_000; i += 1) {
     const record = await driver.getVm(vmId);
     // The record appears when the VMM is spawned, its socket a moment later.
     const status = record
-      ? await vmmCall<IncomingStatus>(cluster, 'h2', vmId, 'migration.incomingStatus', { migrationId }).catch(
-          () => undefined,
-        )
+      ? await vmmCall<{ migrationIds: string[] }>(cluster, 'h2', vmId, 'migration.activeIncoming')
+          .then(({ migrationIds }) => migrationIds.find((id) => id.startsWith(prefix)))
+          .then((migrationId) =>
+            migrationId === undefined
+              ? undefined
+              : vmmCall<IncomingStatus>(cluster, 'h2', vmId, 'migration.incomingStatus', { migrationId }),
+          )
+          .catch(() => undefined)
       : undefined;
     if (record && status && status.batches > 0) return record.pid;
     await new Promise((r) => setTimeout(r, 10));
   }
-  throw new Error(`no page of ${migrationId} reached the destination`);
+  throw new Error(`no page of migration ${workflowId} reached the destination`);
 }
 
 /**
@@ -70,6 +82,7 @@ export async function migrateNewGuest(
   fx: ClusterFixture,
   vmId: string,
   seed: number,
+  policy: MigrationOptions = {},
 ): Promise<{ workflowId: string; destinationPid: number }> {
   await fx.ferry.createVm('h1', {
     vmId,
@@ -81,7 +94,7 @@ export async function migrateNewGuest(
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
-    policy: { keepSourceAfterSwitchover: true },
+    policy: { keepSourceAfterSwitchover: true, ...policy },
   });
   return { workflowId, destinationPid: await pagesFlowing(fx.cluster, vmId, workflowId) };
 }
@@ -101,4 +114,28 @@ export async function expectSameMemory(fx: ClusterFixture, vmId: string): Promis
   expect(check.ok).toBe(true);
   expect(check.sourceState).not.toBe('running');
   return check;
+}
+
+/** The migration's result, whether it completed or ended otherwise (then from the failure's details). */
+export async function endedResult(fx: ClusterFixture, workflowId: string): Promise<MigrationResult> {
+  try {
+    return await fx.ferry.result(workflowId);
+  } catch (err) {
+    const result = (err as { result?: MigrationResult }).result;
+    if (!result) throw err;
+    return result;
+  }
+}
+
+/** Hosts of the cluster on which a copy of `vmId` runs (its VMM's vCPU is running). */
+export async function runningCopies(fx: ClusterFixture, vmId: string): Promise<string[]> {
+  const states = await Promise.all(
+    fx.cluster.hosts.map(async (hostId) => {
+      const status = await vmmCall<{ vcpu: { state: string } }>(fx.cluster, hostId, vmId, 'status').catch(
+        () => undefined,
+      );
+      return status?.vcpu.state === 'running' ? hostId : undefined;
+    }),
+  );
+  return states.filter((h): h is string => h !== undefined);
 }

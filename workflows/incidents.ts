@@ -1,0 +1,80 @@
+/**
+ * What failed during a migration and how ferry got past it, derived from the figures the
+ * activities report. Pure functions: the workflow calls them, unit tests too.
+ */
+import type { IncomingStatus, RoundStats } from '../data-plane/protocol';
+import type { MigrationIncident } from './types';
+
+/** Lane changes and activity retries of the pre-copy rounds, in round order. */
+export function roundIncidents(rounds: readonly RoundStats[]): MigrationIncident[] {
+  const incidents: MigrationIncident[] = [];
+  let previousLane: RoundStats['lane'] = 'network';
+  for (const r of rounds) {
+    const at = `round ${r.round}`;
+    if ((r.activityAttempt ?? 1) > 1) {
+      const from =
+        r.resumedFromPagesSent !== undefined ? ` from its checkpoint at ${r.resumedFromPagesSent} pages sent` : '';
+      incidents.push({
+        at,
+        what: `the source's round activity was retried (attempt ${r.activityAttempt})`,
+        recovery: `it rejoined the round still running in the source VMM${from}; nothing was sent twice`,
+      });
+    }
+    if (r.lane === 'store' && previousLane === 'network') {
+      incidents.push({
+        at,
+        what: 'the page stream stopped answering (network lane lost)',
+        recovery: 'pages went on into the page file alone; the destination takes them from there',
+      });
+    } else if (r.lane === 'network' && previousLane === 'store') {
+      incidents.push({
+        at,
+        what: 'the page stream answered again',
+        recovery: 'the network lane carries pages again; what it lost meanwhile comes from the page file',
+      });
+    }
+    previousLane = r.lane;
+  }
+  return incidents;
+}
+
+/** What the destination recovered: lost batches, torn pages, the lane of the handover, retries. */
+export function destinationIncidents(received: {
+  status?: IncomingStatus | undefined;
+  handoverLane?: 'network' | 'store' | undefined;
+}): MigrationIncident[] {
+  const incidents: MigrationIncident[] = [];
+  const status = received.status;
+  const final = status?.final;
+  if (status && (status.activityAttempt ?? 1) > 1) {
+    incidents.push({
+      at: 'receiver',
+      what: `the destination's receiving activity was retried (attempt ${status.activityAttempt})`,
+      recovery: 'it rejoined the receiver still running in the destination VMM',
+    });
+  }
+  if (final && final.gapBatches > 0) {
+    incidents.push({
+      at: 'stream',
+      what: `${final.gapBatches} page batches never arrived over NATS`,
+      recovery:
+        `the destination read what it lacked from the page file (${final.pagesPrefetched ?? 0} pages while the ` +
+        `stream was down, ${final.pagesFromStore} at switchover)`,
+    });
+  }
+  if (final && final.tornPagesRepaired > 0) {
+    incidents.push({
+      at: 'stream',
+      what: `${final.tornPagesRepaired} pages arrived torn (written while they were read)`,
+      recovery: 'their final versions came from the page file',
+    });
+  }
+  if (received.handoverLane === 'store') {
+    incidents.push({
+      at: 'switchover',
+      what: 'the final request could not be answered over NATS',
+      recovery: "it went through the page file's mailbox",
+    });
+  }
+  return incidents;
+}
