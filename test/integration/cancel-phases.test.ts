@@ -1,0 +1,138 @@
+/**
+ * Cancelling a migration in each of its phases, by the `cancel` signal and by Temporal's own
+ * cancellation, and then migrating the same VM again to a host that never held it. After each
+ * cancel exactly one copy runs, where the result says; the second migration completes and its
+ * memory is compared page by page with the stunned source's.
+ */
+import * as path from 'node:path';
+import { CONTROL_TASK_QUEUE } from '../../temporal-config';
+import { compareMigratedMemory } from '../../verification';
+import type { MigrateVmInput } from '../../workflows/types';
+import { endedResult, pagesFlowing, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
+
+jest.setTimeout(240_000);
+
+const fx = useCluster({ hosts: ['h1', 'h2', 'h3'] });
+
+const GUEST = {
+  memoryBytes: 256 * 2 ** 20,
+  workload: { type: 'hotset' as const, rateBytesPerSec: 10e6, hotSetBytes: 4 * 2 ** 20 },
+};
+
+async function waitForPhase(workflowId: string, phase: string): Promise<void> {
+  for (let i = 0; i < 2_000; i += 1) {
+    if ((await fx.ferry.progress(workflowId)).phase === phase) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`migration ${workflowId} never reached phase ${phase}`);
+}
+
+/** Migrates `vmId` from `from` to a host that never held it, and compares memories page by page. */
+async function migrateAgain(vmId: string, from: string, to: string): Promise<void> {
+  const workflowId = await fx.ferry.startMigration({
+    vmId,
+    sourceHost: from,
+    destinationHost: to,
+    policy: { keepSourceAfterSwitchover: true },
+  });
+  const result = await fx.ferry.result(workflowId);
+  expect(result).toMatchObject({ outcome: 'completed', runningOn: to, verified: true });
+  const check = await compareMigratedMemory(fx.ferry, {
+    vmId,
+    sourceHost: from,
+    destinationHost: to,
+    dir: path.join(fx.cluster.env.stateDir, 'dumps'),
+  });
+  expect(check.details).toEqual([]);
+  expect(check.ok).toBe(true);
+  expect(check.sourceState).not.toBe('running');
+  expect(await runningCopies(fx, vmId)).toEqual([to]);
+  for (const host of fx.cluster.hosts) await fx.ferry.destroyVm(host, vmId);
+}
+
+/** After a cancelled migration: the source runs alone, unharmed, and the destination holds nothing. */
+async function expectRolledBack(vmId: string, workflowId: string): Promise<void> {
+  const result = await endedResult(fx, workflowId);
+  expect(result).toMatchObject({ outcome: 'cancelled', runningOn: 'h1' });
+  expect(await runningCopies(fx, vmId)).toEqual(['h1']);
+  const [listing] = await fx.ferry.listVms(['h2']);
+  expect((listing?.vms ?? []).map((vm) => vm.vmId)).not.toContain(vmId);
+  expect(await vmmCall(fx.cluster, 'h1', vmId, 'verify')).toMatchObject({ badPages: 0 });
+}
+
+test('cancel signal during prepare: rolled back before any page moves; then migrates to a fresh host', async () => {
+  const vmId = 'cancel-in-prepare';
+  await fx.ferry.createVm('h1', { vmId, ...GUEST, seed: 81 });
+  const input: MigrateVmInput = { vmId, sourceHost: 'h1', destinationHost: 'h2' };
+  // Signal-with-start delivers the cancel with the workflow's first task, before prepare ends.
+  const handle = await fx.cluster.client.workflow.signalWithStart('migrateVm', {
+    taskQueue: CONTROL_TASK_QUEUE,
+    workflowId: `cancel-prepare-${Date.now()}`,
+    args: [input],
+    signal: 'cancel',
+    signalArgs: [{ reason: 'test cancels in prepare' }],
+  });
+  await expectRolledBack(vmId, handle.workflowId);
+  expect((await endedResult(fx, handle.workflowId)).rounds).toEqual([]);
+  await migrateAgain(vmId, 'h1', 'h3');
+});
+
+test('cancel signal during pre-copy: rolled back; then migrates to a fresh host', async () => {
+  const vmId = 'cancel-in-precopy';
+  await fx.ferry.createVm('h1', { vmId, ...GUEST, seed: 82 });
+  const workflowId = await fx.ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2' });
+  await pagesFlowing(fx.cluster, vmId, workflowId);
+  await fx.ferry.cancel(workflowId, 'test cancels in pre-copy');
+  await expectRolledBack(vmId, workflowId);
+  await migrateAgain(vmId, 'h1', 'h3');
+});
+
+test('Temporal cancellation of the workflow during pre-copy: rolled back; then migrates to a fresh host', async () => {
+  const vmId = 'temporal-cancel-in-precopy';
+  await fx.ferry.createVm('h1', { vmId, ...GUEST, seed: 83 });
+  const workflowId = await fx.ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2' });
+  await pagesFlowing(fx.cluster, vmId, workflowId);
+  await fx.cluster.client.workflow.getHandle(workflowId).cancel();
+  await expectRolledBack(vmId, workflowId);
+  await migrateAgain(vmId, 'h1', 'h3');
+});
+
+test('cancel signal during the switchover is too late: the migration completes; then moves on to a fresh host', async () => {
+  const vmId = 'cancel-in-switchover';
+  await fx.ferry.createVm('h1', { vmId, ...GUEST, seed: 84 });
+  const workflowId = await fx.ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2' });
+  await pagesFlowing(fx.cluster, vmId, workflowId);
+  // Holds the destination for 3 s when it is asked to finish, so the cancel lands in the switchover.
+  await vmmCall(fx.cluster, 'h2', vmId, 'migration.armFault', {
+    point: 'destination.final',
+    action: 'delay',
+    delayMs: 3_000,
+  });
+  await waitForPhase(workflowId, 'switchover');
+  await fx.ferry.cancel(workflowId, 'test cancels in the switchover');
+  const result = await endedResult(fx, workflowId);
+  expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true });
+  expect(await runningCopies(fx, vmId)).toEqual(['h2']);
+  await migrateAgain(vmId, 'h2', 'h3');
+});
+
+test('Temporal cancellation during the switchover: exactly one copy runs, where the result says; then it moves on', async () => {
+  const vmId = 'temporal-cancel-in-switchover';
+  await fx.ferry.createVm('h1', { vmId, ...GUEST, seed: 85 });
+  const workflowId = await fx.ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2' });
+  await pagesFlowing(fx.cluster, vmId, workflowId);
+  await vmmCall(fx.cluster, 'h2', vmId, 'migration.armFault', {
+    point: 'destination.final',
+    action: 'delay',
+    delayMs: 3_000,
+  });
+  await waitForPhase(workflowId, 'switchover');
+  await fx.cluster.client.workflow.getHandle(workflowId).cancel();
+  const result = await endedResult(fx, workflowId);
+  // The source and the destination race for the ownership epoch; whichever won runs, alone.
+  expect(['h1', 'h2']).toContain(result.runningOn);
+  expect(await runningCopies(fx, vmId)).toEqual([result.runningOn]);
+  const other = result.runningOn === 'h1' ? 'h2' : 'h1';
+  await fx.ferry.destroyVm(other, vmId);
+  await migrateAgain(vmId, result.runningOn as string, 'h3');
+});
