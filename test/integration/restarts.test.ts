@@ -3,6 +3,7 @@
  * Temporal and the VMMs are, the guest keeps running throughout, and its memory arrives intact.
  * Processes are killed with real signals; nothing is faked.
  */
+import type { MigrationResult } from '../../workflows/types';
 import { expectSameMemory, migrateNewGuest, useCluster, vmmCall } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
@@ -13,7 +14,7 @@ async function guestWrites(hostId: string, vmId: string): Promise<number> {
   return (await vmmCall<{ vcpu: { pagesWritten: number } }>(fx.cluster, hostId, vmId, 'status')).vcpu.pagesWritten;
 }
 
-async function migrateThrough(vmId: string, fault: () => Promise<void>): Promise<void> {
+async function migrateThrough(vmId: string, fault: () => Promise<void>): Promise<MigrationResult> {
   const { workflowId } = await migrateNewGuest(fx, vmId, 31);
   await fault();
 
@@ -28,6 +29,7 @@ async function migrateThrough(vmId: string, fault: () => Promise<void>): Promise
   await expectSameMemory(fx, vmId);
   await fx.ferry.destroyVm('h1', vmId);
   await fx.ferry.destroyVm('h2', vmId);
+  return result;
 }
 
 test('the orchestrator worker killed with SIGKILL mid pre-copy and restarted: the workflow carries on', async () => {
@@ -38,20 +40,30 @@ test('the orchestrator worker killed with SIGKILL mid pre-copy and restarted: th
 });
 
 test('the source host agent killed with SIGKILL mid-round and restarted: the guest keeps running and the round completes', async () => {
-  await migrateThrough('source-agent-crash', async () => {
+  const result = await migrateThrough('source-agent-crash', async () => {
     await fx.cluster.killWorker('host-h1');
     const before = await guestWrites('h1', 'source-agent-crash');
     await new Promise((r) => setTimeout(r, 300));
     expect(await guestWrites('h1', 'source-agent-crash')).toBeGreaterThan(before);
     await fx.cluster.restartWorker('host-h1');
   });
+  // The retried round activity said it rejoined the round under way, from its heartbeat checkpoint.
+  expect(result.incidents).toContainEqual(
+    expect.objectContaining({
+      what: expect.stringContaining("source's round activity was retried"),
+      recovery: expect.stringContaining('from its checkpoint'),
+    }),
+  );
 });
 
 test('the destination host agent killed with SIGKILL mid pre-copy and restarted: the receiver goes on', async () => {
-  await migrateThrough('destination-agent-crash', async () => {
+  const result = await migrateThrough('destination-agent-crash', async () => {
     await fx.cluster.killWorker('host-h2');
     await fx.cluster.restartWorker('host-h2');
   });
+  expect(result.incidents).toContainEqual(
+    expect.objectContaining({ at: 'receiver', what: expect.stringContaining('retried') }),
+  );
 });
 
 test('the Temporal dev server killed and restarted on its database mid-migration: the workflow carries on', async () => {
