@@ -2,9 +2,10 @@
  * The destination side of a migration, living in the destination VMM process.
  *
  * It applies page batches from NATS into guest memory, notices lost batches by their sequence
- * gaps, grants the sender credit, and answers the source's `final` request: it fills from the page
- * file every page it lacks or received torn, checks the whole-memory digest against the source's,
- * takes ownership (compare-and-swap on the store) and only then resumes the guest.
+ * gaps, grants the sender credit, and answers the source's `final` request, over NATS or through
+ * the page file's mailbox (final-mailbox.ts): it fills from the page file every page it lacks or
+ * received torn, checks the whole-memory digest against the source's (final-fill.ts), takes
+ * ownership (compare-and-swap on the store) and only then resumes the guest.
  *
  * Idempotency: starting twice returns the running instance. A `final` request repeated after a
  * success gets the same answer; the guest is resumed once.
@@ -12,24 +13,21 @@
 import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
-import { PageFile } from '../store/page-file';
 import { commitClaim, discardClaim, prepareClaim, type PreparedClaim } from '../store/ownership';
-import { postMessage, readMessage } from '../store/mailbox';
+import { readMessage } from '../store/mailbox';
 import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
-import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
-import { VerificationError } from './errors';
-import { prefetchPass, StorePrefetcher } from './store-prefetch';
+import { migrationSubjects, type MigrationSubjects } from './subjects';
+import { fillAndVerify } from './final-fill';
+import { FinalMailboxWatch } from './final-mailbox';
+import { ReceiverCredit } from './receiver-credit';
+import { StorePrefetcher } from './store-prefetch';
 import type { FinalReply, FinalRequest, IncomingStartInput, IncomingStatus } from './protocol';
 import type { FaultPoints } from './fault-points';
 
 /** How long a destination that resumed still answers a repeated final request (ms). */
 export const ANSWER_LINGER_MS = 60_000;
-/** How often the receiver looks for a final request in the page file's mailbox (ms). */
-export const MAILBOX_POLL_MS = 100;
 /** How long `final` waits for batches still in flight before it takes them from the file (ms). */
 export const DEFAULT_FINAL_WAIT_MS = 500;
-/** How long `final` waits for the source to complete the page file when it needs pages from it (ms). */
-export const DEFAULT_STORE_COMPLETE_TIMEOUT_MS = 10_000;
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 
@@ -42,12 +40,11 @@ export class IncomingMigration {
   private readonly status: IncomingStatus;
   private finalReply: Promise<FinalReply> | undefined;
   private seqWaiter: (() => void) | undefined;
-  private grantTimer: NodeJS.Timeout | undefined;
-  private mailboxTimer: NodeJS.Timeout | undefined;
-  private mailboxBusy = false;
+  private readonly credit: ReceiverCredit;
+  /** With the network down, the source posts its final request in the page file's mailbox. */
+  private readonly mailbox: FinalMailboxWatch;
   /** The ownership claim, written and synced ahead so the switchover only links it into place. */
   private readonly preparedClaim: Promise<PreparedClaim>;
-  private lastGrantedSeq = 0;
   /** Reads the page file while no batch arrives, so the switchover reads little (see store-prefetch.ts). */
   private readonly prefetcher: StorePrefetcher;
 
@@ -58,16 +55,18 @@ export class IncomingMigration {
     private readonly faults: FaultPoints,
   ) {
     this.subjects = migrationSubjects(input.migrationId);
-    this.preparedClaim = prepareClaim(input.storeDir, {
-      vmId: ctx.vmId,
-      epoch: input.baseEpoch + 1,
-      hostId: input.hostId,
-      migrationId: input.migrationId,
-    });
+    this.credit = new ReceiverCredit(nc, this.subjects.credit, input.creditWindow, () => this.status.appliedSeq);
+    this.preparedClaim = this.prepareOwnershipClaim();
     this.preparedClaim.catch(() => undefined);
     this.prefetcher = new StorePrefetcher(input.storeDir, input.migrationId, ctx.memory, this.torn, {
       log: (msg) => ctx.log(msg),
     });
+    this.mailbox = new FinalMailboxWatch(
+      input.storeDir,
+      input.migrationId,
+      (request) => this.finishOnce(request),
+      (msg) => ctx.log(msg),
+    );
     this.status = {
       migrationId: input.migrationId,
       state: 'receiving',
@@ -89,11 +88,8 @@ export class IncomingMigration {
     const incoming = new IncomingMigration(ctx, input, nc, faults);
     incoming.listen();
     await nc.flush();
-    incoming.grant();
-    // A sender that starts after this receiver learns its credit from the periodic re-grant.
-    incoming.grantTimer = setInterval(() => incoming.grant(), 250);
-    // With the network down, the source posts its final request in the page file's mailbox.
-    incoming.mailboxTimer = setInterval(() => void incoming.checkMailbox(), MAILBOX_POLL_MS);
+    incoming.credit.start();
+    incoming.mailbox.start();
     // With the stream dead or stalled, what the source writes to the page file is read meanwhile.
     incoming.prefetcher.start();
     return incoming;
@@ -104,15 +100,6 @@ export class IncomingMigration {
       this.nc.subscribe(this.subjects.pages, { callback: (err, msg) => (err ? undefined : this.onBatch(msg)) }),
       this.nc.subscribe(this.subjects.control, { callback: (err, msg) => (err ? undefined : this.onControl(msg)) }),
     );
-  }
-
-  private grant(): void {
-    const grant: CreditGrant = {
-      grantedSeq: this.status.appliedSeq + this.input.creditWindow,
-      appliedSeq: this.status.appliedSeq,
-    };
-    this.lastGrantedSeq = grant.grantedSeq;
-    this.nc.publish(this.subjects.credit, Buffer.from(JSON.stringify(grant)));
   }
 
   private onBatch(msg: Msg): void {
@@ -152,27 +139,10 @@ export class IncomingMigration {
     this.status.bytesReceived += msg.data.length;
     this.status.pagesApplied += batch.entries.length;
     const roundEnd = (batch.flags & BATCH_FLAG_ROUND_END) !== 0;
-    if (roundEnd || this.lastGrantedSeq - this.status.appliedSeq <= this.input.creditWindow / 2) this.grant();
+    this.credit.afterBatch(roundEnd);
     const waiter = this.seqWaiter;
     this.seqWaiter = undefined;
     waiter?.();
-  }
-
-  private async checkMailbox(): Promise<void> {
-    if (this.mailboxBusy) return;
-    this.mailboxBusy = true;
-    try {
-      const request = await readMessage<FinalRequest>(this.input.storeDir, this.input.migrationId, 'final');
-      if (!request) return;
-      if (this.mailboxTimer) clearInterval(this.mailboxTimer);
-      this.mailboxTimer = undefined;
-      const reply = await this.finishOnce(request);
-      await postMessage(this.input.storeDir, this.input.migrationId, 'final-reply', reply);
-    } catch (err) {
-      this.ctx.log(`mailbox check failed: ${String(err)}`);
-    } finally {
-      this.mailboxBusy = false;
-    }
   }
 
   /** Runs `finish` once, whichever lane asked first; later asks get the same reply. */
@@ -199,12 +169,7 @@ export class IncomingMigration {
         this.status.gapBatches += request.sentSeq - this.status.appliedSeq;
         this.status.appliedSeq = request.sentSeq;
       }
-      const grant: CreditGrant = {
-        grantedSeq: this.status.appliedSeq + this.input.creditWindow,
-        appliedSeq: this.status.appliedSeq,
-      };
-      this.lastGrantedSeq = grant.grantedSeq;
-      msg.respond(Buffer.from(JSON.stringify(grant)));
+      msg.respond(Buffer.from(JSON.stringify(this.credit.next())));
       return;
     }
     void this.finishOnce(request).then((reply) => msg.respond(Buffer.from(JSON.stringify(reply))));
@@ -233,30 +198,16 @@ export class IncomingMigration {
     // The fill below reads only what the prefetch did not; nothing is applied after this resolves.
     await this.prefetcher.stop();
     if (this.status.appliedSeq < request.finalSeq) this.status.gapBatches += request.finalSeq - this.status.appliedSeq;
-    const tornPagesRepaired = this.torn.size;
-    let pagesFromStore = 0;
-    let digest = this.ctx.memory.digest();
-    if (digest !== request.digest || this.torn.size > 0) {
-      pagesFromStore = await this.fillFromStore();
-      digest = this.ctx.memory.digest();
-    }
-    if (digest !== request.digest)
-      throw new VerificationError(
-        this.input.migrationId,
-        `digest ${digest} differs from the source's ${request.digest}`,
-      );
-    if (this.torn.size > 0)
-      throw new VerificationError(this.input.migrationId, `${this.torn.size} pages fail their self-check`);
+    const { digest, pagesFromStore, tornPagesRepaired } = await fillAndVerify({
+      storeDir: this.input.storeDir,
+      migrationId: this.input.migrationId,
+      memory: this.ctx.memory,
+      torn: this.torn,
+      digest: request.digest,
+    });
     const verifyMs = performance.now() - verifyStarted;
     // If the claim could not be prepared at start (the store was unreachable then), try again now.
-    const prepared = await this.preparedClaim.catch(() =>
-      prepareClaim(this.input.storeDir, {
-        vmId: this.ctx.vmId,
-        epoch: this.input.baseEpoch + 1,
-        hostId: this.input.hostId,
-        migrationId: this.input.migrationId,
-      }),
-    );
+    const prepared = await this.preparedClaim.catch(() => this.prepareOwnershipClaim());
     const claim = await commitClaim(prepared);
     if (!claim.won) throw new Error(`ownership epoch ${this.input.baseEpoch + 1} was taken by ${claim.record.hostId}`);
     this.ctx.vcpu.setWorkload(request.workload);
@@ -276,69 +227,25 @@ export class IncomingMigration {
     this.status.final = reply;
     // The stream is done; the control subject and the mailbox keep answering a while, in case the
     // source's copy of this reply was lost and it asks again (the answer is the same).
-    if (this.grantTimer) clearInterval(this.grantTimer);
-    this.grantTimer = undefined;
+    this.credit.stop();
     this.subs[0]?.unsubscribe();
     setTimeout(() => this.stopListening(), ANSWER_LINGER_MS).unref();
     return reply;
   }
 
-  /** Reads from the page file every page this side lacks; returns how many it read. */
-  private async fillFromStore(): Promise<number> {
-    const pageFile = await PageFile.open(this.input.storeDir, this.input.migrationId);
-    try {
-      const manifest = await pageFile.readFinalManifest();
-      if (!manifest) throw new VerificationError(this.input.migrationId, 'the final manifest is not in the store');
-      const meta = this.ctx.memory.meta;
-      const inManifest = new Uint8Array(this.ctx.memory.pageCount);
-      const page = Buffer.alloc(PAGE_SIZE_BYTES);
-      const readAt = async (index: number, version: number): Promise<boolean> => {
-        await pageFile.readPage(index, page);
-        const ok = this.ctx.memory.applyPage(index, page) && meta[index * 2] === version;
-        if (ok) this.torn.delete(index);
-        else this.torn.add(index);
-        return ok;
-      };
-      // Runs of consecutive pages first, one read each; the loop below reads one page at a time only
-      // what that did not bring to its final version (the file may trail, or hold a page torn).
-      let read = (await prefetchPass(pageFile, manifest, this.ctx.memory, this.torn)).pagesRead;
-      const notYetInFile: number[] = [];
-      for (let k = 0; k < manifest.indexes.length; k += 1) {
-        const index = manifest.indexes[k] as number;
-        inManifest[index] = 1;
-        if (meta[index * 2] === manifest.versions[k] && !this.torn.has(index)) continue;
-        read += 1;
-        if (!(await readAt(index, manifest.versions[k] as number))) notYetInFile.push(k);
-      }
-      // The file may trail the stream: a page it does not hold at its final version yet is read
-      // again once the source has marked the file complete.
-      if (notYetInFile.length > 0) {
-        if (!(await pageFile.waitForComplete(DEFAULT_STORE_COMPLETE_TIMEOUT_MS))) {
-          throw new VerificationError(
-            this.input.migrationId,
-            `${notYetInFile.length} pages are missing and the page file was not completed within ${DEFAULT_STORE_COMPLETE_TIMEOUT_MS} ms`,
-          );
-        }
-        for (const k of notYetInFile) await readAt(manifest.indexes[k] as number, manifest.versions[k] as number);
-      }
-      // A page the source holds as zero but this side received earlier must be zero again.
-      for (let index = 0; index < this.ctx.memory.pageCount; index += 1) {
-        if (inManifest[index] === 0 && meta[index * 2] !== 0) {
-          this.ctx.memory.applyPage(index, ZERO_PAGE);
-          this.torn.delete(index);
-        }
-      }
-      return read;
-    } finally {
-      await pageFile.close();
-    }
+  /** Writes and syncs the claim on the epoch after the migration's base epoch, for this host. */
+  private prepareOwnershipClaim(): Promise<PreparedClaim> {
+    return prepareClaim(this.input.storeDir, {
+      vmId: this.ctx.vmId,
+      epoch: this.input.baseEpoch + 1,
+      hostId: this.input.hostId,
+      migrationId: this.input.migrationId,
+    });
   }
 
   private stopListening(): void {
-    if (this.grantTimer) clearInterval(this.grantTimer);
-    this.grantTimer = undefined;
-    if (this.mailboxTimer) clearInterval(this.mailboxTimer);
-    this.mailboxTimer = undefined;
+    this.credit.stop();
+    this.mailbox.stop();
     for (const sub of this.subs) if (!sub.isClosed()) sub.unsubscribe();
   }
 

@@ -19,104 +19,28 @@ import {
   defineQuery,
   defineSignal,
   isCancellation,
-  proxyActivities,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
-  type RetryPolicy,
 } from '@temporalio/workflow';
-import type { HostActivities, PrepareSourceResult } from '../activities/types';
+import type { PrepareSourceResult } from '../activities/types';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
-import { hostTaskQueue, TIMEOUTS } from '../temporal-config/presets';
-import {
-  DEFAULT_RESUME_TIMEOUT_MS,
-  decideNextStep,
-  expectedDowntimeMs,
-  measuredThroughputBytesPerSec,
-  resolveMigrationOptions,
-  type ResolvedMigrationOptions,
-} from './policy';
+import { DEFAULT_RESUME_TIMEOUT_MS, decideNextStep } from './policy';
 import { destinationIncidents, roundIncidents } from './incidents';
-import type {
-  MigrateVmInput,
-  MigrationIncident,
-  MigrationPhase,
-  MigrationProgress,
-  MigrationResult,
-  RoundSummary,
-} from './types';
+import { hostActivities } from './host-activities';
+import { validateMigrateVmInput } from './migrate-vm-input';
+import { completedFigures, fillTotals, initialResult, PAGE_SIZE_BYTES, rollbackIncident } from './migration-result';
+import { migrationProgress } from './progress';
+import type { MigrateVmInput, MigrationIncident, MigrationPhase, MigrationProgress, MigrationResult } from './types';
 
 /** Query: where the migration stands. */
 export const progressQuery = defineQuery<MigrationProgress>('progress');
 /** Signal: stop the migration and roll back (ignored once the switchover has begun). */
 export const cancelSignal = defineSignal<[{ reason?: string }?]>('cancel');
 
-const PAGE_SIZE_BYTES = 4096;
-const HOST_ID = /^[A-Za-z0-9_-]{1,64}$/;
-const VM_ID = /^[A-Za-z0-9_-]{1,64}$/;
-
-function hostActivities(hostId: string) {
-  const retry: RetryPolicy = {
-    initialInterval: '500ms',
-    backoffCoefficient: 2,
-    maximumInterval: '5s',
-    maximumAttempts: 20,
-  };
-  const short = proxyActivities<HostActivities>({
-    taskQueue: hostTaskQueue(hostId),
-    startToCloseTimeout: TIMEOUTS.shortActivityMs,
-    retry,
-  });
-  const long = proxyActivities<HostActivities>({
-    taskQueue: hostTaskQueue(hostId),
-    startToCloseTimeout: TIMEOUTS.roundActivityMs,
-    heartbeatTimeout: TIMEOUTS.heartbeatMs,
-    retry,
-  });
-  const switchover = proxyActivities<HostActivities>({
-    taskQueue: hostTaskQueue(hostId),
-    startToCloseTimeout: TIMEOUTS.shortActivityMs + DEFAULT_RESUME_TIMEOUT_MS,
-    retry: { maximumAttempts: 3, initialInterval: '200ms' },
-  });
-  return { short, long, switchover };
-}
-
-function validateInput(input: MigrateVmInput): ResolvedMigrationOptions {
-  const bad = (message: string) => ApplicationFailure.nonRetryable(message, 'InvalidInput');
-  if (typeof input !== 'object' || input === null)
-    throw bad('migrateVm input must be an object with vmId, sourceHost, destinationHost');
-  if (typeof input.vmId !== 'string' || !VM_ID.test(input.vmId))
-    throw bad(`vmId must be 1-64 letters, digits, _ or -, got ${JSON.stringify(input.vmId)}`);
-  for (const key of ['sourceHost', 'destinationHost'] as const) {
-    if (typeof input[key] !== 'string' || !HOST_ID.test(input[key]))
-      throw bad(`${key} must be a host id, got ${JSON.stringify(input[key])}`);
-  }
-  if (input.sourceHost === input.destinationHost)
-    throw bad(`sourceHost and destinationHost are both ${input.sourceHost}: nothing to migrate`);
-  try {
-    return resolveMigrationOptions(input.policy);
-  } catch (err) {
-    throw bad(err instanceof Error ? err.message : String(err));
-  }
-}
-
-function summarizeRound(r: RoundStats): RoundSummary {
-  return {
-    round: r.round,
-    pagesSent: r.pagesSent,
-    bytesSent: r.bytesSent,
-    dirtyPages: r.pendingDirtyPages,
-    durationMs: r.durationMs,
-    throughputBytesPerSec: r.throughputBytesPerSec,
-    dirtyRateBytesPerSec: r.dirtyRateBytesPerSec,
-    storeLagBytes: r.storeLagBytes,
-    lane: r.lane,
-  };
-}
-
 /** Live-migrates `input.vmId` from `sourceHost` to `destinationHost`; see the header comment. */
 export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult> {
-  const options = validateInput(input);
+  const options = validateMigrateVmInput(input);
   const startedAt = Date.now();
   // Unique per run: a VM migrated again reuses its workflow id, and nothing a former run left in the
   // store (a late mailbox message, a page file) may be taken for this run's.
@@ -131,26 +55,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
   const rounds: RoundStats[] = [];
   /** Failures met outside the rounds' own figures (a switchover the source could not confirm, …). */
   const otherIncidents: MigrationIncident[] = [];
-  const result: MigrationResult = {
-    migrationId,
-    vmId: input.vmId,
-    sourceHost: input.sourceHost,
-    destinationHost: input.destinationHost,
-    outcome: 'failed',
-    forcedSwitchover: false,
-    rounds: [],
-    downtimeMs: 0,
-    totalMs: 0,
-    bytesViaNetwork: 0,
-    bytesViaStore: 0,
-    bytesMirroredToStore: 0,
-    gapBatches: 0,
-    verified: false,
-    sourceDigest: '',
-    destinationDigest: '',
-    runningOn: input.sourceHost,
-    incidents: [],
-  };
+  const result = initialResult(migrationId, input);
 
   const setPhase = (next: MigrationPhase) => {
     phase = next;
@@ -163,28 +68,18 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     MigrationPhase: [phase],
   });
 
-  setHandler(progressQuery, (): MigrationProgress => {
-    const last = rounds[rounds.length - 1];
-    const throughput = measuredThroughputBytesPerSec(rounds);
-    const pendingBytes = (last?.pendingDirtyPages ?? memoryPages) * PAGE_SIZE_BYTES;
-    return {
+  setHandler(progressQuery, () =>
+    migrationProgress({
       migrationId,
       vmId: input.vmId,
       phase,
-      round: rounds.length,
-      pagesRemaining: last?.pendingDirtyPages ?? memoryPages,
+      rounds,
       memoryPages,
-      bytesSent: rounds.reduce((sum, r) => sum + r.bytesSent, 0),
-      throughputBytesPerSec: throughput,
-      dirtyRateBytesPerSec: last?.dirtyRateBytesPerSec ?? 0,
-      expectedDowntimeMs: last ? expectedDowntimeMs(pendingBytes, throughput) : -1,
       downtimeLimitMs: options.downtimeLimitMs,
       elapsedMs: Date.now() - startedAt,
-      bytesViaNetwork: rounds.reduce((sum, r) => sum + (r.lane === 'network' ? r.bytesSent : 0), 0),
-      bytesViaStoreOnly: rounds.reduce((sum, r) => sum + (r.lane === 'store' ? r.bytesSent : 0), 0),
-      incidents: [...roundIncidents(rounds), ...otherIncidents],
-    };
-  });
+      otherIncidents,
+    }),
+  );
   setHandler(cancelSignal, (args) => {
     cancelRequested ??= args?.reason ?? 'cancelled by request';
   });
@@ -282,41 +177,15 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     });
 
     otherIncidents.unshift(...destinationIncidents({ status: received, handoverLane: handover?.handoverLane }));
-    Object.assign(result, {
-      outcome: 'completed',
-      // Without the source's confirmation, downtime is the destination's view: stun to its resume.
-      downtimeMs: handover?.downtimeMs ?? final.resumedAt - final.stunAt,
-      bytesViaNetwork: received.bytesReceived,
-      bytesViaStore: (final.pagesFromStore + (final.pagesPrefetched ?? 0)) * PAGE_SIZE_BYTES,
-      gapBatches: final.gapBatches,
-      // The destination resumes only once its digest equals the one the source took at stun.
-      verified: handover ? final.digest === handover.sourceDigest : true,
-      sourceDigest: handover?.sourceDigest ?? final.digest,
-      destinationDigest: final.digest,
-      ...(handover
-        ? {
-            switchover: {
-              finalPages: handover.finalPages,
-              finalSendMs: handover.finalSendMs,
-              storeDurableMs: handover.storeDurableMs,
-              storeLagBytes: handover.storeLagBytes,
-              destinationVerifyMs: final.verifyMs,
-              pagesFromStore: final.pagesFromStore,
-              pagesPrefetched: final.pagesPrefetched ?? 0,
-              destinationDowntimeMs: final.resumedAt - handover.stunAt,
-              handoverLane: handover.handoverLane,
-            },
-          }
-        : {}),
-    });
-    fillTotals();
+    Object.assign(result, completedFigures(received, final, handover));
+    fillTotals(result, rounds, otherIncidents, Date.now() - startedAt);
     setPhase('completed');
     return result;
   } catch (err) {
     const stop = err instanceof MigrationStop ? err : undefined;
     result.outcome = stop?.outcome ?? (isCancellation(err) ? 'cancelled' : 'failed');
     result.reason = stop?.reason ?? describe(err);
-    fillTotals();
+    fillTotals(result, rounds, otherIncidents, Date.now() - startedAt);
     await CancellationScope.nonCancellable(async () => {
       if (result.runningOn === input.destinationHost) return;
       setPhase('rolling-back');
@@ -344,16 +213,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       if (prepared && !options.keepPageFile) {
         await source.short.removeMigrationFiles({ ...ref, storeDir: prepared.storeDir }).catch(() => undefined);
       }
-      otherIncidents.push({
-        at: 'rollback',
-        what: result.reason ?? 'the migration failed',
-        recovery:
-          result.runningOn === input.sourceHost
-            ? 'rolled back: the source VM runs on and the destination was cleaned up'
-            : result.runningOn === input.destinationHost
-              ? 'none needed: the VM runs on the destination, which owns it'
-              : 'none possible: no copy of the VM runs',
-      });
+      otherIncidents.push(rollbackIncident(result));
       result.incidents = [...roundIncidents(rounds), ...otherIncidents];
       setPhase(result.outcome === 'cancelled' ? 'cancelled' : 'rolled-back');
     });
@@ -369,14 +229,6 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       details: [result],
       ...(err instanceof Error && !(err instanceof MigrationStop) ? { cause: err } : {}),
     });
-  }
-
-  function fillTotals(): void {
-    result.rounds = rounds.map(summarizeRound);
-    result.incidents = [...roundIncidents(rounds), ...otherIncidents];
-    result.totalMs = Date.now() - startedAt;
-    result.bytesMirroredToStore = rounds.reduce((sum, r) => sum + r.pagesSent * PAGE_SIZE_BYTES, 0);
-    if (result.bytesViaNetwork === 0) result.bytesViaNetwork = rounds.reduce((sum, r) => sum + r.bytesSent, 0);
   }
 }
 

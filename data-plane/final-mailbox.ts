@@ -1,0 +1,52 @@
+/**
+ * The destination's watch on the page file's mailbox: with the network down, the source posts its
+ * final request there instead of sending it over NATS. The first request found is answered and the
+ * reply posted back as `final-reply`; polling then stops. A look that fails is logged and made
+ * again at the next poll.
+ */
+import { postMessage, readMessage } from '../store/mailbox';
+import type { FinalReply, FinalRequest } from './protocol';
+
+/** How often the receiver looks for a final request in the page file's mailbox (ms). */
+export const MAILBOX_POLL_MS = 100;
+
+/** Polls one migration's mailbox for the final request until it is found or the watch is stopped. */
+export class FinalMailboxWatch {
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+
+  /** `answer` turns the request into the reply; `log` appends a line to the VMM's log. */
+  constructor(
+    private readonly storeDir: string,
+    private readonly migrationId: string,
+    private readonly answer: (request: FinalRequest) => Promise<FinalReply>,
+    private readonly log: (msg: string) => void,
+  ) {}
+
+  /** Starts polling every MAILBOX_POLL_MS. */
+  start(): void {
+    this.timer = setInterval(() => void this.check(), MAILBOX_POLL_MS);
+  }
+
+  /** Stops polling; a look under way still completes. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private async check(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const request = await readMessage<FinalRequest>(this.storeDir, this.migrationId, 'final');
+      if (!request) return;
+      this.stop();
+      const reply = await this.answer(request);
+      await postMessage(this.storeDir, this.migrationId, 'final-reply', reply);
+    } catch (err) {
+      this.log(`mailbox check failed: ${String(err)}`);
+    } finally {
+      this.busy = false;
+    }
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The activity proxies of one host: every activity runs on the task queue of the host it touches,
+ * with a timeout and retry preset chosen by how long the activity may take.
+ */
+import { proxyActivities, type RetryPolicy } from '@temporalio/workflow';
+import type { HostActivities } from '../activities/types';
+import { hostTaskQueue, TIMEOUTS } from '../temporal-config/presets';
+import { DEFAULT_RESUME_TIMEOUT_MS } from './policy';
+
+/** One host's activities, by the preset they run under. */
+export interface HostActivityProxies {
+  /** Quick steps (prepare, finish, release, roll back); retried up to 20 times. */
+  short: HostActivities;
+  /** Rounds and the receiver: heartbeating, retried up to 20 times. */
+  long: HostActivities;
+  /** The switchover: long enough to wait for the destination's resume, retried at most 3 times. */
+  switchover: HostActivities;
+}
+
+/** The proxies for the activities of host `hostId`; call from workflow code only. */
+export function hostActivities(hostId: string): HostActivityProxies {
+  const retry: RetryPolicy = {
+    initialInterval: '500ms',
+    backoffCoefficient: 2,
+    maximumInterval: '5s',
+    maximumAttempts: 20,
+  };
+  const short = proxyActivities<HostActivities>({
+    taskQueue: hostTaskQueue(hostId),
+    startToCloseTimeout: TIMEOUTS.shortActivityMs,
+    retry,
+  });
+  const long = proxyActivities<HostActivities>({
+    taskQueue: hostTaskQueue(hostId),
+    startToCloseTimeout: TIMEOUTS.roundActivityMs,
+    heartbeatTimeout: TIMEOUTS.heartbeatMs,
+    retry,
+  });
+  const switchover = proxyActivities<HostActivities>({
+    taskQueue: hostTaskQueue(hostId),
+    startToCloseTimeout: TIMEOUTS.shortActivityMs + DEFAULT_RESUME_TIMEOUT_MS,
+    retry: { maximumAttempts: 3, initialInterval: '200ms' },
+  });
+  return { short, long, switchover };
+}
