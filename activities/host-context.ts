@@ -49,6 +49,16 @@ export function toFailure(err: unknown): unknown {
   return ApplicationFailure.create({ message: err.message, type, nonRetryable: true, cause: err });
 }
 
+/** The non-retryable failure of an activity whose VMM process exited under it. */
+export function vmmExitedFailure(vmId: string, hostId: string, during: string, cause: unknown): ApplicationFailure {
+  return ApplicationFailure.create({
+    message: `the VMM of VM ${vmId} on host ${hostId} exited during ${during}`,
+    type: FAILURE_TYPES.vmmExited,
+    nonRetryable: true,
+    ...(cause instanceof Error ? { cause } : {}),
+  });
+}
+
 /** Runs `work` while heartbeating `details()` every second; stops on cancellation. */
 export async function withHeartbeat<T>(work: Promise<T>, details: () => Promise<unknown>): Promise<T> {
   const ctx = Context.current();
@@ -91,14 +101,7 @@ export function createHostContext(deps: HostDeps): HostContext {
     } catch (err) {
       // A call cut off because the VMM process died is not worth a retry: the VM's process is gone.
       const remote = (err as { kind?: unknown } | null)?.kind === 'remote';
-      if (!remote && (await driver.getVm(vmId)) === undefined) {
-        throw ApplicationFailure.create({
-          message: `the VMM of VM ${vmId} on host ${deps.hostId} exited during ${method}`,
-          type: FAILURE_TYPES.vmmExited,
-          nonRetryable: true,
-          ...(err instanceof Error ? { cause: err } : {}),
-        });
-      }
+      if (!remote && (await driver.getVm(vmId)) === undefined) throw vmmExitedFailure(vmId, deps.hostId, method, err);
       throw err;
     } finally {
       client.close();

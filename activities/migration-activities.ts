@@ -9,7 +9,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
 import { assertStoreWritable, claimOwnership, readOwner, removeMigrationFiles } from '../store';
-import { FAILURE_TYPES, withHeartbeat, type HostContext } from './host-context';
+import { FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
 import type {
   HostActivities,
   MigrationRefInput,
@@ -88,6 +88,13 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
     }),
 
     receivePages: guarded(async (input: ReceivePagesInput): Promise<IncomingStatus> => {
+      // The destination VMM exists from prepareDestination on: if it is gone now, it exited.
+      const call = <T>(vmId: string, method: string, params?: unknown): Promise<T> =>
+        host.call<T>(vmId, method, params).catch((err: unknown) => {
+          throw (err as Error | null)?.name === 'VmNotFoundError'
+            ? vmmExitedFailure(vmId, hostId, 'the receiving of pages', err)
+            : err;
+        });
       await call(input.vmId, 'migration.startIncoming', {
         migrationId: input.migrationId,
         natsUrl: host.natsUrl,
@@ -95,6 +102,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         hostId,
         baseEpoch: input.baseEpoch,
         creditWindow: input.creditWindow,
+        ...(input.rebuildFromStore ? { rebuildFromStore: true } : {}),
       });
       const status = () =>
         call<IncomingStatus>(input.vmId, 'migration.incomingStatus', { migrationId: input.migrationId });

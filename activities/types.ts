@@ -35,6 +35,8 @@ export interface ReceivePagesInput extends MigrationRefInput {
   storeDir: string;
   baseEpoch: number;
   creditWindow: number;
+  /** See IncomingStartInput.rebuildFromStore. */
+  rebuildFromStore?: boolean;
 }
 
 /** Input of `sendRound`. */

@@ -60,6 +60,7 @@ export class IncomingMigration {
     this.preparedClaim.catch(() => undefined);
     this.prefetcher = new StorePrefetcher(input.storeDir, input.migrationId, ctx.memory, this.torn, {
       log: (msg) => ctx.log(msg),
+      eager: input.rebuildFromStore === true,
     });
     this.mailbox = new FinalMailboxWatch(
       input.storeDir,

@@ -110,19 +110,29 @@ export class PageSender {
   private async waitFor(ready: () => boolean, what: string): Promise<void> {
     const stallMs = this.options.stallMs ?? DEFAULT_STALL_MS;
     const deadline = Date.now() + (this.options.creditTimeoutMs ?? DEFAULT_CREDIT_TIMEOUT_MS);
+    // A stall is time without progress, not without messages: a receiver that restarted repeats a
+    // grant far behind what was sent, and only a `sync` tells it what to write off.
+    let progressAt = Date.now();
+    let progress = this.grant.grantedSeq + this.grant.appliedSeq;
     while (!ready() && !this.fileOnly) {
       if (this.closed)
         throw new Error(`page stream of migration ${this.migrationId} was closed while waiting for ${what}`);
       if (Date.now() > deadline)
         throw new TransportStalledError(this.migrationId, what, this.lastSeq, this.grant.appliedSeq);
-      const granted = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), stallMs);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(1, progressAt + stallMs - Date.now()));
         this.creditWaiter = () => {
           clearTimeout(timer);
-          resolve(true);
+          resolve();
         };
       });
-      if (!granted && !ready()) await this.requestSync();
+      if (this.grant.grantedSeq + this.grant.appliedSeq !== progress) {
+        progress = this.grant.grantedSeq + this.grant.appliedSeq;
+        progressAt = Date.now();
+      } else if (!ready() && Date.now() - progressAt >= stallMs) {
+        await this.requestSync();
+        progressAt = Date.now();
+      }
     }
   }
 
@@ -184,10 +194,13 @@ export class PageSender {
     flags: number,
     onBatch?: (stats: SendStats) => void,
   ): Promise<SendStats> {
-    // A round that starts on the page file alone asks whether the network is back once the
-    // client has reconnected to a server; not the final round, whose every millisecond is downtime.
-    if (this.fileOnly && this.reconnectedAt > (this.fileOnlySince ?? 0) && (flags & BATCH_FLAG_FINAL) === 0) {
-      await this.requestSync();
+    // A round that starts on the page file alone asks whether the network lane works again: first,
+    // if the client has reconnected to a server; else in the background (a receiver may be back,
+    // e.g. a destination that replaced a crashed one), and the round switches lanes if it answers.
+    // Not the final round, whose every millisecond is downtime.
+    if (this.fileOnly && (flags & BATCH_FLAG_FINAL) === 0) {
+      if (this.reconnectedAt > (this.fileOnlySince ?? 0)) await this.requestSync();
+      else void this.requestSync();
     }
     const stats: SendStats = { pagesSent: 0, zeroPages: 0, bytesSent: 0, batches: 0 };
     const maxUnwritten = this.options.maxUnwrittenBytes ?? DEFAULT_MAX_UNWRITTEN_BYTES;

@@ -25,6 +25,11 @@ export interface IncomingStartInput {
   baseEpoch: number;
   /** Batches the receiver lets the sender run ahead. */
   creditWindow: number;
+  /**
+   * This receiver replaces one whose VMM died mid pre-copy: it reads from the page file everything
+   * the file holds at a newer version than its memory, while the stream goes on.
+   */
+  rebuildFromStore?: boolean;
 }
 
 /** Figures of one pre-copy round, as measured by the source. */

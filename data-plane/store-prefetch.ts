@@ -150,6 +150,11 @@ export interface StorePrefetcherOptions {
   stallMs?: number;
   pollMs?: number;
   runPages?: number;
+  /**
+   * Prefetch whether or not batches arrive: for a destination that replaced one that crashed, which
+   * lacks everything sent before it started. Default false (only while the stream is stalled).
+   */
+  eager?: boolean;
   /** Where each pass that read pages, and each failed pass (retried at the next poll), is reported. */
   log?: (msg: string) => void;
 }
@@ -190,12 +195,13 @@ export class StorePrefetcher {
   /** A batch arrived: the stream works, so a pass under way ends after its read in flight. */
   noteBatch(): void {
     this.lastBatchAt = Date.now();
-    this.controller?.abort();
+    if (!this.options.eager) this.controller?.abort();
   }
 
   private poll(): void {
     if (this.running || this.stopped) return;
-    if (Date.now() - this.lastBatchAt < (this.options.stallMs ?? DEFAULT_PREFETCH_STALL_MS)) return;
+    const stalled = Date.now() - this.lastBatchAt >= (this.options.stallMs ?? DEFAULT_PREFETCH_STALL_MS);
+    if (!stalled && !this.options.eager) return;
     this.passOverNewest().catch((err: unknown) =>
       this.options.log?.(`prefetch from the page file failed: ${String(err)}`),
     );

@@ -98,36 +98,62 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     prepared = ready;
     memoryPages = ready.pageCount;
     destinationPrepared = true;
-    await destination.short.prepareDestination({
-      ...ref,
-      memoryBytes: ready.memoryBytes,
-      storeDir: ready.storeDir,
-    });
-    receiver = receiverScope.run(() =>
-      destination.long.receivePages({
+    const startDestination = async (rebuildFromStore: boolean): Promise<{ done: Promise<IncomingStatus> }> => {
+      await destination.short.prepareDestination({
         ...ref,
+        memoryBytes: ready.memoryBytes,
         storeDir: ready.storeDir,
-        baseEpoch: ready.baseEpoch,
-        creditWindow: options.creditWindow,
-      }),
-    );
-    receiver.catch(() => undefined);
+      });
+      const started = receiverScope.run(() =>
+        destination.long.receivePages({
+          ...ref,
+          storeDir: ready.storeDir,
+          baseEpoch: ready.baseEpoch,
+          creditWindow: options.creditWindow,
+          ...(rebuildFromStore ? { rebuildFromStore } : {}),
+        }),
+      );
+      started.catch(() => undefined);
+      return { done: started };
+    };
+    receiver = (await startDestination(false)).done;
+    let destinationReplacements = 0;
 
     setPhase('pre-copy');
     for (let round = 0; ; round += 1) {
       if (cancelRequested !== undefined) throw new MigrationStop('cancelled', cancelRequested);
-      const stats = await Promise.race([
-        source.long.sendRound({
-          ...ref,
-          round,
-          storeDir: ready.storeDir,
-          baseEpoch: ready.baseEpoch,
-          batchPages: options.batchPages,
-        }),
-        receiver.then(() => {
-          throw new Error('destination receiver ended before the switchover');
-        }),
-      ]);
+      const sending = source.long.sendRound({
+        ...ref,
+        round,
+        storeDir: ready.storeDir,
+        baseEpoch: ready.baseEpoch,
+        batchPages: options.batchPages,
+      });
+      let stats: RoundStats | undefined;
+      while (stats === undefined) {
+        const outcome = await Promise.race([
+          sending.then((s) => ({ stats: s })),
+          receiver.then(
+            () => ({ receiverFailure: new Error('destination receiver ended before the switchover') as unknown }),
+            (e: unknown) => ({ receiverFailure: e }),
+          ),
+        ]);
+        if ('stats' in outcome) {
+          stats = outcome.stats;
+          break;
+        }
+        // The destination VMM died mid pre-copy: everything sent so far is in the page file, so a new
+        // destination VMM rebuilds from there while the round goes on, instead of starting over.
+        const failure = outcome.receiverFailure;
+        if (!vmmExited(failure) || destinationReplacements >= MAX_DESTINATION_REPLACEMENTS) throw failure;
+        destinationReplacements += 1;
+        otherIncidents.push({
+          at: `round ${round}`,
+          what: `the destination VMM exited (${describe(failure)})`,
+          recovery: 'a new destination VMM took its place and rebuilt from the page file; the stream went on',
+        });
+        receiver = (await startDestination(true)).done;
+      }
       rounds.push(stats);
       const step = decideNextStep({
         options,
@@ -241,6 +267,15 @@ class MigrationStop extends Error {
   ) {
     super(reason);
   }
+}
+
+/** How many times a destination VMM that died during pre-copy is replaced before the migration fails. */
+const MAX_DESTINATION_REPLACEMENTS = 2;
+
+/** Whether `err` is an activity failure saying the VMM it called exited. */
+function vmmExited(err: unknown): boolean {
+  const failure = err instanceof ActivityFailure ? err.cause : undefined;
+  return failure instanceof ApplicationFailure && failure.type === 'VmmExited';
 }
 
 /** Whether `err` is a failed switchover after which the source VM resumed (it rolled back itself). */
