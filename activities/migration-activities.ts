@@ -161,10 +161,11 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
     switchover: guarded(async (input: SwitchoverInput): Promise<SwitchoverStats> => {
       const ref = { migrationId: input.migrationId };
       try {
-        return await call<SwitchoverStats>(input.vmId, 'migration.switchover', {
+        const switched = call<SwitchoverStats>(input.vmId, 'migration.switchover', {
           ...ref,
           resumeTimeoutMs: input.resumeTimeoutMs,
         });
+        return await withHeartbeat(switched, () => call(input.vmId, 'migration.outgoingProgress', ref));
       } catch (err) {
         if ((err as { remoteName?: unknown }).remoteName !== 'SwitchoverError') throw err;
         // The workflow needs to know whether the source rolled back (it holds the VM again) or is

@@ -210,8 +210,9 @@ export class MigrationFailedCliError extends CliError {
   constructor(
     message: string,
     readonly result: MigrationResult | undefined,
+    exitCode: number = EXIT.migrationFailed,
   ) {
-    super(message, EXIT.migrationFailed);
+    super(message, exitCode);
   }
 }
 
@@ -233,9 +234,18 @@ export function toCliError(err: unknown): unknown {
   const result = top?.details?.[0] as MigrationResult | undefined;
   const specific = innermost ?? top;
   const message = specific?.message ?? err.message;
-  if (specific?.type && NOT_FOUND_TYPES.has(specific.type)) return new CliError(message, EXIT.notFound);
-  if (specific?.type && USAGE_TYPES.has(specific.type)) return new CliError(message, EXIT.usage);
-  if (result && typeof result === 'object' && 'outcome' in result)
-    return new MigrationFailedCliError(top?.message ?? message, result);
+  const typedExit =
+    specific?.type && NOT_FOUND_TYPES.has(specific.type)
+      ? EXIT.notFound
+      : specific?.type && USAGE_TYPES.has(specific.type)
+        ? EXIT.usage
+        : undefined;
+  // A migration that ended keeps its result whatever the exit code, so `--json` can still print it.
+  if (result && typeof result === 'object' && 'outcome' in result) {
+    return typedExit === undefined
+      ? new MigrationFailedCliError(top?.message ?? message, result)
+      : new MigrationFailedCliError(message, result, typedExit);
+  }
+  if (typedExit !== undefined) return new CliError(message, typedExit);
   return new CliError(message, EXIT.migrationFailed);
 }

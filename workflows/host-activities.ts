@@ -13,7 +13,11 @@ export interface HostActivityProxies {
   short: HostActivities;
   /** Rounds and the receiver: heartbeating, retried up to 20 times. */
   long: HostActivities;
-  /** The switchover: long enough to wait for the destination's resume, retried at most 3 times. */
+  /**
+   * The switchover: long enough to wait for the destination's resume, heartbeating so that a dead
+   * source agent is noticed within the heartbeat timeout, retried at most 3 times (a retry rejoins
+   * the switchover under way in the VMM).
+   */
   switchover: HostActivities;
 }
 
@@ -39,6 +43,7 @@ export function hostActivities(hostId: string): HostActivityProxies {
   const switchover = proxyActivities<HostActivities>({
     taskQueue: hostTaskQueue(hostId),
     startToCloseTimeout: TIMEOUTS.shortActivityMs + DEFAULT_RESUME_TIMEOUT_MS,
+    heartbeatTimeout: TIMEOUTS.heartbeatMs,
     retry: { maximumAttempts: 3, initialInterval: '200ms' },
   });
   return { short, long, switchover };
