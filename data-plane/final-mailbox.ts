@@ -1,7 +1,7 @@
 /**
  * The destination's watch on the page file's mailbox: with the network down, the source posts its
- * final request there instead of sending it over NATS. The first request found is answered and the
- * reply posted back as `final-reply`; polling then stops. A look that fails is logged and made
+ * final request there instead of sending it over NATS. The first request found is acknowledged
+ * at once (`final-ack`), answered, and the reply posted back as `final-reply`; polling then stops. A look that fails is logged and made
  * again at the next poll.
  */
 import { postMessage, readMessage } from '../store/mailbox';
@@ -41,7 +41,13 @@ export class FinalMailboxWatch {
       const request = await readMessage<FinalRequest>(this.storeDir, this.migrationId, 'final');
       if (!request) return;
       this.stop();
+      // The acknowledgement tells the source this side is alive and finishing (which may take a
+      // while if many pages must come from the file), so it does not give up on it early.
+      const acked = postMessage(this.storeDir, this.migrationId, 'final-ack', { at: Date.now() }).catch(
+        (err: unknown) => this.log(`acknowledging the final request failed: ${String(err)}`),
+      );
       const reply = await this.answer(request);
+      await acked;
       await postMessage(this.storeDir, this.migrationId, 'final-reply', reply);
     } catch (err) {
       this.log(`mailbox check failed: ${String(err)}`);

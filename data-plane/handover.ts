@@ -2,19 +2,26 @@
  * The source's last message of a switchover: the `final` request that asks the destination to
  * finish and resume, and its reply. It goes over NATS while the stream works; else, or if NATS
  * does not answer, through the page file's mailbox, where the source posts it only once the file
- * is complete, since a destination cut off from the stream may lack any page.
+ * is complete, since a destination cut off from the stream may lack any page. A destination that
+ * does not acknowledge the mailbox request within MAILBOX_ACK_TIMEOUT_MS counts as dead or frozen:
+ * the source gives up on it early and rolls back (the ownership epoch fences it if it wakes).
  *
  * A `drop` fault at `source.final-reply` makes the source deaf to every answer of this switchover,
  * as if each were lost: it waits out the whole timeout and fails.
  */
 import type { NatsConnection } from 'nats';
-import { waitForMessage } from '../store/mailbox';
+import { DEFAULT_MAILBOX_POLL_MS, readMessage, waitForMessage } from '../store/mailbox';
 import type { FaultPoints } from './fault-points';
 import type { FinalReply, FinalRequest } from './protocol';
 import { migrationSubjects } from './subjects';
 
 /** How long the final request waits for an answer over NATS before using the store's mailbox (ms). */
 export const NETWORK_FINAL_TIMEOUT_MS = 5_000;
+/**
+ * How long a request posted in the mailbox may go unacknowledged before the source takes the
+ * destination for dead or frozen and rolls back (ms). A live destination looks every 100 ms.
+ */
+export const MAILBOX_ACK_TIMEOUT_MS = 2_000;
 
 /** What the handover uses of the source side. */
 export interface HandoverContext {
@@ -62,6 +69,11 @@ export async function handOver(
   await ctx.storeSettled();
   const storeFailure = ctx.storeFailure();
   if (storeFailure !== undefined) throw storeFailure;
+  const ackTimeoutMs = Math.min(MAILBOX_ACK_TIMEOUT_MS, Math.max(0, deadline - Date.now()));
+  if (!(await acknowledged(ctx, ackTimeoutMs)))
+    throw new Error(
+      `the destination did not pick up the final request from the page file's mailbox within ${ackTimeoutMs} ms`,
+    );
   let reply = await waitForMessage<FinalReply>(
     ctx.storeDir,
     ctx.migrationId,
@@ -78,6 +90,20 @@ export async function handOver(
       `the destination did not answer within ${timeoutMs} ms, over NATS or through the page file's mailbox`,
     );
   return { reply, lane: 'store' };
+}
+
+/** Whether the destination acknowledged (or already answered) the request in the mailbox within `timeoutMs`. */
+async function acknowledged(ctx: HandoverContext, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [ack, reply] = await Promise.all([
+      readMessage(ctx.storeDir, ctx.migrationId, 'final-ack'),
+      readMessage(ctx.storeDir, ctx.migrationId, 'final-reply'),
+    ]);
+    if (ack !== undefined || reply !== undefined) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(DEFAULT_MAILBOX_POLL_MS);
+  }
 }
 
 async function requestFinal(ctx: HandoverContext, request: FinalRequest, timeoutMs: number): Promise<FinalReply> {

@@ -92,7 +92,7 @@ test('destination frozen when asked to finish: the source resumes, and the desti
 
   const result = await endedResult(fx, workflowId);
   expect(result).toMatchObject({ outcome: 'failed', runningOn: 'h1' });
-  expect(result.reason).toContain('did not answer');
+  expect(result.reason).toContain('the destination did not pick up the final request');
   expect(await runningCopies(fx, vmId)).toEqual(['h1']);
   expect(await vmsOn('h2')).not.toContain(vmId);
   const verify = await vmmCall<{ badPages: number; checked: number }>(fx.cluster, 'h1', vmId, 'verify');
