@@ -97,9 +97,9 @@ test('Temporal cancellation of the workflow during pre-copy: rolled back; then m
   await migrateAgain(vmId, 'h1', 'h3');
 });
 
-test('cancel signal during the switchover is too late: the migration completes; then moves on to a fresh host', async () => {
-  const vmId = 'cancel-in-switchover';
-  await fx.ferry.createVm('h1', { vmId, ...GUEST, seed: 84 });
+/** Starts migrating a new guest h1 -> h2 and resolves once it is in a switchover held for 3 s. */
+async function migrateIntoHeldSwitchover(vmId: string, seed: number): Promise<string> {
+  await fx.ferry.createVm('h1', { vmId, ...GUEST, seed });
   const workflowId = await fx.ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2' });
   await pagesFlowing(fx.cluster, vmId, workflowId);
   // Holds the destination for 3 s when it is asked to finish, so the cancel lands in the switchover.
@@ -109,6 +109,12 @@ test('cancel signal during the switchover is too late: the migration completes; 
     delayMs: 3_000,
   });
   await waitForPhase(workflowId, 'switchover');
+  return workflowId;
+}
+
+test('cancel signal during the switchover is too late: the migration completes; then moves on to a fresh host', async () => {
+  const vmId = 'cancel-in-switchover';
+  const workflowId = await migrateIntoHeldSwitchover(vmId, 84);
   await fx.ferry.cancel(workflowId, 'test cancels in the switchover');
   const result = await endedResult(fx, workflowId);
   expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true });
@@ -118,15 +124,7 @@ test('cancel signal during the switchover is too late: the migration completes; 
 
 test('Temporal cancellation during the switchover: exactly one copy runs, where the result says; then it moves on', async () => {
   const vmId = 'temporal-cancel-in-switchover';
-  await fx.ferry.createVm('h1', { vmId, ...GUEST, seed: 85 });
-  const workflowId = await fx.ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2' });
-  await pagesFlowing(fx.cluster, vmId, workflowId);
-  await vmmCall(fx.cluster, 'h2', vmId, 'migration.armFault', {
-    point: 'destination.final',
-    action: 'delay',
-    delayMs: 3_000,
-  });
-  await waitForPhase(workflowId, 'switchover');
+  const workflowId = await migrateIntoHeldSwitchover(vmId, 85);
   await fx.cluster.client.workflow.getHandle(workflowId).cancel();
   const result = await endedResult(fx, workflowId);
   // The source and the destination race for the ownership epoch; whichever won runs, alone.
