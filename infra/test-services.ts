@@ -1,18 +1,22 @@
 /**
  * Disposable services for integration tests, after nats.js's own tests: each test file starts its
- * own real server on random 127.0.0.1 ports in a fresh temp state dir, and `stop()`s it in
- * `afterAll` (stop also deletes the state dir). The processes are not detached, so Ctrl-C on the
- * test run ends them too; anything a crashed test run leaves behind is removed by
- * `sweepTestServices()`, which infra/run-tests.ts calls after jest.
+ * own real server (nats-server, Temporal dev server, SeaweedFS) on random 127.0.0.1 ports in a
+ * fresh temp state dir, and `stop()`s it in `afterAll` (stop also deletes the state dir). The
+ * processes are not detached, so Ctrl-C on the test run ends them too; anything a crashed test run
+ * leaves behind is removed by `sweepTestServices()`, which infra/run-tests.ts calls after jest.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TimeSkippingTestWorkflowEnvironmentOptions } from '@temporalio/testing';
 import { NAMESPACE } from '../temporal-config';
+import { DEFAULT_S3_REGION } from '../temporal-config';
 import { resolveBinary } from './binaries';
 import { NATS_SERVICE_NAME, startNatsServer, stopNatsServer } from './nats-server';
 import { pickFreePort, pickFreePorts } from './ports';
+import { startSeaweedServer, stopSeaweedServer } from './seaweedfs';
+import type { SeaweedPorts } from './seaweedfs-files';
+import { generateCredentials, SEAWEED_PORT_NAMES, SEAWEED_SERVICE_NAME, seaweedPaths } from './seaweedfs-files';
 import type { ServiceRef } from './service';
 import { serviceStatus, signalService } from './service';
 import { waitForExit } from './service-files';
@@ -50,6 +54,25 @@ export interface TestTemporal {
   /** Sends `signal` to the server (default SIGKILL). */
   kill(signal?: NodeJS.Signals): void;
   /** Starts the server again on the same port and database: running workflows survive. */
+  restart(): Promise<void>;
+}
+
+/** A SeaweedFS server of one test file: S3 on a random port, one random access key. */
+export interface TestSeaweed {
+  /** `http://127.0.0.1:<port>`; clients must use path-style addressing (`forcePathStyle: true`). */
+  endpoint: string;
+  port: number;
+  accessKeyId: string;
+  secretAccessKey: string;
+  region: string;
+  stateDir: string;
+  /** Where the buckets live; kept by `restart`, deleted by `stop`. */
+  dataDir: string;
+  /** Stops the server and deletes its state dir (and data); safe to call twice. */
+  stop(): Promise<void>;
+  /** Sends `signal` to the server (default SIGKILL: a crash; SIGSTOP: a hang). */
+  kill(signal?: NodeJS.Signals): void;
+  /** Starts the server again on the same ports, data and key (after `kill`): objects survive. */
   restart(): Promise<void>;
 }
 
@@ -131,6 +154,45 @@ export async function startTestTemporal(): Promise<TestTemporal> {
     namespace: NAMESPACE,
     stateDir,
     stop: disposer(stateDir, () => stopTemporalDevServer({ stateDir, stopGraceMs: 5_000 })),
+    kill: (signal = 'SIGKILL') => void signalService(ref, signal),
+    restart: () => restartAfterKill(ref, start),
+  };
+}
+
+/** Eight distinct ports that were free on 127.0.0.1 a moment ago, for one SeaweedFS server. */
+export async function pickFreeSeaweedPorts(): Promise<SeaweedPorts> {
+  const free = await pickFreePorts(SEAWEED_PORT_NAMES.length);
+  return Object.fromEntries(SEAWEED_PORT_NAMES.map((name, index) => [name, free[index]])) as unknown as SeaweedPorts;
+}
+
+/**
+ * Starts a SeaweedFS server (master, volume, filer, S3 gateway) on eight random free ports in a
+ * temp state dir, with a freshly generated access key (about 3 s).
+ */
+export async function startTestSeaweed(): Promise<TestSeaweed> {
+  const stateDir = makeTestStateDir();
+  const { s3: port, ...internalPorts } = await pickFreeSeaweedPorts();
+  const credentials = generateCredentials();
+  const start = async (): Promise<void> => {
+    await startSeaweedServer({ stateDir, port, internalPorts, credentials, detached: false });
+  };
+  const ref = { name: SEAWEED_SERVICE_NAME, stateDir };
+  try {
+    await start();
+  } catch (error) {
+    fs.rmSync(stateDir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    ...credentials,
+    region: DEFAULT_S3_REGION,
+    stateDir,
+    dataDir: seaweedPaths(stateDir).dataDir,
+    // A clean exit takes weed about 16 s (its filer waits out its gRPC streams); test data is
+    // thrown away, so a prompt SIGKILL loses nothing.
+    stop: disposer(stateDir, () => stopSeaweedServer({ stateDir, stopGraceMs: 1_000, removeData: true })),
     kill: (signal = 'SIGKILL') => void signalService(ref, signal),
     restart: () => restartAfterKill(ref, start),
   };

@@ -1,8 +1,9 @@
 /**
  * Clean-up after test runs that died before their `afterAll`: finds the temp state dirs that
  * infra/test-services.ts creates, and for each whose owning process is gone, kills the services
- * recorded in it (by pid, after checking the pid still runs the recorded binary), removes the network
- * namespaces and links it records (netns.ts), and deletes it.
+ * recorded in it (by pid, after checking the pid still runs the recorded binary), removes the
+ * network namespaces and links it records (netns.ts) and the sockets SeaweedFS leaves in /tmp, and
+ * deletes it.
  * Dirs of a live owner, such as a test run going on in another shell, are left alone.
  */
 import * as fs from 'node:fs';
@@ -11,6 +12,7 @@ import * as path from 'node:path';
 import { isProcessAlive, isRecordAlive, readPidRecord } from './service-files';
 import { killAllWorkers, stopAllVmms } from './ferry-cluster';
 import { removeRecordedNetwork } from './netns';
+import { removeGrpcSockets, SEAWEED_SERVICE_NAME } from './seaweedfs-files';
 
 /** Name prefix of test state dirs under the OS temp dir. */
 export const TEST_STATE_PREFIX = 'ferry-test-';
@@ -26,6 +28,11 @@ function ownerState(dir: string): 'alive' | 'dead' | 'unknown' {
   } catch {
     return 'unknown';
   }
+}
+
+function isServiceAlive(dir: string, name: string): boolean {
+  const record = readPidRecord(path.join(dir, name, `${name}.pid`));
+  return record !== undefined && isRecordAlive(record);
 }
 
 function killRecordedServices(dir: string): string[] {
@@ -62,7 +69,9 @@ export function sweepTestServices(tmpDir: string = os.tmpdir()): string[] {
       const owner = ownerState(dir);
       if (owner === 'alive') continue;
       if (owner === 'unknown' && Date.now() - fs.statSync(dir).mtimeMs < UNOWNED_GRACE_MS) continue;
+      const seaweedWasAlive = isServiceAlive(dir, SEAWEED_SERVICE_NAME);
       messages.push(...killRecordedServices(dir), ...killAllWorkers(dir), ...stopAllVmms(dir));
+      removeGrpcSockets(dir, { evenIfListening: seaweedWasAlive });
       // The dir holds the only record of the test's namespaces and links (netns.ts): if they
       // cannot be removed now, it stays for the next sweep.
       try {

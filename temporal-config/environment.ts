@@ -4,6 +4,19 @@
 import * as path from 'node:path';
 import { DEFAULT_NATS_PORT, DEFAULT_TEMPORAL_PORT, DEFAULT_TEMPORAL_UI_PORT } from './presets';
 
+/** S3 gateway port of the embedded SeaweedFS server (`ferry up`), used when FERRY_S3_ENDPOINT is unset. */
+export const DEFAULT_S3_PORT = 8333;
+/** Region signed into S3 requests; SeaweedFS accepts any, AWS needs the bucket's. */
+export const DEFAULT_S3_REGION = 'us-east-1';
+/**
+ * Access key of the embedded SeaweedFS server when FERRY_S3_ACCESS_KEY_ID is unset. Fixed rather
+ * than random so that every ferry process on the machine agrees without a shared file; the server
+ * listens on 127.0.0.1 only.
+ */
+export const DEFAULT_S3_ACCESS_KEY_ID = 'ferry';
+/** Secret of DEFAULT_S3_ACCESS_KEY_ID; see there. */
+export const DEFAULT_S3_SECRET_ACCESS_KEY = 'ferry-embedded-seaweedfs-secret';
+
 /** Root of the project checkout (two levels up from dist/temporal-config or temporal-config). */
 export function projectRoot(): string {
   let dir = __dirname;
@@ -54,5 +67,52 @@ export function ferryEnvironment(env: NodeJS.ProcessEnv = process.env): FerryEnv
     natsUrl: env['FERRY_NATS_URL'] ?? `nats://127.0.0.1:${natsPort}`,
     natsPort,
     storeDir: path.resolve(env['FERRY_STORE_DIR'] ?? path.join(stateDir, 'store')),
+  };
+}
+
+/**
+ * Where the S3 page store is and how to sign for it: always explicit, so that the AWS SDK never
+ * falls back to its default chain (shared files, instance metadata).
+ */
+export interface S3Environment {
+  /** FERRY_S3_ENDPOINT, default `http://127.0.0.1:8333` (the embedded SeaweedFS gateway). */
+  endpoint: string;
+  /** Port of `endpoint`: where the embedded SeaweedFS gateway listens. */
+  port: number;
+  /** FERRY_S3_ACCESS_KEY_ID, default DEFAULT_S3_ACCESS_KEY_ID. */
+  accessKeyId: string;
+  /** FERRY_S3_SECRET_ACCESS_KEY, default DEFAULT_S3_SECRET_ACCESS_KEY. */
+  secretAccessKey: string;
+  /** FERRY_S3_REGION, default DEFAULT_S3_REGION. */
+  region: string;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/**
+ * Reads the FERRY_S3_* variables. Throws when FERRY_S3_ENDPOINT is not an http(s) URL, naming
+ * the variable and the bad value.
+ */
+export function s3Environment(env: NodeJS.ProcessEnv = process.env): S3Environment {
+  const raw = nonEmpty(env['FERRY_S3_ENDPOINT']) ?? `http://127.0.0.1:${DEFAULT_S3_PORT}`;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(
+      `FERRY_S3_ENDPOINT must be an http(s) URL such as http://127.0.0.1:8333, got ${JSON.stringify(raw)}`,
+    );
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`FERRY_S3_ENDPOINT must use http or https, got ${JSON.stringify(raw)}`);
+  }
+  return {
+    endpoint: raw.replace(/\/+$/, ''),
+    port: url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80,
+    accessKeyId: nonEmpty(env['FERRY_S3_ACCESS_KEY_ID']) ?? DEFAULT_S3_ACCESS_KEY_ID,
+    secretAccessKey: nonEmpty(env['FERRY_S3_SECRET_ACCESS_KEY']) ?? DEFAULT_S3_SECRET_ACCESS_KEY,
+    region: nonEmpty(env['FERRY_S3_REGION']) ?? DEFAULT_S3_REGION,
   };
 }

@@ -11,4 +11,14 @@ export {
   TIMEOUTS,
   hostTaskQueue,
 } from './presets';
-export { ferryEnvironment, projectRoot, type FerryEnvironment } from './environment';
+export {
+  DEFAULT_S3_ACCESS_KEY_ID,
+  DEFAULT_S3_PORT,
+  DEFAULT_S3_REGION,
+  DEFAULT_S3_SECRET_ACCESS_KEY,
+  ferryEnvironment,
+  projectRoot,
+  s3Environment,
+  type FerryEnvironment,
+  type S3Environment,
+} from './environment';
