@@ -69,13 +69,17 @@ export async function measureRawNats(
 ): Promise<RawNatsResult> {
   const subject = `bench.raw.${Date.now()}`;
   const sub = fork(__filename, ['sub', url, subject, String(count), String(window)]);
-  const subResult = new Promise<{ received: number; bytesPerSec: number }>((resolve) =>
-    sub.once('message', (m) => resolve(m as never)),
-  );
+  // Listeners go on at once: a child's exit may be handled before the continuation of an await.
+  const subExited = new Promise<number | null>((r) => sub.once('exit', r));
+  const subResult = new Promise<{ received: number; bytesPerSec: number }>((resolve, reject) => {
+    sub.once('message', (m) => resolve(m as never));
+    void subExited.then((code) => reject(new Error(`raw NATS subscriber exited (${code}) without a result`)));
+  });
   await new Promise((r) => setTimeout(r, 300));
   const pub = fork(__filename, ['pub', url, subject, String(count), String(messageBytes), String(window)]);
+  const pubExited = new Promise<number | null>((r) => pub.once('exit', r));
   const result = await subResult;
-  await Promise.all([new Promise((r) => sub.once('exit', r)), new Promise((r) => pub.once('exit', r))]);
+  await Promise.all([subExited, pubExited]);
   return { messageBytes, messages: count, received: result.received, bytesPerSec: result.bytesPerSec };
 }
 
