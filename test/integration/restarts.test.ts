@@ -14,9 +14,9 @@ async function guestWrites(hostId: string, vmId: string): Promise<number> {
   return (await vmmCall<{ vcpu: { pagesWritten: number } }>(fx.cluster, hostId, vmId, 'status')).vcpu.pagesWritten;
 }
 
-async function migrateThrough(vmId: string, fault: () => Promise<void>): Promise<MigrationResult> {
+async function migrateThrough(vmId: string, fault: (workflowId: string) => Promise<void>): Promise<MigrationResult> {
   const { workflowId } = await migrateNewGuest(fx, vmId, 31);
-  await fault();
+  await fault(workflowId);
 
   const result = await fx.ferry.result(workflowId);
   expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true });
@@ -40,7 +40,12 @@ test('the orchestrator worker killed with SIGKILL mid pre-copy and restarted: th
 });
 
 test('the source host agent killed with SIGKILL mid-round and restarted: the guest keeps running and the round completes', async () => {
-  const result = await migrateThrough('source-agent-crash', async () => {
+  const result = await migrateThrough('source-agent-crash', async (workflowId) => {
+    // Killed once the server holds a checkpoint of the round (its heartbeat details), which the
+    // retried activity then reports continuing from.
+    for (let i = 0; i < 200 && (await fx.ferry.roundHeartbeat(workflowId)) === undefined; i += 1) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await fx.cluster.killWorker('host-h1');
     const before = await guestWrites('h1', 'source-agent-crash');
     await new Promise((r) => setTimeout(r, 300));
