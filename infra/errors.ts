@@ -83,3 +83,8 @@ export class ServiceStopError extends Error {
     this.pid = pid;
   }
 }
+
+/** A test network could not be set up or torn down: not root, no `ip netns`, or an ip command failed. */
+export class NetworkNamespaceError extends Error {
+  override readonly name = 'NetworkNamespaceError';
+}

@@ -5,7 +5,15 @@
 export type { ServiceBinary } from './binaries';
 export { resolveBinary, toolsBinDir } from './binaries';
 export type { ServiceStartFailure } from './errors';
-export { BinaryNotFoundError, PortInUseError, ServiceStartError, ServiceStopError } from './errors';
+export {
+  BinaryNotFoundError,
+  NetworkNamespaceError,
+  PortInUseError,
+  ServiceStartError,
+  ServiceStopError,
+} from './errors';
+export { createTestNetwork, type TestNetwork } from './netns';
+export { startTcpProxy, type TcpProxy, type TcpProxyOptions } from './tcp-proxy';
 export type { NatsServerOptions, NatsServerStartResult } from './nats-server';
 export {
   DEFAULT_NATS_MAX_PENDING_BYTES,

@@ -17,6 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { NetworkNamespaceError } from './errors';
 
 /** File in a test state dir recording its network, for removal. */
 export const NETWORK_RECORD_FILE = 'network.json';
@@ -24,11 +25,6 @@ export const NETWORK_RECORD_FILE = 'network.json';
 const ADDRESS_PREFIX = '10.77';
 /** Attempts at finding two /24s no interface of the root namespace uses. */
 const SUBNET_ATTEMPTS = 20;
-
-/** The network could not be set up or torn down: not root, no `ip netns`, or an ip command failed. */
-export class NetworkNamespaceError extends Error {
-  override readonly name = 'NetworkNamespaceError';
-}
 
 /** What a test network consists of: what `remove` deletes. */
 interface NetworkRecord {
