@@ -42,8 +42,8 @@ export interface FerryEnvironment {
   storeDir: string;
 }
 
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
+function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
   if (!Number.isInteger(value) || value <= 0 || value > 65535) {
@@ -56,14 +56,14 @@ function intFromEnv(name: string, fallback: number): number {
 export function ferryEnvironment(env: NodeJS.ProcessEnv = process.env): FerryEnvironment {
   const root = projectRoot();
   const stateDir = path.resolve(env['FERRY_STATE_DIR'] ?? path.join(root, '.ferry', 'state'));
-  const temporalPort = intFromEnv('FERRY_TEMPORAL_PORT', DEFAULT_TEMPORAL_PORT);
-  const natsPort = intFromEnv('FERRY_NATS_PORT', DEFAULT_NATS_PORT);
+  const temporalPort = intFromEnv(env, 'FERRY_TEMPORAL_PORT', DEFAULT_TEMPORAL_PORT);
+  const natsPort = intFromEnv(env, 'FERRY_NATS_PORT', DEFAULT_NATS_PORT);
   return {
     stateDir,
     toolsDir: path.resolve(env['FERRY_TOOLS_DIR'] ?? path.join(root, '.ferry', 'tools')),
     temporalAddress: env['FERRY_TEMPORAL_ADDRESS'] ?? `127.0.0.1:${temporalPort}`,
     temporalPort,
-    temporalUiPort: intFromEnv('FERRY_TEMPORAL_UI_PORT', DEFAULT_TEMPORAL_UI_PORT),
+    temporalUiPort: intFromEnv(env, 'FERRY_TEMPORAL_UI_PORT', DEFAULT_TEMPORAL_UI_PORT),
     natsUrl: env['FERRY_NATS_URL'] ?? `nats://127.0.0.1:${natsPort}`,
     natsPort,
     storeDir: path.resolve(env['FERRY_STORE_DIR'] ?? path.join(stateDir, 'store')),
