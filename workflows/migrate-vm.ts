@@ -193,13 +193,17 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     const final = handover?.destination ?? received.final;
     if (!final) throw new Error('the destination resumed without reporting its final figures');
 
+    // The VM runs on the destination now: cleanup runs to its end even if the workflow is
+    // cancelled meanwhile, so no stunned source or page file is left behind.
     setPhase('cleanup');
-    await destination.short.finishDestination(ref);
-    await source.short.releaseSource({
-      ...ref,
-      storeDir: ready.storeDir,
-      keepSource: options.keepSourceAfterSwitchover,
-      keepPageFile: options.keepPageFile,
+    await CancellationScope.nonCancellable(async () => {
+      await destination.short.finishDestination(ref);
+      await source.short.releaseSource({
+        ...ref,
+        storeDir: ready.storeDir,
+        keepSource: options.keepSourceAfterSwitchover,
+        keepPageFile: options.keepPageFile,
+      });
     });
 
     otherIncidents.unshift(...destinationIncidents({ status: received, handoverLane: handover?.handoverLane }));

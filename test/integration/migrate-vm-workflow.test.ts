@@ -81,6 +81,8 @@ interface Script {
   beforeRound?: (round: number) => Promise<void>;
   /** Runs at the start of the switchover. */
   beforeSwitchover?: () => Promise<void>;
+  /** Runs at the start of releaseSource (in cleanup, after the destination resumed). */
+  beforeRelease?: () => Promise<void>;
   switchoverFailure?: ApplicationFailure;
   /** Makes the destination's receiver fail as soon as it starts. */
   receiverFailure?: ApplicationFailure;
@@ -222,7 +224,9 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
       destinationDone.resolve(status);
       return { resumed: true, status };
     },
-    releaseSource: async () => undefined,
+    releaseSource: async () => {
+      await script.beforeRelease?.();
+    },
     removeMigrationFiles: async () => undefined,
     finishDestination: async () => undefined,
     createVm: async () => {
@@ -559,6 +563,32 @@ describe('migrateVm workflow', () => {
     expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2' });
     expect(hosts.h1.rollbackSource).not.toHaveBeenCalled();
     expect(hosts.h2.abortDestination).not.toHaveBeenCalled();
+  });
+
+  it('completes when the cancel signal or a Temporal cancellation arrives during cleanup: the VM already runs on the destination', async () => {
+    for (const how of ['signal', 'temporal'] as const) {
+      const cleanup = gate();
+      const hosts = simulateMigration({ pendingDirtyPages: [1_000], beforeRelease: () => cleanup.pass() });
+
+      const outcome = await withWorkers(hosts, async () => {
+        const handle = await start(`cancel-in-cleanup-${how}`);
+        await cleanup.reached;
+        expect((await handle.query(progressQuery)).phase).toBe('cleanup');
+        if (how === 'signal') await handle.signal(cancelSignal, { reason: 'too late' });
+        else await handle.cancel();
+        cleanup.open();
+        return handle.result().then(
+          (result) => ({ result }),
+          (error: unknown) => ({ error }),
+        );
+      });
+
+      // Never rolled back: the destination owns the VM, and cleanup runs to its end.
+      expect('result' in outcome ? outcome.result : outcome).toMatchObject({ outcome: 'completed', runningOn: 'h2' });
+      expect(hosts.h1.rollbackSource).not.toHaveBeenCalled();
+      expect(hosts.h2.abortDestination).not.toHaveBeenCalled();
+      expect(hosts.h1.releaseSource).toHaveBeenCalledTimes(1);
+    }
   });
 
   it('rolls back when the workflow itself is cancelled during pre-copy', async () => {
