@@ -20,3 +20,23 @@ export {
   type PreparedClaim,
 } from './ownership';
 export { PageStoreError, StoreUnavailableError } from './errors';
+export {
+  assertValidKey,
+  resolveRetryOptions,
+  withRetries,
+  type GetOptions,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+  type RetryOptions,
+  type StoredObject,
+} from './object-store';
+export { S3ObjectStore, type S3ObjectStoreOptions } from './s3-object-store';
+export { DirectoryObjectStore } from './directory-object-store';
+export {
+  BucketNotFoundError,
+  ObjectStoreError,
+  PreconditionFailedError,
+  StoreAccessDeniedError,
+  StoreUnreachableError,
+} from './object-store-errors';
