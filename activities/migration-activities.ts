@@ -146,9 +146,17 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         migrationId: input.migrationId,
         round: input.round,
       });
-      const stats = await withHeartbeat(round, () =>
-        call(input.vmId, 'migration.outgoingProgress', { migrationId: input.migrationId }),
-      );
+      // Each heartbeat is a checkpoint of this round; the progress call may overtake the sendRound
+      // call (separate connections), in which case the round has sent nothing yet.
+      const checkpointNow = async () => {
+        const p = await call<{ round: number; pagesSent: number; bytesSent: number; state: string }>(
+          input.vmId,
+          'migration.outgoingProgress',
+          { migrationId: input.migrationId },
+        );
+        return p.round === input.round ? p : { ...p, round: input.round, pagesSent: 0, bytesSent: 0 };
+      };
+      const stats = await withHeartbeat(round, checkpointNow);
       return {
         ...stats,
         activityAttempt: attempt,

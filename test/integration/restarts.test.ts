@@ -43,7 +43,7 @@ test('the source host agent killed with SIGKILL mid-round and restarted: the gue
   const result = await migrateThrough('source-agent-crash', async (workflowId) => {
     // Killed once the server holds a checkpoint of the round (its heartbeat details), which the
     // retried activity then reports continuing from.
-    for (let i = 0; i < 200 && (await fx.ferry.roundHeartbeat(workflowId)) === undefined; i += 1) {
+    for (let i = 0; i < 200 && (await fx.ferry.roundHeartbeat(workflowId))?.round !== 0; i += 1) {
       await new Promise((r) => setTimeout(r, 50));
     }
     await fx.cluster.killWorker('host-h1');
