@@ -129,6 +129,8 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         baseEpoch: ready.baseEpoch,
         batchPages: options.batchPages,
       });
+      // If the receiver fails first, the round's own end (often a rejection) is no longer awaited.
+      sending.catch(() => undefined);
       let stats: RoundStats | undefined;
       while (stats === undefined) {
         const outcome = await Promise.race([
