@@ -13,14 +13,14 @@ export class PageStoreError extends Error {
   }
 }
 
-/** The store directory does not exist or cannot be written. */
+/** The store (a directory, or a bucket and prefix) does not exist or cannot be written. */
 export class StoreUnavailableError extends Error {
   override readonly name = 'StoreUnavailableError';
   readonly storeDir: string;
 
   constructor(storeDir: string, cause: unknown) {
     const reason = cause instanceof Error ? cause.message : String(cause);
-    super(`shared store directory ${storeDir} is not writable: ${reason}`, { cause });
+    super(`shared store ${storeDir} is not writable: ${reason}`, { cause });
     this.storeDir = storeDir;
   }
 }

@@ -1,4 +1,4 @@
-/** The shared store on a directory: page file, manifests and the VM ownership record. */
+/** The shared store: on a directory or an S3 bucket; page files, manifests and VM ownership records. */
 export {
   PAGE_FILE_HEADER_BYTES,
   PageFile,
@@ -33,6 +33,19 @@ export {
 } from './object-store';
 export { S3ObjectStore, type S3ObjectStoreOptions } from './s3-object-store';
 export { DirectoryObjectStore } from './directory-object-store';
+export type {
+  NewestRoundManifest,
+  PageFile as StorePageFile,
+  PageSource,
+  PageStore,
+  StoreHealth,
+  StoreOutage,
+} from './page-store';
+export { claimOwnership as claimStoreOwnership, waitForMessage } from './page-store';
+export { DirectoryPageStore } from './directory-page-store';
+export { ObjectPageStore } from './object-page-store';
+export { ObjectPageFile } from './object-page-file';
+export { closePageStores, InvalidStoreRefError, openPageStore, parseStoreRef, type StoreRef } from './open-store';
 export {
   BucketNotFoundError,
   ObjectStoreError,

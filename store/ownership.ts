@@ -9,16 +9,9 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import type { OwnershipRecord } from './page-store';
 
-/** One epoch of a VM's ownership. */
-export interface OwnershipRecord {
-  vmId: string;
-  epoch: number;
-  hostId: string;
-  migrationId: string;
-  /** ISO time the record was written. */
-  at: string;
-}
+export type { OwnershipRecord } from './page-store';
 
 function ownersDir(storeDir: string, vmId: string): string {
   return path.join(storeDir, 'owners', vmId);

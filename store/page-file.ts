@@ -15,18 +15,15 @@ import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import { PageStoreError, StoreUnavailableError } from './errors';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
 import { writeFileDurably } from './durable-file';
+import type { NewestRoundManifest, PageEntry, PageFile as PageFileApi, PageFileHeader } from './page-store';
+import { readNewestRoundManifest } from './round-manifests';
+
+export type { PageEntry, PageFileHeader } from './page-store';
 
 /** Bytes of the page file header; the page region starts right after it. */
 export const PAGE_FILE_HEADER_BYTES = 4096;
 const PAGE_FILE_MAGIC = 'FRYPAGE1';
 const PAGE_FILE_FORMAT_VERSION = 1;
-
-/** What the page file header records. */
-export interface PageFileHeader {
-  migrationId: string;
-  vmId: string;
-  pageCount: number;
-}
 
 /** Folder of one migration inside the store directory. */
 export function migrationDir(storeDir: string, migrationId: string): string {
@@ -68,14 +65,8 @@ function decodeHeader(buf: Buffer, file: string): PageFileHeader {
   return { migrationId: meta.migrationId, vmId: meta.vmId, pageCount };
 }
 
-/** A page entry of a write: its index and version. */
-export interface PageEntry {
-  index: number;
-  version: number;
-}
-
 /** The page file of one migration, opened by the source (writer) or the destination (reader). */
-export class PageFile {
+export class PageFile implements PageFileApi {
   /** Version of each page as durably recorded in the file (after the last sync). */
   readonly syncedVersions: Uint32Array;
   private readonly writtenVersions: Uint32Array;
@@ -132,9 +123,24 @@ export class PageFile {
     }
   }
 
+  /** The page file's path. */
+  get location(): string {
+    return path.join(this.dir, 'pages.ferry');
+  }
+
   /** Bytes handed to `writePages` that are not yet written to the file. */
   get pendingBytes(): number {
     return this.queuedBytes;
+  }
+
+  /** The writes queue holds the buffers it was handed until they are written. */
+  get bufferedBytes(): number {
+    return this.queuedBytes;
+  }
+
+  /** See round-manifests.ts. */
+  readNewestRoundManifest(seenStamp?: string): Promise<NewestRoundManifest | undefined> {
+    return readNewestRoundManifest(this, seenStamp);
   }
 
   /**

@@ -9,14 +9,20 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { PageStoreError } from './errors';
-import { decodeManifest, type Manifest } from './manifest-format';
-import type { PageFile } from './page-file';
+import { decodeManifest } from './manifest-format';
+import type { NewestRoundManifest } from './page-store';
+
+/** What this reads of a page file on a directory. */
+interface DirectoryFile {
+  dir: string;
+  header: { migrationId: string };
+}
 
 /** Names that page-file.ts gives round manifests (`manifest-00007.bin`); the final one does not match. */
 const ROUND_MANIFEST_NAME = /^manifest-(\d+)\.bin$/;
 
 /** Round and file name of the newest round manifest in the page file's folder (round -1 while there is none). */
-async function newestRoundManifest(pageFile: PageFile): Promise<{ round: number; name: string }> {
+async function newestRoundManifest(pageFile: DirectoryFile): Promise<{ round: number; name: string }> {
   let newest = { round: -1, name: '' };
   for (const name of await fs.readdir(pageFile.dir)) {
     const match = ROUND_MANIFEST_NAME.exec(name);
@@ -25,19 +31,13 @@ async function newestRoundManifest(pageFile: PageFile): Promise<{ round: number;
   return newest;
 }
 
-/** The newest round manifest and its stamp, which differs whenever the newest manifest is another. */
-export interface NewestRoundManifest {
-  manifest: Manifest;
-  stamp: string;
-}
-
 /**
  * The newest round manifest of `pageFile`, unless there is none yet or its stamp is `seenStamp`
  * (then undefined, without reading it). Throws PageStoreError if it cannot be read or fails its
  * checksum.
  */
 export async function readNewestRoundManifest(
-  pageFile: PageFile,
+  pageFile: DirectoryFile,
   seenStamp?: string,
 ): Promise<NewestRoundManifest | undefined> {
   let file = pageFile.dir;

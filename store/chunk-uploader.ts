@@ -1,0 +1,245 @@
+/**
+ * The upload loop of an object page file. Marked chunks (chunk-marks.ts) are uploaded whole, up to
+ * MAX_PARALLEL_UPLOADS at once, each from a copy of the pages as guest memory holds them when the
+ * upload starts: the loop never keeps the batches it is handed, so a store slower than the stream
+ * costs marks, not memory, and the pages it uploads are the newest ones.
+ *
+ * Ordering: two uploads of one chunk never overlap, since a later PUT could land first and an older
+ * image replace a newer one. Each copied page is checked (its self-check, or all zeros); one torn by
+ * a guest write during the copy is copied again, and if it stays torn it is marked again under its
+ * old mark number (so a sync waits for it) and counts as not held.
+ *
+ * Failures: a transient one (see chunk-upload-health.ts) puts the chunk's marks back and the loop
+ * waits (50 ms doubling to 1 s) and goes on, one upload at a time, for as long as it takes; the
+ * outage is recorded. A permanent one stops the loop, and every later sync rejects with it.
+ */
+import { crc32 } from 'node:zlib';
+import { PAGE_HEADER_BYTES, PAGE_SIZE_BYTES } from '../vmm/guest-memory';
+import { PageStoreError } from './errors';
+import { ChunkMarks, type TakenChunk } from './chunk-marks';
+import { UploadHealth, isTransientStoreFailure, reasonOf, type StoreHealth } from './chunk-upload-health';
+import { CHUNK_BYTES, CHUNK_PAGES, chunkKey, migrationPrefix, pagesInChunk } from './object-page-layout';
+import type { ObjectStore } from './object-store';
+import type { PageSource } from './page-store';
+
+/** Most chunk uploads in flight at once (1 MiB × 8 was the best PUT throughput measured here). */
+export const MAX_PARALLEL_UPLOADS = 8;
+/** Copies of a page that fails its self-check before its upload gives up on it. */
+export const COPY_ATTEMPTS = 3;
+
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
+
+/** Version of page image `page` if it checks as page `index`: its generation, 0 for a zero page, -1 if torn. */
+export function checkedVersion(page: Buffer, index: number): number {
+  if (page.readUInt32LE(0) === index && crc32(page.subarray(PAGE_HEADER_BYTES)) === page.readUInt32LE(8))
+    return page.readUInt32LE(4);
+  return page.equals(ZERO_PAGE) ? 0 : -1;
+}
+
+interface Upload extends TakenChunk {
+  startedAt: number;
+  done: Promise<void>;
+}
+
+/** Uploads the marked chunks of one migration from `source`; see the module comment. */
+export class ChunkUploader {
+  private readonly marks: ChunkMarks;
+  private readonly health = new UploadHealth();
+  private readonly inFlight = new Map<number, Upload>();
+  private readonly buffers: Buffer[] = [];
+  private inFlightPages = 0;
+  private inFlightBytes = 0;
+  private syncWaiters: { mark: number; resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private writeWaiters: { maxBytes: number; resolve: () => void }[] = [];
+  private failure: PageStoreError | undefined;
+  private pausedUntil = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  /** Reads pages from `source`; `syncedVersions` (one per page) is updated in place. */
+  constructor(
+    private readonly objects: ObjectStore,
+    private readonly migrationId: string,
+    private readonly source: PageSource,
+    private readonly syncedVersions: Uint32Array,
+  ) {
+    this.marks = new ChunkMarks(source.pageCount);
+  }
+
+  /** Marks pages `indexes` for upload. Ignored once the loop has stopped. */
+  mark(indexes: Iterable<number>): void {
+    if (this.closed || this.failure) return;
+    this.marks.mark(indexes);
+    this.pump();
+  }
+
+  /** Bytes of pages marked and not yet uploaded, counting those in flight. */
+  get pendingBytes(): number {
+    return (this.marks.pendingPages + this.inFlightPages) * PAGE_SIZE_BYTES;
+  }
+
+  /** Bytes of the chunk images in flight. */
+  get bufferedBytes(): number {
+    return this.inFlightBytes;
+  }
+
+  /** Outages and failure so far. */
+  storeHealth(): StoreHealth {
+    return this.health.snapshot();
+  }
+
+  /** Resolves once every page marked before the call was uploaded by an upload started after its mark. */
+  sync(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const mark = this.marks.lastMark;
+    if (mark < this.oldestOutstanding()) return Promise.resolve();
+    if (this.closed) return Promise.reject(this.closedError());
+    return new Promise((resolve, reject) => this.syncWaiters.push({ mark, resolve, reject }));
+  }
+
+  /** Resolves once pendingBytes ≤ `maxBytes`, or the loop has stopped. */
+  waitForWrites(maxBytes: number): Promise<void> {
+    if (this.pendingBytes <= maxBytes || this.closed || this.failure) return Promise.resolve();
+    return new Promise((resolve) => this.writeWaiters.push({ maxBytes, resolve }));
+  }
+
+  /** Stops taking chunks, waits for the uploads in flight; a sync still waiting rejects. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await Promise.all([...this.inFlight.values()].map((upload) => upload.done));
+    this.settle();
+  }
+
+  private oldestOutstanding(): number {
+    let oldest = this.marks.oldestPending();
+    for (const upload of this.inFlight.values()) oldest = Math.min(oldest, upload.since);
+    return oldest;
+  }
+
+  private pump(): void {
+    if (this.closed || this.failure || this.timer) return;
+    const waitMs = this.pausedUntil - Date.now();
+    if (waitMs > 0) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.pump();
+      }, waitMs);
+      this.timer.unref();
+      return;
+    }
+    // During an outage one upload at a time probes the store; the others would only fail too.
+    const limit = this.health.openOutage ? 1 : MAX_PARALLEL_UPLOADS;
+    while (this.inFlight.size < limit) {
+      const taken = this.marks.take((chunk) => this.inFlight.has(chunk));
+      if (!taken) return;
+      this.start(taken);
+    }
+  }
+
+  private start(taken: TakenChunk): void {
+    const buffer = this.buffers.pop() ?? Buffer.alloc(CHUNK_BYTES);
+    const pageCount = pagesInChunk(taken.chunk, this.source.pageCount);
+    const image = buffer.subarray(0, pageCount * PAGE_SIZE_BYTES);
+    const versions = this.copyChunk(taken.chunk, image);
+    const key = chunkKey(this.migrationId, taken.chunk);
+    const startedAt = Date.now();
+    this.inFlightPages += taken.pages.length;
+    this.inFlightBytes += image.length;
+    // Deferred, so that a put that throws at once fails this upload, not the caller of mark().
+    const done = Promise.resolve()
+      .then(() => this.objects.put(key, image))
+      .then(
+        () => this.finish(upload, versions),
+        (error: unknown) => this.fail(upload, versions, key, error),
+      );
+    const upload: Upload = { ...taken, startedAt, done };
+    this.inFlight.set(taken.chunk, upload);
+    void done.finally(() => {
+      this.inFlight.delete(taken.chunk);
+      this.inFlightPages -= taken.pages.length;
+      this.inFlightBytes -= image.length;
+      this.buffers.push(buffer);
+      this.settle();
+      this.pump();
+    });
+  }
+
+  /** Copies the chunk's pages into `image`; returns each page's checked version (-1: torn). */
+  private copyChunk(chunk: number, image: Buffer): Float64Array {
+    const first = chunk * CHUNK_PAGES;
+    const versions = new Float64Array(image.length / PAGE_SIZE_BYTES);
+    for (let k = 0; k < versions.length; k += 1) {
+      const page = image.subarray(k * PAGE_SIZE_BYTES, (k + 1) * PAGE_SIZE_BYTES);
+      let version = -1;
+      for (let attempt = 0; attempt < COPY_ATTEMPTS && version < 0; attempt += 1) {
+        this.source.copyPage(first + k, page);
+        version = checkedVersion(page, first + k);
+      }
+      versions[k] = version;
+    }
+    return versions;
+  }
+
+  private finish(upload: Upload, versions: Float64Array): void {
+    this.health.noteSuccess(upload.startedAt);
+    this.applyVersions(upload, versions, true);
+  }
+
+  private fail(upload: Upload, versions: Float64Array, key: string, error: unknown): void {
+    if (isTransientStoreFailure(error)) {
+      // The object holds the old image or, if the PUT landed after all, the new one: a torn page
+      // of the new image is not held either way, a checked one at its old version at least.
+      this.applyVersions(upload, versions, false);
+      for (const index of upload.pages) this.marks.remark(index, upload.since);
+      this.pausedUntil = Date.now() + this.health.noteTransientFailure(upload.startedAt, error);
+      return;
+    }
+    this.health.noteFailure(key, error);
+    this.failure ??= new PageStoreError(`upload of chunk ${upload.chunk} failed: ${reasonOf(error)}`, {
+      migrationId: this.migrationId,
+      path: `${this.objects.location} ${key}`,
+      cause: error,
+    });
+  }
+
+  /** Records what the chunk object holds now (only torn pages if `landed` is false) and re-marks torn pages. */
+  private applyVersions(upload: Upload, versions: Float64Array, landed: boolean): void {
+    const first = upload.chunk * CHUNK_PAGES;
+    versions.forEach((version, k) => {
+      if (version >= 0) {
+        if (landed) this.syncedVersions[first + k] = version;
+        return;
+      }
+      this.syncedVersions[first + k] = 0;
+      this.marks.remark(first + k, upload.since);
+    });
+  }
+
+  /** Settles the waiters that the last change satisfied. */
+  private settle(): void {
+    const stopped = this.failure ?? (this.closed && this.inFlight.size === 0 ? this.closedError() : undefined);
+    const oldest = this.oldestOutstanding();
+    const waiting = this.syncWaiters;
+    this.syncWaiters = [];
+    for (const waiter of waiting) {
+      if (this.failure) waiter.reject(this.failure);
+      else if (waiter.mark < oldest) waiter.resolve();
+      else if (stopped) waiter.reject(stopped);
+      else this.syncWaiters.push(waiter);
+    }
+    const writers = this.writeWaiters;
+    this.writeWaiters = [];
+    for (const writer of writers) {
+      if (stopped || this.pendingBytes <= writer.maxBytes) writer.resolve();
+      else this.writeWaiters.push(writer);
+    }
+  }
+
+  private closedError(): PageStoreError {
+    return new PageStoreError('the page file was closed before its marked pages were uploaded', {
+      migrationId: this.migrationId,
+      path: `${this.objects.location} ${migrationPrefix(this.migrationId)}`,
+    });
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * One migration's page file on an object store (layout in object-page-layout.ts): the source's
+ * writer, which uploads chunks from guest memory (chunk-uploader.ts), or the destination's reader,
+ * which reads pages with ranged GETs (chunk-reader.ts); both read and write manifests
+ * (object-page-manifests.ts).
+ *
+ * Opening (either way) starts `syncedVersions` from the newest round manifest and the final one,
+ * so a source that reopens its page file after a crash knows what the store already holds.
+ */
+import { PageStoreError } from './errors';
+import { ChunkUploader } from './chunk-uploader';
+import { readChunkPages } from './chunk-reader';
+import type { StoreHealth } from './chunk-upload-health';
+import type { Manifest } from './manifest-format';
+import { headerKey, migrationPrefix } from './object-page-layout';
+import { ObjectPageManifests } from './object-page-manifests';
+import type { ObjectStore } from './object-store';
+import type { NewestRoundManifest, PageEntry, PageFile, PageFileHeader, PageSource } from './page-store';
+
+/** Default interval at which `waitForComplete` heads the completion mark (ms). */
+export const DEFAULT_COMPLETE_POLL_MS = 20;
+
+function storeError(message: string, objects: ObjectStore, migrationId: string, key: string, cause: unknown) {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new PageStoreError(`${message}: ${reason}`, { migrationId, path: `${objects.location} ${key}`, cause });
+}
+
+function parseHeader(body: Buffer, migrationId: string): PageFileHeader {
+  const header = JSON.parse(body.toString('utf8')) as Partial<PageFileHeader>;
+  const { vmId, pageCount } = header;
+  if (header.migrationId !== migrationId || typeof vmId !== 'string' || !Number.isInteger(pageCount))
+    throw new Error(`header is not that of migration ${migrationId}: ${body.toString('utf8').slice(0, 200)}`);
+  return { migrationId, vmId, pageCount: pageCount as number };
+}
+
+/** A page file on an object store; see the module comment. */
+export class ObjectPageFile implements PageFile {
+  readonly location: string;
+  readonly syncedVersions: Uint32Array;
+  private readonly manifests: ObjectPageManifests;
+  private readonly uploader: ChunkUploader | undefined;
+
+  private constructor(
+    private readonly objects: ObjectStore,
+    readonly header: PageFileHeader,
+    source: PageSource | undefined,
+  ) {
+    this.location = `${objects.location} ${migrationPrefix(header.migrationId)}`;
+    this.syncedVersions = new Uint32Array(header.pageCount);
+    this.manifests = new ObjectPageManifests(objects, header.migrationId);
+    this.uploader = source && new ChunkUploader(objects, header.migrationId, source, this.syncedVersions);
+  }
+
+  /**
+   * Puts the header (or finds the same one) and opens the file for writing from `source`. Throws
+   * PageStoreError if the store fails, or holds another header under this migration id.
+   */
+  static async create(objects: ObjectStore, header: PageFileHeader, source: PageSource): Promise<ObjectPageFile> {
+    const { migrationId, vmId, pageCount } = header;
+    const key = headerKey(migrationId);
+    if (source.pageCount !== pageCount)
+      throw new RangeError(`page source has ${source.pageCount} pages, the header of ${migrationId} ${pageCount}`);
+    try {
+      const stored = await objects.get(key);
+      const existing = stored && parseHeader(stored.body, migrationId);
+      if (existing && (existing.vmId !== vmId || existing.pageCount !== pageCount))
+        throw new Error(`the store holds the header of VM ${existing.vmId} with ${existing.pageCount} pages`);
+      if (!existing) await objects.put(key, Buffer.from(JSON.stringify({ migrationId, vmId, pageCount })));
+      const file = new ObjectPageFile(objects, { migrationId, vmId, pageCount }, source);
+      await file.manifests.loadInto(file.syncedVersions);
+      return file;
+    } catch (error) {
+      throw storeError('cannot create the page file', objects, migrationId, key, error);
+    }
+  }
+
+  /** Opens the migration's page file for reading; throws PageStoreError if its header is missing or foreign. */
+  static async open(objects: ObjectStore, migrationId: string): Promise<ObjectPageFile> {
+    const key = headerKey(migrationId);
+    try {
+      const stored = await objects.get(key);
+      if (!stored) throw new Error('its header is missing (never created, or removed)');
+      const file = new ObjectPageFile(objects, parseHeader(stored.body, migrationId), undefined);
+      await file.manifests.loadInto(file.syncedVersions);
+      return file;
+    } catch (error) {
+      throw storeError('cannot open the page file', objects, migrationId, key, error);
+    }
+  }
+
+  /** Bytes of pages marked for upload and not yet uploaded (the store's lag behind the stream). */
+  get pendingBytes(): number {
+    return this.uploader?.pendingBytes ?? 0;
+  }
+
+  /** Bytes of the chunk images being uploaded (at most 8 MiB); the batches handed over are never kept. */
+  get bufferedBytes(): number {
+    return this.uploader?.bufferedBytes ?? 0;
+  }
+
+  /**
+   * Marks the pages of `entries` for upload; `data` and the versions are not used: the upload
+   * copies each page from the page source when its chunk's turn comes. Throws on a reader.
+   */
+  writePages(entries: readonly PageEntry[], _data: Buffer): void {
+    this.writer().mark(entries.map((entry) => entry.index));
+  }
+
+  waitForWrites(maxPendingBytes: number): Promise<void> {
+    return this.uploader?.waitForWrites(maxPendingBytes) ?? Promise.resolve();
+  }
+
+  /**
+   * Resolves once every page marked before the call is in the store, uploaded after its mark;
+   * rejects with PageStoreError once an upload failed for good (every later call too).
+   */
+  async sync(): Promise<Uint32Array> {
+    await this.uploader?.sync();
+    return this.syncedVersions;
+  }
+
+  /**
+   * What the uploads went through: outages (the store unreachable from `from` to `to`, retried
+   * meanwhile) and the permanent failure, if any. Empty for a reader.
+   */
+  storeHealth(): StoreHealth {
+    return this.uploader?.storeHealth() ?? { outages: [] };
+  }
+
+  writeManifest(manifest: Manifest): Promise<void> {
+    return this.manifests.write(manifest);
+  }
+
+  markComplete(): Promise<void> {
+    return this.manifests.markComplete();
+  }
+
+  waitForComplete(timeoutMs: number, pollMs = DEFAULT_COMPLETE_POLL_MS): Promise<boolean> {
+    return this.manifests.waitForComplete(timeoutMs, pollMs);
+  }
+
+  readFinalManifest(): Promise<Manifest | undefined> {
+    return this.manifests.readFinal();
+  }
+
+  readNewestRoundManifest(seenStamp?: string): Promise<NewestRoundManifest | undefined> {
+    return this.manifests.readNewestRound(seenStamp);
+  }
+
+  readPages(firstIndex: number, count: number, target: Buffer): Promise<void> {
+    const { migrationId, pageCount } = this.header;
+    return readChunkPages(this.objects, migrationId, pageCount, { firstIndex, count, target });
+  }
+
+  /** Stops the uploads after those in flight; pages still only marked are not uploaded (sync() first). */
+  async close(): Promise<void> {
+    await this.uploader?.close();
+  }
+
+  private writer(): ChunkUploader {
+    if (this.uploader) return this.uploader;
+    throw new Error(`page file of migration ${this.header.migrationId} was opened for reading, not writing`);
+  }
+}

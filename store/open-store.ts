@@ -1,0 +1,49 @@
+/**
+ * Turning what a user names as the shared store into a PageStore: a directory path, or
+ * `s3://bucket/prefix`. The S3 endpoint and credentials never travel with the name (it goes through
+ * Temporal, in workflow inputs and histories): each process takes them from its own FERRY_S3_*
+ * environment (temporal-config/environment.ts).
+ */
+import * as path from 'node:path';
+import { s3Environment } from '../temporal-config/environment';
+import { S3ObjectStore } from './s3-object-store';
+import { ObjectPageStore } from './object-page-store';
+import { DirectoryPageStore } from './directory-page-store';
+import type { PageStore } from './page-store';
+import { parseStoreRef } from './store-ref';
+
+export { InvalidStoreRefError, parseStoreRef, type StoreRef } from './store-ref';
+
+const opened = new Map<string, PageStore>();
+
+/**
+ * The PageStore for `ref`, one per name and process (an S3 store keeps its connections). S3
+ * endpoint and credentials come from `env`. Contacts nobody; see PageStore.assertWritable.
+ */
+export function openPageStore(ref: string, env: NodeJS.ProcessEnv = process.env): PageStore {
+  const known = opened.get(ref);
+  if (known) return known;
+  const parsed = parseStoreRef(ref);
+  let store: PageStore;
+  if (parsed.kind === 'directory') {
+    store = new DirectoryPageStore(path.resolve(parsed.dir), ref);
+  } else {
+    const s3 = s3Environment(env);
+    const objects = new S3ObjectStore({
+      endpoint: s3.endpoint,
+      region: s3.region,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+      bucket: parsed.bucket,
+      ...(parsed.prefix === '' ? {} : { prefix: parsed.prefix }),
+    });
+    store = new ObjectPageStore(objects, ref);
+  }
+  opened.set(ref, store);
+  return store;
+}
+
+/** Closes every store `openPageStore` opened in this process. */
+export function closePageStores(): void {
+  for (const store of opened.values()) store.close();
+  opened.clear();
+}
