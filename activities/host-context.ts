@@ -13,8 +13,8 @@ export interface HostDeps {
   hostId: string;
   driver: HypervisorDriver;
   natsUrl: string;
-  /** Store directory used when a migration names none. */
-  defaultStoreDir: string;
+  /** Store (a directory or `s3://bucket/prefix`) used when a migration names none. */
+  defaultStore: string;
 }
 
 /** Failure types the workflow (and users) can match on. */

@@ -8,7 +8,8 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
-import { assertStoreWritable, claimOwnership, readOwner, removeMigrationFiles } from '../store';
+import { claimOwnership } from '../store/page-store';
+import { openPageStore } from '../store/open-store';
 import { FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
 import type {
   HostActivities,
@@ -44,11 +45,12 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
           FAILURE_TYPES.migrationInProgress,
         );
       }
-      const storeDir = input.storeDir ?? host.defaultStoreDir;
-      await assertStoreWritable(storeDir);
-      let owner = await readOwner(storeDir, input.vmId);
+      const storeRef = input.store ?? host.defaultStore;
+      const store = openPageStore(storeRef);
+      await store.assertWritable();
+      let owner = await store.readOwner(input.vmId);
       if (!owner) {
-        owner = (await claimOwnership(storeDir, { vmId: input.vmId, epoch: 1, hostId, migrationId: input.migrationId }))
+        owner = (await claimOwnership(store, { vmId: input.vmId, epoch: 1, hostId, migrationId: input.migrationId }))
           .record;
       }
       if (owner.hostId !== hostId) {
@@ -60,7 +62,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       return {
         pageCount: record.pageCount,
         memoryBytes: record.memoryBytes,
-        storeDir,
+        store: storeRef,
         baseEpoch: owner.epoch,
         workload: record.workload,
       };
@@ -83,7 +85,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
           FAILURE_TYPES.migrationInProgress,
         );
       }
-      await assertStoreWritable(input.storeDir);
+      await openPageStore(input.store).assertWritable();
       await driver.prepareIncoming(input.vmId, input.memoryBytes);
     }),
 
@@ -98,7 +100,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       await call(input.vmId, 'migration.startIncoming', {
         migrationId: input.migrationId,
         natsUrl: host.natsUrl,
-        storeDir: input.storeDir,
+        store: input.store,
         hostId,
         baseEpoch: input.baseEpoch,
         creditWindow: input.creditWindow,
@@ -133,7 +135,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       await call(input.vmId, 'migration.startOutgoing', {
         migrationId: input.migrationId,
         natsUrl: host.natsUrl,
-        storeDir: input.storeDir,
+        store: input.store,
         hostId,
         baseEpoch: input.baseEpoch,
         batchPages: input.batchPages,
@@ -232,11 +234,14 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
 
     releaseSource: guarded(async (input: ReleaseSourceInput): Promise<void> => {
       if (!input.keepSource) await driver.destroyVm(input.vmId);
-      if (!input.keepPageFile) await removeMigrationFiles(input.storeDir, input.migrationId);
+      // A kept source stops writing to the store before its files go, or its uploads would bring
+      // some back.
+      else await call(input.vmId, 'migration.abortOutgoing', { migrationId: input.migrationId }).catch(() => undefined);
+      if (!input.keepPageFile) await openPageStore(input.store).removeMigration(input.migrationId);
     }),
 
-    removeMigrationFiles: guarded(async (input: MigrationRefInput & { storeDir: string }): Promise<void> => {
-      await removeMigrationFiles(input.storeDir, input.migrationId);
+    removeMigrationFiles: guarded(async (input: MigrationRefInput & { store: string }): Promise<void> => {
+      await openPageStore(input.store).removeMigration(input.migrationId);
     }),
 
     finishDestination: guarded(async (input: MigrationRefInput): Promise<void> => {

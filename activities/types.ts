@@ -11,14 +11,14 @@ export interface MigrationRefInput {
 
 /** Input of `prepareSource`. */
 export interface PrepareSourceInput extends MigrationRefInput {
-  storeDir?: string;
+  store?: string;
 }
 
 /** What the source reports at prepare. */
 export interface PrepareSourceResult {
   pageCount: number;
   memoryBytes: number;
-  storeDir: string;
+  store: string;
   /** Ownership epoch the source holds now. */
   baseEpoch: number;
   workload: Workload;
@@ -27,12 +27,12 @@ export interface PrepareSourceResult {
 /** Input of `prepareDestination`. */
 export interface PrepareDestinationInput extends MigrationRefInput {
   memoryBytes: number;
-  storeDir: string;
+  store: string;
 }
 
 /** Input of `receivePages`. */
 export interface ReceivePagesInput extends MigrationRefInput {
-  storeDir: string;
+  store: string;
   baseEpoch: number;
   creditWindow: number;
   /** See IncomingStartInput.rebuildFromStore. */
@@ -42,7 +42,7 @@ export interface ReceivePagesInput extends MigrationRefInput {
 /** Input of `sendRound`. */
 export interface SendRoundInput extends MigrationRefInput {
   round: number;
-  storeDir: string;
+  store: string;
   baseEpoch: number;
   batchPages: number;
 }
@@ -54,7 +54,7 @@ export interface SwitchoverInput extends MigrationRefInput {
 
 /** Input of `releaseSource`. */
 export interface ReleaseSourceInput extends MigrationRefInput {
-  storeDir: string;
+  store: string;
   keepSource: boolean;
   keepPageFile?: boolean;
 }
@@ -88,7 +88,7 @@ export interface HostActivities {
   settleDestination(input: MigrationRefInput): Promise<{ resumed: boolean; status?: IncomingStatus }>;
   releaseSource(input: ReleaseSourceInput): Promise<void>;
   /** Deletes the migration's page file, manifests and mailbox from the store (idempotent). */
-  removeMigrationFiles(input: MigrationRefInput & { storeDir: string }): Promise<void>;
+  removeMigrationFiles(input: MigrationRefInput & { store: string }): Promise<void>;
   finishDestination(input: MigrationRefInput): Promise<void>;
   createVm(input: CreateVmInput): Promise<VmSummary>;
   listVms(): Promise<VmSummary[]>;

@@ -4,7 +4,8 @@
  * it, so the same id cannot run on two hosts.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { claimOwnership, readOwner, releaseOwnership } from '../store';
+import { claimOwnership } from '../store/page-store';
+import { openPageStore } from '../store/open-store';
 import { FAILURE_TYPES, type HostContext } from './host-context';
 import type { CreateVmInput, HostActivities, VmSummary } from './types';
 
@@ -23,7 +24,7 @@ export function createVmActivities(host: HostContext): VmActivities {
         ...(input.seed !== undefined ? { seed: input.seed } : {}),
       };
       // The VM id is registered in the shared store: one id, one owner, across all hosts.
-      const owner = await readOwner(host.defaultStoreDir, input.vmId);
+      const owner = await openPageStore(host.defaultStore).readOwner(input.vmId);
       if (owner && owner.hostId !== hostId) {
         throw ApplicationFailure.nonRetryable(
           `VM ${input.vmId} already exists: the shared store records it on host ${owner.hostId}`,
@@ -31,7 +32,7 @@ export function createVmActivities(host: HostContext): VmActivities {
         );
       }
       const record = await driver.createVm(spec);
-      await claimOwnership(host.defaultStoreDir, {
+      await claimOwnership(openPageStore(host.defaultStore), {
         vmId: input.vmId,
         epoch: (owner?.epoch ?? 0) + 1,
         hostId,
@@ -51,7 +52,7 @@ export function createVmActivities(host: HostContext): VmActivities {
       await driver.destroyVm(vmId);
       // A VM destroyed by its owner is gone; a stunned source copy destroyed after a migration
       // leaves the new owner's record alone.
-      await releaseOwnership(host.defaultStoreDir, vmId, hostId);
+      await openPageStore(host.defaultStore).releaseOwnership(vmId, hostId);
     }),
 
     dumpVmMemory: guarded(async ({ vmId, path }: { vmId: string; path: string }) => {

@@ -1,5 +1,6 @@
 /** `ferry migrate`, `ferry status`, `ferry cancel`. */
-import { assertStoreWritable } from '../store';
+import * as path from 'node:path';
+import { openPageStore, parseStoreRef } from '../store/open-store';
 import { resolveMigrationOptions, type MigrationOptions } from '../workflows/policy';
 import type { MigrateVmInput, MigrationResult } from '../workflows/types';
 import { flag, has, numberFlag, type ParsedArgs } from './args';
@@ -23,7 +24,7 @@ export function policyFromArgs(args: ParsedArgs): MigrationOptions {
   const giveUp = flag(args, 'on-give-up');
   if (giveUp !== undefined) policy.onGiveUp = giveUp as MigrationOptions['onGiveUp'] & string;
   const store = flag(args, 'store');
-  if (store !== undefined) policy.storeDir = store;
+  if (store !== undefined) policy.store = absoluteStore(store);
   if (has(args, 'keep-source')) policy.keepSourceAfterSwitchover = true;
   try {
     resolveMigrationOptions(policy);
@@ -31,6 +32,15 @@ export function policyFromArgs(args: ParsedArgs): MigrationOptions {
     throw usageError((err as Error).message);
   }
   return policy;
+}
+
+/** `store` with a directory made absolute here, where the user's relative path means something. */
+function absoluteStore(store: string): string {
+  try {
+    return parseStoreRef(store).kind === 'directory' ? path.resolve(store) : store;
+  } catch (err) {
+    throw usageError(`--store: ${(err as Error).message}`);
+  }
 }
 
 /** Starts a migration and follows it to its end; returns the result (throws on failure). */
@@ -76,13 +86,16 @@ export async function migrateCommand(
   const to = flag(args, 'to');
   if (!vmId || !to)
     throw usageError(
-      'usage: ferry migrate <vm-id> --to <host> [--from <host>] [--downtime-limit ms] [--max-rounds n] [--store dir] [--json]',
+      'usage: ferry migrate <vm-id> --to <host> [--from <host>] [--downtime-limit ms] [--max-rounds n] [--store dir|s3://bucket/prefix] [--json]',
     );
   const policy = policyFromArgs(args);
-  if (policy.storeDir !== undefined)
-    await assertStoreWritable(policy.storeDir).catch((err: Error) => {
-      throw new CliError(err.message, EXIT.usage);
-    });
+  // The hosts check the store again; checking here first fails fast, before anything has started.
+  if (policy.store !== undefined)
+    await openPageStore(policy.store)
+      .assertWritable()
+      .catch((err: Error) => {
+        throw new CliError(err.message, EXIT.usage);
+      });
   await client.requireHost(to);
   const from = flag(args, 'from') ?? (await client.locateVm(vmId, hostsFromArgs(args))).hostId;
   if (from === to) throw usageError(`VM ${vmId} already runs on ${to}: source and destination are the same host`);

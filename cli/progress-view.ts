@@ -63,6 +63,7 @@ export function resultSummary(r: MigrationResult): string {
     `  VM ${r.vmId} ${r.sourceHost} -> ${r.destinationHost}, running on ${r.runningOn ?? 'no host (no copy runs)'}`,
     `  rounds ${r.rounds.length}, total ${(r.totalMs / 1000).toFixed(2)} s, downtime ${r.downtimeMs.toFixed(1)} ms${r.forcedSwitchover ? ' (forced)' : ''}`,
     `  via network ${formatBytes(r.bytesViaNetwork)}, via store ${formatBytes(r.bytesViaStore)}, mirrored ${formatBytes(r.bytesMirroredToStore)}, lost batches ${r.gapBatches}`,
+    `  store ${r.store ?? 'not reached'}${r.switchover ? `, lagging ${formatBytes(r.switchover.storeLagBytes)} behind the stream at stun` : ''}`,
     `  verified ${r.verified} (source ${r.sourceDigest.slice(0, 16)}…, destination ${r.destinationDigest.slice(0, 16)}…)`,
   ];
   for (const incident of r.incidents) {
@@ -71,7 +72,8 @@ export function resultSummary(r: MigrationResult): string {
   for (const round of r.rounds) {
     lines.push(
       `    round ${round.round}: ${round.pagesSent} pages, ${formatBytes(round.bytesSent)} in ${round.durationMs.toFixed(0)} ms ` +
-        `(${formatRate(round.throughputBytesPerSec)}), dirtied ${round.dirtyPages} pages (${formatRate(round.dirtyRateBytesPerSec)})`,
+        `(${formatRate(round.throughputBytesPerSec)}), dirtied ${round.dirtyPages} pages (${formatRate(round.dirtyRateBytesPerSec)}), ` +
+        `store ${formatBytes(round.storeLagBytes)} behind`,
     );
   }
   return lines.join('\n');

@@ -8,7 +8,7 @@
  * the file complete. Nothing may apply a page from the stream meanwhile.
  */
 import { PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
-import { PageFile } from '../store/page-file';
+import type { PageStore } from '../store/page-store';
 import { VerificationError } from './errors';
 import { prefetchPass } from './store-prefetch';
 
@@ -19,7 +19,7 @@ const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 
 /** What the final fill works on. */
 export interface FinalFillInput {
-  storeDir: string;
+  store: PageStore;
   migrationId: string;
   memory: GuestMemory;
   /** Pages whose last received copy failed its self-check; a page read whole from the file leaves the set. */
@@ -59,8 +59,8 @@ export async function fillAndVerify(input: FinalFillInput): Promise<FinalFillRes
 }
 
 /** Reads from the page file every page memory lacks; returns how many it read. */
-async function fillFromStore({ storeDir, migrationId, memory, torn }: FinalFillInput): Promise<number> {
-  const pageFile = await PageFile.open(storeDir, migrationId);
+async function fillFromStore({ store, migrationId, memory, torn }: FinalFillInput): Promise<number> {
+  const pageFile = await store.openPageFile(migrationId);
   try {
     const manifest = await pageFile.readFinalManifest();
     if (!manifest) throw new VerificationError(migrationId, 'the final manifest is not in the store');
@@ -68,7 +68,7 @@ async function fillFromStore({ storeDir, migrationId, memory, torn }: FinalFillI
     const inManifest = new Uint8Array(memory.pageCount);
     const page = Buffer.alloc(PAGE_SIZE_BYTES);
     const readAt = async (index: number, version: number): Promise<boolean> => {
-      await pageFile.readPage(index, page);
+      await pageFile.readPages(index, 1, page);
       const ok = memory.applyPage(index, page) && meta[index * 2] === version;
       if (ok) torn.delete(index);
       else torn.add(index);

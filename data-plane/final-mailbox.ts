@@ -4,7 +4,7 @@
  * at once (`final-ack`), answered, and the reply posted back as `final-reply`; polling then stops. A look that fails is logged and made
  * again at the next poll.
  */
-import { postMessage, readMessage } from '../store/mailbox';
+import type { PageStore } from '../store/page-store';
 import type { FinalReply, FinalRequest } from './protocol';
 
 /** How often the receiver looks for a final request in the page file's mailbox (ms). */
@@ -17,7 +17,7 @@ export class FinalMailboxWatch {
 
   /** `answer` turns the request into the reply; `log` appends a line to the VMM's log. */
   constructor(
-    private readonly storeDir: string,
+    private readonly store: PageStore,
     private readonly migrationId: string,
     private readonly answer: (request: FinalRequest) => Promise<FinalReply>,
     private readonly log: (msg: string) => void,
@@ -38,17 +38,17 @@ export class FinalMailboxWatch {
     if (this.busy) return;
     this.busy = true;
     try {
-      const request = await readMessage<FinalRequest>(this.storeDir, this.migrationId, 'final');
+      const request = await this.store.readMessage<FinalRequest>(this.migrationId, 'final');
       if (!request) return;
       this.stop();
       // The acknowledgement tells the source this side is alive and finishing (which may take a
       // while if many pages must come from the file), so it does not give up on it early.
-      const acked = postMessage(this.storeDir, this.migrationId, 'final-ack', { at: Date.now() }).catch(
-        (err: unknown) => this.log(`acknowledging the final request failed: ${String(err)}`),
-      );
+      const acked = this.store
+        .postMessage(this.migrationId, 'final-ack', { at: Date.now() })
+        .catch((err: unknown) => this.log(`acknowledging the final request failed: ${String(err)}`));
       const reply = await this.answer(request);
       await acked;
-      await postMessage(this.storeDir, this.migrationId, 'final-reply', reply);
+      await this.store.postMessage(this.migrationId, 'final-reply', reply);
     } catch (err) {
       this.log(`mailbox check failed: ${String(err)}`);
     } finally {

@@ -10,7 +10,7 @@
  * as if each were lost: it waits out the whole timeout and fails.
  */
 import type { NatsConnection } from 'nats';
-import { DEFAULT_MAILBOX_POLL_MS, readMessage, waitForMessage } from '../store/mailbox';
+import { DEFAULT_MAILBOX_POLL_MS, waitForMessage, type PageStore } from '../store/page-store';
 import type { FaultPoints } from './fault-points';
 import type { FinalReply, FinalRequest } from './protocol';
 import { migrationSubjects } from './subjects';
@@ -26,7 +26,7 @@ export const MAILBOX_ACK_TIMEOUT_MS = 2_000;
 /** What the handover uses of the source side. */
 export interface HandoverContext {
   nc: NatsConnection;
-  storeDir: string;
+  store: PageStore;
   migrationId: string;
   /** True once the network lane was given up: the request goes through the mailbox only. */
   fileOnly: boolean;
@@ -75,7 +75,7 @@ export async function handOver(
       `the destination did not pick up the final request from the page file's mailbox within ${ackTimeoutMs} ms`,
     );
   let reply = await waitForMessage<FinalReply>(
-    ctx.storeDir,
+    ctx.store,
     ctx.migrationId,
     'final-reply',
     Math.max(0, deadline - Date.now()),
@@ -97,8 +97,8 @@ async function acknowledged(ctx: HandoverContext, timeoutMs: number): Promise<bo
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const [ack, reply] = await Promise.all([
-      readMessage(ctx.storeDir, ctx.migrationId, 'final-ack'),
-      readMessage(ctx.storeDir, ctx.migrationId, 'final-reply'),
+      ctx.store.readMessage(ctx.migrationId, 'final-ack'),
+      ctx.store.readMessage(ctx.migrationId, 'final-reply'),
     ]);
     if (ack !== undefined || reply !== undefined) return true;
     if (Date.now() >= deadline) return false;

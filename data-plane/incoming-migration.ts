@@ -13,8 +13,8 @@
 import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
-import { commitClaim, discardClaim, prepareClaim, type PreparedClaim } from '../store/ownership';
-import { readMessage } from '../store/mailbox';
+import type { PageStore, PreparedClaim } from '../store/page-store';
+import { openPageStore } from '../store/open-store';
 import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
 import { migrationSubjects, type MigrationSubjects } from './subjects';
 import { fillAndVerify } from './final-fill';
@@ -47,6 +47,7 @@ export class IncomingMigration {
   private readonly preparedClaim: Promise<PreparedClaim>;
   /** Reads the page file while no batch arrives, so the switchover reads little (see store-prefetch.ts). */
   private readonly prefetcher: StorePrefetcher;
+  private readonly store: PageStore;
 
   private constructor(
     private readonly ctx: VmmContext,
@@ -55,15 +56,16 @@ export class IncomingMigration {
     private readonly faults: FaultPoints,
   ) {
     this.subjects = migrationSubjects(input.migrationId);
+    this.store = openPageStore(input.store);
     this.credit = new ReceiverCredit(nc, this.subjects.credit, input.creditWindow, () => this.status.appliedSeq);
     this.preparedClaim = this.prepareOwnershipClaim();
     this.preparedClaim.catch(() => undefined);
-    this.prefetcher = new StorePrefetcher(input.storeDir, input.migrationId, ctx.memory, this.torn, {
+    this.prefetcher = new StorePrefetcher(this.store, input.migrationId, ctx.memory, this.torn, {
       log: (msg) => ctx.log(msg),
       eager: input.rebuildFromStore === true,
     });
     this.mailbox = new FinalMailboxWatch(
-      input.storeDir,
+      this.store,
       input.migrationId,
       (request) => this.finishOnce(request),
       (msg) => ctx.log(msg),
@@ -200,7 +202,7 @@ export class IncomingMigration {
     await this.prefetcher.stop();
     if (this.status.appliedSeq < request.finalSeq) this.status.gapBatches += request.finalSeq - this.status.appliedSeq;
     const { digest, pagesFromStore, tornPagesRepaired } = await fillAndVerify({
-      storeDir: this.input.storeDir,
+      store: this.store,
       migrationId: this.input.migrationId,
       memory: this.ctx.memory,
       torn: this.torn,
@@ -209,7 +211,7 @@ export class IncomingMigration {
     const verifyMs = performance.now() - verifyStarted;
     // If the claim could not be prepared at start (the store was unreachable then), try again now.
     const prepared = await this.preparedClaim.catch(() => this.prepareOwnershipClaim());
-    const claim = await commitClaim(prepared);
+    const claim = await this.store.commitClaim(prepared);
     if (!claim.won) throw new Error(`ownership epoch ${this.input.baseEpoch + 1} was taken by ${claim.record.hostId}`);
     this.ctx.vcpu.setWorkload(request.workload);
     this.ctx.vcpu.resume();
@@ -236,7 +238,7 @@ export class IncomingMigration {
 
   /** Writes and syncs the claim on the epoch after the migration's base epoch, for this host. */
   private prepareOwnershipClaim(): Promise<PreparedClaim> {
-    return prepareClaim(this.input.storeDir, {
+    return this.store.prepareClaim({
       vmId: this.ctx.vmId,
       epoch: this.input.baseEpoch + 1,
       hostId: this.input.hostId,
@@ -259,9 +261,9 @@ export class IncomingMigration {
    */
   async settle(): Promise<IncomingStatus> {
     if (!this.finalReply && this.status.state === 'receiving') {
-      const request = await readMessage<FinalRequest>(this.input.storeDir, this.input.migrationId, 'final').catch(
-        () => undefined,
-      );
+      const request = await this.store
+        .readMessage<FinalRequest>(this.input.migrationId, 'final')
+        .catch(() => undefined);
       if (request) void this.finishOnce(request);
     }
     if (this.finalReply) await this.finalReply;
@@ -276,7 +278,11 @@ export class IncomingMigration {
   /** Stops receiving; the guest stays paused unless it was already resumed. */
   async close(): Promise<void> {
     if (this.status.state === 'receiving') this.status.state = 'aborted';
-    if (this.status.state !== 'resumed') await this.preparedClaim.then(discardClaim, () => undefined);
+    if (this.status.state !== 'resumed')
+      await this.preparedClaim.then(
+        (claim) => this.store.discardClaim(claim),
+        () => undefined,
+      );
     this.stopListening();
     await this.prefetcher.stop();
     if (this.finalReply) await this.finalReply;

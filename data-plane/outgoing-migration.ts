@@ -17,8 +17,8 @@
 import { connect, type NatsConnection } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
-import { PageFile } from '../store/page-file';
-import { claimOwnership } from '../store/ownership';
+import { claimOwnership, type PageFile, type PageStore } from '../store/page-store';
+import { openPageStore } from '../store/open-store';
 import { BATCH_FLAG_FINAL } from './batch-format';
 import { PageSender } from './page-sender';
 import type { FaultPoints } from './fault-points';
@@ -27,6 +27,17 @@ import { countDirty, finalPageTable } from './memory-scan';
 import { handOver, NETWORK_FINAL_TIMEOUT_MS, type HandoverOutcome } from './handover';
 import { PageFileDurability } from './page-file-durability';
 import type { FinalRequest, OutgoingStartInput, RoundStats, SwitchoverStats } from './protocol';
+import type { StoreOutage } from '../store/page-store';
+
+/**
+ * How long a switchover waits, before the stun and with the guest running, for a store that cannot
+ * take writes to come back (ms). The final manifest must be durable before the handover, so
+ * stunning while the store is down would turn the outage into downtime.
+ */
+export const STORE_RECOVERY_WAIT_MS = 30_000;
+
+/** How long closing waits for the store's writes under way (ms). */
+const CLOSE_STORE_WAIT_MS = 5_000;
 
 /** While the page file alone carries the pages, a manifest is written after every this many bytes. */
 export const FILE_ONLY_MANIFEST_BYTES = 64 * 1024 * 1024;
@@ -48,29 +59,29 @@ export class OutgoingMigration {
     private readonly ctx: VmmContext,
     readonly input: OutgoingStartInput,
     private readonly nc: NatsConnection,
+    private readonly store: PageStore,
     private readonly pageFile: PageFile,
     private readonly sender: PageSender,
     private readonly faults: FaultPoints,
   ) {
-    this.durability = new PageFileDurability(pageFile, sender, input.storeDir, input.migrationId, (msg) =>
-      ctx.log(msg),
-    );
+    this.durability = new PageFileDurability(pageFile, sender, store, input.migrationId, (msg) => ctx.log(msg));
   }
 
   /** Connects to NATS and creates (or reopens) the page file. */
   static async start(ctx: VmmContext, input: OutgoingStartInput, faults: FaultPoints): Promise<OutgoingMigration> {
-    const pageFile = await PageFile.create(input.storeDir, {
-      migrationId: input.migrationId,
-      vmId: ctx.vmId,
-      pageCount: ctx.memory.pageCount,
-    });
+    const store = openPageStore(input.store);
+    const memory = ctx.memory;
+    const pageFile = await store.createPageFile(
+      { migrationId: input.migrationId, vmId: ctx.vmId, pageCount: memory.pageCount },
+      { pageCount: memory.pageCount, copyPage: (index, target) => memory.page(index).copy(target) },
+    );
     const nc = await connect({
       servers: input.natsUrl,
       name: `ferry-source-${input.migrationId}`,
       maxReconnectAttempts: -1,
     });
     const sender = new PageSender(nc, input.migrationId, ctx.memory, pageFile, { batchPages: input.batchPages });
-    return new OutgoingMigration(ctx, input, nc, pageFile, sender, faults);
+    return new OutgoingMigration(ctx, input, nc, store, pageFile, sender, faults);
   }
 
   /** Sends round `round` (once; a repeated call returns the same result). */
@@ -120,6 +131,7 @@ export class OutgoingMigration {
       storeLagBytes: this.sender.storeBytesQueued - this.sender.storeBytesSynced,
       lane: this.sender.fileOnly ? 'store' : 'network',
       vcpu: this.ctx.vcpu.stats(),
+      ...this.storeOutages(),
     };
   }
 
@@ -129,7 +141,34 @@ export class OutgoingMigration {
     return this.switchoverPromise;
   }
 
+  /** The store's outages so far, as a field of the figures (nothing if it never had one). */
+  private storeOutages(): { storeOutages?: StoreOutage[] } {
+    const outages = this.pageFile.storeHealth?.().outages ?? [];
+    return outages.length > 0 ? { storeOutages: outages } : {};
+  }
+
+  /** Waits, guest running, until the store takes writes again; throws if it does not in time. */
+  private async waitForStore(): Promise<void> {
+    const deadline = Date.now() + STORE_RECOVERY_WAIT_MS;
+    for (;;) {
+      const health = this.pageFile.storeHealth?.();
+      if (health?.failure) throw new Error(`the store failed for good: ${health.failure.reason}`);
+      const open = health?.outages.find((o) => o.to === undefined);
+      if (!open) return;
+      if (Date.now() >= deadline)
+        throw new Error(
+          `the store has not taken writes since ${new Date(open.from).toISOString()} (${open.reason}); ` +
+            'switching over would stun the guest until it does',
+        );
+      await sleep(100);
+    }
+  }
+
   private async runSwitchover(resumeTimeoutMs: number): Promise<SwitchoverStats> {
+    // Not stunned yet: the guest keeps running whatever the answer.
+    await this.waitForStore().catch((err: unknown) => {
+      throw new SwitchoverError(this.input.migrationId, (err as Error).message, true, { cause: err });
+    });
     const stunAt = Date.now();
     const stunStarted = performance.now();
     await this.ctx.vcpu.pause();
@@ -185,6 +224,7 @@ export class OutgoingMigration {
         destination: reply,
         sourceDigest: digest,
         handoverLane: lane,
+        ...this.storeOutages(),
       };
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
@@ -198,7 +238,7 @@ export class OutgoingMigration {
     return handOver(
       {
         nc: this.nc,
-        storeDir: this.input.storeDir,
+        store: this.store,
         migrationId: this.input.migrationId,
         fileOnly: this.sender.fileOnly,
         faults: this.faults,
@@ -218,7 +258,7 @@ export class OutgoingMigration {
   async rollback(): Promise<boolean> {
     if (this.state === 'handed-over') return false;
     if (this.state === 'rolled-back' || this.state === 'aborted') return true;
-    const claim = await claimOwnership(this.input.storeDir, {
+    const claim = await claimOwnership(this.store, {
       vmId: this.ctx.vmId,
       epoch: this.input.baseEpoch + 1,
       hostId: this.input.hostId,
@@ -243,8 +283,9 @@ export class OutgoingMigration {
     const resumed = this.state === 'stunned' ? await this.rollback() : this.state !== 'handed-over';
     if (this.state === 'streaming') this.state = 'aborted';
     this.sender.close();
-    await this.durability.settled();
-    await this.pageFile.close().catch(() => undefined);
+    // A store that is down holds these back; the VMM must still answer, so both are bounded.
+    await Promise.race([this.durability.settled(), sleep(CLOSE_STORE_WAIT_MS)]);
+    await Promise.race([this.pageFile.close().catch(() => undefined), sleep(CLOSE_STORE_WAIT_MS)]);
     // A drain waits for the server, which may be gone: bounded, then the connection is closed.
     await Promise.race([this.nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
     await this.nc.close().catch(() => undefined);

@@ -8,8 +8,7 @@
  * A failed step is logged and kept as `failure` (the first one); once a step has failed, no further
  * round manifest is written.
  */
-import type { PageFile } from '../store/page-file';
-import { postMessage } from '../store/mailbox';
+import type { PageFile, PageStore } from '../store/page-store';
 import type { PageSender } from './page-sender';
 import type { FinalRequest } from './protocol';
 
@@ -22,7 +21,7 @@ export class PageFileDurability {
   constructor(
     private readonly pageFile: PageFile,
     private readonly sender: PageSender,
-    private readonly storeDir: string,
+    private readonly store: PageStore,
     private readonly migrationId: string,
     private readonly log: (msg: string) => void,
   ) {}
@@ -79,7 +78,7 @@ export class PageFileDurability {
         if (missing.length > 0)
           throw new Error(`page file lacks ${missing.length} pages at their final version (first: ${missing[0]})`);
         await this.pageFile.markComplete();
-        await postMessage(this.storeDir, this.migrationId, 'final', request);
+        await this.store.postMessage(this.migrationId, 'final', request);
       } catch (err) {
         this.firstFailure ??= err;
         this.log(`page file could not be completed: ${String(err)}`);

@@ -7,7 +7,7 @@
  */
 import type { NatsConnection, Subscription } from 'nats';
 import type { GuestMemory } from '../vmm/guest-memory';
-import type { PageFile } from '../store/page-file';
+import type { PageFile } from '../store/page-store';
 import { BATCH_FLAG_FINAL, BATCH_FLAG_ROUND_END, BatchBuilder } from './batch-format';
 import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
 import { TransportStalledError } from './errors';
@@ -27,6 +27,14 @@ export const DEFAULT_CREDIT_TIMEOUT_MS = 30_000;
  * held to the store's pace; durability is settled at round ends and at switchover.
  */
 export const DEFAULT_MAX_UNWRITTEN_BYTES = 512 * 1024 * 1024;
+/** How often a round on the page file alone asks whether the network lane works again (ms). */
+export const FILE_ONLY_PROBE_INTERVAL_MS = 2_000;
+/**
+ * While the page file alone carries the pages, the sender waits whenever the store has this many
+ * bytes not yet written: the store sets the pace, and the destination, reading the file as it grows,
+ * is never far behind.
+ */
+export const FILE_ONLY_MAX_LAG_BYTES = 64 * 1024 * 1024;
 /**
  * The sender starts an fdatasync of the page file in the background whenever this many bytes were
  * written since the last one, so the file trails the stream by little at any moment and the few
@@ -65,6 +73,8 @@ export class PageSender {
   private fileOnlySince: number | undefined;
   private reconnectedAt = 0;
   private backgroundSync: Promise<void> | undefined;
+  private probedAt = 0;
+  private probeInFlight = false;
   /** Bytes handed to the page file in total, and the part known to be durable. */
   storeBytesQueued = 0;
   storeBytesSynced = 0;
@@ -156,6 +166,7 @@ export class PageSender {
       this.failedSyncs += 1;
       if (this.failedSyncs >= DEFAULT_FAILED_SYNCS_BEFORE_FILE_ONLY && this.fileOnlySince === undefined) {
         this.fileOnlySince = Date.now();
+        this.probedAt = this.fileOnlySince;
       }
     }
   }
@@ -194,20 +205,19 @@ export class PageSender {
     flags: number,
     onBatch?: (stats: SendStats) => void,
   ): Promise<SendStats> {
-    // A round that starts on the page file alone asks whether the network lane works again: first,
-    // if the client has reconnected to a server; else in the background (a receiver may be back,
-    // e.g. a destination that replaced a crashed one), and the round switches lanes if it answers.
-    // Not the final round, whose every millisecond is downtime.
-    if (this.fileOnly && (flags & BATCH_FLAG_FINAL) === 0) {
-      if (this.reconnectedAt > (this.fileOnlySince ?? 0)) await this.requestSync();
-      else void this.requestSync();
-    }
+    // A round on the page file alone asks whether the network lane works again, at its start and
+    // now and then (a long round on a slow store need not end on the store alone). Not the final
+    // round, whose every millisecond is downtime.
+    const final = (flags & BATCH_FLAG_FINAL) !== 0;
+    if (!final && this.fileOnly) await this.probeNetwork();
     const stats: SendStats = { pagesSent: 0, zeroPages: 0, bytesSent: 0, batches: 0 };
     const maxUnwritten = this.options.maxUnwrittenBytes ?? DEFAULT_MAX_UNWRITTEN_BYTES;
     const entries: { index: number; version: number }[] = [];
     this.builder.begin();
     const flush = async (last: boolean): Promise<void> => {
       if (this.builder.size === 0) return;
+      if (!final && this.fileOnly && Date.now() - this.probedAt >= FILE_ONLY_PROBE_INTERVAL_MS)
+        await this.probeNetwork();
       if (!this.fileOnly) await this.waitForCredit();
       this.lastSeq += 1;
       const { frame, pageData } = this.builder.finish(round, this.lastSeq, last ? flags | BATCH_FLAG_ROUND_END : flags);
@@ -219,7 +229,10 @@ export class PageSender {
       entries.length = 0;
       this.builder.begin();
       onBatch?.(stats);
-      if (this.pageFile.pendingBytes > maxUnwritten) await this.pageFile.waitForWrites(maxUnwritten / 2);
+      // Memory held for the store is bounded always; while the store is the only lane, it sets the pace.
+      if (this.pageFile.bufferedBytes > maxUnwritten) await this.pageFile.waitForWrites(maxUnwritten / 2);
+      if (this.fileOnly && this.pageFile.pendingBytes > FILE_ONLY_MAX_LAG_BYTES)
+        await this.pageFile.waitForWrites(FILE_ONLY_MAX_LAG_BYTES / 2);
     };
     for (let i = 0; i < indexes.length; i += 1) {
       const index = indexes[i] as number;
@@ -243,6 +256,22 @@ export class PageSender {
     }
     await flush(true);
     return stats;
+  }
+
+  /**
+   * Asks whether the network lane works again: waiting for the answer if the client has reconnected
+   * to a server since the lane was given up (it most likely does), else in the background (a
+   * receiver may be back, e.g. a destination that replaced a crashed one); the lane switches back
+   * when the answer comes.
+   */
+  private async probeNetwork(): Promise<void> {
+    this.probedAt = Date.now();
+    if (this.reconnectedAt > (this.fileOnlySince ?? 0)) {
+      await this.requestSync();
+    } else if (!this.probeInFlight) {
+      this.probeInFlight = true;
+      void this.requestSync().finally(() => (this.probeInFlight = false));
+    }
   }
 
   /** Counts a write to the page file and starts a background fdatasync when one is due. */

@@ -3,12 +3,14 @@
  * socket), and between the two VMMs (over NATS). Small JSON only: pages never travel here.
  */
 import type { VcpuStats, Workload } from '../vmm/vcpu';
+import type { StoreOutage } from '../store/page-store';
 
 /** Starts the source side (`migration.startOutgoing`). */
 export interface OutgoingStartInput {
   migrationId: string;
   natsUrl: string;
-  storeDir: string;
+  /** The shared store: a directory path or `s3://bucket/prefix` (see store/open-store.ts). */
+  store: string;
   hostId: string;
   /** Ownership epoch the source holds at the start; the destination takes `baseEpoch + 1`. */
   baseEpoch: number;
@@ -20,7 +22,8 @@ export interface OutgoingStartInput {
 export interface IncomingStartInput {
   migrationId: string;
   natsUrl: string;
-  storeDir: string;
+  /** The shared store: a directory path or `s3://bucket/prefix`. */
+  store: string;
   hostId: string;
   baseEpoch: number;
   /** Batches the receiver lets the sender run ahead. */
@@ -50,6 +53,8 @@ export interface RoundStats {
   storeLagBytes: number;
   /** `store` once the network lane was given up and pages go to the page file only. */
   lane: 'network' | 'store';
+  /** Every time so far the store could not take writes (retried meanwhile); absent if never. */
+  storeOutages?: StoreOutage[];
   vcpu: VcpuStats;
   /** Attempt of the activity that returned these figures (set by the host agent; > 1 after a retry). */
   activityAttempt?: number;
@@ -105,6 +110,8 @@ export interface SwitchoverStats {
   sourceDigest: string;
   /** How the final request reached the destination: over NATS or through the store's mailbox. */
   handoverLane: 'network' | 'store';
+  /** As in RoundStats, up to the handover. */
+  storeOutages?: StoreOutage[];
 }
 
 /** State of the destination side, for heartbeats and the result. */

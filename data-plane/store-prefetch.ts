@@ -17,9 +17,8 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { PAGE_HEADER_BYTES, PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
-import { PageFile } from '../store/page-file';
 import type { Manifest } from '../store/manifest-format';
-import { readNewestRoundManifest } from '../store/round-manifests';
+import type { PageFile, PageStore } from '../store/page-store';
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 /** Manifest entries a pass looks at between two turns of the event loop when it reads nothing. */
@@ -178,7 +177,7 @@ export class StorePrefetcher {
   private stopped = false;
 
   constructor(
-    private readonly storeDir: string,
+    private readonly store: PageStore,
     private readonly migrationId: string,
     private readonly memory: GuestMemory,
     private readonly torn: Set<number>,
@@ -223,13 +222,13 @@ export class StorePrefetcher {
 
   private async pass(): Promise<PrefetchPassStats | undefined> {
     if (this.stopped) return undefined;
-    this.pageFile ??= PageFile.open(this.storeDir, this.migrationId);
+    this.pageFile ??= this.store.openPageFile(this.migrationId);
     // A failed open is tried again by the next pass.
     const pageFile = await this.pageFile.catch((err: unknown) => {
       this.pageFile = undefined;
       throw err;
     });
-    const newest = await readNewestRoundManifest(pageFile, this.passedStamp);
+    const newest = await pageFile.readNewestRoundManifest(this.passedStamp);
     if (!newest || this.stopped) return undefined;
     const { manifest, stamp } = newest;
     const controller = new AbortController();

@@ -82,6 +82,15 @@ export function clusterEnv(env: FerryEnvironment): NodeJS.ProcessEnv {
     ...process.env,
     FERRY_STATE_DIR: env.stateDir,
     FERRY_STORE_DIR: env.storeDir,
+    FERRY_STORE: env.store,
+    ...(env.s3
+      ? {
+          FERRY_S3_ENDPOINT: env.s3.endpoint,
+          FERRY_S3_ACCESS_KEY_ID: env.s3.accessKeyId,
+          FERRY_S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
+          FERRY_S3_REGION: env.s3.region,
+        }
+      : {}),
     FERRY_TEMPORAL_ADDRESS: env.temporalAddress,
     FERRY_NATS_URL: env.natsUrl,
   };

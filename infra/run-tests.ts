@@ -18,11 +18,27 @@ import { sweepTestServices } from './test-sweep';
 /** Folder (under the project root) where jest's JSON results are written. */
 export const RESULTS_DIR = '.ferry';
 
-/** One jest invocation and where its JSON result goes. */
+/** One jest invocation, where its JSON result goes, and extra environment for it. */
 interface JestRun {
   args: string[];
   resultFile: string;
+  env?: NodeJS.ProcessEnv;
 }
+
+/**
+ * Integration test files that run a second time with the S3 store (FERRY_TEST_STORE=s3): the
+ * migration suite and the robustness scenarios, whose guarantees must hold on either store.
+ */
+export const S3_SUITE_FILES = [
+  'migration',
+  'network-loss',
+  'network-cut',
+  'lost-batches',
+  'restarts',
+  'vmm-crash',
+  'switchover-faults',
+  'cancel-phases',
+] as const;
 
 /** Counts summed over the runs. */
 export interface TestTotals {
@@ -40,13 +56,21 @@ function planRuns(extraArgs: readonly string[], resultsDir: string, ci: boolean)
   return [
     run('jest-results.unit.json', ['--selectProjects', 'unit']),
     run('jest-results.integration.json', ['--selectProjects', 'integration', '--runInBand']),
+    {
+      ...run('jest-results.integration-s3.json', [
+        ...['--selectProjects', 'integration', '--runInBand'],
+        ...['--testPathPattern', `/(${S3_SUITE_FILES.join('|')})\\.test\\.js$`],
+      ]),
+      env: { FERRY_TEST_STORE: 's3' },
+    },
   ];
 }
 
-function runJest(root: string, args: readonly string[]): Promise<number> {
+function runJest(root: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<number> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(root, 'node_modules', 'jest', 'bin', 'jest.js'), ...args], {
       cwd: root,
+      env: { ...process.env, ...env },
       stdio: 'inherit',
     });
     child.once('error', (error) => {
@@ -84,7 +108,8 @@ export async function runTests(extraArgs: readonly string[], root: string = proj
   let jestFailed = false;
   for (const run of planRuns(extraArgs, resultsDir, Boolean(process.env['CI']))) {
     fs.rmSync(run.resultFile, { force: true });
-    const code = await runJest(root, run.args);
+    if (run.env) process.stderr.write(`\nrunning again with ${JSON.stringify(run.env)}\n`);
+    const code = await runJest(root, run.args, run.env);
     const runTotals = readJestTotals(run.resultFile);
     if (runTotals === undefined) {
       // jest died before writing results (bad arguments, crash): count the run as one failure.

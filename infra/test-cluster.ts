@@ -17,7 +17,9 @@ import { NAMESPACE, type FerryEnvironment } from '../temporal-config';
 import { clusterEnv, clusterWorkers, startWorker, stopAllVmms, stopWorker, type WorkerSpec } from './ferry-cluster';
 import { createTestNetwork, type TestNetwork } from './netns';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
-import { makeTestStateDir, startTestNats, startTestTemporal, type TestNats, type TestTemporal } from './test-services';
+import { makeTestStateDir, startTestNats, startTestSeaweed, startTestTemporal } from './test-services';
+import type { TestNats, TestSeaweed, TestTemporal } from './test-services';
+import { createBucket } from './seaweedfs-bucket';
 
 /** How a test cluster differs from the default, where everything talks over 127.0.0.1. */
 export interface TestClusterOptions {
@@ -35,7 +37,16 @@ export interface TestClusterOptions {
    * migration link down. Needs root. Default false.
    */
   networkNamespaces?: boolean;
+  /**
+   * The hosts' default store: a directory in the state dir (default), or `s3`: a SeaweedFS server
+   * of this cluster (`cluster.seaweed`) with a bucket, reached by the host agents (and by
+   * `processEnv`) through FERRY_S3_*; in namespaces, through a proxy on the control link.
+   */
+  store?: 'directory' | 's3';
 }
+
+/** Bucket of a test cluster's S3 store. */
+export const TEST_CLUSTER_BUCKET = 'ferry-test';
 
 /** A running test cluster. */
 export interface TestCluster {
@@ -48,6 +59,8 @@ export interface TestCluster {
   natsProxy?: TcpProxy;
   /** The hosts' namespaces and links, with `networkNamespaces`. */
   network?: TestNetwork;
+  /** The S3 server holding the store, with `store: 's3'`. */
+  seaweed?: TestSeaweed;
   /** Environment for child processes (the CLI) that should talk to this cluster. */
   processEnv: NodeJS.ProcessEnv;
   /** Kills a worker (`orchestrator` or `host-<id>`) with `signal` (default SIGKILL) and waits for it to exit. */
@@ -70,7 +83,7 @@ interface HostPaths {
 async function hostPaths(
   stateDir: string,
   hosts: readonly string[],
-  services: { temporal: TestTemporal; nats: TestNats },
+  services: { temporal: TestTemporal; nats: TestNats; seaweed: TestSeaweed | undefined },
   opts: TestClusterOptions,
 ): Promise<HostPaths> {
   const proxies: TcpProxy[] = [];
@@ -89,7 +102,11 @@ async function hostPaths(
     const natsProxy =
       opts.natsProxy === true || network ? await proxy(services.nats.port, network?.rootAddress.migration) : undefined;
     const temporalProxy = network ? await proxy(services.temporal.port, network.rootAddress.control) : undefined;
+    // The store is on the control side: cutting the migration link must leave the file reachable.
+    const s3Proxy =
+      network && services.seaweed ? await proxy(services.seaweed.port, network.rootAddress.control) : undefined;
     const env: NodeJS.ProcessEnv = {
+      ...(s3Proxy ? { FERRY_S3_ENDPOINT: `http://${s3Proxy.host}:${s3Proxy.port}` } : {}),
       ...(natsProxy ? { FERRY_NATS_URL: `nats://${natsProxy.host}:${natsProxy.port}` } : {}),
       ...(temporalProxy ? { FERRY_TEMPORAL_ADDRESS: `${temporalProxy.host}:${temporalProxy.port}` } : {}),
     };
@@ -120,7 +137,18 @@ export async function startTestCluster(
 ): Promise<TestCluster> {
   const stateDir = makeTestStateDir();
   const natsOptions = opts.natsMaxPendingBytes !== undefined ? { maxPendingBytes: opts.natsMaxPendingBytes } : {};
-  const [temporal, nats] = await Promise.all([startTestTemporal(), startTestNats(natsOptions)]);
+  const [temporal, nats, seaweed] = await Promise.all([
+    startTestTemporal(),
+    startTestNats(natsOptions),
+    opts.store === 's3' ? startTestSeaweed() : undefined,
+  ]);
+  const s3 = seaweed && {
+    endpoint: seaweed.endpoint,
+    port: seaweed.port,
+    accessKeyId: seaweed.accessKeyId,
+    secretAccessKey: seaweed.secretAccessKey,
+    region: seaweed.region,
+  };
   const env: FerryEnvironment = {
     stateDir,
     toolsDir: '',
@@ -130,6 +158,8 @@ export async function startTestCluster(
     natsUrl: nats.url,
     natsPort: nats.port,
     storeDir: path.join(stateDir, 'store'),
+    store: seaweed ? `s3://${TEST_CLUSTER_BUCKET}/${path.basename(stateDir)}` : path.join(stateDir, 'store'),
+    ...(s3 ? { s3 } : {}),
   };
   let paths: HostPaths | undefined;
   let connection: Connection | undefined;
@@ -144,13 +174,14 @@ export async function startTestCluster(
       () => undefined,
       (err: unknown) => err,
     );
-    await Promise.all([temporal.stop(), nats.stop()]);
+    await Promise.all([temporal.stop(), nats.stop(), seaweed?.stop()]);
     const networkError = await networkRemoved;
     fs.rmSync(stateDir, { recursive: true, force: true });
     if (networkError !== undefined) throw networkError;
   };
   try {
-    paths = await hostPaths(stateDir, hosts, { temporal, nats }, opts);
+    if (seaweed) await createBucket(seaweed, TEST_CLUSTER_BUCKET);
+    paths = await hostPaths(stateDir, hosts, { temporal, nats, seaweed }, opts);
     const { hostWorker } = paths;
     workers = clusterWorkers(hosts).map((w) => {
       const hostId = hosts.find((h) => w.name === `host-${h}`);
@@ -176,6 +207,7 @@ export async function startTestCluster(
     hosts,
     ...(paths.natsProxy ? { natsProxy: paths.natsProxy } : {}),
     ...(paths.network ? { network: paths.network } : {}),
+    ...(seaweed ? { seaweed } : {}),
     processEnv: clusterEnv(env),
     killWorker: async (name, signal = 'SIGKILL') => {
       await stopWorker(stateDir, spec(name).name, signal);

@@ -40,6 +40,10 @@ export interface FerryEnvironment {
   natsPort: number;
   /** Default shared page store directory, seen by every host. */
   storeDir: string;
+  /** Default shared store: FERRY_STORE (a directory or `s3://bucket/prefix`), else `storeDir`. */
+  store: string;
+  /** S3 endpoint and credentials to hand to child processes (FERRY_S3_*), when they are set here. */
+  s3?: S3Environment;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -58,6 +62,7 @@ export function ferryEnvironment(env: NodeJS.ProcessEnv = process.env): FerryEnv
   const stateDir = path.resolve(env['FERRY_STATE_DIR'] ?? path.join(root, '.ferry', 'state'));
   const temporalPort = intFromEnv(env, 'FERRY_TEMPORAL_PORT', DEFAULT_TEMPORAL_PORT);
   const natsPort = intFromEnv(env, 'FERRY_NATS_PORT', DEFAULT_NATS_PORT);
+  const storeDir = path.resolve(env['FERRY_STORE_DIR'] ?? path.join(stateDir, 'store'));
   return {
     stateDir,
     toolsDir: path.resolve(env['FERRY_TOOLS_DIR'] ?? path.join(root, '.ferry', 'tools')),
@@ -66,7 +71,8 @@ export function ferryEnvironment(env: NodeJS.ProcessEnv = process.env): FerryEnv
     temporalUiPort: intFromEnv(env, 'FERRY_TEMPORAL_UI_PORT', DEFAULT_TEMPORAL_UI_PORT),
     natsUrl: env['FERRY_NATS_URL'] ?? `nats://127.0.0.1:${natsPort}`,
     natsPort,
-    storeDir: path.resolve(env['FERRY_STORE_DIR'] ?? path.join(stateDir, 'store')),
+    storeDir,
+    store: nonEmpty(env['FERRY_STORE']) ?? storeDir,
   };
 }
 

@@ -8,21 +8,21 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
-import { PageFile } from '../store';
+import type { PageStore } from '../store/page-store';
 import { compareMemory, type MemoryComparison } from './compare-memory';
 import type { MemoryDumper } from './compare-migrated';
 
 /** The memory at stun as the page file records it: pages of the final manifest, zero elsewhere. */
-export async function memoryFromPageFile(storeDir: string, migrationId: string): Promise<Buffer> {
-  const pageFile = await PageFile.open(storeDir, migrationId);
+export async function memoryFromPageFile(store: PageStore, migrationId: string): Promise<Buffer> {
+  const pageFile = await store.openPageFile(migrationId);
   try {
     const manifest = await pageFile.readFinalManifest();
-    if (!manifest) throw new Error(`migration ${migrationId} has no final manifest in ${storeDir}`);
+    if (!manifest) throw new Error(`migration ${migrationId} has no final manifest in ${store.location}`);
     const memory = Buffer.alloc(pageFile.header.pageCount * PAGE_SIZE_BYTES);
     for (let k = 0; k < manifest.indexes.length; k += 1) {
       const index = manifest.indexes[k] as number;
       const page = memory.subarray(index * PAGE_SIZE_BYTES, (index + 1) * PAGE_SIZE_BYTES);
-      await pageFile.readPage(index, page);
+      await pageFile.readPages(index, 1, page);
       const generation = page.readUInt32LE(4);
       if (generation !== manifest.versions[k])
         throw new Error(
@@ -39,14 +39,14 @@ export async function memoryFromPageFile(storeDir: string, migrationId: string):
 /** Compares `vmId`'s memory on `destinationHost` with the source's memory at stun from the page file. */
 export async function compareWithPageFile(
   dumper: MemoryDumper,
-  args: { vmId: string; destinationHost: string; storeDir: string; migrationId: string; dir: string },
+  args: { vmId: string; destinationHost: string; store: PageStore; migrationId: string; dir: string },
 ): Promise<MemoryComparison> {
   await fs.mkdir(args.dir, { recursive: true });
   const dump = path.join(args.dir, `${args.vmId}-${args.destinationHost}.mem`);
   try {
     await dumper.dumpVmMemory(args.destinationHost, args.vmId, dump);
     const [atStun, destination] = await Promise.all([
-      memoryFromPageFile(args.storeDir, args.migrationId),
+      memoryFromPageFile(args.store, args.migrationId),
       fs.readFile(dump),
     ]);
     return compareMemory(atStun, destination);

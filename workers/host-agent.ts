@@ -24,7 +24,7 @@ async function main(): Promise<void> {
       hostId,
       driver: new SimulatedDriver({ hostId, stateDir: env.stateDir }),
       natsUrl: env.natsUrl,
-      defaultStoreDir: env.storeDir,
+      defaultStore: env.store,
     }),
     maxConcurrentActivityTaskExecutions: 16,
   });

@@ -3,10 +3,17 @@
  * activities report. Pure functions: the workflow calls them, unit tests too.
  */
 import type { IncomingStatus, RoundStats } from '../data-plane/protocol';
+import type { StoreOutage } from '../store/page-store';
 import type { MigrationIncident } from './types';
 
-/** Lane changes and activity retries of the pre-copy rounds, in round order. */
-export function roundIncidents(rounds: readonly RoundStats[]): MigrationIncident[] {
+/**
+ * Lane changes and activity retries of the pre-copy rounds, in round order, then the store's
+ * outages: `laterOutages` if given (the source's list at the switchover), else the newest round's.
+ */
+export function roundIncidents(
+  rounds: readonly RoundStats[],
+  laterOutages?: readonly StoreOutage[],
+): MigrationIncident[] {
   const incidents: MigrationIncident[] = [];
   let previousLane: RoundStats['lane'] = 'network';
   for (const r of rounds) {
@@ -35,7 +42,29 @@ export function roundIncidents(rounds: readonly RoundStats[]): MigrationIncident
     }
     previousLane = r.lane;
   }
-  return incidents;
+  const outages = laterOutages ?? [...rounds].reverse().find((r) => r.storeOutages)?.storeOutages ?? [];
+  return [...incidents, ...outages.map(storeOutageIncident)];
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** One outage of the store as an incident (times in ISO, duration in seconds). */
+export function storeOutageIncident(outage: StoreOutage): MigrationIncident {
+  const since = new Date(outage.from).toISOString();
+  const failed = `${outage.failedUploads} upload${outage.failedUploads === 1 ? '' : 's'} failed`;
+  if (outage.to === undefined)
+    return {
+      at: `store, since ${since}`,
+      what: `the store is unreachable: ${outage.reason} (${failed})`,
+      recovery: 'the network lane goes on; uploads are retried and the store catches up from guest memory',
+    };
+  return {
+    at: `store, ${since}`,
+    what: `the store was unreachable for ${seconds(outage.to - outage.from)}: ${outage.reason} (${failed})`,
+    recovery: 'the network lane went on meanwhile; the uploads were retried and the store caught up from guest memory',
+  };
 }
 
 /** What the destination recovered: lost batches, torn pages, the lane of the handover, retries. */

@@ -93,21 +93,22 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
   try {
     const ready = await source.short.prepareSource({
       ...ref,
-      ...(options.storeDir ? { storeDir: options.storeDir } : {}),
+      ...(options.store ? { store: options.store } : {}),
     });
     prepared = ready;
+    result.store = ready.store;
     memoryPages = ready.pageCount;
     destinationPrepared = true;
     const startDestination = async (rebuildFromStore: boolean): Promise<{ done: Promise<IncomingStatus> }> => {
       await destination.short.prepareDestination({
         ...ref,
         memoryBytes: ready.memoryBytes,
-        storeDir: ready.storeDir,
+        store: ready.store,
       });
       const started = receiverScope.run(() =>
         destination.long.receivePages({
           ...ref,
-          storeDir: ready.storeDir,
+          store: ready.store,
           baseEpoch: ready.baseEpoch,
           creditWindow: options.creditWindow,
           ...(rebuildFromStore ? { rebuildFromStore } : {}),
@@ -125,7 +126,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       const sending = source.long.sendRound({
         ...ref,
         round,
-        storeDir: ready.storeDir,
+        store: ready.store,
         baseEpoch: ready.baseEpoch,
         batchPages: options.batchPages,
       });
@@ -202,7 +203,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       await destination.short.finishDestination(ref);
       await source.short.releaseSource({
         ...ref,
-        storeDir: ready.storeDir,
+        store: ready.store,
         keepSource: options.keepSourceAfterSwitchover,
         keepPageFile: options.keepPageFile,
       });
@@ -210,7 +211,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
 
     otherIncidents.unshift(...destinationIncidents({ status: received, handoverLane: handover?.handoverLane }));
     Object.assign(result, completedFigures(received, final, handover));
-    fillTotals(result, rounds, otherIncidents, Date.now() - startedAt);
+    fillTotals(result, rounds, otherIncidents, Date.now() - startedAt, handover?.storeOutages);
     setPhase('completed');
     return result;
   } catch (err) {
@@ -243,7 +244,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       }
       // The page file of a migration that did not complete is of no further use.
       if (prepared && !options.keepPageFile) {
-        await source.short.removeMigrationFiles({ ...ref, storeDir: prepared.storeDir }).catch(() => undefined);
+        await source.short.removeMigrationFiles({ ...ref, store: prepared.store }).catch(() => undefined);
       }
       otherIncidents.push(rollbackIncident(result));
       result.incidents = [...roundIncidents(rounds), ...otherIncidents];

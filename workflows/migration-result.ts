@@ -5,6 +5,7 @@
  */
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
 import { roundIncidents } from './incidents';
+import type { StoreOutage } from '../store/page-store';
 import type { MigrateVmInput, MigrationIncident, MigrationResult, RoundSummary } from './types';
 
 /** Size of a guest page (bytes): the activities count pages, the result and the progress count bytes. */
@@ -97,9 +98,10 @@ export function fillTotals(
   rounds: readonly RoundStats[],
   otherIncidents: readonly MigrationIncident[],
   totalMs: number,
+  storeOutages?: readonly StoreOutage[],
 ): void {
   result.rounds = rounds.map(summarizeRound);
-  result.incidents = [...roundIncidents(rounds), ...otherIncidents];
+  result.incidents = [...roundIncidents(rounds, storeOutages), ...otherIncidents];
   result.totalMs = totalMs;
   result.bytesMirroredToStore = rounds.reduce((sum, r) => sum + r.pagesSent * PAGE_SIZE_BYTES, 0);
   if (result.bytesViaNetwork === 0) result.bytesViaNetwork = rounds.reduce((sum, r) => sum + r.bytesSent, 0);

@@ -4,6 +4,8 @@
  * workflow replays them deterministically.
  */
 
+import { parseStoreRef, type StoreRef } from '../store/store-ref';
+
 /** Downtime the guest may see at switchover (QEMU's default). */
 export const DEFAULT_DOWNTIME_LIMIT_MS = 300;
 /** Rounds after which the give-up action applies. */
@@ -41,7 +43,12 @@ export interface MigrationOptions {
   completionBudgetSecPerGiB?: number;
   /** Default 'abort'. */
   onGiveUp?: GiveUpAction;
-  /** Shared store directory seen by both hosts; default: the hosts' configured store. */
+  /**
+   * Shared store seen by both hosts: an absolute directory path or `s3://bucket/prefix`; default
+   * the hosts' configured store. The S3 endpoint and credentials come from each host's FERRY_S3_*.
+   */
+  store?: string;
+  /** Older name of `store`, for a directory only. */
   storeDir?: string;
   /** Pages per stream batch; default 256 (1 MiB). */
   batchPages?: number;
@@ -70,7 +77,8 @@ export interface ResolvedMigrationOptions {
   maxRounds: number;
   completionBudgetSecPerGiB: number;
   onGiveUp: GiveUpAction;
-  storeDir: string | undefined;
+  /** The store named by `store` or `storeDir`, if any. */
+  store: string | undefined;
   batchPages: number;
   creditWindow: number;
   keepSourceAfterSwitchover: boolean;
@@ -94,6 +102,24 @@ function positiveInteger(name: string, value: unknown, fallback: number, max = N
   return value;
 }
 
+/** Throws unless `store` is an absolute directory path or a well-formed `s3://bucket/prefix`. */
+function validateStore(store: unknown, name: string): void {
+  if (typeof store !== 'string')
+    throw new InvalidMigrationOptionError(`${name} must be a string, got ${JSON.stringify(store)}`);
+  let ref: StoreRef;
+  try {
+    ref = parseStoreRef(store);
+  } catch (err) {
+    throw new InvalidMigrationOptionError(`${name}: ${(err as Error).message}`);
+  }
+  if (ref.kind === 'directory' && !ref.dir.startsWith('/'))
+    throw new InvalidMigrationOptionError(
+      `${name} must be an absolute path (the hosts resolve it, not the client), got ${JSON.stringify(store)}`,
+    );
+  if (ref.kind === 's3' && name === 'storeDir')
+    throw new InvalidMigrationOptionError(`storeDir is a directory; give ${JSON.stringify(store)} as store`);
+}
+
 /** Validates `raw` and fills in defaults; returns a new object; throws InvalidMigrationOptionError. */
 export function resolveMigrationOptions(raw: MigrationOptions | undefined): ResolvedMigrationOptions {
   const o = raw ?? {};
@@ -113,6 +139,10 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
   if (o.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) {
     throw new InvalidMigrationOptionError(`storeDir must be a non-empty path, got ${JSON.stringify(o.storeDir)}`);
   }
+  if (o.store !== undefined && o.storeDir !== undefined)
+    throw new InvalidMigrationOptionError('give store or storeDir, not both');
+  const store = o.store ?? o.storeDir;
+  if (store !== undefined) validateStore(store, o.store !== undefined ? 'store' : 'storeDir');
   return {
     downtimeLimitMs: positiveInteger('downtimeLimitMs', o.downtimeLimitMs, DEFAULT_DOWNTIME_LIMIT_MS),
     maxRounds: positiveInteger('maxRounds', o.maxRounds, DEFAULT_MAX_ROUNDS, 10_000),
@@ -122,7 +152,7 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
       DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB,
     ),
     onGiveUp,
-    storeDir: o.storeDir,
+    store,
     batchPages: positiveInteger('batchPages', o.batchPages, DEFAULT_BATCH_PAGES, 1024),
     creditWindow: positiveInteger('creditWindow', o.creditWindow, DEFAULT_CREDIT_WINDOW, 1024),
     keepSourceAfterSwitchover: o.keepSourceAfterSwitchover === true,

@@ -69,6 +69,8 @@ export interface MigrationResult {
   incidents: MigrationIncident[];
   /** Where the downtime went (absent if the switchover did not happen). */
   switchover?: SwitchoverSummary;
+  /** The shared store the migration used (a directory or `s3://bucket/prefix`), once the source named it. */
+  store?: string;
 }
 
 /** The switchover, step by step. */

@@ -118,7 +118,7 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
     prepareSource: async () => ({
       pageCount,
       memoryBytes,
-      storeDir: '/shared/ferry',
+      store: '/shared/ferry',
       baseEpoch: 4,
       workload: { type: 'idle' },
     }),
@@ -362,7 +362,7 @@ describe('migrateVm workflow', () => {
     expect(hosts.h2.finishDestination).toHaveBeenCalledWith(ref);
     expect(hosts.h1.releaseSource).toHaveBeenCalledWith({
       ...ref,
-      storeDir: '/shared/ferry',
+      store: '/shared/ferry',
       keepSource: false,
       keepPageFile: false,
     });

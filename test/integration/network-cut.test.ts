@@ -12,7 +12,7 @@ import { workerPid } from '../../infra/ferry-cluster';
 import { startTestCluster, type TestClusterOptions } from '../../infra/test-cluster';
 import type { MigrationResult } from '../../workflows/types';
 import { SimulatedDriver } from '../../vmm/driver';
-import { expectSameMemory, migrateNewGuest, vmmCall, type ClusterFixture } from './support/cluster-fixture';
+import { expectSameMemory, migrateNewGuest, suiteStore, vmmCall, type ClusterFixture } from './support/cluster-fixture';
 
 jest.setTimeout(240_000);
 
@@ -29,7 +29,7 @@ const COMPLETES_WITHIN_MS = 30_000;
 function useClusterWith(opts: TestClusterOptions): ClusterFixture {
   const fixture = {} as ClusterFixture;
   beforeAll(async () => {
-    fixture.cluster = await startTestCluster(['h1', 'h2'], opts);
+    fixture.cluster = await startTestCluster(['h1', 'h2'], { store: suiteStore(), ...opts });
     fixture.ferry = await FerryClient.connect(fixture.cluster.temporal.address);
   });
   afterAll(async () => {

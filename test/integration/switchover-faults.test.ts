@@ -6,6 +6,7 @@
  */
 import * as path from 'node:path';
 import { compareWithPageFile } from '../../verification';
+import { openPageStore } from '../../store/open-store';
 import { PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 import {
   endedResult,
@@ -52,7 +53,7 @@ test('source VMM killed once the final pages are durable in the page file: the d
   const check = await compareWithPageFile(fx.ferry, {
     vmId,
     destinationHost: 'h2',
-    storeDir: fx.cluster.env.storeDir,
+    store: openPageStore(fx.cluster.env.store, fx.cluster.processEnv),
     migrationId: result.migrationId,
     dir: path.join(fx.cluster.env.stateDir, 'dumps'),
   });

@@ -62,7 +62,7 @@ describe('migration policy flags', () => {
       downtimeLimitMs: 100,
       maxRounds: 5,
       onGiveUp: 'force-switchover',
-      storeDir: '/mnt/s',
+      store: '/mnt/s',
       keepSourceAfterSwitchover: true,
     });
   });

@@ -20,6 +20,23 @@ function round(n: number, lane: RoundStats['lane'], extra: Partial<RoundStats> =
 }
 
 describe('round incidents', () => {
+  it("report the store's outages from the newest round, or from the switchover's list when given", () => {
+    const from = Date.UTC(2026, 10, 26, 5, 0, 0);
+    const open = { from, reason: 'connect ECONNREFUSED 127.0.0.1:8333', failedUploads: 3 };
+    const rounds = [round(0, 'network', { storeOutages: [open] }), round(1, 'network')];
+    expect(roundIncidents(rounds)).toEqual([
+      {
+        at: 'store, since 2026-11-26T05:00:00.000Z',
+        what: 'the store is unreachable: connect ECONNREFUSED 127.0.0.1:8333 (3 uploads failed)',
+        recovery: 'the network lane goes on; uploads are retried and the store catches up from guest memory',
+      },
+    ]);
+    const ended = roundIncidents(rounds, [{ ...open, to: from + 3_250, failedUploads: 1 }]);
+    expect(ended.map((i) => i.what)).toEqual([
+      'the store was unreachable for 3.3 s: connect ECONNREFUSED 127.0.0.1:8333 (1 upload failed)',
+    ]);
+  });
+
   it('are empty for an undisturbed pre-copy', () => {
     expect(roundIncidents([round(0, 'network'), round(1, 'network')])).toEqual([]);
   });

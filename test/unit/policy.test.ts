@@ -27,7 +27,7 @@ describe('resolveMigrationOptions', () => {
       maxRounds: DEFAULT_MAX_ROUNDS,
       completionBudgetSecPerGiB: DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB,
       onGiveUp: 'abort',
-      storeDir: undefined,
+      store: undefined,
       batchPages: DEFAULT_BATCH_PAGES,
       creditWindow: DEFAULT_CREDIT_WINDOW,
       keepSourceAfterSwitchover: false,
@@ -44,7 +44,7 @@ describe('resolveMigrationOptions', () => {
       maxRounds: 4,
       completionBudgetSecPerGiB: 10,
       onGiveUp: 'force-switchover',
-      storeDir: '/mnt/shared',
+      store: 's3://ferry-pages/fleet-a',
       batchPages: 64,
       creditWindow: 8,
       keepSourceAfterSwitchover: true,
@@ -52,6 +52,8 @@ describe('resolveMigrationOptions', () => {
       switchoverEagerly: true,
     };
     expect(resolveMigrationOptions(options)).toEqual({ ...options });
+    // storeDir is the older name of a directory store.
+    expect(resolveMigrationOptions({ storeDir: '/mnt/shared' }).store).toBe('/mnt/shared');
   });
 
   it('returns a new object and leaves its input untouched', () => {
@@ -79,6 +81,22 @@ describe('resolveMigrationOptions', () => {
       'onGiveUp must be "abort" or "force-switchover", got "retry"',
     ],
     ['an empty store path', { storeDir: '' }, 'storeDir must be a non-empty path, got ""'],
+    [
+      'a relative store path',
+      { store: 'shared' },
+      'store must be an absolute path (the hosts resolve it, not the client), got "shared"',
+    ],
+    [
+      'a store of another scheme',
+      { store: 'gs://b/p' },
+      'store: store "gs://b/p" uses gs://; only a directory path or s3://bucket/prefix is supported',
+    ],
+    [
+      'a bad bucket name',
+      { store: 's3://My_Bucket/p' },
+      'store: store "s3://My_Bucket/p" names bucket "My_Bucket": a bucket name has 3-63 characters of a-z 0-9 . - and starts and ends with a letter or digit',
+    ],
+    ['both names of the store', { store: '/a', storeDir: '/b' }, 'give store or storeDir, not both'],
     ['oversized batches', { batchPages: 4096 }, 'batchPages must be a positive integer up to 1024, got 4096'],
     ['a zero credit window', { creditWindow: 0 }, 'creditWindow must be a positive integer up to 1024, got 0'],
   ])('rejects %s with a message naming the option and the value', (_what, options, message) => {

@@ -6,6 +6,7 @@ import { PAGE_FILE_HEADER_BYTES, PageFile } from '../../store/page-file';
 import { readNewestRoundManifest } from '../../store/round-manifests';
 import type { Manifest } from '../../store/manifest-format';
 import { prefetchPass, StorePrefetcher } from '../../data-plane/store-prefetch';
+import { DirectoryPageStore } from '../../store/directory-page-store';
 
 const PAGE_COUNT = 64;
 const SEED = 7;
@@ -93,7 +94,7 @@ describe('prefetch from the page file while the stream is dead', () => {
   it('reads nothing in a second pass over a manifest it already applied', async () => {
     await sourceRound(0, all, 1);
     const memory = GuestMemory.create(PAGE_COUNT);
-    const prefetcher = new StorePrefetcher(storeDir, 'm1', memory, new Set());
+    const prefetcher = new StorePrefetcher(new DirectoryPageStore(storeDir), 'm1', memory, new Set());
     try {
       expect(await prefetcher.passOverNewest()).toMatchObject({ pagesRead: PAGE_COUNT, pagesApplied: PAGE_COUNT });
       expect(await prefetcher.passOverNewest()).toBeUndefined();
@@ -118,7 +119,7 @@ describe('prefetch from the page file while the stream is dead', () => {
     let passed: (msg: string) => void = () => undefined;
     const logged = new Promise<string>((resolve) => (passed = resolve));
     const startedAt = Date.now();
-    const prefetcher = new StorePrefetcher(storeDir, 'm1', memory, new Set(), {
+    const prefetcher = new StorePrefetcher(new DirectoryPageStore(storeDir), 'm1', memory, new Set(), {
       stallMs: 50,
       pollMs: 5,
       log: (msg) => passed(msg),
@@ -192,7 +193,7 @@ describe('prefetch from the page file while the stream is dead', () => {
     expect(applied(aborted)).toBe(stats.pagesApplied);
 
     const memory = GuestMemory.create(PAGE_COUNT);
-    const prefetcher = new StorePrefetcher(storeDir, 'm1', memory, new Set(), { runPages: 4 });
+    const prefetcher = new StorePrefetcher(new DirectoryPageStore(storeDir), 'm1', memory, new Set(), { runPages: 4 });
     let stopped: Promise<void> | undefined;
     stopAfterFirstRun(memory, () => {
       stopped = prefetcher.stop();

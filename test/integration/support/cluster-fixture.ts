@@ -2,7 +2,7 @@
  * Shared fixture of the integration tests: one real cluster per test file (see
  * infra/test-cluster.ts), a FerryClient on it, and small probes into the VMMs.
  */
-import { startTestCluster, type TestCluster } from '../../../infra/test-cluster';
+import { startTestCluster, type TestCluster, type TestClusterOptions } from '../../../infra/test-cluster';
 import { FerryClient } from '../../../cli/ferry-client';
 import { SimulatedDriver } from '../../../vmm/driver';
 import type { IncomingStatus } from '../../../data-plane';
@@ -16,10 +16,21 @@ export interface ClusterFixture {
   ferry: FerryClient;
 }
 
+/**
+ * The store the suite runs on unless a file names one: FERRY_TEST_STORE=s3 runs it on a SeaweedFS
+ * store (infra/run-tests.ts runs the integration suite once per store).
+ */
+export function suiteStore(): 'directory' | 's3' {
+  return process.env['FERRY_TEST_STORE'] === 's3' ? 's3' : 'directory';
+}
+
 /** Starts a cluster before the file's tests and stops it after them. */
-export function useCluster(opts: { natsMaxPendingBytes?: number; hosts?: string[] } = {}): ClusterFixture {
+export function useCluster(
+  opts: { natsMaxPendingBytes?: number; hosts?: string[] } & Pick<TestClusterOptions, 'store'> = {},
+): ClusterFixture {
   const fixture = {} as ClusterFixture;
-  const { hosts = ['h1', 'h2'], ...clusterOptions } = opts;
+  const { hosts = ['h1', 'h2'], store = suiteStore(), ...rest } = opts;
+  const clusterOptions: TestClusterOptions = { ...rest, store };
   beforeAll(async () => {
     fixture.cluster = await startTestCluster(hosts, clusterOptions);
     fixture.ferry = await FerryClient.connect(fixture.cluster.temporal.address);
