@@ -2,15 +2,17 @@
  * `ferry demo`: ferry's main job in one go on the embedded default. It brings the services and two
  * host agents up, starts a VM on h1 with a hot-set workload, migrates it to h2 with a live progress
  * view, then compares the stunned source's memory with the destination's page by page, removes
- * the source and prints the result (`--json`: one JSON object as the last line).
+ * the source and prints the result (`--json`: one JSON object as the last line, naming the store).
+ * `--store s3` runs it on the embedded SeaweedFS store instead of the store directory.
  */
 import * as path from 'node:path';
 import { ferryEnvironment } from '../temporal-config';
 import { clusterUp } from '../infra/ferry-cluster';
+import { embeddedStoreEnvironment, type EmbeddedStore } from '../infra/cluster-store';
 import { compareMigratedMemory } from '../verification';
 import { parseSize } from '../vmm/size';
 import { flag, has, type ParsedArgs } from './args';
-import { CliError, EXIT } from './errors';
+import { CliError, EXIT, usageError } from './errors';
 import { FerryClient } from './ferry-client';
 import { policyFromArgs, runMigration } from './migrate-commands';
 import { resultSummary } from './progress-view';
@@ -19,15 +21,39 @@ import { workloadFromArgs } from './vm-commands';
 /** Guest of the demo unless `--memory` says otherwise. */
 export const DEMO_MEMORY = '256MiB';
 
+/**
+ * The store `--store` of `ferry up` and `ferry demo` chooses: `s3` (the embedded SeaweedFS) or
+ * `dir`/`directory` (the store directory); undefined without the flag. Throws a usage error for any
+ * other value.
+ */
+export function embeddedStoreFromArgs(args: ParsedArgs): EmbeddedStore | undefined {
+  const value = flag(args, 'store');
+  if (value === undefined) return undefined;
+  if (value === 's3') return 's3';
+  if (value === 'dir' || value === 'directory') return 'directory';
+  throw usageError(
+    `--store must be s3 (the embedded SeaweedFS) or dir (the store directory), got ${JSON.stringify(value)}; ` +
+      'to migrate on another store, run `ferry up` and `ferry migrate --store <dir|s3://bucket/prefix>`',
+  );
+}
+
+/** `args` without `--name`. */
+function withoutFlag(args: ParsedArgs, name: string): ParsedArgs {
+  const flags = new Map(args.flags);
+  flags.delete(name);
+  return { positionals: args.positionals, flags };
+}
+
 /** Runs the demo; see the header comment. */
 export async function demoCommand(
   args: ParsedArgs,
   out: (line: string) => void,
   log: (line: string) => void,
 ): Promise<void> {
-  const env = ferryEnvironment();
+  const store = embeddedStoreFromArgs(args);
+  const env = embeddedStoreEnvironment(ferryEnvironment(), store);
   const json = has(args, 'json');
-  for (const line of await clusterUp(env, ['h1', 'h2'])) log(line);
+  for (const line of await clusterUp(env, ['h1', 'h2'], store === undefined ? {} : { store })) log(line);
   const client = await FerryClient.connect();
   try {
     const vmId = flag(args, 'vm', `demo-${Date.now().toString(36)}`) as string;
@@ -37,7 +63,8 @@ export async function demoCommand(
       : { type: 'hotset' as const, rateBytesPerSec: 20e6, hotSetBytes: Math.min(16 * 2 ** 20, memoryBytes) };
     const vm = await client.createVm('h1', { vmId, memoryBytes, workload, seed: 42 });
     log(`VM ${vm.vmId} running on h1 (${memoryBytes} bytes, workload ${workload.type}, pid ${vm.pid})`);
-    const policy = { ...policyFromArgs(args), keepSourceAfterSwitchover: true };
+    // The demo's --store picks the cluster's store, which the hosts use by default: not a policy's.
+    const policy = { ...policyFromArgs(withoutFlag(args, 'store')), keepSourceAfterSwitchover: true };
     const result = await runMigration(
       client,
       { vmId, sourceHost: 'h1', destinationHost: 'h2', policy },
@@ -60,7 +87,7 @@ export async function demoCommand(
       sourceStateAfterSwitchover: comparison.sourceState,
     };
     if (json) {
-      out(JSON.stringify({ ...result, pageCheck }));
+      out(JSON.stringify({ ...result, pageCheck, store: result.store ?? env.store }));
     } else {
       out(resultSummary(result));
       out(

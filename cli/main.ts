@@ -7,7 +7,7 @@ import { clusterDown, clusterUp } from '../infra/ferry-cluster';
 import { parseArgs, type ParsedArgs } from './args';
 import { CliError, EXIT, usageError } from './errors';
 import { FerryClient } from './ferry-client';
-import { demoCommand } from './demo-command';
+import { demoCommand, embeddedStoreFromArgs } from './demo-command';
 import { cancelCommand, migrateCommand, statusCommand } from './migrate-commands';
 import { hostsFromArgs, vmCommand } from './vm-commands';
 
@@ -15,22 +15,25 @@ const HELP = `ferry — live migration of running VMs between hosts
 
 usage: ferry <command> [options]
 
-  up [--hosts h1,h2]                 start Temporal (with Web UI), nats-server, the orchestrator and host agents
-  down                               stop all of it, VMs included
+  up [--hosts h1,h2] [--store s3]    start Temporal (with Web UI), nats-server, the orchestrator and host agents;
+                                     --store s3: also SeaweedFS, and the hosts store pages in s3://ferry/pages
+  down                               stop all of it, VMs and SeaweedFS included
   vm create <vm> --host <h> [--memory 256MiB] [--workload idle|random|hotset|sweep] [--rate 20MB/s] [--hot-set 16MiB] [--seed n]
   vm list [--hosts h1,h2] [--json]   list VMs per host
   vm destroy <vm> [--host <h>]       stop and remove a VM
   migrate <vm> --to <h> [--from <h>] [--downtime-limit ms] [--max-rounds n] [--budget-per-gib s]
-          [--on-give-up abort|force-switchover] [--store dir] [--keep-source] [--json]
+          [--on-give-up abort|force-switchover] [--store dir|s3://bucket/prefix] [--keep-source] [--json]
                                      live-migrate a VM, with a progress bar on a terminal
   status <migration|vm> [--json]     progress of a running migration or the result of an ended one
   cancel <migration|vm>              stop a migration before its switchover; the source keeps running
-  demo [--json] [--memory 256MiB]    all of it in one go: up, create a VM on h1, migrate it to h2, verify
+  demo [--json] [--memory 256MiB] [--store s3]
+                                     all of it in one go: up, create a VM on h1, migrate it to h2, verify
 
-environment: FERRY_STATE_DIR, FERRY_STORE_DIR, FERRY_TEMPORAL_PORT, FERRY_TEMPORAL_UI_PORT, FERRY_NATS_PORT,
-             FERRY_TEMPORAL_ADDRESS, FERRY_NATS_URL
+environment: FERRY_STATE_DIR, FERRY_STORE_DIR, FERRY_STORE, FERRY_TEMPORAL_PORT, FERRY_TEMPORAL_UI_PORT,
+             FERRY_NATS_PORT, FERRY_TEMPORAL_ADDRESS, FERRY_NATS_URL, FERRY_S3_ENDPOINT (default http://127.0.0.1:8333),
+             FERRY_S3_ACCESS_KEY_ID, FERRY_S3_SECRET_ACCESS_KEY, FERRY_S3_REGION
 exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 unknown VM/host/migration, 4 migration failed (source kept),
-            5 services not running, 6 VM already migrating`;
+            5 services not running, 6 VM already migrating or cluster up on another store`;
 
 async function withClient(fn: (client: FerryClient) => Promise<void>): Promise<void> {
   const client = await FerryClient.connect();
@@ -50,9 +53,12 @@ async function run(args: ParsedArgs): Promise<void> {
     return;
   }
   switch (command) {
-    case 'up':
-      for (const line of await clusterUp(ferryEnvironment(), hostsFromArgs(args))) out(line);
+    case 'up': {
+      const store = embeddedStoreFromArgs(args);
+      const lines = await clusterUp(ferryEnvironment(), hostsFromArgs(args), store === undefined ? {} : { store });
+      for (const line of lines) out(line);
       return;
+    }
     case 'down':
       for (const line of await clusterDown(ferryEnvironment())) out(line);
       return;
@@ -82,7 +88,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       return err.exitCode;
     }
     const named = err as { name?: string; message?: string };
+    if (named.name === 'ClusterStoreMismatchError') {
+      process.stderr.write(`ferry: ${named.message}\n`);
+      return EXIT.conflict;
+    }
     if (
+      named.name === 'EmbeddedS3EndpointError' ||
       named.name === 'InvalidSizeError' ||
       named.name === 'InvalidVmSpecError' ||
       named.name === 'InvalidWorkloadError'

@@ -1,14 +1,20 @@
 /**
  * Brings the embedded default up and down: the Temporal dev server, nats-server, the orchestrator
- * worker and one host agent per host, all on 127.0.0.1 with state under one directory. Starting
- * what already runs reports it and leaves it; stopping what is not running says so. `down` also
- * stops the VMM processes the hosts left running (a host agent's restart never does that).
+ * worker and one host agent per host, all on 127.0.0.1 with state under one directory; on the S3
+ * store also a SeaweedFS server (seaweedfs-embedded.ts; the store choice: cluster-store.ts).
+ * Starting what already runs reports it and leaves it; stopping what is not running says so.
+ * `down` also stops the VMM processes the hosts left running (a host agent's restart never does
+ * that).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hostTaskQueue, type FerryEnvironment } from '../temporal-config';
+import { clusterStoreRecord, describeStore, embeddedStoreEnvironment, forgetOwners } from './cluster-store';
+import { ClusterStoreMismatchError, EMBEDDED_S3_BUCKET, type EmbeddedStore } from './cluster-store';
+import { readClusterStore, removeClusterStore, sameStore, writeClusterStore } from './cluster-store';
 import { startNatsServer, stopNatsServer } from './nats-server';
+import { embeddedSeaweedRunning, startEmbeddedSeaweed, stopEmbeddedSeaweed } from './seaweedfs-embedded';
 import { startTemporalDevServer, stopTemporalDevServer } from './temporal-server';
 
 /** How long a worker may take to report that it serves its queue (ms); bundling workflows takes a few seconds. */
@@ -155,11 +161,39 @@ export function killAllWorkers(stateDir: string): string[] {
   return messages;
 }
 
-/** Ids of the VMs recorded under the state directory's hosts. */
+/** Options of `clusterUp`. */
+export interface ClusterUpOptions {
+  /**
+   * The host agents' store: `s3` starts the embedded SeaweedFS and uses its store
+   * (EMBEDDED_S3_STORE), `directory` the store directory; default `env.store` as it is.
+   */
+  store?: EmbeddedStore;
+}
+
+function workerNames(stateDir: string): string[] {
+  const workersDir = path.join(stateDir, 'workers');
+  return fs.existsSync(workersDir)
+    ? fs
+        .readdirSync(workersDir)
+        .filter((f) => f.endsWith('.pid'))
+        .map((f) => f.slice(0, -4))
+    : [];
+}
+
+/** Throws ClusterStoreMismatchError when host agents run on another store than `env`'s. */
+function assertHostsOnStore(env: FerryEnvironment): void {
+  const hostsUp = workerNames(env.stateDir).some((n) => n.startsWith('host-') && workerPid(env.stateDir, n));
+  if (!hostsUp) return;
+  const running = readClusterStore(env);
+  const wanted = clusterStoreRecord(env);
+  if (!sameStore(running, wanted)) throw new ClusterStoreMismatchError(env.stateDir, running, wanted);
+}
+
+/** Ids of the VMs recorded under the state directory's hosts, each once. */
 function recordedVmIds(stateDir: string): string[] {
   const hostsDir = path.join(stateDir, 'hosts');
   if (!fs.existsSync(hostsDir)) return [];
-  return fs.readdirSync(hostsDir).flatMap((host) => {
+  const ids = fs.readdirSync(hostsDir).flatMap((host) => {
     const vmsDir = path.join(hostsDir, host, 'vms');
     return fs.existsSync(vmsDir)
       ? fs
@@ -168,6 +202,7 @@ function recordedVmIds(stateDir: string): string[] {
           .map((f) => f.slice(0, -5))
       : [];
   });
+  return [...new Set(ids)];
 }
 
 /** Stops every VMM process recorded under the state directory's hosts. */
@@ -190,8 +225,17 @@ export function stopAllVmms(stateDir: string): string[] {
   return messages;
 }
 
-/** Starts services and workers; returns one line per component. */
-export async function clusterUp(env: FerryEnvironment, hosts: readonly string[]): Promise<string[]> {
+/**
+ * Starts services and workers; returns one line per component. Throws ClusterStoreMismatchError,
+ * before starting anything, when host agents already run on another store.
+ */
+export async function clusterUp(
+  ferryEnv: FerryEnvironment,
+  hosts: readonly string[],
+  options: ClusterUpOptions = {},
+): Promise<string[]> {
+  const env = embeddedStoreEnvironment(ferryEnv, options.store);
+  assertHostsOnStore(env);
   const lines: string[] = [];
   const temporal = await startTemporalDevServer({
     stateDir: env.stateDir,
@@ -201,27 +245,36 @@ export async function clusterUp(env: FerryEnvironment, hosts: readonly string[])
   lines.push(`${temporal.message}; Web UI http://127.0.0.1:${env.temporalUiPort}`);
   const nats = await startNatsServer({ stateDir: env.stateDir, port: env.natsPort });
   lines.push(nats.message);
+  if (options.store === 's3' && env.s3)
+    lines.push(await startEmbeddedSeaweed(env.stateDir, env.s3, EMBEDDED_S3_BUCKET));
+  const store = { ...clusterStoreRecord(env), ...(options.store === 's3' ? { embeddedSeaweed: true } : {}) };
+  writeClusterStore(env.stateDir, store);
   for (const spec of clusterWorkers(hosts)) lines.push(await startWorker(env, spec));
   lines.push(`hosts: ${hosts.map((h) => `${h} (${hostTaskQueue(h)})`).join(', ')}`);
+  if (options.store === 's3') lines.push(`store: ${describeStore(store)}`);
   return lines;
 }
 
-/** Stops workers, VMMs and services; returns one line per component. */
+/**
+ * Stops workers, VMMs and services, SeaweedFS included; returns one line per component. The stopped
+ * VMs' ownership records are removed from the hosts' store (a failure to is reported, not thrown).
+ */
 export async function clusterDown(env: FerryEnvironment): Promise<string[]> {
   const lines: string[] = [];
-  const workersDir = path.join(env.stateDir, 'workers');
-  const names = fs.existsSync(workersDir)
-    ? fs
-        .readdirSync(workersDir)
-        .filter((f) => f.endsWith('.pid'))
-        .map((f) => f.slice(0, -4))
-    : [];
-  for (const name of names) lines.push(await stopWorker(env.stateDir, name));
+  const store = readClusterStore(env);
+  for (const name of workerNames(env.stateDir)) lines.push(await stopWorker(env.stateDir, name));
   const vmIds = recordedVmIds(env.stateDir);
   lines.push(...stopAllVmms(env.stateDir));
   // Those VMs are gone: their ownership records in the store would only block their ids.
-  for (const vmId of vmIds) fs.rmSync(path.join(env.storeDir, 'owners', vmId), { recursive: true, force: true });
+  const seaweedDown = store.embeddedSeaweed === true && !embeddedSeaweedRunning(env.stateDir);
+  lines.push(
+    ...(await forgetOwners(store, vmIds, seaweedDown ? 'SeaweedFS of this state dir is not running' : undefined)),
+  );
+  removeClusterStore(env.stateDir);
+  const seaweed = stopEmbeddedSeaweed(env.stateDir);
   lines.push((await stopNatsServer({ stateDir: env.stateDir })).message);
   lines.push((await stopTemporalDevServer({ stateDir: env.stateDir })).message);
+  const seaweedLine = await seaweed;
+  if (seaweedLine !== undefined) lines.push(seaweedLine);
   return lines;
 }

@@ -1,11 +1,21 @@
 /**
  * The `ferry` command against a real cluster: a migration with --json, and bad input refused with
- * one clear line and its exit code, leaving the source VM running and its memory intact.
+ * one clear line and its exit code, leaving the source VM running and its memory intact. And
+ * `ferry demo --store s3` bringing up an embedded default of its own, SeaweedFS included, on its
+ * own ports and state dir, and `ferry down` taking it all down again.
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EXIT } from '../../cli/errors';
+import { EMBEDDED_S3_BUCKET, EMBEDDED_S3_STORE } from '../../infra/cluster-store';
+import { killAllWorkers, stopAllVmms } from '../../infra/ferry-cluster';
+import { pickFreePorts } from '../../infra/ports';
+import { stopSeaweedServer } from '../../infra/seaweedfs';
+import { startEmbeddedSeaweed } from '../../infra/seaweedfs-embedded';
+import { makeTestStateDir } from '../../infra/test-services';
+import { openPageStore } from '../../store/open-store';
+import { s3Environment } from '../../temporal-config';
 import type { MigrationResult } from '../../workflows/types';
 
 import { expectSameMemory, useCluster, vmmCall } from './support/cluster-fixture';
@@ -15,13 +25,17 @@ jest.setTimeout(120_000);
 const CLI = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
 const fx = useCluster();
 
-function ferryCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function runCli(env: NodeJS.ProcessEnv, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: fx.cluster.processEnv }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { env, maxBuffer: 16 * 2 ** 20 }, (err, stdout, stderr) => {
       const code = err ? ((err as { code?: number }).code ?? 1) : 0;
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+function ferryCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runCli(fx.cluster.processEnv, args);
 }
 
 async function sourceIntact(vmId: string): Promise<void> {
@@ -154,4 +168,93 @@ describe('bad input gets one clear line and an exit code, and nothing is lost', 
     await fx.ferry.result(workflowId).catch(() => undefined);
     await sourceIntact(vmId);
   });
+});
+
+describe('ferry demo --store s3', () => {
+  let stateDir: string;
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    stateDir = makeTestStateDir();
+    const [temporal, ui, nats, s3] = await pickFreePorts(4);
+    // This process's FERRY_* point elsewhere (another cluster, the suite's store): none may leak in.
+    const inherited = Object.entries(process.env).filter(([name]) => !/^FERRY_(?!TOOLS_DIR$)/.test(name));
+    env = {
+      ...Object.fromEntries(inherited),
+      FERRY_STATE_DIR: stateDir,
+      FERRY_TEMPORAL_PORT: String(temporal),
+      FERRY_TEMPORAL_UI_PORT: String(ui),
+      FERRY_NATS_PORT: String(nats),
+      FERRY_S3_ENDPOINT: `http://127.0.0.1:${s3}`,
+    };
+  });
+
+  afterAll(async () => {
+    // Normally `ferry down` in the test has stopped it all; after a failure, it is done here.
+    await runCli(env, ['down']);
+    killAllWorkers(stateDir);
+    stopAllVmms(stateDir);
+    await stopSeaweedServer({ stateDir, stopGraceMs: 1_000 });
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  /** Pids of `weed` processes whose command line names this test's state dir. */
+  function weedProcesses(): number[] {
+    return fs
+      .readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .filter((pid) => {
+        try {
+          const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+          return path.basename(argv[0] ?? '') === 'weed' && argv.some((arg) => arg.includes(stateDir));
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+  }
+
+  test('migrates on the embedded SeaweedFS end to end, checks every page, and ferry down stops SeaweedFS too', async () => {
+    const vmId = 'demo-on-s3';
+    const demo = await runCli(env, ['demo', '--store', 's3', '--json', '--vm', vmId]);
+    expect(demo.stderr).not.toContain('unexpected error');
+    expect(demo.code).toBe(0);
+    expect(demo.stderr).toContain(`store: ${EMBEDDED_S3_STORE} (S3 at ${env['FERRY_S3_ENDPOINT']})`);
+    const lines = demo.stdout.trim().split('\n');
+    const result = JSON.parse(lines[lines.length - 1] as string) as MigrationResult & {
+      store: string;
+      pageCheck: { ok: boolean; pages: number; identical: number; rewrittenAfterResume: number; mismatched: number };
+    };
+    expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true, store: 's3://ferry/pages' });
+    const { pageCheck } = result;
+    expect(pageCheck).toMatchObject({ ok: true, pages: (256 * 2 ** 20) / 4096, mismatched: 0 });
+    expect(pageCheck.identical + pageCheck.rewrittenAfterResume).toBe(pageCheck.pages);
+
+    // The hosts keep ownership in the bucket: the VM now running on h2 is recorded there.
+    const store = openPageStore(EMBEDDED_S3_STORE, env);
+    try {
+      expect(await store.readOwner(vmId)).toMatchObject({ vmId, hostId: 'h2' });
+
+      const onDirectory = await runCli(env, ['up']);
+      expect(onDirectory.code).toBe(EXIT.conflict);
+      expect(onDirectory.stderr).toContain(`is up on store ${EMBEDDED_S3_STORE}`);
+      expect(onDirectory.stderr).toContain(`not on ${path.join(stateDir, 'store')}`);
+      expect(onDirectory.stderr).toContain('run `ferry down` first');
+
+      const down = await runCli(env, ['down']);
+      // On Node 20 the AWS SDK warns about its Node support on stderr; ferry itself says nothing there.
+      expect(down.stderr).not.toMatch(/^ferry:/m);
+      expect(down.code).toBe(0);
+      expect(down.stdout).not.toContain('left in');
+      expect(down.stdout).toMatch(/seaweedfs stopped/);
+      expect(weedProcesses()).toEqual([]);
+
+      // Started again on the data `ferry down` kept, the bucket no longer holds the stopped VM's record.
+      await startEmbeddedSeaweed(stateDir, s3Environment(env), EMBEDDED_S3_BUCKET);
+      expect(await store.readOwner(vmId)).toBeUndefined();
+    } finally {
+      store.close();
+      await stopSeaweedServer({ stateDir, stopGraceMs: 1_000 });
+    }
+  }, 300_000);
 });
