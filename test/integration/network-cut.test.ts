@@ -24,6 +24,8 @@ jest.setTimeout(240_000);
 const FILE_ONLY_WITHIN_MS = 15_000;
 /** How soon after the fault the migration must have completed. */
 const COMPLETES_WITHIN_MS = 30_000;
+/** The same on the S3 store, which carries the rest of the 512 MiB guest at its own pace. */
+const COMPLETES_ON_S3_WITHIN_MS = 90_000;
 
 /** Like useCluster, with the network variants of TestClusterOptions. */
 function useClusterWith(opts: TestClusterOptions): ClusterFixture {
@@ -126,8 +128,13 @@ async function migrateThrough(fx: ClusterFixture, vmId: string, seed: number, fa
       `first store round over within ${fileOnlyMs} ms, migration completed ${completedMs} ms after it; ` +
       `rounds ${result.rounds.map((r) => `${r.round}:${r.lane}:${Math.round(r.durationMs)}ms`).join(' ')}`,
   );
-  expect(fileOnlyMs).toBeLessThan(FILE_ONLY_WITHIN_MS);
-  expect(completedMs).toBeLessThan(COMPLETES_WITHIN_MS);
+  // On S3 the round on the file alone runs at the store's pace (30-100 MB/s here), so its end bounds
+  // the detection only loosely; the moment pages moved again measures it directly.
+  const s3 = suiteStore() === 's3';
+  const movedAgain = movedAgainMs(samples, faultAt);
+  if (s3 && movedAgain !== undefined) expect(movedAgain).toBeLessThan(FILE_ONLY_WITHIN_MS);
+  else expect(fileOnlyMs).toBeLessThan(FILE_ONLY_WITHIN_MS);
+  expect(completedMs).toBeLessThan(s3 ? COMPLETES_ON_S3_WITHIN_MS : COMPLETES_WITHIN_MS);
   await expectSameMemory(fx, vmId);
   // Exactly one copy runs: the destination's; the source stays stunned (keepSourceAfterSwitchover).
   const vcpuState = async (hostId: string): Promise<string> =>
