@@ -27,7 +27,16 @@ export const FAILURE_TYPES = {
   invalidInput: 'InvalidInput',
   migrationInProgress: 'MigrationInProgress',
   vmmExited: 'VmmExited',
+  storeUnreachable: 'StoreUnreachable',
 } as const;
+
+/** True if `err` or an error it wraps (its `cause` chain) is named `name`. */
+function causedBy(err: unknown, name: string): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+    if (e.name === name) return true;
+  }
+  return false;
+}
 
 /** Maps known errors to non-retryable failures; everything else is retried by Temporal. */
 export function toFailure(err: unknown): unknown {
@@ -44,7 +53,12 @@ export function toFailure(err: unknown): unknown {
   // An error thrown inside a VMM arrives as a VmmCallError carrying the original error's name.
   const remote = err as { kind?: unknown; remoteName?: unknown };
   const name = remote.kind === 'remote' && typeof remote.remoteName === 'string' ? remote.remoteName : err.name;
-  const type = byName[name];
+  // The S3 client has retried for 20 s already: retrying the activity would only multiply that.
+  // From a VMM only the message is left of the cause (see StoreUnreachableError's message).
+  const unreachable =
+    causedBy(err, 'StoreUnreachableError') ||
+    (remote.kind === 'remote' && /S3 endpoint unreachable \[/.test(err.message));
+  const type = byName[name] ?? (unreachable ? FAILURE_TYPES.storeUnreachable : undefined);
   if (type === undefined) return err;
   return ApplicationFailure.create({ message: err.message, type, nonRetryable: true, cause: err });
 }

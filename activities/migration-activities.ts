@@ -147,6 +147,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       const round = call<RoundStats>(input.vmId, 'migration.sendRound', {
         migrationId: input.migrationId,
         round: input.round,
+        ...(input.storeFirst ? { storeFirst: true } : {}),
       });
       // Each heartbeat is a checkpoint of this round; the progress call may overtake the sendRound
       // call (separate connections), in which case the round has sent nothing yet.
@@ -233,6 +234,9 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
     }),
 
     releaseSource: guarded(async (input: ReleaseSourceInput): Promise<void> => {
+      // A page file that is kept must be whole: a store that trails the stream catches up first.
+      if (input.keepPageFile)
+        await call(input.vmId, 'migration.settleOutgoing', { migrationId: input.migrationId }).catch(() => undefined);
       if (!input.keepSource) await driver.destroyVm(input.vmId);
       // A kept source stops writing to the store before its files go, or its uploads would bring
       // some back.

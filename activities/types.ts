@@ -45,6 +45,8 @@ export interface SendRoundInput extends MigrationRefInput {
   store: string;
   baseEpoch: number;
   batchPages: number;
+  /** The destination depends on the store (it replaced a crashed one): the store's writer goes full speed. */
+  storeFirst?: boolean;
 }
 
 /** Input of `switchover`. */

@@ -3,17 +3,25 @@
  * at stun from the page file, then checked against the source's whole-memory digest.
  *
  * The file is read only if memory differs from the digest or holds a torn page, and then only the
- * pages the final manifest names at a version memory lacks. The file may trail the stream: for a
- * page it does not hold at its final version yet, the fill waits (bounded) until the source marks
- * the file complete. Nothing may apply a page from the stream meanwhile.
+ * pages the final manifest names at a version memory lacks. The store may trail the stream: a page
+ * it does not hold at its final version yet is read again until it is there, as long as pages keep
+ * arriving (bounded in all), unless the source marked the store complete without it. Nothing may
+ * apply a page from the stream meanwhile.
  */
 import { PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
 import type { PageStore } from '../store/page-store';
 import { VerificationError } from './errors';
 import { prefetchPass } from './store-prefetch';
 
-/** How long the fill waits for the source to complete the page file when it needs pages from it (ms). */
+/**
+ * How long the fill waits for pages the store does not hold at their final version yet without
+ * any of them arriving (ms); each one that arrives starts the wait again.
+ */
 export const DEFAULT_STORE_COMPLETE_TIMEOUT_MS = 10_000;
+/** Longest the fill waits for the store in all, however steadily pages arrive (ms). */
+export const MAX_STORE_CATCH_UP_MS = 60_000;
+/** How often the fill reads again the pages it still waits for (ms). */
+const CATCH_UP_POLL_MS = 50;
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 
@@ -58,6 +66,63 @@ export async function fillAndVerify(input: FinalFillInput): Promise<FinalFillRes
   return { digest, pagesFromStore, tornPagesRepaired };
 }
 
+/** Pages `pending` (positions in `manifest`) read again and again until memory holds each at its final version. */
+async function catchUp(
+  pending: number[],
+  manifest: { indexes: Uint32Array; versions: Uint32Array },
+  readRun: (first: number, count: number, target: Buffer) => Promise<void>,
+  memory: GuestMemory,
+  torn: Set<number>,
+  complete: () => Promise<boolean>,
+  migrationId: string,
+): Promise<void> {
+  const startedAt = Date.now();
+  let progressAt = startedAt;
+  let buffer = Buffer.alloc(0);
+  while (pending.length > 0) {
+    const wasComplete = await complete();
+    const still: number[] = [];
+    for (let i = 0; i < pending.length;) {
+      // A run: consecutive pages, read at once.
+      let count = 1;
+      const first = manifest.indexes[pending[i] as number] as number;
+      while (i + count < pending.length && manifest.indexes[pending[i + count] as number] === first + count) count += 1;
+      if (buffer.length < count * PAGE_SIZE_BYTES) buffer = Buffer.alloc(count * PAGE_SIZE_BYTES);
+      await readRun(first, count, buffer);
+      for (let j = 0; j < count; j += 1) {
+        const k = pending[i + j] as number;
+        const index = first + j;
+        const ok =
+          memory.applyPage(index, buffer.subarray(j * PAGE_SIZE_BYTES, (j + 1) * PAGE_SIZE_BYTES)) &&
+          memory.meta[index * 2] === manifest.versions[k];
+        if (ok) torn.delete(index);
+        else {
+          torn.add(index);
+          still.push(k);
+        }
+      }
+      i += count;
+    }
+    if (still.length < pending.length) progressAt = Date.now();
+    pending = still;
+    if (pending.length === 0) return;
+    const now = Date.now();
+    const why = wasComplete
+      ? 'the source marked the store complete without them'
+      : now - progressAt >= DEFAULT_STORE_COMPLETE_TIMEOUT_MS
+        ? `none arrived for ${DEFAULT_STORE_COMPLETE_TIMEOUT_MS} ms`
+        : now - startedAt >= MAX_STORE_CATCH_UP_MS
+          ? `the store did not catch up within ${MAX_STORE_CATCH_UP_MS} ms`
+          : undefined;
+    if (why !== undefined)
+      throw new VerificationError(
+        migrationId,
+        `${pending.length} pages are missing from the store at their final version: ${why}`,
+      );
+    await new Promise((r) => setTimeout(r, CATCH_UP_POLL_MS));
+  }
+}
+
 /** Reads from the page file every page memory lacks; returns how many it read. */
 async function fillFromStore({ store, migrationId, memory, torn }: FinalFillInput): Promise<number> {
   const pageFile = await store.openPageFile(migrationId);
@@ -66,36 +131,30 @@ async function fillFromStore({ store, migrationId, memory, torn }: FinalFillInpu
     if (!manifest) throw new VerificationError(migrationId, 'the final manifest is not in the store');
     const meta = memory.meta;
     const inManifest = new Uint8Array(memory.pageCount);
-    const page = Buffer.alloc(PAGE_SIZE_BYTES);
-    const readAt = async (index: number, version: number): Promise<boolean> => {
-      await pageFile.readPages(index, 1, page);
-      const ok = memory.applyPage(index, page) && meta[index * 2] === version;
-      if (ok) torn.delete(index);
-      else torn.add(index);
-      return ok;
-    };
-    // Runs of consecutive pages first, one read each; the loop below reads one page at a time only
-    // what that did not bring to its final version (the file may trail, or hold a page torn).
+    // Runs of consecutive pages first, one read each; what that did not bring to its final version
+    // (the store may trail, or hold a page torn) is read again below.
     let read = (await prefetchPass(pageFile, manifest, memory, torn)).pagesRead;
     const notYetInFile: number[] = [];
     for (let k = 0; k < manifest.indexes.length; k += 1) {
       const index = manifest.indexes[k] as number;
       inManifest[index] = 1;
-      if (meta[index * 2] === manifest.versions[k] && !torn.has(index)) continue;
-      read += 1;
-      if (!(await readAt(index, manifest.versions[k] as number))) notYetInFile.push(k);
+      if (meta[index * 2] !== manifest.versions[k] || torn.has(index)) notYetInFile.push(k);
     }
-    // The file may trail the stream: a page it does not hold at its final version yet is read
-    // again once the source has marked the file complete.
-    if (notYetInFile.length > 0) {
-      if (!(await pageFile.waitForComplete(DEFAULT_STORE_COMPLETE_TIMEOUT_MS))) {
-        throw new VerificationError(
-          migrationId,
-          `${notYetInFile.length} pages are missing and the page file was not completed within ${DEFAULT_STORE_COMPLETE_TIMEOUT_MS} ms`,
-        );
-      }
-      for (const k of notYetInFile) await readAt(manifest.indexes[k] as number, manifest.versions[k] as number);
-    }
+    // The store may trail the stream: a page it does not hold at its final version yet is read
+    // again, in runs, until it is there (the source uploads the oldest first) or the source has
+    // marked the store complete without it.
+    await catchUp(
+      notYetInFile,
+      manifest,
+      async (first, count, target) => {
+        await pageFile.readPages(first, count, target);
+        read += count;
+      },
+      memory,
+      torn,
+      () => pageFile.waitForComplete(0),
+      migrationId,
+    );
     // A page the source holds as zero but this side received earlier must be zero again.
     for (let index = 0; index < memory.pageCount; index += 1) {
       if (inManifest[index] === 0 && meta[index * 2] !== 0) {

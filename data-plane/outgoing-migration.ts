@@ -20,7 +20,7 @@ import type { VmmContext } from '../vmm/extensions';
 import { claimOwnership, type PageFile, type PageStore } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
 import { BATCH_FLAG_FINAL } from './batch-format';
-import { PageSender } from './page-sender';
+import { FILE_ONLY_MAX_LAG_BYTES, PageSender } from './page-sender';
 import type { FaultPoints } from './fault-points';
 import { SwitchoverError } from './errors';
 import { countDirty, finalPageTable } from './memory-scan';
@@ -53,6 +53,8 @@ export class OutgoingMigration {
   private readonly durability: PageFileDurability;
   private currentRound = -1;
   private currentRoundStats = { pagesSent: 0, bytesSent: 0 };
+  /** Set once the final request may reach the destination; see rollback(). */
+  private finalRequestSent = false;
   state: 'streaming' | 'stunned' | 'handed-over' | 'rolled-back' | 'aborted' = 'streaming';
 
   private constructor(
@@ -84,8 +86,12 @@ export class OutgoingMigration {
     return new OutgoingMigration(ctx, input, nc, store, pageFile, sender, faults);
   }
 
-  /** Sends round `round` (once; a repeated call returns the same result). */
-  sendRound(round: number): Promise<RoundStats> {
+  /**
+   * Sends round `round` (once; a repeated call returns the same result). `storeFirst`: the
+   * destination now depends on the store (see PageSender.storeFirst); it stays set.
+   */
+  sendRound(round: number, storeFirst = false): Promise<RoundStats> {
+    if (storeFirst) this.sender.storeFirst = true;
     let promise = this.rounds.get(round);
     if (!promise) {
       promise = this.runRound(round);
@@ -128,7 +134,7 @@ export class OutgoingMigration {
       throughputBytesPerSec: (sent.bytesSent * 1000) / durationMs,
       pendingDirtyPages,
       dirtyRateBytesPerSec: (pendingDirtyPages * PAGE_SIZE_BYTES * 1000) / durationMs,
-      storeLagBytes: this.sender.storeBytesQueued - this.sender.storeBytesSynced,
+      storeLagBytes: this.storeLagBytes(),
       lane: this.sender.fileOnly ? 'store' : 'network',
       vcpu: this.ctx.vcpu.stats(),
       ...this.storeOutages(),
@@ -141,15 +147,26 @@ export class OutgoingMigration {
     return this.switchoverPromise;
   }
 
+  /** Bytes sent that the store does not hold durably yet. */
+  private storeLagBytes(): number {
+    return this.pageFile.lagBytes ?? this.sender.storeBytesQueued - this.sender.storeBytesSynced;
+  }
+
   /** The store's outages so far, as a field of the figures (nothing if it never had one). */
   private storeOutages(): { storeOutages?: StoreOutage[] } {
     const outages = this.pageFile.storeHealth?.().outages ?? [];
     return outages.length > 0 ? { storeOutages: outages } : {};
   }
 
-  /** Waits, guest running, until the store takes writes again; throws if it does not in time. */
+  /**
+   * Waits, guest running, until the store takes writes again, and, if the destination depends on
+   * it, until it trails by at most FILE_ONLY_MAX_LAG_BYTES (what the destination lacks is then
+   * mostly there before the stun, not read during the downtime). Throws if the store stays down.
+   */
   private async waitForStore(): Promise<void> {
     const deadline = Date.now() + STORE_RECOVERY_WAIT_MS;
+    if (this.sender.storeFirst)
+      await Promise.race([this.pageFile.waitForWrites(FILE_ONLY_MAX_LAG_BYTES), sleep(STORE_RECOVERY_WAIT_MS)]);
     for (;;) {
       const health = this.pageFile.storeHealth?.();
       if (health?.failure) throw new Error(`the store failed for good: ${health.failure.reason}`);
@@ -177,10 +194,14 @@ export class OutgoingMigration {
       await this.faults.hit('source.after-stun');
       const round = this.currentRound + 1;
       const dirty = this.ctx.memory.collectDirty();
+      // The last pages and the final manifest are the downtime: no new upload competes with them.
+      this.pageFile.setPace?.('paused');
       const { indexes, versions } = finalPageTable(this.ctx.memory);
       const digest = this.ctx.memory.digest();
-      const storeLagBytes =
-        this.sender.storeBytesQueued - this.sender.storeBytesSynced + dirty.length * PAGE_SIZE_BYTES;
+      const storeLagBytes = Math.min(
+        this.storeLagBytes() + dirty.length * PAGE_SIZE_BYTES,
+        this.ctx.memory.pageCount * PAGE_SIZE_BYTES,
+      );
       // The final manifest (what the guest's memory is at stun) becomes durable while the last
       // pages travel; the destination needs it only if it lacks a page.
       const manifestDurable = this.pageFile.writeManifest({
@@ -197,6 +218,8 @@ export class OutgoingMigration {
       const sentAt = performance.now();
       await manifestDurable;
       const durableAt = performance.now();
+      // From here on the destination may need pages the store does not hold yet: full speed.
+      this.pageFile.setPace?.('full');
       const request: FinalRequest = {
         type: 'final',
         finalSeq: this.sender.lastSeq,
@@ -205,6 +228,9 @@ export class OutgoingMigration {
         workload: this.ctx.vcpu.workload(),
         seed: this.ctx.seed,
       };
+      // From here on the destination may finish (the request goes out, or into the mailbox once the
+      // store is complete): only the ownership epoch may decide a rollback.
+      this.finalRequestSent = true;
       this.durability.queueCompletion(versions, indexes, request);
       if (this.faults.isArmed('source.final-pages-durable')) {
         await this.durability.settled();
@@ -228,7 +254,11 @@ export class OutgoingMigration {
       };
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
-      const rolledBack = await this.rollback();
+      // A rollback that cannot reach the store keeps the guest stunned: no copy beats two.
+      const rolledBack = await this.rollback().catch((rollbackError: unknown) => {
+        this.ctx.log(`rollback after the failed switchover failed: ${String(rollbackError)}`);
+        return false;
+      });
       throw new SwitchoverError(this.input.migrationId, reason, rolledBack, { cause: err });
     }
   }
@@ -258,6 +288,13 @@ export class OutgoingMigration {
   async rollback(): Promise<boolean> {
     if (this.state === 'handed-over') return false;
     if (this.state === 'rolled-back' || this.state === 'aborted') return true;
+    if (!this.finalRequestSent) {
+      // The destination never got the final request, nor can it find one in the mailbox: it cannot
+      // resume, and the source still holds its epoch.
+      this.ctx.vcpu.resume();
+      this.state = 'rolled-back';
+      return true;
+    }
     const claim = await claimOwnership(this.store, {
       vmId: this.ctx.vmId,
       epoch: this.input.baseEpoch + 1,
@@ -273,6 +310,16 @@ export class OutgoingMigration {
     return true;
   }
 
+  /**
+   * Resolves once the store holds what the source queued for it, the completion of the page file
+   * included if the switchover got that far (after a handover the store is needed only to keep the
+   * page file, see `keepPageFile`).
+   */
+  async storeSettled(): Promise<void> {
+    this.pageFile.setPace?.('full');
+    await this.durability.settled();
+  }
+
   /** Progress of the round under way, for heartbeats. */
   progress(): { round: number; pagesSent: number; bytesSent: number; state: string } {
     return { round: this.currentRound, ...this.currentRoundStats, state: this.state };
@@ -283,8 +330,9 @@ export class OutgoingMigration {
     const resumed = this.state === 'stunned' ? await this.rollback() : this.state !== 'handed-over';
     if (this.state === 'streaming') this.state = 'aborted';
     this.sender.close();
-    // A store that is down holds these back; the VMM must still answer, so both are bounded.
-    await Promise.race([this.durability.settled(), sleep(CLOSE_STORE_WAIT_MS)]);
+    // After the handover nothing needs the store any more. A store that is down holds these back;
+    // the VMM must still answer, so both are bounded.
+    if (this.state !== 'handed-over') await Promise.race([this.durability.settled(), sleep(CLOSE_STORE_WAIT_MS)]);
     await Promise.race([this.pageFile.close().catch(() => undefined), sleep(CLOSE_STORE_WAIT_MS)]);
     // A drain waits for the server, which may be gone: bounded, then the connection is closed.
     await Promise.race([this.nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);

@@ -75,6 +75,12 @@ export class PageSender {
   private backgroundSync: Promise<void> | undefined;
   private probedAt = 0;
   private probeInFlight = false;
+  /**
+   * The destination depends on the store (batches were written off, the stream was lost, or it
+   * replaced a crashed destination): the store's writer goes full speed even while the stream
+   * works, and the switchover waits for it to catch up. Once set, it stays.
+   */
+  storeFirst = false;
   /** Bytes handed to the page file in total, and the part known to be durable. */
   storeBytesQueued = 0;
   storeBytesSynced = 0;
@@ -148,18 +154,22 @@ export class PageSender {
 
   /** Tells the receiver what was sent; it writes off missing batches and re-grants credit. */
   private async requestSync(): Promise<void> {
+    const sentSeq = this.lastSeq;
     try {
       const reply = await this.nc.request(
         this.subjects.control,
-        Buffer.from(JSON.stringify({ type: 'sync', sentSeq: this.lastSeq })),
+        Buffer.from(JSON.stringify({ type: 'sync', sentSeq })),
         {
           timeout: this.options.stallMs ?? DEFAULT_STALL_MS,
         },
       );
       this.failedSyncs = 0;
       // An answer means the network lane works (again): the stream resumes where it is, and the
-      // receiver has written off what it missed meanwhile, which it takes from the page file.
+      // receiver has written off what it missed meanwhile, which it takes from the page file: from
+      // now on the destination depends on the store.
+      if (this.grant.appliedSeq < sentSeq) this.storeFirst = true;
       this.fileOnlySince = undefined;
+      this.pageStorePace();
       this.onGrant(JSON.parse(Buffer.from(reply.data).toString('utf8')) as CreditGrant);
     } catch {
       // No answer: the server or the receiver is gone. After a few, the page file carries on alone.
@@ -167,6 +177,8 @@ export class PageSender {
       if (this.failedSyncs >= DEFAULT_FAILED_SYNCS_BEFORE_FILE_ONLY && this.fileOnlySince === undefined) {
         this.fileOnlySince = Date.now();
         this.probedAt = this.fileOnlySince;
+        this.storeFirst = true;
+        this.pageStorePace();
       }
     }
   }
@@ -210,6 +222,7 @@ export class PageSender {
     // round, whose every millisecond is downtime.
     const final = (flags & BATCH_FLAG_FINAL) !== 0;
     if (!final && this.fileOnly) await this.probeNetwork();
+    if (!final) this.pageStorePace();
     const stats: SendStats = { pagesSent: 0, zeroPages: 0, bytesSent: 0, batches: 0 };
     const maxUnwritten = this.options.maxUnwrittenBytes ?? DEFAULT_MAX_UNWRITTEN_BYTES;
     const entries: { index: number; version: number }[] = [];
@@ -272,6 +285,16 @@ export class PageSender {
       this.probeInFlight = true;
       void this.requestSync().finally(() => (this.probeInFlight = false));
     }
+  }
+
+  /**
+   * A store that trails the stream yields to it while the stream works: by the invariants it need
+   * hold nothing in particular during pre-copy (the manifests say what it holds), and on two cores
+   * its uploads would take their CPU from the stream. On the store alone, or when the destination
+   * depends on it, it goes full speed.
+   */
+  private pageStorePace(): void {
+    this.pageFile.setPace?.(this.fileOnly || this.storeFirst ? 'full' : 'yield');
   }
 
   /** Counts a write to the page file and starts a background fdatasync when one is due. */

@@ -51,8 +51,8 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       return { state: migration.state };
     },
     'migration.sendRound': async (params) => {
-      const { migrationId, round } = params as MigrationRef & { round: number };
-      return (await getOutgoing(migrationId)).sendRound(round);
+      const { migrationId, round, storeFirst } = params as MigrationRef & { round: number; storeFirst?: boolean };
+      return (await getOutgoing(migrationId)).sendRound(round, storeFirst === true);
     },
     'migration.outgoingProgress': async (params) =>
       (await getOutgoing((params as MigrationRef).migrationId)).progress(),
@@ -60,13 +60,18 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       const { migrationId, resumeTimeoutMs } = params as MigrationRef & { resumeTimeoutMs: number };
       return (await getOutgoing(migrationId)).switchover(resumeTimeoutMs);
     },
+    'migration.settleOutgoing': async (params) => {
+      await (await getOutgoing((params as MigrationRef).migrationId)).storeSettled();
+      return { settled: true };
+    },
     'migration.abortOutgoing': async (params) => {
       const { migrationId } = params as MigrationRef;
       const started = outgoing.get(migrationId);
       if (!started) return { known: false, running: ctx.vcpu.stats().state === 'running' };
       const migration = await started;
-      outgoing.delete(migrationId);
+      // Forgotten only once closed: a close that failed (the store unreachable) can be asked again.
       await migration.close();
+      outgoing.delete(migrationId);
       return { known: true, state: migration.state, running: ctx.vcpu.stats().state === 'running' };
     },
     'migration.startIncoming': async (params) => {

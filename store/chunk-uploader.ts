@@ -20,10 +20,21 @@ import { ChunkMarks, type TakenChunk } from './chunk-marks';
 import { UploadHealth, isTransientStoreFailure, reasonOf, type StoreHealth } from './chunk-upload-health';
 import { CHUNK_BYTES, CHUNK_PAGES, chunkKey, migrationPrefix, pagesInChunk } from './object-page-layout';
 import type { ObjectStore } from './object-store';
-import type { PageSource } from './page-store';
+import type { PageSource, WriterPace } from './page-store';
 
 /** Most chunk uploads in flight at once (1 MiB × 8 was the best PUT throughput measured here). */
 export const MAX_PARALLEL_UPLOADS = 8;
+/**
+ * Most uploads in flight while the stream is healthy and sending (pace `yield`): the uploads' CPU
+ * (the S3 client costs about 4–5 s per GB here) is taken from the stream's on two cores.
+ */
+export const YIELDING_PARALLEL_UPLOADS = 1;
+
+/**
+ * How hard the uploads go: `full` (MAX_PARALLEL_UPLOADS), `yield` (YIELDING_PARALLEL_UPLOADS, the
+ * stream goes first) or `paused` (none start; those in flight finish).
+ */
+export type UploadPace = WriterPace;
 /** Copies of a page that fails its self-check before its upload gives up on it. */
 export const COPY_ATTEMPTS = 3;
 
@@ -55,6 +66,7 @@ export class ChunkUploader {
   private pausedUntil = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private pace: UploadPace = 'full';
 
   /** Reads pages from `source`; `syncedVersions` (one per page) is updated in place. */
   constructor(
@@ -70,6 +82,12 @@ export class ChunkUploader {
   mark(indexes: Iterable<number>): void {
     if (this.closed || this.failure) return;
     this.marks.mark(indexes);
+    this.pump();
+  }
+
+  /** Sets how hard the uploads go (see UploadPace); takes effect for the next upload to start. */
+  setPace(pace: UploadPace): void {
+    this.pace = pace;
     this.pump();
   }
 
@@ -129,7 +147,12 @@ export class ChunkUploader {
       return;
     }
     // During an outage one upload at a time probes the store; the others would only fail too.
-    const limit = this.health.openOutage ? 1 : MAX_PARALLEL_UPLOADS;
+    const limit =
+      this.pace === 'paused'
+        ? 0
+        : this.health.openOutage || this.pace === 'yield'
+          ? YIELDING_PARALLEL_UPLOADS
+          : MAX_PARALLEL_UPLOADS;
     while (this.inFlight.size < limit) {
       const taken = this.marks.take((chunk) => this.inFlight.has(chunk));
       if (!taken) return;

@@ -15,7 +15,7 @@ import type { Manifest } from './manifest-format';
 import { headerKey, migrationPrefix } from './object-page-layout';
 import { ObjectPageManifests } from './object-page-manifests';
 import type { ObjectStore } from './object-store';
-import type { NewestRoundManifest, PageEntry, PageFile, PageFileHeader, PageSource } from './page-store';
+import type { NewestRoundManifest, PageEntry, PageFile, PageFileHeader, PageSource, WriterPace } from './page-store';
 
 /** Default interval at which `waitForComplete` heads the completion mark (ms). */
 export const DEFAULT_COMPLETE_POLL_MS = 20;
@@ -44,18 +44,28 @@ export class ObjectPageFile implements PageFile {
     private readonly objects: ObjectStore,
     readonly header: PageFileHeader,
     source: PageSource | undefined,
+    uploads?: ObjectStore,
   ) {
     this.location = `${objects.location} ${migrationPrefix(header.migrationId)}`;
     this.syncedVersions = new Uint32Array(header.pageCount);
     this.manifests = new ObjectPageManifests(objects, header.migrationId);
-    this.uploader = source && new ChunkUploader(objects, header.migrationId, source, this.syncedVersions);
+    this.uploader = source && new ChunkUploader(uploads ?? objects, header.migrationId, source, this.syncedVersions);
   }
 
   /**
    * Puts the header (or finds the same one) and opens the file for writing from `source`. Throws
    * PageStoreError if the store fails, or holds another header under this migration id.
    */
-  static async create(objects: ObjectStore, header: PageFileHeader, source: PageSource): Promise<ObjectPageFile> {
+  /**
+   * `uploads` (default `objects`) carries the chunk uploads: it should retry briefly, since the
+   * uploader retries forever itself and an outage is noticed (and reported) only once a put fails.
+   */
+  static async create(
+    objects: ObjectStore,
+    header: PageFileHeader,
+    source: PageSource,
+    uploads: ObjectStore = objects,
+  ): Promise<ObjectPageFile> {
     const { migrationId, vmId, pageCount } = header;
     const key = headerKey(migrationId);
     if (source.pageCount !== pageCount)
@@ -66,7 +76,7 @@ export class ObjectPageFile implements PageFile {
       if (existing && (existing.vmId !== vmId || existing.pageCount !== pageCount))
         throw new Error(`the store holds the header of VM ${existing.vmId} with ${existing.pageCount} pages`);
       if (!existing) await objects.put(key, Buffer.from(JSON.stringify({ migrationId, vmId, pageCount })));
-      const file = new ObjectPageFile(objects, { migrationId, vmId, pageCount }, source);
+      const file = new ObjectPageFile(objects, { migrationId, vmId, pageCount }, source, uploads);
       await file.manifests.loadInto(file.syncedVersions);
       return file;
     } catch (error) {
@@ -94,6 +104,11 @@ export class ObjectPageFile implements PageFile {
   }
 
   /** Bytes of the chunk images being uploaded (at most 8 MiB); the batches handed over are never kept. */
+  /** Every page marked and not yet uploaded is not durable: the same as pendingBytes. */
+  get lagBytes(): number {
+    return this.pendingBytes;
+  }
+
   get bufferedBytes(): number {
     return this.uploader?.bufferedBytes ?? 0;
   }
@@ -125,6 +140,11 @@ export class ObjectPageFile implements PageFile {
    */
   storeHealth(): StoreHealth {
     return this.uploader?.storeHealth() ?? { outages: [] };
+  }
+
+  /** See PageFile.setPace. */
+  setPace(pace: WriterPace): void {
+    this.uploader?.setPace(pace);
   }
 
   writeManifest(manifest: Manifest): Promise<void> {

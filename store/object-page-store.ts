@@ -49,10 +49,14 @@ export const MAX_PARALLEL_DELETES = 8;
 export class ObjectPageStore implements PageStore {
   readonly location: string;
 
-  /** `ref` is what the user named (`s3://bucket/prefix`); contacts nobody. */
+  /**
+   * `ref` is what the user named (`s3://bucket/prefix`); `uploads`, if given, the same objects
+   * through a client that retries briefly, for chunk uploads (see ObjectPageFile.create). Contacts nobody.
+   */
   constructor(
     private readonly objects: ObjectStore,
     readonly ref: string,
+    private readonly uploads?: ObjectStore,
   ) {
     this.location = objects.location;
   }
@@ -70,7 +74,7 @@ export class ObjectPageStore implements PageStore {
 
   /** Creates (or reopens) the page file; it uploads pages from `source`. Throws PageStoreError. */
   createPageFile(header: PageFileHeader, source: PageSource): Promise<ObjectPageFile> {
-    return ObjectPageFile.create(this.objects, header, source);
+    return ObjectPageFile.create(this.objects, header, source, this.uploads);
   }
 
   openPageFile(migrationId: string): Promise<PageFile> {
@@ -145,7 +149,7 @@ export class ObjectPageStore implements PageStore {
 
   /** Closes the object store's connections, if it has any. */
   close(): void {
-    (this.objects as Partial<{ close(): void }>).close?.();
+    for (const objects of [this.objects, this.uploads]) (objects as Partial<{ close(): void }> | undefined)?.close?.();
   }
 
   private error(message: string, migrationId: string, key: string, cause: unknown): PageStoreError {

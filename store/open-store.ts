@@ -14,6 +14,9 @@ import { parseStoreRef } from './store-ref';
 
 export { InvalidStoreRefError, parseStoreRef, type StoreRef } from './store-ref';
 
+/** How long the client of chunk uploads retries one put before the uploader takes over (ms). */
+export const UPLOAD_RETRY_FOR_MS = 1_000;
+
 const opened = new Map<string, PageStore>();
 
 /**
@@ -29,14 +32,17 @@ export function openPageStore(ref: string, env: NodeJS.ProcessEnv = process.env)
     store = new DirectoryPageStore(path.resolve(parsed.dir), ref);
   } else {
     const s3 = s3Environment(env);
-    const objects = new S3ObjectStore({
+    const options = {
       endpoint: s3.endpoint,
       region: s3.region,
       credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
       bucket: parsed.bucket,
       ...(parsed.prefix === '' ? {} : { prefix: parsed.prefix }),
-    });
-    store = new ObjectPageStore(objects, ref);
+    };
+    // Chunk uploads are retried forever by the uploader, which records the outage: their client
+    // gives up after a second, so that an outage shows at once (and the switchover waits it out).
+    const uploads = new S3ObjectStore({ ...options, retry: { retryForMs: UPLOAD_RETRY_FOR_MS } });
+    store = new ObjectPageStore(new S3ObjectStore(options), ref, uploads);
   }
   opened.set(ref, store);
   return store;

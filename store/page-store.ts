@@ -55,6 +55,11 @@ export interface PageFile {
   readonly pendingBytes: number;
   /** Bytes of memory the writer holds for them (0 for a writer that reads from its PageSource). */
   readonly bufferedBytes: number;
+  /**
+   * Bytes of pages handed over that are not durable yet, each page counted once, if the writer
+   * knows (else the caller counts what it handed over since the last sync).
+   */
+  readonly lagBytes?: number;
 
   /**
    * Queues `entries` (4 KiB each in `data`, in order) for the store; `data` must not be reused.
@@ -94,7 +99,15 @@ export interface PageFile {
    * stopped it, if any. A writer whose every failure surfaces from sync() at once may omit it.
    */
   storeHealth?(): StoreHealth;
+  /**
+   * How hard a writer that trails the stream may go: `full`, `yield` (the stream is healthy and
+   * sending, and goes first) or `paused` (nothing new starts). A writer that never trails may omit it.
+   */
+  setPace?(pace: WriterPace): void;
 }
+
+/** See PageFile.setPace. */
+export type WriterPace = 'full' | 'yield' | 'paused';
 
 /** A time the store could not take writes; Date.now() values (ms). */
 export interface StoreOutage {

@@ -129,6 +129,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         store: ready.store,
         baseEpoch: ready.baseEpoch,
         batchPages: options.batchPages,
+        ...(destinationReplacements > 0 ? { storeFirst: true } : {}),
       });
       // If the receiver fails first, the round's own end (often a rejection) is no longer awaited.
       sending.catch(() => undefined);
