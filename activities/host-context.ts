@@ -49,6 +49,7 @@ export function toFailure(err: unknown): unknown {
     InvalidVmSpecError: FAILURE_TYPES.invalidInput,
     MigrationInProgressError: FAILURE_TYPES.migrationInProgress,
     InvalidSizeError: FAILURE_TYPES.invalidInput,
+    InvalidStoreRefError: FAILURE_TYPES.invalidInput,
   };
   // An error thrown inside a VMM arrives as a VmmCallError carrying the original error's name.
   const remote = err as { kind?: unknown; remoteName?: unknown };

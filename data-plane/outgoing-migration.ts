@@ -229,7 +229,9 @@ export class OutgoingMigration {
         seed: this.ctx.seed,
       };
       // From here on the destination may finish (the request goes out, or into the mailbox once the
-      // store is complete): only the ownership epoch may decide a rollback.
+      // store is complete): only the ownership epoch may decide a rollback. A rollback that came
+      // first (an abort while the last pages went out) resumed the guest without it: stop here.
+      if (this.state !== 'stunned') throw new Error(`the source was ${this.state} during the switchover`);
       this.finalRequestSent = true;
       this.durability.queueCompletion(versions, indexes, request);
       if (this.faults.isArmed('source.final-pages-durable')) {

@@ -10,9 +10,6 @@ import { migrationDir } from './page-file';
 import { writeFileDurably } from './durable-file';
 import { PageStoreError } from './errors';
 
-/** Default interval at which `waitForMessage` looks again (ms). */
-export const DEFAULT_MAILBOX_POLL_MS = 20;
-
 function messageFile(storeDir: string, migrationId: string, name: string): string {
   return path.join(migrationDir(storeDir, migrationId), 'control', `${name}.json`);
 }
@@ -38,21 +35,5 @@ export async function readMessage<T>(storeDir: string, migrationId: string, name
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
-  }
-}
-
-/** Waits up to `timeoutMs` for message `name`; undefined if it did not come. */
-export async function waitForMessage<T>(
-  storeDir: string,
-  migrationId: string,
-  name: string,
-  timeoutMs: number,
-  pollMs = DEFAULT_MAILBOX_POLL_MS,
-): Promise<T | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const message = await readMessage<T>(storeDir, migrationId, name);
-    if (message !== undefined || Date.now() >= deadline) return message;
-    await new Promise((r) => setTimeout(r, pollMs));
   }
 }

@@ -3,7 +3,6 @@
  * after each pre-copy round. No I/O and no clocks, so unit tests call them directly and the
  * workflow replays them deterministically.
  */
-
 import { parseStoreRef, type StoreRef } from '../store/store-ref';
 
 /** Downtime the guest may see at switchover (QEMU's default). */
