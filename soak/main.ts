@@ -8,9 +8,10 @@
  * was not one its fault allows. Progress goes to stderr.
  *
  * Options: --migrations N (default 20), --seed S (default: from the clock; printed), --baseline B
- * (fault-free runs, default 3), --json.
+ * (fault-free runs, default 3), --store directory|s3 (default directory; s3: a SeaweedFS server of
+ * the soak's cluster), --json.
  */
-import { parseArgs, has, numberFlag } from '../cli/args';
+import { flag, parseArgs, has, numberFlag } from '../cli/args';
 import { CliError, EXIT } from '../cli/errors';
 import { FerryClient } from '../cli/ferry-client';
 import { startTestCluster, type TestCluster } from '../infra/test-cluster';
@@ -24,7 +25,8 @@ import { faultHookAvailable } from './vmm-probe';
 export const DEFAULT_MIGRATIONS = 20;
 /** Fault-free migrations that set the baseline time. */
 export const DEFAULT_BASELINE_RUNS = 3;
-const USAGE = 'usage: node dist/soak/main.js [--migrations N] [--seed S] [--baseline B] [--json]';
+const USAGE =
+  'usage: node dist/soak/main.js [--migrations N] [--seed S] [--baseline B] [--store directory|s3] [--json]';
 /** A timed fault lands within this share of the baseline pre-copy, after the first page batch. */
 const PRECOPY_WINDOW_SHARE = 0.8;
 
@@ -33,6 +35,7 @@ export interface SoakOptions {
   migrations?: number | undefined;
   baselineRuns?: number | undefined;
   seed?: number | undefined;
+  store?: string | undefined;
   json?: boolean | undefined;
 }
 
@@ -41,6 +44,7 @@ export interface ResolvedSoakOptions {
   migrations: number;
   baselineRuns: number;
   seed: number;
+  store: 'directory' | 's3';
   json: boolean;
 }
 
@@ -51,7 +55,11 @@ export function resolveSoakOptions(raw: SoakOptions): ResolvedSoakOptions {
     if (!Number.isInteger(v) || v < min) throw new RangeError(`${name} must be an integer >= ${min}, got ${v}`);
     return v;
   };
+  const store = raw.store ?? 'directory';
+  if (store !== 'directory' && store !== 's3')
+    throw new RangeError(`--store must be directory or s3, got ${JSON.stringify(store)}`);
   return {
+    store,
     migrations: count('--migrations', raw.migrations, DEFAULT_MIGRATIONS, 1),
     baselineRuns: count('--baseline', raw.baselineRuns, DEFAULT_BASELINE_RUNS, 1),
     seed: count('--seed', raw.seed, Date.now() % 2 ** 31, 0),
@@ -117,7 +125,7 @@ async function soak(cluster: TestCluster, ferry: FerryClient, options: ResolvedS
   const faults = SOAK_FAULTS.filter((f) => hook || !f.hook);
   const skipped: string[] = [];
   if (!hook) skipped.push('items 7-8 at fault points: the VMMs have no migration.armFault');
-  log(`soak seed ${options.seed}; faults: ${faults.map((f) => f.name).join(', ')}`);
+  log(`soak seed ${options.seed}, store ${cluster.env.store}; faults: ${faults.map((f) => f.name).join(', ')}`);
 
   const baseline: SoakRow[] = [];
   for (let i = 0; i < options.baselineRuns; i += 1) {
@@ -144,10 +152,11 @@ async function main(): Promise<number> {
     migrations: numberFlag(args, 'migrations'),
     baselineRuns: numberFlag(args, 'baseline'),
     seed: numberFlag(args, 'seed'),
+    store: flag(args, 'store'),
     json: has(args, 'json'),
   });
   // The host agents reach nats-server through a proxy the stream-stall faults can freeze.
-  const cluster = await startTestCluster(['h1', 'h2'], { natsProxy: true });
+  const cluster = await startTestCluster(['h1', 'h2'], { natsProxy: true, store: options.store });
   let stopping: Promise<void> | undefined;
   const stopCluster = (): Promise<void> => (stopping ??= cluster.stop());
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
