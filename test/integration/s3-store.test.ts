@@ -14,7 +14,7 @@ import { migrationWorkflowId } from '../../cli/ferry-client';
 import { pickFreePort } from '../../infra/ports';
 import { closePageStores, openPageStore, parseStoreRef } from '../../store/open-store';
 import { S3ObjectStore } from '../../store/s3-object-store';
-import { compareMemory } from '../../verification';
+import { compareMemory, memoryFromPageFile } from '../../verification';
 import type { MigrationResult } from '../../workflows/types';
 import {
   endedResult,
@@ -24,7 +24,7 @@ import {
   useCluster,
   vmmCall,
 } from './support/cluster-fixture';
-import { dumpMemory, memoryInStore } from './support/s3-store-probes';
+import { dumpMemory } from './support/s3-store-probes';
 
 jest.setTimeout(180_000);
 
@@ -129,7 +129,7 @@ test('a migration on the S3 store leaves its chunks and final manifest in the bu
   // What the bucket holds is the source's memory at stun (the source stays stunned), page by page.
   const store = openPageStore(fx.cluster.env.store, fx.cluster.processEnv);
   const [inStore, atStun] = await Promise.all([
-    memoryInStore(store, result.migrationId),
+    memoryFromPageFile(store, result.migrationId),
     dumpMemory(fx.ferry, 'h1', vmId, fx.cluster.env.stateDir),
   ]);
   const check = compareMemory(atStun, inStore);
