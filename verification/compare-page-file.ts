@@ -58,15 +58,18 @@ export async function memoryFromPageFile(store: PageStore, migrationId: string):
   }
 }
 
-/** Compares `vmId`'s memory on `destinationHost` with the source's memory at stun from the page file. */
+/**
+ * Compares `vmId`'s memory on `hostId` (the destination, or a source kept stunned) with the source's
+ * memory at stun as the page file records it.
+ */
 export async function compareWithPageFile(
   dumper: MemoryDumper,
-  args: { vmId: string; destinationHost: string; store: PageStore; migrationId: string; dir: string },
+  args: { vmId: string; hostId: string; store: PageStore; migrationId: string; dir: string },
 ): Promise<MemoryComparison> {
   await fs.mkdir(args.dir, { recursive: true });
-  const dump = path.join(args.dir, `${args.vmId}-${args.destinationHost}.mem`);
+  const dump = path.join(args.dir, `${args.vmId}-${args.hostId}.mem`);
   try {
-    await dumper.dumpVmMemory(args.destinationHost, args.vmId, dump);
+    await dumper.dumpVmMemory(args.hostId, args.vmId, dump);
     const [atStun, destination] = await Promise.all([
       memoryFromPageFile(args.store, args.migrationId),
       fs.readFile(dump),

@@ -14,7 +14,7 @@ import { migrationWorkflowId } from '../../cli/ferry-client';
 import { pickFreePort } from '../../infra/ports';
 import { closePageStores, openPageStore, parseStoreRef } from '../../store/open-store';
 import { S3ObjectStore } from '../../store/s3-object-store';
-import { compareMemory, memoryFromPageFile } from '../../verification';
+import { compareWithPageFile } from '../../verification';
 import type { MigrationResult } from '../../workflows/types';
 import {
   endedResult,
@@ -24,7 +24,6 @@ import {
   useCluster,
   vmmCall,
 } from './support/cluster-fixture';
-import { dumpMemory } from './support/s3-store-probes';
 
 jest.setTimeout(180_000);
 
@@ -128,11 +127,13 @@ test('a migration on the S3 store leaves its chunks and final manifest in the bu
 
   // What the bucket holds is the source's memory at stun (the source stays stunned), page by page.
   const store = openPageStore(fx.cluster.env.store, fx.cluster.processEnv);
-  const [inStore, atStun] = await Promise.all([
-    memoryFromPageFile(store, result.migrationId),
-    dumpMemory(fx.ferry, 'h1', vmId, fx.cluster.env.stateDir),
-  ]);
-  const check = compareMemory(atStun, inStore);
+  const check = await compareWithPageFile(fx.ferry, {
+    vmId,
+    hostId: 'h1',
+    store,
+    migrationId: result.migrationId,
+    dir: path.join(fx.cluster.env.stateDir, 'dumps'),
+  });
   expect(check.details).toEqual([]);
   expect(check.identical).toBe(check.pages);
   await store.removeMigration(result.migrationId);

@@ -52,7 +52,7 @@ test('source VMM killed once the final pages are durable in the page file: the d
   // The source's memory at stun survives only in the page file: compare the destination with it.
   const check = await compareWithPageFile(fx.ferry, {
     vmId,
-    destinationHost: 'h2',
+    hostId: 'h2',
     store: openPageStore(fx.cluster.env.store, fx.cluster.processEnv),
     migrationId: result.migrationId,
     dir: path.join(fx.cluster.env.stateDir, 'dumps'),
