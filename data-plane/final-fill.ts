@@ -80,6 +80,8 @@ async function catchUp(
   let progressAt = startedAt;
   let buffer = Buffer.alloc(0);
   while (pending.length > 0) {
+    // The pass over the final manifest has just read every pending page: look again a little later.
+    await new Promise((r) => setTimeout(r, CATCH_UP_POLL_MS));
     const wasComplete = await complete();
     const still: number[] = [];
     for (let i = 0; i < pending.length;) {
@@ -119,7 +121,6 @@ async function catchUp(
         migrationId,
         `${pending.length} pages are missing from the store at their final version: ${why}`,
       );
-    await new Promise((r) => setTimeout(r, CATCH_UP_POLL_MS));
   }
 }
 
