@@ -12,6 +12,7 @@ import type { TimeSkippingTestWorkflowEnvironmentOptions } from '@temporalio/tes
 import { NAMESPACE } from '../temporal-config';
 import { DEFAULT_S3_REGION } from '../temporal-config';
 import { resolveBinary } from './binaries';
+import { ServiceStartError } from './errors';
 import { NATS_SERVICE_NAME, startNatsServer, stopNatsServer } from './nats-server';
 import { pickFreePort, pickFreePorts } from './ports';
 import { startSeaweedServer, stopSeaweedServer } from './seaweedfs';
@@ -159,6 +160,9 @@ export async function startTestTemporal(): Promise<TestTemporal> {
   };
 }
 
+/** Starts of a test SeaweedFS, each on other ports, before its failure to start is reported. */
+const SEAWEED_START_ATTEMPTS = 3;
+
 /** Eight distinct ports that were free on 127.0.0.1 a moment ago, for one SeaweedFS server. */
 export async function pickFreeSeaweedPorts(): Promise<SeaweedPorts> {
   const free = await pickFreePorts(SEAWEED_PORT_NAMES.length);
@@ -171,17 +175,30 @@ export async function pickFreeSeaweedPorts(): Promise<SeaweedPorts> {
  */
 export async function startTestSeaweed(): Promise<TestSeaweed> {
   const stateDir = makeTestStateDir();
-  const { s3: port, ...internalPorts } = await pickFreeSeaweedPorts();
+  let { s3: port, ...internalPorts } = await pickFreeSeaweedPorts();
   const credentials = generateCredentials();
   const start = async (): Promise<void> => {
     await startSeaweedServer({ stateDir, port, internalPorts, credentials, detached: false });
   };
   const ref = { name: SEAWEED_SERVICE_NAME, stateDir };
-  try {
-    await start();
-  } catch (error) {
-    fs.rmSync(stateDir, { recursive: true, force: true });
-    throw error;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await start();
+      break;
+    } catch (error) {
+      // Eight ports free a moment ago need not be free when weed binds them: a Temporal dev server
+      // starting beside it takes ports the kernel hands out too. weed then exits at once; a start
+      // on eight other ports is the cure.
+      if (attempt < SEAWEED_START_ATTEMPTS && error instanceof ServiceStartError && error.reason === 'exited') {
+        process.stderr.write(`test SeaweedFS exited while starting (attempt ${attempt}), trying other ports\n`);
+        // The master's raft state names its old port: start from empty data.
+        fs.rmSync(seaweedPaths(stateDir).dataDir, { recursive: true, force: true });
+        ({ s3: port, ...internalPorts } = await pickFreeSeaweedPorts());
+        continue;
+      }
+      fs.rmSync(stateDir, { recursive: true, force: true });
+      throw error;
+    }
   }
   return {
     endpoint: `http://127.0.0.1:${port}`,
