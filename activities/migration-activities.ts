@@ -18,8 +18,10 @@ import type {
   PrepareSourceInput,
   PrepareSourceResult,
   ReceivePagesInput,
+  RecordVmHistoryInput,
   ReleaseSourceInput,
   SendRoundInput,
+  SetSourceThrottleInput,
   SwitchoverInput,
 } from './types';
 
@@ -65,6 +67,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         store: storeRef,
         baseEpoch: owner.epoch,
         workload: record.workload,
+        ...(input.readHistory ? { history: (await store.readVmHistory(input.vmId)) ?? null } : {}),
       };
     }),
 
@@ -148,6 +151,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         migrationId: input.migrationId,
         round: input.round,
         ...(input.storeFirst ? { storeFirst: true } : {}),
+        ...(input.throttle ? { throttle: input.throttle } : {}),
       });
       // Each heartbeat is a checkpoint of this round; the progress call may overtake the sendRound
       // call (separate connections), in which case the round has sent nothing yet.
@@ -242,6 +246,17 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       // some back.
       else await call(input.vmId, 'migration.abortOutgoing', { migrationId: input.migrationId }).catch(() => undefined);
       if (!input.keepPageFile) await openPageStore(input.store).removeMigration(input.migrationId);
+    }),
+
+    setSourceThrottle: guarded(async (input: SetSourceThrottleInput): Promise<{ percent: number }> =>
+      call<{ percent: number }>(input.vmId, 'migration.setThrottle', {
+        migrationId: input.migrationId,
+        percent: input.percent,
+      }),
+    ),
+
+    recordVmHistory: guarded(async (input: RecordVmHistoryInput): Promise<void> => {
+      await openPageStore(input.store).writeVmHistory(input.record);
     }),
 
     removeMigrationFiles: guarded(async (input: MigrationRefInput & { store: string }): Promise<void> => {

@@ -1,5 +1,6 @@
 /** Inputs and results of the host agent's activities (small JSON: ids and counters). */
-import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
+import type { IncomingStatus, RoundStats, RoundThrottleInput, SwitchoverStats } from '../data-plane/protocol';
+import type { VmHistoryRecord } from '../store/vm-history';
 import type { VmRecord } from '../vmm/driver';
 import type { Workload } from '../vmm/vcpu';
 
@@ -12,6 +13,8 @@ export interface MigrationRefInput {
 /** Input of `prepareSource`. */
 export interface PrepareSourceInput extends MigrationRefInput {
   store?: string;
+  /** Also read the VM's history record from the store (the `history` throttle policy). */
+  readHistory?: boolean;
 }
 
 /** What the source reports at prepare. */
@@ -22,6 +25,8 @@ export interface PrepareSourceResult {
   /** Ownership epoch the source holds now. */
   baseEpoch: number;
   workload: Workload;
+  /** With `readHistory`: the VM's record, or null if the store has none. */
+  history?: VmHistoryRecord | null;
 }
 
 /** Input of `prepareDestination`. */
@@ -47,6 +52,20 @@ export interface SendRoundInput extends MigrationRefInput {
   batchPages: number;
   /** The destination depends on the store (it replaced a crashed one): the store's writer goes full speed. */
   storeFirst?: boolean;
+  /** The vCPU throttle for the round; absent, the source leaves it as it is. */
+  throttle?: RoundThrottleInput;
+}
+
+/** Input of `setSourceThrottle`. */
+export interface SetSourceThrottleInput extends MigrationRefInput {
+  /** Percent of the vCPU's time to deschedule, 0..99. */
+  percent: number;
+}
+
+/** Input of `recordVmHistory`. */
+export interface RecordVmHistoryInput {
+  store: string;
+  record: VmHistoryRecord;
 }
 
 /** Input of `switchover`. */
@@ -80,6 +99,10 @@ export interface HostActivities {
   prepareDestination(input: PrepareDestinationInput): Promise<void>;
   receivePages(input: ReceivePagesInput): Promise<IncomingStatus>;
   sendRound(input: SendRoundInput): Promise<RoundStats>;
+  /** Sets the source's vCPU throttle now, while a round runs or between rounds. */
+  setSourceThrottle(input: SetSourceThrottleInput): Promise<{ percent: number }>;
+  /** Writes what the VM's migration learned to the store, for its next migration. */
+  recordVmHistory(input: RecordVmHistoryInput): Promise<void>;
   switchover(input: SwitchoverInput): Promise<SwitchoverStats>;
   rollbackSource(input: MigrationRefInput): Promise<{ running: boolean }>;
   abortDestination(input: MigrationRefInput): Promise<{ resumed: boolean }>;

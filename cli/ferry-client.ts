@@ -6,6 +6,7 @@ import {
   Client,
   Connection,
   WorkflowExecutionAlreadyStartedError,
+  WorkflowUpdateFailedError,
   WorkflowFailedError,
   WorkflowNotFoundError,
 } from '@temporalio/client';
@@ -177,6 +178,31 @@ export class FerryClient {
     try {
       await this.client.workflow.getHandle(workflowId).signal('cancel', { reason });
     } catch (err) {
+      throw toCliError(err);
+    }
+  }
+
+  /**
+   * Pins the throttle of running migration `workflowId` at `percent` (0..99), or hands it back to
+   * its policy (null); CliError (exit 2) with the workflow's reason when it refuses.
+   */
+  setThrottle(workflowId: string, percent: number | null): Promise<{ throttlePercent: number; pinned: boolean }> {
+    return this.update(workflowId, 'setThrottle', { percent });
+  }
+
+  /** Changes the downtime limit of running migration `workflowId`; CliError (exit 2) if refused. */
+  setDowntimeLimit(workflowId: string, downtimeLimitMs: number): Promise<{ downtimeLimitMs: number }> {
+    return this.update(workflowId, 'setDowntimeLimit', { downtimeLimitMs });
+  }
+
+  private async update<T>(workflowId: string, name: string, arg: unknown): Promise<T> {
+    try {
+      return await this.client.workflow.getHandle(workflowId).executeUpdate<T, [unknown]>(name, { args: [arg] });
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) {
+        const cause = err.cause instanceof Error ? err.cause.message : err.message;
+        throw new CliError(`migration ${workflowId} refused ${name}: ${cause}`, EXIT.usage);
+      }
       throw toCliError(err);
     }
   }

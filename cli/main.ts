@@ -8,7 +8,13 @@ import { parseArgs, type ParsedArgs } from './args';
 import { CliError, EXIT, usageError } from './errors';
 import { FerryClient } from './ferry-client';
 import { demoCommand, embeddedStoreFromArgs } from './demo-command';
-import { cancelCommand, migrateCommand, statusCommand } from './migrate-commands';
+import {
+  cancelCommand,
+  downtimeLimitCommand,
+  migrateCommand,
+  statusCommand,
+  throttleCommand,
+} from './migrate-commands';
 import { hostsFromArgs, vmCommand } from './vm-commands';
 
 const HELP = `ferry — live migration of running VMs between hosts
@@ -22,9 +28,13 @@ usage: ferry <command> [options]
   vm list [--hosts h1,h2] [--json]   list VMs per host
   vm destroy <vm> [--host <h>]       stop and remove a VM
   migrate <vm> --to <h> [--from <h>] [--downtime-limit ms] [--max-rounds n] [--budget-per-gib s]
-          [--on-give-up abort|force-switchover] [--store dir|s3://bucket/prefix] [--keep-source] [--json]
+          [--on-give-up abort|force-switchover] [--throttle sdps|history|auto-converge|none]
+          [--store dir|s3://bucket/prefix] [--keep-source] [--json]
                                      live-migrate a VM, with a progress bar on a terminal
   status <migration|vm> [--json]     progress of a running migration or the result of an ended one
+  throttle <migration|vm> <percent|policy>
+                                     pin the running migration's vCPU throttle (0..99), or give it back to the policy
+  downtime-limit <migration|vm> <ms> change the running migration's downtime limit
   cancel <migration|vm>              stop a migration before its switchover; the source keeps running
   demo [--json] [--memory 256MiB] [--store s3]
                                      all of it in one go: up, create a VM on h1, migrate it to h2, verify
@@ -70,6 +80,10 @@ async function run(args: ParsedArgs): Promise<void> {
       return withClient((c) => statusCommand(c, args, out));
     case 'cancel':
       return withClient((c) => cancelCommand(c, args, out));
+    case 'throttle':
+      return withClient((c) => throttleCommand(c, args, out));
+    case 'downtime-limit':
+      return withClient((c) => downtimeLimitCommand(c, args, out));
     case 'demo':
       return demoCommand(args, out, log);
     default:

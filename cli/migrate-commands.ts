@@ -23,6 +23,8 @@ export function policyFromArgs(args: ParsedArgs): MigrationOptions {
   if (budget !== undefined) policy.completionBudgetSecPerGiB = budget;
   const giveUp = flag(args, 'on-give-up');
   if (giveUp !== undefined) policy.onGiveUp = giveUp as MigrationOptions['onGiveUp'] & string;
+  const throttle = flag(args, 'throttle');
+  if (throttle !== undefined) policy.throttle = throttle as MigrationOptions['throttle'] & string;
   const store = flag(args, 'store');
   if (store !== undefined) policy.store = absoluteStore(store);
   if (has(args, 'keep-source')) policy.keepSourceAfterSwitchover = true;
@@ -86,7 +88,8 @@ export async function migrateCommand(
   const to = flag(args, 'to');
   if (!vmId || !to)
     throw usageError(
-      'usage: ferry migrate <vm-id> --to <host> [--from <host>] [--downtime-limit ms] [--max-rounds n] [--store dir|s3://bucket/prefix] [--json]',
+      'usage: ferry migrate <vm-id> --to <host> [--from <host>] [--downtime-limit ms] [--max-rounds n] ' +
+        '[--throttle sdps|history|auto-converge|none] [--store dir|s3://bucket/prefix] [--json]',
     );
   const policy = policyFromArgs(args);
   // The hosts check the store again; checking here first fails fast, before anything has started.
@@ -130,6 +133,54 @@ export async function statusCommand(client: FerryClient, args: ParsedArgs, out: 
   out(`${workflowId}: ${status.status}`);
   if (status.progress) out(progressLine(status.progress, false));
   if (status.result) out(resultSummary(status.result));
+}
+
+/** The workflow id named by a migration id (`migrate-<vm>`) or a VM id. */
+function migrationIdFromArgs(args: ParsedArgs, usage: string): string {
+  const id = args.positionals[1];
+  if (!id) throw usageError(`usage: ${usage}`);
+  return id.startsWith('migrate-') ? id : `migrate-${id}`;
+}
+
+/**
+ * `ferry throttle <migration|vm> <percent|policy>`: pins the running migration's vCPU throttle,
+ * or (`policy`) hands it back to the migration's policy.
+ */
+export async function throttleCommand(
+  client: FerryClient,
+  args: ParsedArgs,
+  out: (line: string) => void,
+): Promise<void> {
+  const usage = 'ferry throttle <migration-id | vm-id> <percent 0..99 | policy>';
+  const workflowId = migrationIdFromArgs(args, usage);
+  const value = args.positionals[2];
+  if (value === undefined) throw usageError(`usage: ${usage}`);
+  const percent = value === 'policy' ? null : Number(value);
+  if (percent !== null && (value.trim() === '' || !Number.isFinite(percent)))
+    throw usageError(`throttle must be a percent from 0 to 99 or "policy", got ${JSON.stringify(value)}`);
+  const answer = await client.setThrottle(workflowId, percent);
+  out(
+    answer.pinned
+      ? `${workflowId}: throttle pinned at ${answer.throttlePercent}% until \`ferry throttle ${args.positionals[1]} policy\``
+      : `${workflowId}: throttle back to the policy, now ${answer.throttlePercent}%`,
+  );
+}
+
+/** `ferry downtime-limit <migration|vm> <ms>`: changes the running migration's downtime limit. */
+export async function downtimeLimitCommand(
+  client: FerryClient,
+  args: ParsedArgs,
+  out: (line: string) => void,
+): Promise<void> {
+  const usage = 'ferry downtime-limit <migration-id | vm-id> <ms>';
+  const workflowId = migrationIdFromArgs(args, usage);
+  const value = args.positionals[2];
+  if (value === undefined) throw usageError(`usage: ${usage}`);
+  const ms = Number(value);
+  if (!Number.isInteger(ms) || ms <= 0)
+    throw usageError(`downtime limit must be a positive integer of ms, got ${JSON.stringify(value)}`);
+  const answer = await client.setDowntimeLimit(workflowId, ms);
+  out(`${workflowId}: downtime limit ${answer.downtimeLimitMs} ms from the next round's end`);
 }
 
 /** `ferry cancel <migration>`. */

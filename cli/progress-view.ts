@@ -1,5 +1,5 @@
 /** Renders a migration's progress: a redrawn bar on a TTY, one line per change elsewhere. */
-import type { MigrationProgress, MigrationResult } from '../workflows/types';
+import type { MigrationProgress, MigrationResult, ThrottleSummary } from '../workflows/types';
 
 const BAR_WIDTH = 10;
 
@@ -28,9 +28,10 @@ export function progressLine(p: MigrationProgress, withBar: boolean): string {
   const estimate =
     p.expectedDowntimeMs < 0 ? '-' : Number.isFinite(p.expectedDowntimeMs) ? p.expectedDowntimeMs.toFixed(0) : 'inf';
   const incidents = p.incidents.length > 0 ? ` | ${p.incidents.length} incident(s)` : '';
+  const throttle = p.throttlePercent > 0 ? ` | throttle ${p.throttlePercent}%` : '';
   return (
     `${bar}${p.phase} r${p.round} | ${p.pagesRemaining} left | ${formatRate(p.throughputBytesPerSec)} | ` +
-    `dirty ${formatRate(p.dirtyRateBytesPerSec)} | est ${estimate}/${p.downtimeLimitMs} ms${incidents}`
+    `dirty ${formatRate(p.dirtyRateBytesPerSec)}${throttle} | est ${estimate}/${p.downtimeLimitMs} ms${incidents}`
   );
 }
 
@@ -66,15 +67,33 @@ export function resultSummary(r: MigrationResult): string {
     `  store ${r.store ?? 'not reached'}${r.switchover ? `, lagging ${formatBytes(r.switchover.storeLagBytes)} behind the stream at stun` : ''}`,
     `  verified ${r.verified} (source ${r.sourceDigest.slice(0, 16)}…, destination ${r.destinationDigest.slice(0, 16)}…)`,
   ];
+  if (r.throttle) lines.push(`  ${throttleLine(r.throttle)}`);
   for (const incident of r.incidents) {
     lines.push(`  ! ${incident.at}: ${incident.what} -> ${incident.recovery}`);
   }
   for (const round of r.rounds) {
+    const throttled = round.throttlePercent > 0 ? `, throttled ${round.throttlePercent}%` : '';
     lines.push(
       `    round ${round.round}: ${round.pagesSent} pages, ${formatBytes(round.bytesSent)} in ${round.durationMs.toFixed(0)} ms ` +
-        `(${formatRate(round.throughputBytesPerSec)}), dirtied ${round.dirtyPages} pages (${formatRate(round.dirtyRateBytesPerSec)}), ` +
+        `(${formatRate(round.throughputBytesPerSec)}), dirtied ${round.dirtyPages} pages (${formatRate(round.dirtyRateBytesPerSec)})${throttled}, ` +
         `store ${formatBytes(round.storeLagBytes)} behind`,
     );
   }
   return lines.join('\n');
+}
+
+/** One line on the throttle: policy, where it started and went, and what it cost the guest. */
+export function throttleLine(t: ThrottleSummary): string {
+  const start =
+    t.history === undefined
+      ? ''
+      : t.history === null
+        ? ', no history of this VM yet'
+        : `, started at ${t.startPercent}% from ${t.history.migrationId}`;
+  const requests = t.requests > 0 ? `, ${t.requests} change(s) by request` : '';
+  if (t.maxPercent === 0) return `throttle ${t.policy}: never throttled${start}${requests}`;
+  return (
+    `throttle ${t.policy}: up to ${t.maxPercent}%, ${t.finalPercent}% at the end${start}${requests}; ` +
+    `the guest lost ${(t.throttledMs / 1000).toFixed(2)} s of vCPU time (${(t.workLostShare * 100).toFixed(1)}% of its pre-copy time)`
+  );
 }

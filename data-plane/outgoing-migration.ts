@@ -26,7 +26,8 @@ import { SwitchoverError } from './errors';
 import { countDirty, finalPageTable } from './memory-scan';
 import { handOver, NETWORK_FINAL_TIMEOUT_MS, type HandoverOutcome } from './handover';
 import { PageFileDurability } from './page-file-durability';
-import type { FinalRequest, OutgoingStartInput, RoundStats, SwitchoverStats } from './protocol';
+import type { FinalRequest, OutgoingStartInput, RoundStats, RoundThrottleInput, SwitchoverStats } from './protocol';
+import { MigrationThrottle } from './round-throttle';
 import type { StoreOutage } from '../store/page-store';
 
 /**
@@ -51,6 +52,7 @@ export class OutgoingMigration {
   private readonly rounds = new Map<number, Promise<RoundStats>>();
   private switchoverPromise: Promise<SwitchoverStats> | undefined;
   private readonly durability: PageFileDurability;
+  private readonly throttle: MigrationThrottle;
   private currentRound = -1;
   private currentRoundStats = { pagesSent: 0, bytesSent: 0 };
   /** Set once the final request may reach the destination; see rollback(). */
@@ -67,6 +69,7 @@ export class OutgoingMigration {
     private readonly faults: FaultPoints,
   ) {
     this.durability = new PageFileDurability(pageFile, sender, store, input.migrationId, (msg) => ctx.log(msg));
+    this.throttle = new MigrationThrottle(ctx.vcpu, ctx.memory);
   }
 
   /** Connects to NATS and creates (or reopens) the page file. */
@@ -88,19 +91,20 @@ export class OutgoingMigration {
 
   /**
    * Sends round `round` (once; a repeated call returns the same result). `storeFirst`: the
-   * destination now depends on the store (see PageSender.storeFirst); it stays set.
+   * destination now depends on the store (see PageSender.storeFirst); it stays set. `throttle`:
+   * the vCPU throttle for the round (round-throttle.ts); absent, the throttle is left as it is.
    */
-  sendRound(round: number, storeFirst = false): Promise<RoundStats> {
+  sendRound(round: number, storeFirst = false, throttle?: RoundThrottleInput): Promise<RoundStats> {
     if (storeFirst) this.sender.storeFirst = true;
     let promise = this.rounds.get(round);
     if (!promise) {
-      promise = this.runRound(round);
+      promise = this.runRound(round, throttle);
       this.rounds.set(round, promise);
     }
     return promise;
   }
 
-  private async runRound(round: number): Promise<RoundStats> {
+  private async runRound(round: number, throttle: RoundThrottleInput | undefined): Promise<RoundStats> {
     if (this.state !== 'streaming')
       throw new Error(`migration ${this.input.migrationId} is ${this.state}, cannot send round ${round}`);
     const startedAt = performance.now();
@@ -110,6 +114,21 @@ export class OutgoingMigration {
     const indexes = round === 0 ? Uint32Array.from({ length: this.ctx.memory.pageCount }, (_, i) => i) : dirty;
     this.currentRound = round;
     this.currentRoundStats = { pagesSent: 0, bytesSent: 0 };
+    this.throttle.beginRound(round, throttle, () => this.currentRoundStats.bytesSent);
+    try {
+      return await this.sendRoundPages(round, startedAt, dirty, indexes);
+    } catch (error) {
+      this.throttle.endRound();
+      throw error;
+    }
+  }
+
+  private async sendRoundPages(
+    round: number,
+    startedAt: number,
+    dirty: Uint32Array,
+    indexes: Uint32Array,
+  ): Promise<RoundStats> {
     let manifestAtBytes = this.sender.storeBytesQueued;
     const sent = await this.sender.sendPages(indexes, round, 0, (s) => {
       this.currentRoundStats = { pagesSent: s.pagesSent, bytesSent: s.bytesSent };
@@ -137,8 +156,17 @@ export class OutgoingMigration {
       storeLagBytes: this.storeLagBytes(),
       lane: this.sender.fileOnly ? 'store' : 'network',
       vcpu: this.ctx.vcpu.stats(),
+      throttle: this.throttle.endRound(),
       ...this.storeOutages(),
     };
+  }
+
+  /** Sets the vCPU throttle now, as asked for while the migration runs (percent, 0..99). */
+  requestThrottle(percent: number): { percent: number } {
+    if (this.state !== 'streaming')
+      throw new Error(`migration ${this.input.migrationId} is ${this.state}: its throttle no longer applies`);
+    this.throttle.request(percent);
+    return { percent: this.throttle.percent };
   }
 
   /** Stuns the guest, sends the rest and hands the VM over (once). */
@@ -189,6 +217,8 @@ export class OutgoingMigration {
     const stunAt = Date.now();
     const stunStarted = performance.now();
     await this.ctx.vcpu.pause();
+    // Stunned, the guest loses all its time anyway; lifted now, a rollback resumes it unthrottled.
+    this.throttle.lift();
     this.state = 'stunned';
     try {
       await this.faults.hit('source.after-stun');
@@ -329,6 +359,8 @@ export class OutgoingMigration {
 
   /** Stops streaming; resumes the guest if it was stunned and still owns the VM. */
   async close(): Promise<boolean> {
+    // A migration that ends without a handover leaves the guest as it found it: unthrottled.
+    if (this.state !== 'handed-over') this.throttle.lift();
     const resumed = this.state === 'stunned' ? await this.rollback() : this.state !== 'handed-over';
     if (this.state === 'streaming') this.state = 'aborted';
     this.sender.close();

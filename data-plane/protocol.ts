@@ -4,6 +4,42 @@
  */
 import type { VcpuStats, Workload } from '../vmm/vcpu';
 import type { StoreOutage } from '../store/page-store';
+import type { ThrottlePolicy } from '../workflows/throttle-policy';
+
+/** How the source throttles the vCPU during one round (`migration.sendRound`'s `throttle`). */
+export interface RoundThrottleInput {
+  policy: ThrottlePolicy;
+  /** Throttle set at the round's start (percent, 0..99). */
+  percent: number;
+  /**
+   * Whether the source may raise the throttle inside the round when the round so far calls for it
+   * (sdps and history, unless the throttle was pinned by request; never in round 0).
+   */
+  adjustWithinRound: boolean;
+}
+
+/** One change of the vCPU throttle, as the source made it. */
+export interface ThrottleChange {
+  /** Milliseconds since the source started the migration. */
+  atMs: number;
+  round: number;
+  percent: number;
+  /** `round` set at a round's start, `sample` inside a round, `request` by an update, `lifted` at stun or rollback. */
+  why: 'round' | 'sample' | 'request' | 'lifted';
+}
+
+/** The throttle over one round, measured on the vCPU. */
+export interface RoundThrottleStats {
+  startPercent: number;
+  endPercent: number;
+  /** Time the vCPU was scheduled and time the throttle descheduled it during the round (ms). */
+  runMs: number;
+  throttledMs: number;
+  /** Page writes of the guest per second while the round ran (each dirties 4 KiB). */
+  guestWriteRateBytesPerSec: number;
+  /** Changes made during the round (and by requests since the previous round ended). */
+  changes: ThrottleChange[];
+}
 
 /** Starts the source side (`migration.startOutgoing`). */
 export interface OutgoingStartInput {
@@ -56,6 +92,8 @@ export interface RoundStats {
   /** Every time so far the store could not take writes (retried meanwhile); absent if never. */
   storeOutages?: StoreOutage[];
   vcpu: VcpuStats;
+  /** The vCPU throttle during the round (absent from a VMM older than throttling). */
+  throttle?: RoundThrottleStats;
   /** Attempt of the activity that returned these figures (set by the host agent; > 1 after a retry). */
   activityAttempt?: number;
   /** Pages the round had sent at the heartbeat checkpoint a retried activity continued from. */

@@ -9,7 +9,7 @@ import { IncomingMigration } from './incoming-migration';
 import { OutgoingMigration } from './outgoing-migration';
 import { MigrationInProgressError, UnknownMigrationError } from './errors';
 import { FaultPoints } from './fault-points';
-import type { IncomingStartInput, OutgoingStartInput } from './protocol';
+import type { IncomingStartInput, OutgoingStartInput, RoundThrottleInput } from './protocol';
 
 interface MigrationRef {
   migrationId: string;
@@ -51,8 +51,16 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       return { state: migration.state };
     },
     'migration.sendRound': async (params) => {
-      const { migrationId, round, storeFirst } = params as MigrationRef & { round: number; storeFirst?: boolean };
-      return (await getOutgoing(migrationId)).sendRound(round, storeFirst === true);
+      const { migrationId, round, storeFirst, throttle } = params as MigrationRef & {
+        round: number;
+        storeFirst?: boolean;
+        throttle?: RoundThrottleInput;
+      };
+      return (await getOutgoing(migrationId)).sendRound(round, storeFirst === true, throttle);
+    },
+    'migration.setThrottle': async (params) => {
+      const { migrationId, percent } = params as MigrationRef & { percent: number };
+      return (await getOutgoing(migrationId)).requestThrottle(percent);
     },
     'migration.outgoingProgress': async (params) =>
       (await getOutgoing((params as MigrationRef).migrationId)).progress(),

@@ -8,6 +8,7 @@
 import { PageFile, assertStoreWritable, removeMigrationFiles } from './page-file';
 import * as ownership from './ownership';
 import { postMessage, readMessage } from './mailbox';
+import { readDirectoryVmHistory, writeDirectoryVmHistory, type VmHistoryRecord } from './vm-history';
 import type { OwnershipRecord, PageFile as PageFileApi, PageFileHeader, PageStore, PreparedClaim } from './page-store';
 
 /** The page store in directory `dir`. */
@@ -65,6 +66,14 @@ export class DirectoryPageStore implements PageStore {
 
   releaseOwnership(vmId: string, hostId: string): Promise<boolean> {
     return ownership.releaseOwnership(this.dir, vmId, hostId);
+  }
+
+  readVmHistory(vmId: string): Promise<VmHistoryRecord | undefined> {
+    return readDirectoryVmHistory(this.dir, vmId);
+  }
+
+  writeVmHistory(record: VmHistoryRecord): Promise<void> {
+    return writeDirectoryVmHistory(this.dir, record);
   }
 
   close(): void {}

@@ -40,6 +40,7 @@ import { ObjectPageFile } from './object-page-file';
 import { headerKey, messageKey, migrationPrefix } from './object-page-layout';
 import { commitObjectClaim, readObjectOwner, releaseObjectOwnership } from './object-page-ownership';
 import type { ObjectStore } from './object-store';
+import { historyKey, readObjectVmHistory, writeObjectVmHistory, type VmHistoryRecord } from './vm-history';
 import type { OwnershipRecord, PageFile, PageFileHeader, PageSource, PageStore, PreparedClaim } from './page-store';
 
 /** Most deletes in flight at once when a migration is removed. */
@@ -145,6 +146,27 @@ export class ObjectPageStore implements PageStore {
 
   releaseOwnership(vmId: string, hostId: string): Promise<boolean> {
     return releaseObjectOwnership(this.objects, vmId, hostId);
+  }
+
+  async readVmHistory(vmId: string): Promise<VmHistoryRecord | undefined> {
+    try {
+      return await readObjectVmHistory(this.objects, vmId);
+    } catch (error) {
+      throw this.error(`cannot read the history of VM ${vmId}`, '', historyKey(vmId), error);
+    }
+  }
+
+  async writeVmHistory(record: VmHistoryRecord): Promise<void> {
+    try {
+      await writeObjectVmHistory(this.objects, record);
+    } catch (error) {
+      throw this.error(
+        `cannot write the history of VM ${record.vmId}`,
+        record.migrationId,
+        historyKey(record.vmId),
+        error,
+      );
+    }
   }
 
   /** Closes the object store's connections, if it has any. */

@@ -14,6 +14,7 @@
  *   `sync()` says when.
  */
 import type { Manifest } from './manifest-format';
+import type { VmHistoryRecord } from './vm-history';
 
 /** What a page file's header records. */
 export interface PageFileHeader {
@@ -178,6 +179,10 @@ export interface PageStore {
   discardClaim(prepared: PreparedClaim): Promise<void>;
   /** Forgets the VM's ownership records if `hostId` holds the latest epoch; returns whether it did. */
   releaseOwnership(vmId: string, hostId: string): Promise<boolean>;
+  /** What the VM's last converged migration learned (store/vm-history.ts), or undefined. */
+  readVmHistory(vmId: string): Promise<VmHistoryRecord | undefined>;
+  /** Replaces the VM's history record. */
+  writeVmHistory(record: VmHistoryRecord): Promise<void>;
   /** Releases connections. */
   close(): void;
 }

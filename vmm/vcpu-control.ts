@@ -4,7 +4,7 @@
  *
  * Layout: Int32 words [command, ack, throttle (hundredths of a percent), workload sequence,
  * workload type]; Float64 [rateBytesPerSec, hotSetBytes] at byte 32; BigInt64 [workUnits,
- * pagesWritten] at byte 48. The main thread writes command, throttle and workload; the worker
+ * pagesWritten, scheduled µs, throttled µs] at byte 48. The main thread writes command, throttle and workload; the worker
  * writes ack and the counters. The workload fields are guarded by a sequence lock: the sequence
  * word is odd while the main thread rewrites them, so the worker never acts on a half-written one.
  */
@@ -30,8 +30,12 @@ export const W_WORKLOAD_TYPE = 4;
 /** BigInt64 indices of the counters. */
 export const C_WORK_UNITS = 0;
 export const C_PAGES_WRITTEN = 1;
+/** Microseconds the vCPU was scheduled (running, not descheduled by the throttle). */
+export const C_RUN_US = 2;
+/** Microseconds the throttle descheduled the vCPU while it was meant to run. */
+export const C_THROTTLED_US = 3;
 
-const CONTROL_BYTES = 64;
+const CONTROL_BYTES = 80;
 const WORKLOAD_TYPES = ['idle', 'random', 'hotset', 'sweep'] as const;
 
 /** Typed views over one control block. */
@@ -48,7 +52,7 @@ export function openVcpuControl(buffer = new SharedArrayBuffer(CONTROL_BYTES)): 
     buffer,
     words: new Int32Array(buffer, 0, 8),
     params: new Float64Array(buffer, 32, 2),
-    counters: new BigInt64Array(buffer, 48, 2),
+    counters: new BigInt64Array(buffer, 48, 4),
   };
 }
 

@@ -7,7 +7,8 @@
  * Time model: while running, the vCPU earns page-write credit at the workload's rate; throttling
  * deschedules it for throttle% of every 10 ms window (sleeps of at most 5 ms) and paused or
  * descheduled time earns nothing. workUnits = pages written + whole milliseconds scheduled, so it
- * grows about (100 − throttle)% as fast as unthrottled. Page choice is reproducible: the first
+ * grows about (100 − throttle)% as fast as unthrottled. Scheduled and throttled time are counted
+ * apart too (a pause counts as neither), so the share of its time a throttle took is measured. Page choice is reproducible: the first
  * workload writes the pages of createPageChooser(workload, pageCount, seed), in that order.
  */
 import { workerData } from 'node:worker_threads';
@@ -18,6 +19,8 @@ import {
   ACK_RUNNING,
   ACK_STOPPED,
   C_PAGES_WRITTEN,
+  C_RUN_US,
+  C_THROTTLED_US,
   C_WORK_UNITS,
   CMD_PAUSE,
   CMD_RUN,
@@ -56,12 +59,15 @@ function runVcpu(data: VcpuWorkerData): void {
   let credit = 0;
   let pagesWritten = 0;
   let runMs = 0;
+  let throttledMs = 0;
   let last = performance.now();
   let windowStart = last;
 
   const publishCounters = (): void => {
     Atomics.store(counters, C_PAGES_WRITTEN, BigInt(pagesWritten));
     Atomics.store(counters, C_WORK_UNITS, BigInt(pagesWritten + Math.floor(runMs)));
+    Atomics.store(counters, C_RUN_US, BigInt(Math.floor(runMs * 1000)));
+    Atomics.store(counters, C_THROTTLED_US, BigInt(Math.floor(throttledMs * 1000)));
   };
   const sleepWhileRunning = (ms: number): void => {
     const end = performance.now() + ms;
@@ -107,6 +113,7 @@ function runVcpu(data: VcpuWorkerData): void {
     if (throttlePercent > 0 && now - windowStart >= runPhaseMs) {
       publishCounters();
       sleepWhileRunning(THROTTLE_WINDOW_MS - runPhaseMs);
+      throttledMs += performance.now() - now;
       last = performance.now();
       windowStart = last;
       continue;

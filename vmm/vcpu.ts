@@ -12,6 +12,8 @@ import {
   ACK_RUNNING,
   ACK_STOPPED,
   C_PAGES_WRITTEN,
+  C_RUN_US,
+  C_THROTTLED_US,
   C_WORK_UNITS,
   CMD_PAUSE,
   CMD_RUN,
@@ -33,13 +35,17 @@ export type { Workload } from './workload';
  * A snapshot of the vCPU. `throttlePercent` is the share of time it is descheduled (0..99);
  * `workUnits` = pages written + whole milliseconds it was scheduled (neither paused nor
  * descheduled by the throttle), so its rate shows the guest's slowdown; `pagesWritten` counts
- * page writes since start.
+ * page writes since start; `runMs` the time it was scheduled and `throttledMs` the time the throttle
+ * descheduled it (paused time is neither), so throttledMs / (runMs + throttledMs) over an interval
+ * is the share of the work it would have done that the throttle took.
  */
 export interface VcpuStats {
   state: 'running' | 'paused' | 'stopped';
   throttlePercent: number;
   workUnits: number;
   pagesWritten: number;
+  runMs: number;
+  throttledMs: number;
 }
 
 /** Options of Vcpu.start. `paused` (default false) starts it paused, as a migration destination. */
@@ -162,6 +168,8 @@ export class Vcpu {
       throttlePercent: Atomics.load(words, W_THROTTLE) / 100,
       workUnits: Number(Atomics.load(counters, C_WORK_UNITS)),
       pagesWritten: Number(Atomics.load(counters, C_PAGES_WRITTEN)),
+      runMs: Number(Atomics.load(counters, C_RUN_US)) / 1000,
+      throttledMs: Number(Atomics.load(counters, C_THROTTLED_US)) / 1000,
     };
   }
 

@@ -19,6 +19,11 @@ export interface HostActivityProxies {
    * the switchover under way in the VMM).
    */
   switchover: HostActivities;
+  /**
+   * Steps whose failure the migration outlives (a history record, a throttle asked for by an
+   * update): retried 3 times, so that their caller hears of a failure within seconds.
+   */
+  record: HostActivities;
 }
 
 /** The proxies for the activities of host `hostId`; call from workflow code only. */
@@ -46,5 +51,10 @@ export function hostActivities(hostId: string): HostActivityProxies {
     heartbeatTimeout: TIMEOUTS.heartbeatMs,
     retry: { maximumAttempts: 3, initialInterval: '200ms' },
   });
-  return { short, long, switchover };
+  const record = proxyActivities<HostActivities>({
+    taskQueue: hostTaskQueue(hostId),
+    startToCloseTimeout: TIMEOUTS.shortActivityMs,
+    retry: { ...retry, maximumAttempts: 3 },
+  });
+  return { short, long, switchover, record };
 }

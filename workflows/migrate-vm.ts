@@ -18,6 +18,7 @@ import {
   CancellationScope,
   defineQuery,
   defineSignal,
+  defineUpdate,
   isCancellation,
   setHandler,
   upsertSearchAttributes,
@@ -25,7 +26,14 @@ import {
 } from '@temporalio/workflow';
 import type { PrepareSourceResult } from '../activities/types';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
-import { DEFAULT_RESUME_TIMEOUT_MS, decideNextStep } from './policy';
+import {
+  DEFAULT_RESUME_TIMEOUT_MS,
+  decideNextStep,
+  InvalidMigrationOptionError,
+  validateDowntimeLimit,
+  validateThrottleRequest,
+} from './policy';
+import { historyRecord, ThrottleTracker } from './throttle-tracker';
 import { destinationIncidents, roundIncidents } from './incidents';
 import { hostActivities } from './host-activities';
 import { validateMigrateVmInput } from './migrate-vm-input';
@@ -37,6 +45,32 @@ import type { MigrateVmInput, MigrationIncident, MigrationPhase, MigrationProgre
 export const progressQuery = defineQuery<MigrationProgress>('progress');
 /** Signal: stop the migration and roll back (ignored once the switchover has begun). */
 export const cancelSignal = defineSignal<[{ reason?: string }?]>('cancel');
+/**
+ * Update: pin the source's vCPU throttle at `percent` (0..99) from now on, or hand it back to the
+ * policy with null. Rejected, with the reason, for a bad value or once pre-copy is over.
+ */
+export const setThrottleUpdate = defineUpdate<ThrottleUpdateResult, [{ percent: number | null }]>('setThrottle');
+/**
+ * Update: change the downtime limit the switchover decision uses, from the next round's end on.
+ * Rejected, with the reason, for a bad value or once pre-copy is over.
+ */
+export const setDowntimeLimitUpdate = defineUpdate<{ downtimeLimitMs: number }, [{ downtimeLimitMs: number }]>(
+  'setDowntimeLimit',
+);
+
+/** Answer of the setThrottle update. */
+export interface ThrottleUpdateResult {
+  /** Throttle the guest runs under now (percent). */
+  throttlePercent: number;
+  /** Whether it is pinned (true) or the policy's again (false). */
+  pinned: boolean;
+}
+
+/** Throws InvalidMigrationOptionError unless a running migration still takes changes in `phase`. */
+function assertChangeable(phase: MigrationPhase, what: string): void {
+  if (phase !== 'prepare' && phase !== 'pre-copy')
+    throw new InvalidMigrationOptionError(`the migration is in ${phase}: its ${what} can no longer change`);
+}
 
 /** Live-migrates `input.vmId` from `sourceHost` to `destinationHost`; see the header comment. */
 export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult> {
@@ -56,6 +90,10 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
   /** Failures met outside the rounds' own figures (a switchover the source could not confirm, …). */
   const otherIncidents: MigrationIncident[] = [];
   const result = initialResult(migrationId, input);
+  let downtimeLimitMs = options.downtimeLimitMs;
+  let throttle = new ThrottleTracker(options.throttle);
+  /** Set once the source is prepared; a throttle asked for before its first round starts it. */
+  let sourcePrepared = false;
 
   const setPhase = (next: MigrationPhase) => {
     phase = next;
@@ -75,7 +113,9 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       phase,
       rounds,
       memoryPages,
-      downtimeLimitMs: options.downtimeLimitMs,
+      downtimeLimitMs,
+      throttlePolicy: throttle.policy,
+      throttlePercent: throttle.percent,
       elapsedMs: Date.now() - startedAt,
       otherIncidents,
     }),
@@ -83,8 +123,39 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
   setHandler(cancelSignal, (args) => {
     cancelRequested ??= args?.reason ?? 'cancelled by request';
   });
-
   const ref = { migrationId, vmId: input.vmId };
+  setHandler(
+    setThrottleUpdate,
+    async (args) => {
+      const percent = validateThrottleRequest(args.percent);
+      throttle.pin(percent);
+      // Between prepare and the first round the source has no migration to throttle yet: the
+      // first round starts with it.
+      if (percent !== null && sourcePrepared && phase === 'pre-copy')
+        await source.record.setSourceThrottle({ ...ref, percent });
+      return { throttlePercent: throttle.percent, pinned: percent !== null };
+    },
+    {
+      validator: (args) => {
+        assertChangeable(phase, 'throttle');
+        validateThrottleRequest((args as { percent?: unknown } | undefined)?.percent);
+      },
+    },
+  );
+  setHandler(
+    setDowntimeLimitUpdate,
+    (args) => {
+      downtimeLimitMs = validateDowntimeLimit(args.downtimeLimitMs);
+      return { downtimeLimitMs };
+    },
+    {
+      validator: (args) => {
+        assertChangeable(phase, 'downtime limit');
+        validateDowntimeLimit((args as { downtimeLimitMs?: unknown } | undefined)?.downtimeLimitMs);
+      },
+    },
+  );
+
   let destinationPrepared = false;
   let receiver: Promise<IncomingStatus> | undefined;
   let prepared: PrepareSourceResult | undefined;
@@ -94,7 +165,14 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     const ready = await source.short.prepareSource({
       ...ref,
       ...(options.store ? { store: options.store } : {}),
+      ...(options.throttle === 'history' ? { readHistory: true } : {}),
     });
+    if (options.throttle === 'history') {
+      const pinned = throttle.pinnedPercent;
+      throttle = new ThrottleTracker('history', ready.history ?? null);
+      if (pinned !== undefined) throttle.pin(pinned);
+    }
+    sourcePrepared = true;
     prepared = ready;
     result.store = ready.store;
     memoryPages = ready.pageCount;
@@ -130,6 +208,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         baseEpoch: ready.baseEpoch,
         batchPages: options.batchPages,
         ...(destinationReplacements > 0 ? { storeFirst: true } : {}),
+        throttle: throttle.roundInput(),
       });
       // If the receiver fails first, the round's own end (often a rejection) is no longer awaited.
       sending.catch(() => undefined);
@@ -159,8 +238,9 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         receiver = (await startDestination(true)).done;
       }
       rounds.push(stats);
+      throttle.afterRound(stats);
       const step = decideNextStep({
-        options,
+        options: { ...options, downtimeLimitMs },
         rounds,
         pageSizeBytes: PAGE_SIZE_BYTES,
         memoryBytes: ready.memoryBytes,
@@ -210,9 +290,32 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       });
     });
 
+    // What converged this migration is where the VM's next one may start (`history`). A store
+    // that cannot take the record costs the next migration its head start, not this one its result.
+    if (!result.forcedSwitchover) {
+      const record = historyRecord({
+        ...ref,
+        at: new Date().toISOString(),
+        sourceHost: input.sourceHost,
+        destinationHost: input.destinationHost,
+        summary: throttle.summary(rounds),
+        rounds,
+      });
+      await CancellationScope.nonCancellable(() =>
+        destination.record.recordVmHistory({ store: ready.store, record }).catch((e: unknown) => {
+          otherIncidents.push({
+            at: 'cleanup',
+            what: `the VM's throttle history could not be recorded: ${describe(e)}`,
+            recovery: "none needed: the VM's next migration starts without it",
+          });
+        }),
+      );
+    }
+
     otherIncidents.unshift(...destinationIncidents({ status: received, handoverLane: handover?.handoverLane }));
     Object.assign(result, completedFigures(received, final, handover));
     fillTotals(result, rounds, otherIncidents, Date.now() - startedAt, handover?.storeOutages);
+    result.throttle = throttle.summary(rounds);
     setPhase('completed');
     return result;
   } catch (err) {
@@ -220,6 +323,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     result.outcome = stop?.outcome ?? (isCancellation(err) ? 'cancelled' : 'failed');
     result.reason = stop?.reason ?? describe(err);
     fillTotals(result, rounds, otherIncidents, Date.now() - startedAt);
+    result.throttle = throttle.summary(rounds);
     await CancellationScope.nonCancellable(async () => {
       if (result.runningOn === input.destinationHost) return;
       setPhase('rolling-back');

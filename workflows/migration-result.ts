@@ -6,6 +6,7 @@
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
 import { roundIncidents } from './incidents';
 import type { StoreOutage } from '../store/page-store';
+import { measuredThrottlePercent } from './throttle-tracker';
 import type { MigrateVmInput, MigrationIncident, MigrationResult, RoundSummary } from './types';
 
 /** Size of a guest page (bytes): the activities count pages, the result and the progress count bytes. */
@@ -23,6 +24,8 @@ export function summarizeRound(r: RoundStats): RoundSummary {
     dirtyRateBytesPerSec: r.dirtyRateBytesPerSec,
     storeLagBytes: r.storeLagBytes,
     lane: r.lane,
+    throttlePercent: measuredThrottlePercent(r),
+    guestWriteRateBytesPerSec: Math.round(r.throttle?.guestWriteRateBytesPerSec ?? 0),
   };
 }
 

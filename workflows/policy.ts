@@ -4,6 +4,7 @@
  * workflow replays them deterministically.
  */
 import { parseStoreRef, type StoreRef } from '../store/store-ref';
+import { MAX_THROTTLE_PERCENT, THROTTLE_POLICIES, type ThrottlePolicy } from './throttle-policy';
 
 /** Downtime the guest may see at switchover (QEMU's default). */
 export const DEFAULT_DOWNTIME_LIMIT_MS = 300;
@@ -43,6 +44,12 @@ export interface MigrationOptions {
   /** Default 'abort'. */
   onGiveUp?: GiveUpAction;
   /**
+   * How the guest's vCPU is slowed when it dirties memory faster than pages leave: `sdps`
+   * (default), `history` (sdps from the throttle of the VM's last converged migration),
+   * `auto-converge` (QEMU's law) or `none`.
+   */
+  throttle?: ThrottlePolicy;
+  /**
    * Shared store seen by both hosts: an absolute directory path or `s3://bucket/prefix`; default
    * the hosts' configured store. The S3 endpoint and credentials come from each host's FERRY_S3_*.
    */
@@ -76,6 +83,7 @@ export interface ResolvedMigrationOptions {
   maxRounds: number;
   completionBudgetSecPerGiB: number;
   onGiveUp: GiveUpAction;
+  throttle: ThrottlePolicy;
   /** The store named by `store` or `storeDir`, if any. */
   store: string | undefined;
   batchPages: number;
@@ -135,6 +143,12 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
       throw new InvalidMigrationOptionError(`${key} must be true or false, got ${JSON.stringify(o[key])}`);
     }
   }
+  const throttle = o.throttle ?? 'sdps';
+  if (!THROTTLE_POLICIES.includes(throttle)) {
+    throw new InvalidMigrationOptionError(
+      `throttle must be one of ${THROTTLE_POLICIES.join(', ')}, got ${JSON.stringify(throttle)}`,
+    );
+  }
   if (o.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) {
     throw new InvalidMigrationOptionError(`storeDir must be a non-empty path, got ${JSON.stringify(o.storeDir)}`);
   }
@@ -151,6 +165,7 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
       DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB,
     ),
     onGiveUp,
+    throttle,
     store,
     batchPages: positiveInteger('batchPages', o.batchPages, DEFAULT_BATCH_PAGES, 1024),
     creditWindow: positiveInteger('creditWindow', o.creditWindow, DEFAULT_CREDIT_WINDOW, 1024),
@@ -158,6 +173,27 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
     keepPageFile: o.keepPageFile === true,
     switchoverEagerly: o.switchoverEagerly === true,
   };
+}
+
+/** Validates a downtime limit given while a migration runs; returns it. */
+export function validateDowntimeLimit(value: unknown): number {
+  if (value === undefined || value === null)
+    throw new InvalidMigrationOptionError(`downtimeLimitMs must be a positive integer, got ${String(value)}`);
+  return positiveInteger('downtimeLimitMs', value, 0);
+}
+
+/**
+ * Validates a throttle asked for while a migration runs: a percent of the vCPU's time in
+ * 0..MAX_THROTTLE_PERCENT, or null to hand the throttle back to the policy.
+ */
+export function validateThrottleRequest(value: unknown): number | null {
+  if (value === null) return null;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_THROTTLE_PERCENT) {
+    throw new InvalidMigrationOptionError(
+      `throttle percent must be a number from 0 to ${MAX_THROTTLE_PERCENT}, or null for the policy's, got ${JSON.stringify(value)}`,
+    );
+  }
+  return Math.round(value * 10) / 10;
 }
 
 /** The figures of a finished round that the policy looks at. */

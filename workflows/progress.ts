@@ -6,6 +6,7 @@ import type { RoundStats } from '../data-plane/protocol';
 import { roundIncidents } from './incidents';
 import { PAGE_SIZE_BYTES } from './migration-result';
 import { expectedDowntimeMs, measuredThroughputBytesPerSec } from './policy';
+import type { ThrottlePolicy } from './throttle-policy';
 import type { MigrationIncident, MigrationPhase, MigrationProgress } from './types';
 
 /** What the workflow knows when it is asked for its progress. */
@@ -18,6 +19,8 @@ export interface ProgressState {
   /** Pages of the guest's memory; 0 until the source is prepared. */
   memoryPages: number;
   downtimeLimitMs: number;
+  throttlePolicy: ThrottlePolicy;
+  throttlePercent: number;
   /** Time since the workflow started (ms). */
   elapsedMs: number;
   /** Failures met outside the rounds' own figures. */
@@ -42,6 +45,8 @@ export function migrationProgress(state: ProgressState): MigrationProgress {
     dirtyRateBytesPerSec: last?.dirtyRateBytesPerSec ?? 0,
     expectedDowntimeMs: last ? expectedDowntimeMs(pendingBytes, throughput) : -1,
     downtimeLimitMs: state.downtimeLimitMs,
+    throttlePolicy: state.throttlePolicy,
+    throttlePercent: state.throttlePercent,
     elapsedMs: state.elapsedMs,
     bytesViaNetwork: rounds.reduce((sum, r) => sum + (r.lane === 'network' ? r.bytesSent : 0), 0),
     bytesViaStoreOnly: rounds.reduce((sum, r) => sum + (r.lane === 'store' ? r.bytesSent : 0), 0),

@@ -15,14 +15,22 @@
  * The VMM applies a throttle as sleeps of at most 5 ms in every 10 ms (vmm/vcpu.ts); every policy's
  * throttle is lifted at the switchover.
  *
- * Groundwork of issue 6: nothing calls these yet. The constants come from a model of a hot-set
- * guest (test/unit/throttle-policy.test.ts), where a guest loses least work when throttled hard and
+ * The workflow calls nextThrottle after every round (migrate-vm.ts); inside a long round after the
+ * first, the source VMM samples the round so far and may raise an sdps throttle at once
+ * (data-plane/round-throttle.ts). The constants come from a model of a hot-set guest
+ * (test/unit/throttle-policy.test.ts), where a guest loses least work when throttled hard and
  * briefly: aiming at 70% of the send rate lost more than QEMU's law at 2× and 4×, aiming at 40%
- * less; at 1× QEMU's law still loses less. The benchmark of the issue is to settle them.
+ * less; `npm run bench -- --convergence` measures them on real migrations.
  */
 
-/** The policies a migration may choose. */
-export type ThrottlePolicy = 'sdps' | 'auto-converge' | 'none';
+/**
+ * The policies a migration may choose. `history` is sdps started from the throttle that let the
+ * VM's last migration converge (see store/vm-history.ts).
+ */
+export type ThrottlePolicy = 'sdps' | 'history' | 'auto-converge' | 'none';
+
+/** Every policy, the default first. */
+export const THROTTLE_POLICIES: readonly ThrottlePolicy[] = ['sdps', 'history', 'auto-converge', 'none'];
 
 /** Highest throttle any policy sets (percent of the vCPU's time descheduled). */
 export const MAX_THROTTLE_PERCENT = 99;
@@ -77,6 +85,7 @@ export function nextThrottle(policy: ThrottlePolicy, state: ThrottleState, sampl
     case 'auto-converge':
       return autoConverge(state, sample);
     case 'sdps':
+    case 'history':
       return { throttlePercent: sdpsThrottle(state.throttlePercent, sample), highDirtyRounds: 0 };
   }
 }

@@ -1,5 +1,9 @@
 /** Inputs, results and messages of ferry's workflows: JSON only, small (ids and counters). */
 import type { MigrationOptions } from './policy';
+import type { ThrottlePolicy } from './throttle-policy';
+import type { ThrottleSummary } from './throttle-tracker';
+
+export type { ThrottleSummary } from './throttle-tracker';
 
 /** Input of `migrateVm` (what `temporal workflow start --input` takes). */
 export interface MigrateVmInput {
@@ -34,6 +38,10 @@ export interface RoundSummary {
   storeLagBytes: number;
   /** `store` once the network lane was given up and the round went to the page file only. */
   lane: 'network' | 'store';
+  /** Share of the round's time the throttle descheduled the vCPU (percent, measured). */
+  throttlePercent: number;
+  /** Page writes of the guest per second during the round (each dirties 4 KiB), however often a page was hit. */
+  guestWriteRateBytesPerSec: number;
 }
 
 /** How a migration ended. */
@@ -71,6 +79,8 @@ export interface MigrationResult {
   switchover?: SwitchoverSummary;
   /** The shared store the migration used (a directory or `s3://bucket/prefix`), once the source named it. */
   store?: string;
+  /** The vCPU throttle over the migration, and what it cost the guest. */
+  throttle?: ThrottleSummary;
 }
 
 /** The switchover, step by step. */
@@ -114,6 +124,9 @@ export interface MigrationProgress {
   dirtyRateBytesPerSec: number;
   expectedDowntimeMs: number;
   downtimeLimitMs: number;
+  throttlePolicy: ThrottlePolicy;
+  /** Throttle the next (or current) round starts with (percent). */
+  throttlePercent: number;
   elapsedMs: number;
   /** Bytes of the rounds so far that went over NATS (and into the page file). */
   bytesViaNetwork: number;

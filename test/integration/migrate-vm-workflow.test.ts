@@ -142,7 +142,7 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
           dirtyRateBytesPerSec: (pending * PAGE * 1000) / ROUND_DURATION_MS,
           storeLagBytes: 0,
           lane: 'network',
-          vcpu: { state: 'running', throttlePercent: 0, workUnits: 0, pagesWritten: 0 },
+          vcpu: { state: 'running', throttlePercent: 0, workUnits: 0, pagesWritten: 0, runMs: 0, throttledMs: 0 },
         };
       };
       return heartbeating(async () => {
@@ -188,6 +188,8 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
       };
     },
     rollbackSource: async () => ({ running: true }),
+    setSourceThrottle: async ({ percent }) => ({ percent }),
+    recordVmHistory: async () => undefined,
     abortDestination: async ({ migrationId }) => {
       destinationDone.resolve({
         migrationId,
@@ -367,7 +369,13 @@ describe('migrateVm workflow', () => {
       keepPageFile: false,
     });
     expect(calledActivities(hosts.h1)).toEqual(['prepareSource', 'releaseSource', 'sendRound', 'switchover']);
-    expect(calledActivities(hosts.h2)).toEqual(['finishDestination', 'prepareDestination', 'receivePages']);
+    // The destination, owner now, records what converged the migration for the VM's next one.
+    expect(calledActivities(hosts.h2)).toEqual([
+      'finishDestination',
+      'prepareDestination',
+      'receivePages',
+      'recordVmHistory',
+    ]);
   });
 
   it('aborts and rolls back when pre-copy never converges within maxRounds and onGiveUp is abort', async () => {

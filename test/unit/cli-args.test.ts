@@ -93,6 +93,8 @@ describe('progress line', () => {
         dirtyRateBytesPerSec: 50e6,
         expectedDowntimeMs: 3.5,
         downtimeLimitMs: 300,
+        throttlePolicy: 'sdps',
+        throttlePercent: 0,
         elapsedMs: 10,
         bytesViaNetwork: 5 * 2 ** 20,
         bytesViaStoreOnly: 0,

@@ -14,7 +14,7 @@ function round(n: number, lane: RoundStats['lane'], extra: Partial<RoundStats> =
     dirtyRateBytesPerSec: 1,
     storeLagBytes: 0,
     lane,
-    vcpu: { state: 'running', throttlePercent: 0, workUnits: 0, pagesWritten: 0 },
+    vcpu: { state: 'running', throttlePercent: 0, workUnits: 0, pagesWritten: 0, runMs: 0, throttledMs: 0 },
     ...extra,
   };
 }

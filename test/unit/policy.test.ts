@@ -27,6 +27,7 @@ describe('resolveMigrationOptions', () => {
       maxRounds: DEFAULT_MAX_ROUNDS,
       completionBudgetSecPerGiB: DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB,
       onGiveUp: 'abort',
+      throttle: 'sdps',
       store: undefined,
       batchPages: DEFAULT_BATCH_PAGES,
       creditWindow: DEFAULT_CREDIT_WINDOW,
@@ -44,6 +45,7 @@ describe('resolveMigrationOptions', () => {
       maxRounds: 4,
       completionBudgetSecPerGiB: 10,
       onGiveUp: 'force-switchover',
+      throttle: 'auto-converge',
       store: 's3://ferry-pages/fleet-a',
       batchPages: 64,
       creditWindow: 8,
@@ -79,6 +81,11 @@ describe('resolveMigrationOptions', () => {
       'an unknown give-up action',
       { onGiveUp: 'retry' as unknown as 'abort' },
       'onGiveUp must be "abort" or "force-switchover", got "retry"',
+    ],
+    [
+      'an unknown throttle policy',
+      { throttle: 'gentle' as unknown as 'sdps' },
+      'throttle must be one of sdps, history, auto-converge, none, got "gentle"',
     ],
     ['an empty store path', { storeDir: '' }, 'storeDir must be a non-empty path, got ""'],
     [

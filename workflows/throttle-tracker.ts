@@ -1,0 +1,167 @@
+/**
+ * The throttle side of one migration, as the workflow keeps it: the policy's state from round to
+ * round, a throttle pinned by request, and what the result reports about the guest's slowdown.
+ * Deterministic (no I/O, no clocks): the workflow replays it, unit tests drive it with rounds.
+ */
+import type { RoundStats, RoundThrottleInput, ThrottleChange } from '../data-plane/protocol';
+import type { VmHistoryRecord } from '../store/vm-history';
+import {
+  initialThrottleState,
+  nextThrottle,
+  type ThrottlePolicy,
+  type ThrottleSample,
+  type ThrottleState,
+} from './throttle-policy';
+
+/** What the result says about the throttle and the guest's slowdown. */
+export interface ThrottleSummary {
+  policy: ThrottlePolicy;
+  /** Throttle the first round started at: the history record's, or 0. */
+  startPercent: number;
+  /** `history` policy: the record the first round started from, or null if the store had none. */
+  history?: Pick<VmHistoryRecord, 'migrationId' | 'at' | 'throttlePercent' | 'rounds'> | null;
+  /**
+   * Share of the work the guest would have done during pre-copy that the throttle took: the time
+   * the throttle descheduled the vCPU ÷ the time it was meant to run, measured on the vCPU.
+   */
+  workLostShare: number;
+  /** Time the throttle descheduled the vCPU during pre-copy, and the time it ran (ms). */
+  throttledMs: number;
+  guestRunMs: number;
+  maxPercent: number;
+  /** Throttle the last pre-copy round ended with: the one the migration converged under. */
+  finalPercent: number;
+  /** Throttle changes made by request while the migration ran. */
+  requests: number;
+  /** Every change of the throttle, in order (times from the source's start of the migration). */
+  timeline: ThrottleChange[];
+}
+
+/** Percent with one decimal. */
+function tenth(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+/** The share of a round's time the throttle took (percent), measured; 0 without figures. */
+export function measuredThrottlePercent(stats: RoundStats): number {
+  const t = stats.throttle;
+  if (!t) return stats.vcpu.throttlePercent;
+  const active = t.runMs + t.throttledMs;
+  return active > 0 ? tenth((t.throttledMs / active) * 100) : t.endPercent;
+}
+
+/** The policy's input after a round: its send and dirty rates, and the throttle it ran under. */
+export function throttleSample(stats: RoundStats): ThrottleSample {
+  return {
+    sendRateBytesPerSec: stats.throughputBytesPerSec,
+    dirtyRateBytesPerSec: stats.dirtyRateBytesPerSec,
+    throttlePercent: measuredThrottlePercent(stats),
+  };
+}
+
+/** The workflow's throttle bookkeeping for one migration. */
+export class ThrottleTracker {
+  private state: ThrottleState;
+  private pinned: number | undefined;
+  private history: ThrottleSummary['history'];
+  /** Throttle the first round starts with (percent). */
+  readonly startPercent: number;
+
+  constructor(
+    readonly policy: ThrottlePolicy,
+    history?: VmHistoryRecord | null,
+  ) {
+    const startPercent = policy === 'history' ? (history?.throttlePercent ?? 0) : 0;
+    this.state = initialThrottleState(startPercent);
+    this.startPercent = this.state.throttlePercent;
+    if (policy === 'history')
+      this.history = history
+        ? {
+            migrationId: history.migrationId,
+            at: history.at,
+            throttlePercent: history.throttlePercent,
+            rounds: history.rounds,
+          }
+        : null;
+  }
+
+  /** The throttle the next round starts with (percent). */
+  get percent(): number {
+    return this.pinned ?? this.state.throttlePercent;
+  }
+
+  /** The throttle pinned by request, if any. */
+  get pinnedPercent(): number | undefined {
+    return this.pinned;
+  }
+
+  /** What the source is told for the next round. */
+  roundInput(): RoundThrottleInput {
+    const adaptive = this.policy === 'sdps' || this.policy === 'history';
+    return { policy: this.policy, percent: this.percent, adjustWithinRound: adaptive && this.pinned === undefined };
+  }
+
+  /** Pins the throttle at `percent` from now on, or hands it back to the policy (null). */
+  pin(percent: number | null): void {
+    if (percent === null) {
+      // The policy goes on from the throttle the guest runs under now.
+      if (this.pinned !== undefined) this.state = { ...this.state, throttlePercent: this.pinned };
+      this.pinned = undefined;
+    } else {
+      this.pinned = percent;
+    }
+  }
+
+  /** Takes a finished round into account: the policy's throttle for the next one. */
+  afterRound(stats: RoundStats): void {
+    const current = stats.throttle?.endPercent ?? this.state.throttlePercent;
+    this.state = nextThrottle(this.policy, { ...this.state, throttlePercent: current }, throttleSample(stats));
+  }
+
+  /** The summary for the result, from the rounds so far. */
+  summary(rounds: readonly RoundStats[]): ThrottleSummary {
+    const timeline = rounds.flatMap((r) => r.throttle?.changes ?? []);
+    const throttledMs = rounds.reduce((sum, r) => sum + (r.throttle?.throttledMs ?? 0), 0);
+    const guestRunMs = rounds.reduce((sum, r) => sum + (r.throttle?.runMs ?? 0), 0);
+    const percents = rounds.flatMap((r) => (r.throttle ? [r.throttle.startPercent, r.throttle.endPercent] : []));
+    const last = rounds[rounds.length - 1];
+    return {
+      policy: this.policy,
+      startPercent: this.startPercent,
+      ...(this.history !== undefined ? { history: this.history } : {}),
+      workLostShare: throttledMs + guestRunMs > 0 ? throttledMs / (throttledMs + guestRunMs) : 0,
+      throttledMs: Math.round(throttledMs),
+      guestRunMs: Math.round(guestRunMs),
+      maxPercent: Math.max(0, ...percents, ...timeline.map((c) => c.percent)),
+      finalPercent: last?.throttle?.endPercent ?? 0,
+      requests: timeline.filter((c) => c.why === 'request').length,
+      timeline,
+    };
+  }
+}
+
+/** The record a converged migration leaves for the VM's next one. */
+export function historyRecord(args: {
+  vmId: string;
+  migrationId: string;
+  at: string;
+  sourceHost: string;
+  destinationHost: string;
+  summary: ThrottleSummary;
+  rounds: readonly RoundStats[];
+}): VmHistoryRecord {
+  const last = args.rounds[args.rounds.length - 1];
+  return {
+    vmId: args.vmId,
+    migrationId: args.migrationId,
+    at: args.at,
+    sourceHost: args.sourceHost,
+    destinationHost: args.destinationHost,
+    policy: args.summary.policy,
+    throttlePercent: args.summary.finalPercent,
+    maxThrottlePercent: args.summary.maxPercent,
+    rounds: args.rounds.length,
+    sendRateBytesPerSec: Math.round(last?.throughputBytesPerSec ?? 0),
+    dirtyRateBytesPerSec: Math.round(last?.dirtyRateBytesPerSec ?? 0),
+  };
+}
