@@ -8,6 +8,7 @@
  */
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
+import { resolveBinary } from '../../infra/binaries';
 import { compareMigratedMemory } from '../../verification';
 import type { MigrationOptions } from '../../workflows/policy';
 import type { MigrationProgress, MigrationResult } from '../../workflows/types';
@@ -52,12 +53,17 @@ async function expectUntouchedSource(vmId: string): Promise<void> {
   expect(await vmmCall(fx.cluster, 'h1', vmId, 'verify')).toEqual(expect.objectContaining({ badPages: 0 }));
 }
 
-function ferryCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...fx.cluster.processEnv, TEMPORAL_VERSION_CHECK_DISABLED: '1' };
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: fx.cluster.processEnv }, (err, stdout, stderr) => {
+    execFile(command, args, { env }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
+}
+
+function ferryCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, [CLI, ...args]);
 }
 
 test('a guest dirtying faster than pages leave: none gives up and leaves it untouched, sdps converges', async () => {
@@ -132,9 +138,24 @@ test('a larger downtime limit set while it runs lets a migration that could not 
     keepSourceAfterSwitchover: true,
   });
   await progressWhen(workflowId, (p) => p.round >= 3);
-  const answer = await ferryCli('downtime-limit', 'relaxed', '5000');
+  // From the temporal CLI, as an operator without ferry's would.
+  const temporal = (...args: string[]) =>
+    run(resolveBinary('temporal'), [
+      'workflow',
+      'update',
+      'execute',
+      '--address',
+      fx.cluster.temporal.address,
+      '--workflow-id',
+      workflowId,
+      ...args,
+    ]);
+  const refused = await temporal('--name', 'setDowntimeLimit', '--input', '{"downtimeLimitMs":-3}');
+  expect(refused.code).not.toBe(0);
+  expect(refused.stdout + refused.stderr).toMatch(/downtimeLimitMs must be a positive integer, got -3/);
+  const answer = await temporal('--name', 'setDowntimeLimit', '--input', '{"downtimeLimitMs":5000}');
   expect(answer.code).toBe(0);
-  expect(answer.stdout).toMatch(/downtime limit 5000 ms/);
+  expect(answer.stdout).toMatch(/5000/);
   const result = await fx.ferry.result(workflowId);
   expect(result.outcome).toBe('completed');
   expect(result.throttle?.maxPercent).toBe(0);
