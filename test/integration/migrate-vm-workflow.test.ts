@@ -8,21 +8,24 @@
 import { Context } from '@temporalio/activity';
 import type { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import {
-  bundleWorkflowCode,
-  DefaultLogger,
-  Runtime,
-  Worker,
-  type WorkflowBundleWithSourceMap,
-} from '@temporalio/worker';
 import type { HostActivities } from '../../activities/types';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../../data-plane/protocol';
-import { timeSkippingEnvironmentOptions } from '../../infra';
-import { CONTROL_TASK_QUEUE, hostTaskQueue, NAMESPACE, SEARCH_ATTRIBUTES } from '../../temporal-config';
+import { CONTROL_TASK_QUEUE } from '../../temporal-config';
 import { cancelSignal, migrateVm, progressQuery } from '../../workflows';
 import type { MigrationOptions } from '../../workflows/policy';
 import type { MigrateVmInput, MigrationResult } from '../../workflows/types';
+import {
+  deferred,
+  failureOf,
+  fakeHosts,
+  gate,
+  heartbeating,
+  NOT_IN_A_MIGRATION,
+  useTimeSkipping,
+  withWorkers as runWorkers,
+  type FakeHost,
+  type FakeHosts,
+} from './support/time-skipping';
 
 jest.setTimeout(120_000);
 
@@ -31,44 +34,7 @@ const GIB = 2 ** 30;
 /** 10,000 pages/s: the default 300 ms downtime limit allows 3,000 pending pages. */
 const THROUGHPUT_BYTES_PER_SEC = 10_000 * PAGE;
 const ROUND_DURATION_MS = 200;
-const HEARTBEAT_EVERY_MS = 300;
 const DIGEST = 'c0ffee'.repeat(10) + 'beef';
-/** temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD (@temporalio/proto is not imported here). */
-const INDEXED_VALUE_TYPE_KEYWORD = 2;
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve(value: T): void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
-/** A point where a fake activity waits: `reached` resolves when it gets there, `open()` lets it go on. */
-interface Gate {
-  reached: Promise<void>;
-  open(): void;
-  /** Called by the fake: marks the gate reached and waits until it is opened. */
-  pass(): Promise<void>;
-}
-
-function gate(): Gate {
-  const reached = deferred<void>();
-  const opened = deferred<void>();
-  return {
-    reached: reached.promise,
-    open: () => opened.resolve(),
-    pass: async () => {
-      reached.resolve();
-      await opened.promise;
-    },
-  };
-}
 
 /** How the simulated migration behaves. */
 interface Script {
@@ -90,24 +56,11 @@ interface Script {
   destinationSettlesResumed?: boolean;
 }
 
-type FakeHost = { [K in keyof HostActivities]: jest.MockedFunction<HostActivities[K]> };
-
-/** Calls `fn` while heartbeating, so a long fake activity looks alive to the server. */
-async function heartbeating<T>(fn: () => Promise<T>): Promise<T> {
-  const ctx = Context.current();
-  const timer = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
-  try {
-    return await Promise.race([fn(), ctx.cancelled]);
-  } finally {
-    clearInterval(timer);
-  }
-}
-
 /**
  * One simulated migration between two hosts: `hosts.h1` and `hosts.h2` each serve every
  * HostActivities method as a jest.fn, so a test sees which host was asked to do what.
  */
-function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
+function simulateMigration(script: Script): FakeHosts {
   const memoryBytes = script.memoryBytes ?? 64 * 1024 * 1024;
   const pageCount = memoryBytes / PAGE;
   const destinationDone = deferred<IncomingStatus>();
@@ -231,18 +184,9 @@ function simulateMigration(script: Script): { h1: FakeHost; h2: FakeHost } {
     },
     removeMigrationFiles: async () => undefined,
     finishDestination: async () => undefined,
-    createVm: async () => {
-      throw new Error('not part of a migration');
-    },
-    listVms: async () => [],
-    destroyVm: async () => undefined,
-    dumpVmMemory: async () => {
-      throw new Error('not part of a migration');
-    },
+    ...NOT_IN_A_MIGRATION,
   };
-  const host = (): FakeHost =>
-    Object.fromEntries(Object.entries(behaviour).map(([name, fn]) => [name, jest.fn(fn)])) as unknown as FakeHost;
-  return { h1: host(), h2: host() };
+  return fakeHosts(behaviour);
 }
 
 /** Every activity the fake host served, by name (for "was never called" checks). */
@@ -254,40 +198,12 @@ function calledActivities(host: FakeHost): string[] {
 }
 
 describe('migrateVm workflow', () => {
-  let env: TestWorkflowEnvironment;
-  let workflowBundle: WorkflowBundleWithSourceMap;
+  const ts = useTimeSkipping();
   let nextId = 0;
 
-  beforeAll(async () => {
-    // Workers log every state change at INFO; warnings (failed workflows and activities) remain.
-    Runtime.install({ logger: new DefaultLogger('WARN') });
-    [env, workflowBundle] = await Promise.all([
-      TestWorkflowEnvironment.createTimeSkipping(timeSkippingEnvironmentOptions()),
-      bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: new DefaultLogger('WARN') }),
-    ]);
-    // migrateVm upserts ferry's search attributes; the dev server registers them at start, the
-    // time-skipping server must be told here.
-    await env.connection.operatorService.addSearchAttributes({
-      namespace: NAMESPACE,
-      searchAttributes: Object.fromEntries(
-        Object.keys(SEARCH_ATTRIBUTES).map((name) => [name, INDEXED_VALUE_TYPE_KEYWORD]),
-      ),
-    });
-  });
-
-  afterAll(async () => {
-    await env?.teardown();
-  });
-
   /** Runs `fn` while the orchestrator and both host agents (h1, h2) serve their task queues. */
-  async function withWorkers<T>(hosts: { h1: FakeHost; h2: FakeHost }, fn: () => Promise<T>): Promise<T> {
-    const connection = env.nativeConnection;
-    const [orchestrator, h1, h2] = await Promise.all([
-      Worker.create({ connection, taskQueue: CONTROL_TASK_QUEUE, workflowBundle }),
-      Worker.create({ connection, taskQueue: hostTaskQueue('h1'), activities: hosts.h1 }),
-      Worker.create({ connection, taskQueue: hostTaskQueue('h2'), activities: hosts.h2 }),
-    ]);
-    return orchestrator.runUntil(h1.runUntil(h2.runUntil(fn)));
+  function withWorkers<T>(hosts: FakeHosts, fn: () => Promise<T>): Promise<T> {
+    return runWorkers(ts, hosts, fn);
   }
 
   function start(
@@ -300,26 +216,16 @@ describe('migrateVm workflow', () => {
       vmId: 'vm-7',
       sourceHost: 'h1',
       destinationHost: 'h2',
-      ...(policy ? { policy } : {}),
+      // The scripted guest does not slow down under a throttle: no throttle here (the policies'
+      // decisions are tested against a guest that does, in throttle-workflow.test.ts).
+      policy: { throttle: 'none', ...policy },
       ...input,
     };
-    return env.client.workflow.start(migrateVm, {
+    return ts.env.client.workflow.start(migrateVm, {
       taskQueue: CONTROL_TASK_QUEUE,
       workflowId: `${name}-${nextId}-${Date.now()}`,
       args: [args],
     });
-  }
-
-  /** The failure a workflow ended with (fails the test if it completed). */
-  async function failureOf(handle: WorkflowHandle<typeof migrateVm>): Promise<WorkflowFailedError> {
-    const outcome = await handle.result().then(
-      (result) => ({ result }),
-      (error: unknown) => ({ error }),
-    );
-    if (!('error' in outcome))
-      throw new Error(`workflow completed instead of failing: ${JSON.stringify(outcome.result)}`);
-    expect(outcome.error).toMatchObject({ name: 'WorkflowFailedError' });
-    return outcome.error as WorkflowFailedError;
   }
 
   function failureDetails(error: WorkflowFailedError): MigrationResult {
