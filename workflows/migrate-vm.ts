@@ -238,13 +238,14 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         receiver = (await startDestination(true)).done;
       }
       rounds.push(stats);
-      throttle.afterRound(stats);
+      throttle.afterRound(rounds);
       const step = decideNextStep({
         options: { ...options, downtimeLimitMs },
         rounds,
         pageSizeBytes: PAGE_SIZE_BYTES,
         memoryBytes: ready.memoryBytes,
         elapsedMs: Date.now() - startedAt,
+        throttled: throttle.engaged,
       });
       if (step.type === 'abort') throw new MigrationStop('aborted', step.reason);
       if (step.type === 'switchover') {

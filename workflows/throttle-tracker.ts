@@ -5,6 +5,7 @@
  */
 import type { RoundStats, RoundThrottleInput, ThrottleChange } from '../data-plane/protocol';
 import type { VmHistoryRecord } from '../store/vm-history';
+import { measuredThroughputBytesPerSec } from './policy';
 import {
   initialThrottleState,
   nextThrottle,
@@ -16,7 +17,10 @@ import {
 /** What the result says about the throttle and the guest's slowdown. */
 export interface ThrottleSummary {
   policy: ThrottlePolicy;
-  /** Throttle the first round started at: the history record's, or 0. */
+  /**
+   * Throttle the round after round 0 starts from at least: the history record's, or 0. Round 0
+   * itself is not throttled from a record (see ThrottleTracker).
+   */
   startPercent: number;
   /** `history` policy: the record the first round started from, or null if the store had none. */
   history?: Pick<VmHistoryRecord, 'migrationId' | 'at' | 'throttlePercent' | 'rounds'> | null;
@@ -50,30 +54,51 @@ export function measuredThrottlePercent(stats: RoundStats): number {
   return active > 0 ? tenth((t.throttledMs / active) * 100) : t.endPercent;
 }
 
-/** The policy's input after a round: its send and dirty rates, and the throttle it ran under. */
-export function throttleSample(stats: RoundStats): ThrottleSample {
+/**
+ * Send rate is taken over at least this much of the latest rounds (ms): a short round's rate swings
+ * with the machine (125-290 MB/s between neighbouring rounds in the first benchmark), and one dip
+ * must not throttle a guest that converges without it.
+ */
+export const SEND_RATE_WINDOW_MS = 1_000;
+
+/**
+ * The policy's input after the last of `rounds`: its dirty rate and the throttle it ran under, and
+ * the send rate over the latest SEND_RATE_WINDOW_MS of rounds.
+ */
+export function throttleSample(rounds: readonly RoundStats[]): ThrottleSample {
+  const stats = rounds[rounds.length - 1] as RoundStats;
   return {
-    sendRateBytesPerSec: stats.throughputBytesPerSec,
+    sendRateBytesPerSec: measuredThroughputBytesPerSec(rounds, SEND_RATE_WINDOW_MS),
     dirtyRateBytesPerSec: stats.dirtyRateBytesPerSec,
     throttlePercent: measuredThrottlePercent(stats),
   };
 }
 
-/** The workflow's throttle bookkeeping for one migration. */
+/**
+ * The workflow's throttle bookkeeping for one migration.
+ *
+ * `history` applies the VM's recorded throttle from round 1 on, not to round 0: round 0 sends all
+ * of memory and lasts longest, and a guest that rewrites a hot set dirties the whole set during it
+ * however slowly it runs, so a throttle then costs the guest work and buys nothing (the first
+ * benchmark run lost 62% of a 1× guest's time to a recorded 64% held through round 0). From round
+ * 1 on, where each round's dirtying is what the next must send, the record spares the rounds sdps
+ * would spend ramping up to it.
+ */
 export class ThrottleTracker {
   private state: ThrottleState;
   private pinned: number | undefined;
   private history: ThrottleSummary['history'];
-  /** Throttle the first round starts with (percent). */
+  /** Throttle the round after round 0 starts from at least (percent). */
   readonly startPercent: number;
 
   constructor(
     readonly policy: ThrottlePolicy,
     history?: VmHistoryRecord | null,
   ) {
-    const startPercent = policy === 'history' ? (history?.throttlePercent ?? 0) : 0;
-    this.state = initialThrottleState(startPercent);
-    this.startPercent = this.state.throttlePercent;
+    this.state = initialThrottleState(0);
+    this.startPercent = initialThrottleState(
+      policy === 'history' ? (history?.throttlePercent ?? 0) : 0,
+    ).throttlePercent;
     if (policy === 'history')
       this.history = history
         ? {
@@ -112,10 +137,19 @@ export class ThrottleTracker {
     }
   }
 
-  /** Takes a finished round into account: the policy's throttle for the next one. */
-  afterRound(stats: RoundStats): void {
+  /** Whether an sdps or history throttle is engaged (the switchover then keeps a margin, see policy.ts). */
+  get engaged(): boolean {
+    return (this.policy === 'sdps' || this.policy === 'history') && this.percent > 0;
+  }
+
+  /** Takes the last of `rounds` into account: the policy's throttle for the next one. */
+  afterRound(rounds: readonly RoundStats[]): void {
+    const stats = rounds[rounds.length - 1];
+    if (!stats) return;
     const current = stats.throttle?.endPercent ?? this.state.throttlePercent;
-    this.state = nextThrottle(this.policy, { ...this.state, throttlePercent: current }, throttleSample(stats));
+    this.state = nextThrottle(this.policy, { ...this.state, throttlePercent: current }, throttleSample(rounds));
+    if (stats.round === 0 && this.startPercent > this.state.throttlePercent)
+      this.state = { ...this.state, throttlePercent: this.startPercent };
   }
 
   /** The summary for the result, from the rounds so far. */

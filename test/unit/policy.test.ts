@@ -182,6 +182,35 @@ describe('decideNextStep', () => {
     });
   });
 
+  it('under an sdps throttle takes more rounds while they shrink the rest, until within half the limit', () => {
+    const throttled = (rounds: RoundSample[], options: MigrationOptions = {}) =>
+      decideNextStep({
+        options: resolveMigrationOptions(options),
+        rounds,
+        pageSizeBytes: PAGE,
+        memoryBytes: GIB,
+        elapsedMs: 1_000,
+        throttled: true,
+      });
+    // 210 ms is within 300 ms; the round shrank the rest by 30%, not by half: one more round.
+    expect(throttled([roundOf(0, 3_000), roundOf(1, 2_100)])).toEqual({ type: 'next-round' });
+    expect(decide([roundOf(0, 3_000), roundOf(1, 2_100)])).toMatchObject({ type: 'switchover' });
+    // A round that did not shrink it (the guest ignores the throttle) ends pre-copy as before.
+    expect(throttled([roundOf(0, 2_100), roundOf(1, 2_050)])).toEqual({
+      type: 'switchover',
+      expectedDowntimeMs: 205,
+      forced: false,
+    });
+    // Within half the limit the usual rule applies: 140 ms after 200 ms does not halve it.
+    expect(throttled([roundOf(0, 2_000), roundOf(1, 1_400)])).toEqual({
+      type: 'switchover',
+      expectedDowntimeMs: 140,
+      forced: false,
+    });
+    // On the last allowed round, within the limit, it switches over.
+    expect(throttled([roundOf(0, 3_000), roundOf(1, 2_100)], { maxRounds: 2 })).toMatchObject({ type: 'switchover' });
+  });
+
   it('takes another round within the limit while the last round halved what is left', () => {
     expect(decide([roundOf(0, 100_000), roundOf(1, 2_000)])).toEqual({ type: 'next-round' });
   });

@@ -50,6 +50,22 @@ describe('throttle policies', () => {
     expect(sdps).toBeLessThan(qemu);
   });
 
+  it('sdps lifts a throttle the guest no longer needs, in steps', () => {
+    // A gentle guest started from a history record of 55%: unthrottled it dirties 0.5× the send rate.
+    const run = simulate('sdps', 0.5, 55);
+    expect(run.converged).toBe(true);
+    const percents = run.periods.map((p) => p.throttlePercent);
+    expect(percents[0]).toBe(55);
+    for (let i = 1; i < percents.length; i += 1) expect(percents[i]).toBeLessThan(percents[i - 1] as number);
+    // One that still needs it keeps it.
+    const busy = nextThrottle('sdps', initialThrottleState(55), {
+      sendRateBytesPerSec: 100e6,
+      dirtyRateBytesPerSec: 45e6,
+      throttlePercent: 55,
+    });
+    expect(busy.throttlePercent).toBeGreaterThan(50);
+  });
+
   it('sdps leaves a guest alone that converges without it', () => {
     const run = simulate('sdps', 0.5);
     expect(run.converged).toBe(true);

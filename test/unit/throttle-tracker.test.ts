@@ -11,7 +11,12 @@ import { DirectoryPageStore } from '../../store/directory-page-store';
 import { ObjectPageStore } from '../../store/object-page-store';
 import { historyKey, parseVmHistory, type VmHistoryRecord } from '../../store/vm-history';
 import { validateDowntimeLimit, validateThrottleRequest } from '../../workflows/policy';
-import { historyRecord, measuredThrottlePercent, ThrottleTracker } from '../../workflows/throttle-tracker';
+import {
+  historyRecord,
+  measuredThrottlePercent,
+  throttleSample,
+  ThrottleTracker,
+} from '../../workflows/throttle-tracker';
 
 const MB = 1e6;
 
@@ -64,9 +69,9 @@ describe('ThrottleTracker', () => {
   it('leaves a guest alone while it dirties slower than pages leave, and engages once it does not', () => {
     const tracker = new ThrottleTracker('sdps');
     expect(tracker.roundInput()).toEqual({ policy: 'sdps', percent: 0, adjustWithinRound: true });
-    tracker.afterRound(round(0, { send: 200 * MB, dirty: 50 * MB }));
+    tracker.afterRound([round(0, { send: 200 * MB, dirty: 50 * MB })]);
     expect(tracker.percent).toBe(0);
-    tracker.afterRound(round(1, { send: 200 * MB, dirty: 190 * MB }));
+    tracker.afterRound([round(1, { send: 200 * MB, dirty: 190 * MB })]);
     // Aim: 40% of 200 MB/s out of 190 MB/s unthrottled → 57.9%, of which 80% is taken at once.
     expect(tracker.percent).toBeCloseTo(46.3, 1);
   });
@@ -79,25 +84,52 @@ describe('ThrottleTracker', () => {
       throttle: { startPercent: 20, endPercent: 60, runMs: 600, throttledMs: 400 },
     });
     expect(measuredThrottlePercent(stats)).toBe(40);
-    tracker.afterRound(stats);
+    tracker.afterRound([stats]);
     // Unthrottled 100 / 0.6 = 166.7 MB/s; aim 80 MB/s → 52%; from 60 toward 52 by 80%.
     expect(tracker.percent).toBeCloseTo(53.6, 1);
+  });
+
+  it('takes the send rate over the latest second of rounds, so one slow short round does not engage it', () => {
+    const short = (n: number, send: number, dirty: number): RoundStats => ({
+      ...round(n, { send, dirty }),
+      durationMs: 500,
+      bytesSent: send / 2,
+    });
+    const rounds = [short(1, 250 * MB, 100 * MB), short(2, 125 * MB, 100 * MB)];
+    expect(throttleSample(rounds).sendRateBytesPerSec).toBeCloseTo(187.5 * MB, 0);
+    const tracker = new ThrottleTracker('sdps');
+    tracker.afterRound(rounds);
+    expect(tracker.percent).toBe(0);
+    // Taken alone, the slow round would have engaged it; a second of such rounds does.
+    expect(throttleSample([rounds[1] as RoundStats]).sendRateBytesPerSec).toBeCloseTo(125 * MB, 0);
+    tracker.afterRound([short(3, 100 * MB, 100 * MB), short(4, 100 * MB, 100 * MB)]);
+    expect(tracker.percent).toBeGreaterThan(0);
+    expect(tracker.engaged).toBe(true);
   });
 
   it('holds a pinned throttle until it is handed back, then goes on from there', () => {
     const tracker = new ThrottleTracker('sdps');
     tracker.pin(35);
     expect(tracker.roundInput()).toEqual({ policy: 'sdps', percent: 35, adjustWithinRound: false });
-    tracker.afterRound(round(1, { send: 200 * MB, dirty: 10 * MB, throttle: { startPercent: 35, endPercent: 35 } }));
+    tracker.afterRound([round(1, { send: 200 * MB, dirty: 10 * MB, throttle: { startPercent: 35, endPercent: 35 } })]);
     expect(tracker.percent).toBe(35);
     tracker.pin(null);
     expect(tracker.roundInput().adjustWithinRound).toBe(true);
     expect(tracker.percent).toBe(35);
   });
 
-  it('starts history from the record, and says when there was none', () => {
+  it('starts history from the record after round 0, and says when there was none', () => {
     const learned = new ThrottleTracker('history', record('vm1', 55));
+    // Round 0 runs unthrottled; the round after it starts from the record, or higher if sdps says so.
+    expect(learned.roundInput()).toEqual({ policy: 'history', percent: 0, adjustWithinRound: true });
+    learned.afterRound([round(0, { send: 200 * MB, dirty: 30 * MB })]);
     expect(learned.roundInput()).toEqual({ policy: 'history', percent: 55, adjustWithinRound: true });
+    const pressed = new ThrottleTracker('history', record('vm1', 10));
+    pressed.afterRound([round(0, { send: 200 * MB, dirty: 190 * MB })]);
+    expect(pressed.percent).toBeCloseTo(46.3, 1);
+    // After round 0 the record no longer holds it up: sdps lowers it if the guest allows.
+    learned.afterRound([round(1, { send: 200 * MB, dirty: 20 * MB, throttle: { startPercent: 55, endPercent: 55 } })]);
+    expect(learned.percent).toBeLessThan(55);
     expect(learned.summary([]).history).toEqual({
       migrationId: 'migrate-vm1-run',
       at: '2026-11-26T07:00:00.000Z',
