@@ -1,19 +1,29 @@
 /**
- * `npm run bench`: migrates a 1 GiB guest (incompressible content) idle and with a 64 MiB hot set
- * dirtied at 50 MB/s, three runs each, on a real cluster (Temporal dev server, nats-server, host
- * agents and VMM processes), once per store: the directory store, then the S3 store (a SeaweedFS
- * server of its own cluster). Each store's cluster is started after the previous one is stopped,
- * so they never compete for the machine. On each cluster it first measures, in the same run, raw
+ * `npm run bench`: two parts, in this order, each on a cluster of its own (Temporal dev server,
+ * nats-server, host agents and VMM processes) started after the previous one is stopped, so they
+ * never compete for the machine.
+ *
+ * The store part migrates a 1 GiB guest (incompressible content) idle and with a 64 MiB hot set
+ * dirtied at 50 MB/s, three runs each, once per store: the directory store, then the S3 store (a
+ * SeaweedFS server of its own cluster). On each cluster it first measures, in the same run, raw
  * NATS publish → subscribe throughput with the same message size, and on S3 raw parallel PUT
- * throughput with the store's object size and parallelism (raw-s3.ts). Every migration is checked
- * page by page. Prints a table per store and writes bench/results/<time>.json and
- * bench/results/latest.json.
+ * throughput with the store's object size and parallelism (raw-s3.ts).
+ *
+ * The convergence part (convergence.ts, issue 6) measures the send rate S, then migrates hot-set
+ * guests writing at 0.5× to 4× S under every throttle policy, three runs each, and judges the
+ * targets; it writes an SVG plot per policy next to the JSON (convergence-plots.ts).
+ *
+ * Every completed migration is checked page by page. Prints a table per part and writes
+ * bench/results/<time>.json and bench/results/latest.json.
  *
  * The JSON keeps, at its top level, the directory store's figures under the names they always
  * had (so earlier results stay comparable); the S3 store's are under `s3`, with the same names and
- * its own additions. `allPageChecksOk` covers every store that ran.
+ * its own additions; the convergence part's under `convergence`. `parts` names the parts that ran;
+ * `allPageChecksOk` covers all of them.
  *
- * Options: --runs n (default 3), --memory 1GiB, --store directory|s3|both (default both).
+ * Options: --runs n (default 3), --memory 1GiB, --only stores|convergence (default both),
+ * --store directory|s3|both (store part; default both), --scenarios full|reduced (convergence
+ * part; default full: hot sets of 128 and 512 MiB at every rate).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -21,6 +31,10 @@ import { batchSizeBytes } from '../data-plane/batch-format';
 import { parseSize } from '../vmm/size';
 import { DEFAULT_BATCH_PAGES } from '../workflows/policy';
 import type { BenchStore } from './migration-run';
+import { benchConvergence, summarizeConvergence, type ConvergenceSummary } from './convergence';
+import { writeConvergencePlots } from './convergence-plots';
+import { convergenceReportLines } from './convergence-report';
+import { parseScenarioSet } from './convergence-scenarios';
 import { storeReportLines } from './report-table';
 import { benchStore } from './store-bench';
 import { summarizeStore, type StoreSummary } from './store-summary';
@@ -29,6 +43,14 @@ const STORE_CHOICES: Record<string, BenchStore[]> = {
   directory: ['directory'],
   s3: ['s3'],
   both: ['directory', 's3'],
+};
+
+type Part = 'stores' | 'convergence';
+
+const PART_CHOICES: Record<string, Part[]> = {
+  stores: ['stores'],
+  convergence: ['convergence'],
+  both: ['stores', 'convergence'],
 };
 
 function arg(name: string, fallback: string): string {
@@ -43,35 +65,63 @@ function storesToRun(): BenchStore[] {
   return stores;
 }
 
+function partsToRun(): Part[] {
+  const choice = arg('only', 'both');
+  const parts = PART_CHOICES[choice];
+  if (!parts) throw new Error(`--only must be stores or convergence, got ${JSON.stringify(choice)}`);
+  return parts;
+}
+
+const RESULTS_DIR = path.resolve(__dirname, '..', '..', 'bench', 'results');
+
+/** `date` as it appears in file names. */
+function fileStamp(date: string): string {
+  return date.replace(/[:.]/g, '-');
+}
+
 function writeResults(summary: { date: string } & Record<string, unknown>): void {
-  const dir = path.resolve(__dirname, '..', '..', 'bench', 'results');
-  fs.mkdirSync(dir, { recursive: true });
   const json = JSON.stringify(summary, null, 2);
-  fs.writeFileSync(path.join(dir, `${summary.date.replace(/[:.]/g, '-')}.json`), json);
-  fs.writeFileSync(path.join(dir, 'latest.json'), json);
+  fs.writeFileSync(path.join(RESULTS_DIR, `${fileStamp(summary.date)}.json`), json);
+  fs.writeFileSync(path.join(RESULTS_DIR, 'latest.json'), json);
 }
 
 async function main(): Promise<void> {
   const runs = Number(arg('runs', '3'));
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${arg('runs', '')}`);
   const memoryBytes = parseSize(arg('memory', '1GiB'));
-  const stores = storesToRun();
+  const parts = partsToRun();
+  const stores = parts.includes('stores') ? storesToRun() : [];
+  const scenarioSet = parseScenarioSet(arg('scenarios', 'full'));
   const messageBytes = batchSizeBytes('migrate-bench-idle-0', DEFAULT_BATCH_PAGES, DEFAULT_BATCH_PAGES);
   const summaries: StoreSummary[] = [];
   for (const store of stores)
     summaries.push(summarizeStore(await benchStore(store, { runs, memoryBytes, messageBytes })));
+  // Printed before the convergence part starts, so that its failure does not lose them.
+  if (summaries.length > 0) console.log(summaries.flatMap((s) => storeReportLines(s, messageBytes)).join('\n'));
+  const convergenceBench = parts.includes('convergence')
+    ? await benchConvergence({ runs, memoryBytes, scenarioSet })
+    : undefined;
+  const date = new Date().toISOString();
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  let convergence: ConvergenceSummary | undefined;
+  if (convergenceBench) {
+    const { scenarios, runsDetail } = convergenceBench;
+    const plots = writeConvergencePlots(RESULTS_DIR, fileStamp(date), scenarios, runsDetail);
+    convergence = summarizeConvergence(convergenceBench, plots);
+  }
   const directory = summaries.find((s) => s.store === 'directory');
   const s3 = summaries.find((s) => s.store === 's3');
-  const allPageChecksOk = summaries.every((s) => s.allPageChecksOk);
-  console.log(summaries.flatMap((s) => storeReportLines(s, messageBytes)).join('\n'));
+  const allPageChecksOk = summaries.every((s) => s.allPageChecksOk) && (convergence?.allPageChecksOk ?? true);
+  if (convergence) console.log(convergenceReportLines(convergence).join('\n'));
   writeResults({
-    date: new Date().toISOString(),
+    date,
     memoryBytes,
     runs,
-    messageBytes,
-    stores,
+    parts,
+    ...(stores.length > 0 ? { messageBytes, stores } : {}),
     ...(directory ?? {}),
     ...(s3 ? { s3 } : {}),
+    ...(convergence ? { convergence } : {}),
     allPageChecksOk,
   });
   if (!allPageChecksOk) process.exitCode = 1;
