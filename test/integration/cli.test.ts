@@ -4,7 +4,6 @@
  * `ferry demo --store s3` bringing up an embedded default of its own, SeaweedFS included, on its
  * own ports and state dir, and `ferry down` taking it all down again.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EXIT } from '../../cli/errors';
@@ -19,22 +18,17 @@ import { s3Environment } from '../../temporal-config';
 import type { MigrationResult } from '../../workflows/types';
 
 import { expectSameMemory, useCluster, vmmCall } from './support/cluster-fixture';
+import { runFerryCli, type CommandOutput } from './support/run-cli';
 
 jest.setTimeout(120_000);
 
-const CLI = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
 const fx = useCluster();
 
-function runCli(env: NodeJS.ProcessEnv, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env, maxBuffer: 16 * 2 ** 20 }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
+function runCli(env: NodeJS.ProcessEnv, args: string[]): Promise<CommandOutput> {
+  return runFerryCli(env, args);
 }
 
-function ferryCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function ferryCli(...args: string[]): Promise<CommandOutput> {
   return runCli(fx.cluster.processEnv, args);
 }
 

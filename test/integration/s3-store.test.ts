@@ -5,7 +5,6 @@
  * migration ends with the destination's memory checked page by page; each failed one with the
  * source running on h1, its memory checking itself.
  */
-import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -24,10 +23,10 @@ import {
   useCluster,
   vmmCall,
 } from './support/cluster-fixture';
+import { runFerryCli } from './support/run-cli';
 
 jest.setTimeout(180_000);
 
-const CLI = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
 const fx = useCluster({ store: 's3' });
 
 function seaweed(): NonNullable<typeof fx.cluster.seaweed> {
@@ -37,13 +36,9 @@ function seaweed(): NonNullable<typeof fx.cluster.seaweed> {
 }
 
 /** Runs `ferry` with `env`; `line` is its one line of error (stderr also holds Node's warnings). */
-function ferryCli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number; line: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env }, (err, _stdout, stderr) => {
-      const line = stderr.split('\n').find((l) => l.startsWith('ferry: ')) ?? stderr;
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, line });
-    });
-  });
+async function ferryCli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number; line: string }> {
+  const { code, stderr } = await runFerryCli(env, args);
+  return { code, line: stderr.split('\n').find((l) => l.startsWith('ferry: ')) ?? stderr };
 }
 
 /** Asserts that `vmId` is listed running on h1 alone and that each of its pages checks itself. */

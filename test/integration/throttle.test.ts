@@ -6,18 +6,16 @@
  * unthrottled; `history` starts the VM's next migration from what its last one recorded. Every
  * completed migration is checked page by page.
  */
-import { execFile } from 'node:child_process';
-import * as path from 'node:path';
 import { resolveBinary } from '../../infra/binaries';
 import { compareMigratedMemory } from '../../verification';
 import type { MigrationOptions } from '../../workflows/policy';
 import type { MigrationProgress, MigrationResult } from '../../workflows/types';
 import { endedResult, expectSameMemory, useCluster, vmmCall } from './support/cluster-fixture';
+import { FERRY_CLI, runCommand, type CommandOutput } from './support/run-cli';
 
 jest.setTimeout(240_000);
 
 const fx = useCluster();
-const CLI = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
 const MiB = 2 ** 20;
 
 /** A guest whose vCPU writes its 96 MiB hot set as fast as it can: faster than pages leave here. */
@@ -53,17 +51,12 @@ async function expectUntouchedSource(vmId: string): Promise<void> {
   expect(await vmmCall(fx.cluster, 'h1', vmId, 'verify')).toEqual(expect.objectContaining({ badPages: 0 }));
 }
 
-function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...fx.cluster.processEnv, TEMPORAL_VERSION_CHECK_DISABLED: '1' };
-  return new Promise((resolve) => {
-    execFile(command, args, { env }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+function run(command: string, args: string[]): Promise<CommandOutput> {
+  return runCommand(command, args, { ...fx.cluster.processEnv, TEMPORAL_VERSION_CHECK_DISABLED: '1' });
 }
 
-function ferryCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return run(process.execPath, [CLI, ...args]);
+function ferryCli(...args: string[]): Promise<CommandOutput> {
+  return run(process.execPath, [FERRY_CLI, ...args]);
 }
 
 test('a guest dirtying faster than pages leave: none gives up and leaves it untouched, sdps converges', async () => {
