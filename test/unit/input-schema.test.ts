@@ -1,3 +1,5 @@
+import type { HostContext } from '../../activities/host-context';
+import { createVmActivities } from '../../activities/vm-activities';
 import {
   closestName,
   destroyVmInputSchema,
@@ -12,6 +14,8 @@ import {
   validateId,
   type IdKind,
 } from '../../model';
+import { resolveSimulatedDriverOptions } from '../../vmm/driver';
+import { validateVmId } from '../../vmm/vm-spec';
 import { validateMigrateVmInput } from '../../workflows/migrate-vm-input';
 import { DEFAULT_DOWNTIME_LIMIT_MS, resolveMigrationOptions } from '../../workflows/policy';
 
@@ -121,6 +125,46 @@ describe('one id pattern for VM, host and migration ids', () => {
   it('accepts 64 characters of letters, digits, _ and -', () => {
     for (const value of ['a'.repeat(64), 'vm-1_b', 'H2', '0']) expect(validateId('vmId', value)).toBe(value);
     expect(ID_PATTERN.test('a'.repeat(64))).toBe(true);
+  });
+});
+
+describe('the host side checks ids with the same pattern', () => {
+  /** A host whose driver, VMM calls and store are jest.fn that must not be reached. */
+  function untouchedHost() {
+    const driver = { createVm: jest.fn(), destroyVm: jest.fn(), getVm: jest.fn(), listVms: jest.fn() };
+    const call = jest.fn();
+    const host = {
+      driver,
+      hostId: 'h1',
+      defaultStore: '/nonexistent/ferry-store',
+      call,
+      guarded: <A extends unknown[], R>(fn: (...args: A) => Promise<R>) => fn,
+      summarize: jest.fn(),
+    } as unknown as HostContext;
+    return { activities: createVmActivities(host), driver, call };
+  }
+
+  it.each(['../x', 'a.b', '', 'a'.repeat(65)])(
+    'refuses VM id %j in createVm, destroyVm and dumpVmMemory before touching the driver or the store',
+    async (vmId) => {
+      const { activities, driver, call } = untouchedHost();
+      const refused = expect.objectContaining({ name: 'ApplicationFailure', type: 'InvalidInput', nonRetryable: true });
+      await expect(activities.destroyVm({ vmId })).rejects.toEqual(refused);
+      await expect(activities.dumpVmMemory({ vmId, path: '/tmp/dump' })).rejects.toEqual(refused);
+      await expect(activities.createVm({ vmId, memoryBytes: 4096, workload: { type: 'idle' } })).rejects.toEqual(
+        refused,
+      );
+      for (const fn of [...Object.values(driver), call]) expect(fn).not.toHaveBeenCalled();
+    },
+  );
+
+  it('in the VMM spec parser and the driver options', () => {
+    expect(() => validateVmId('a.b')).toThrow(
+      'vmId must be 1-64 letters, digits, _ or -, starting with a letter or digit, got "a.b"',
+    );
+    expect(() => resolveSimulatedDriverOptions({ hostId: 'h.1', stateDir: '/tmp' })).toThrow(
+      'hostId must be 1-64 letters, digits, _ or -, starting with a letter or digit, got "h.1"',
+    );
   });
 });
 
