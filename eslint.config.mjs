@@ -1,5 +1,6 @@
 // ESLint flat config: typescript-eslint with type information, plus the rules that keep the
-// rooms of the code apart (no Node built-ins or activity code inside workflows/).
+// rooms of the code apart (no Node built-ins or activity code inside workflows/; model/ is the
+// ground floor and imports nothing from the project).
 import tseslint from 'typescript-eslint';
 import importPlugin from 'eslint-plugin-import';
 
@@ -43,6 +44,20 @@ export default tseslint.config(
               message: 'import ../temporal-config/presets: the environment is read outside workflows',
             },
             { name: '../temporal-config/environment', message: 'the environment is read outside workflows' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['model/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['../*', '../**'], message: 'model/ is the ground floor: it imports nothing from the project' },
+            { group: ['node:*'], message: 'model/ runs in the workflow sandbox too: no Node built-ins' },
           ],
         },
       ],

@@ -1,13 +1,24 @@
 /**
  * The VM administration activities of a host agent: create, list, destroy and dump VMs. A VM id
  * is registered in the shared store when the VM is created and released when its owner destroys
- * it, so the same id cannot run on two hosts.
+ * it, so the same id cannot run on two hosts. Each checks its VM id against the one id pattern
+ * (model/ids.ts) at entry, so a `../` id is refused before any file or store is touched.
  */
 import { ApplicationFailure } from '@temporalio/common';
+import { validateId } from '../model';
 import { claimOwnership } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
 import { FAILURE_TYPES, type HostContext } from './host-context';
 import type { CreateVmInput, HostActivities, VmSummary } from './types';
+
+/** `vmId` if well formed; a non-retryable InvalidInput failure naming the value otherwise. */
+function checkedVmId(vmId: unknown): string {
+  try {
+    return validateId('vmId', vmId);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable((err as Error).message, FAILURE_TYPES.invalidInput);
+  }
+}
 
 /** The activities that manage VMs, by name. */
 export type VmActivities = Pick<HostActivities, 'createVm' | 'listVms' | 'destroyVm' | 'dumpVmMemory'>;
@@ -17,6 +28,7 @@ export function createVmActivities(host: HostContext): VmActivities {
   const { driver, hostId, call, guarded, summarize } = host;
   return {
     createVm: guarded(async (input: CreateVmInput): Promise<VmSummary> => {
+      checkedVmId(input.vmId);
       const spec = {
         vmId: input.vmId,
         memoryBytes: input.memoryBytes,
@@ -49,6 +61,7 @@ export function createVmActivities(host: HostContext): VmActivities {
     }),
 
     destroyVm: guarded(async ({ vmId }: { vmId: string }): Promise<void> => {
+      checkedVmId(vmId);
       await driver.destroyVm(vmId);
       // A VM destroyed by its owner is gone; a stunned source copy destroyed after a migration
       // leaves the new owner's record alone.
@@ -56,6 +69,7 @@ export function createVmActivities(host: HostContext): VmActivities {
     }),
 
     dumpVmMemory: guarded(async ({ vmId, path }: { vmId: string; path: string }) => {
+      checkedVmId(vmId);
       if (!(await driver.getVm(vmId)))
         throw ApplicationFailure.nonRetryable(`VM ${vmId} is not on host ${hostId}`, FAILURE_TYPES.vmNotFound);
       await call(vmId, 'dumpMemory', { path });

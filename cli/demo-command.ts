@@ -11,12 +11,12 @@ import { clusterUp } from '../infra/ferry-cluster';
 import { embeddedStoreEnvironment, type EmbeddedStore } from '../infra/cluster-store';
 import { compareMigratedMemory } from '../verification';
 import { parseSize } from '../vmm/size';
-import { flag, has, type ParsedArgs } from './args';
+import type { DemoFlags, PolicyFlags } from './args';
 import { CliError, EXIT, usageError } from './errors';
 import { FerryClient } from './ferry-client';
-import { policyFromArgs, runMigration } from './migrate-commands';
+import { policyFromFlags, runMigration } from './migrate-commands';
 import { resultSummary } from './progress-view';
-import { workloadFromArgs } from './vm-commands';
+import { workloadFromFlags } from './vm-commands';
 
 /** Guest of the demo unless `--memory` says otherwise. */
 export const DEMO_MEMORY = '256MiB';
@@ -26,8 +26,7 @@ export const DEMO_MEMORY = '256MiB';
  * `dir`/`directory` (the store directory); undefined without the flag. Throws a usage error for any
  * other value.
  */
-export function embeddedStoreFromArgs(args: ParsedArgs): EmbeddedStore | undefined {
-  const value = flag(args, 'store');
+export function embeddedStoreFromFlag(value: string | undefined): EmbeddedStore | undefined {
   if (value === undefined) return undefined;
   if (value === 's3') return 's3';
   if (value === 'dir' || value === 'directory') return 'directory';
@@ -37,34 +36,30 @@ export function embeddedStoreFromArgs(args: ParsedArgs): EmbeddedStore | undefin
   );
 }
 
-/** `args` without `--name`. */
-function withoutFlag(args: ParsedArgs, name: string): ParsedArgs {
-  const flags = new Map(args.flags);
-  flags.delete(name);
-  return { positionals: args.positionals, flags };
-}
-
 /** Runs the demo; see the header comment. */
 export async function demoCommand(
-  args: ParsedArgs,
+  flags: DemoFlags,
   out: (line: string) => void,
   log: (line: string) => void,
 ): Promise<void> {
-  const store = embeddedStoreFromArgs(args);
+  const store = embeddedStoreFromFlag(flags.store);
   const env = embeddedStoreEnvironment(ferryEnvironment(), store);
-  const json = has(args, 'json');
+  const json = flags.json === true;
+  const vmId = flags.vm ?? `demo-${Date.now().toString(36)}`;
+  const memoryBytes = parseSize(flags.memory ?? DEMO_MEMORY);
+  // The demo's --store picks the cluster's store, which the hosts use by default: not a policy's.
+  const policyFlags: PolicyFlags = { ...flags };
+  delete policyFlags.store;
+  const policy = { ...policyFromFlags(policyFlags), keepSourceAfterSwitchover: true };
   for (const line of await clusterUp(env, ['h1', 'h2'], store === undefined ? {} : { store })) log(line);
   const client = await FerryClient.connect();
   try {
-    const vmId = flag(args, 'vm', `demo-${Date.now().toString(36)}`) as string;
-    const memoryBytes = parseSize(flag(args, 'memory', DEMO_MEMORY) as string);
-    const workload = args.flags.has('workload')
-      ? workloadFromArgs(args)
-      : { type: 'hotset' as const, rateBytesPerSec: 20e6, hotSetBytes: Math.min(16 * 2 ** 20, memoryBytes) };
+    const workload =
+      flags.workload !== undefined
+        ? workloadFromFlags(flags)
+        : { type: 'hotset' as const, rateBytesPerSec: 20e6, hotSetBytes: Math.min(16 * 2 ** 20, memoryBytes) };
     const vm = await client.createVm('h1', { vmId, memoryBytes, workload, seed: 42 });
     log(`VM ${vm.vmId} running on h1 (${memoryBytes} bytes, workload ${workload.type}, pid ${vm.pid})`);
-    // The demo's --store picks the cluster's store, which the hosts use by default: not a policy's.
-    const policy = { ...policyFromArgs(withoutFlag(args, 'store')), keepSourceAfterSwitchover: true };
     const result = await runMigration(
       client,
       { vmId, sourceHost: 'h1', destinationHost: 'h2', policy },

@@ -28,3 +28,12 @@ export class CliError extends Error {
 export function usageError(message: string): CliError {
   return new CliError(message, EXIT.usage);
 }
+
+/** The command line ended with nothing more to say (help or version printed): exit with `exitCode`. */
+export class CliExit extends Error {
+  override readonly name = 'CliExit';
+
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
+}

@@ -1,49 +1,43 @@
 /**
- * `ferry`: the command line. One top-level catch: a known error prints one actionable line and
- * exits with its code (see EXIT); an unknown one prints its stack and exits 1.
+ * `ferry`: the command line. The grammar lives in args.ts (commander); here each command is wired
+ * to what it does, with one top-level catch: a known error prints one actionable line and exits
+ * with its code (see EXIT); an unknown one prints its stack and exits 1.
  */
-import { ferryEnvironment } from '../temporal-config';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ferryEnvironment, projectRoot } from '../temporal-config';
 import { clusterDown, clusterUp } from '../infra/ferry-cluster';
-import { parseArgs, type ParsedArgs } from './args';
-import { CliError, EXIT, usageError } from './errors';
+import { buildProgram, type CommandActions } from './args';
+import { CliError, CliExit, EXIT } from './errors';
 import { FerryClient } from './ferry-client';
-import { demoCommand, embeddedStoreFromArgs } from './demo-command';
+import { demoCommand, embeddedStoreFromFlag } from './demo-command';
 import {
   cancelCommand,
   downtimeLimitCommand,
+  downtimeLimitFromArg,
   migrateCommand,
+  policyFromFlags,
   statusCommand,
   throttleCommand,
+  throttleFromArg,
 } from './migrate-commands';
-import { hostsFromArgs, vmCommand } from './vm-commands';
+import { hostsFromFlag, vmCreateCommand, vmDestroyCommand, vmListCommand } from './vm-commands';
 
-const HELP = `ferry — live migration of running VMs between hosts
+/** Errors of other areas that are the user's input, printed as one line with exit code 2. */
+const USAGE_ERRORS = new Set([
+  'EmbeddedS3EndpointError',
+  'InvalidInputError',
+  'InvalidMigrationOptionError',
+  'InvalidSizeError',
+  'InvalidVmSpecError',
+  'InvalidWorkloadError',
+]);
 
-usage: ferry <command> [options]
-
-  up [--hosts h1,h2] [--store s3]    start Temporal (with Web UI), nats-server, the orchestrator and host agents;
-                                     --store s3: also SeaweedFS, and the hosts store pages in s3://ferry/pages
-  down                               stop all of it, VMs and SeaweedFS included
-  vm create <vm> --host <h> [--memory 256MiB] [--workload idle|random|hotset|sweep] [--rate 20MB/s] [--hot-set 16MiB] [--seed n]
-  vm list [--hosts h1,h2] [--json]   list VMs per host
-  vm destroy <vm> [--host <h>]       stop and remove a VM
-  migrate <vm> --to <h> [--from <h>] [--downtime-limit ms] [--max-rounds n] [--budget-per-gib s]
-          [--on-give-up abort|force-switchover] [--throttle sdps|history|auto-converge|none]
-          [--store dir|s3://bucket/prefix] [--keep-source] [--json]
-                                     live-migrate a VM, with a progress bar on a terminal
-  status <migration|vm> [--json]     progress of a running migration or the result of an ended one
-  throttle <migration|vm> <percent|policy>
-                                     pin the running migration's vCPU throttle (0..99), or give it back to the policy
-  downtime-limit <migration|vm> <ms> change the running migration's downtime limit
-  cancel <migration|vm>              stop a migration before its switchover; the source keeps running
-  demo [--json] [--memory 256MiB] [--store s3]
-                                     all of it in one go: up, create a VM on h1, migrate it to h2, verify
-
-environment: FERRY_STATE_DIR, FERRY_STORE_DIR, FERRY_STORE, FERRY_TEMPORAL_PORT, FERRY_TEMPORAL_UI_PORT,
-             FERRY_NATS_PORT, FERRY_TEMPORAL_ADDRESS, FERRY_NATS_URL, FERRY_S3_ENDPOINT (default http://127.0.0.1:8333),
-             FERRY_S3_ACCESS_KEY_ID, FERRY_S3_SECRET_ACCESS_KEY, FERRY_S3_REGION
-exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 unknown VM/host/migration, 4 migration failed (source kept),
-            5 services not running, 6 VM already migrating or cluster up on another store`;
+/** ferry's version, from package.json. */
+export function ferryVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
 
 async function withClient(fn: (client: FerryClient) => Promise<void>): Promise<void> {
   const client = await FerryClient.connect();
@@ -54,49 +48,55 @@ async function withClient(fn: (client: FerryClient) => Promise<void>): Promise<v
   }
 }
 
-async function run(args: ParsedArgs): Promise<void> {
-  const out = (line: string) => process.stdout.write(`${line}\n`);
-  const log = (line: string) => process.stderr.write(`${line}\n`);
-  const command = args.positionals[0];
-  if (command === undefined || command === 'help' || args.flags.has('help')) {
-    out(HELP);
-    return;
-  }
-  switch (command) {
-    case 'up': {
-      const store = embeddedStoreFromArgs(args);
-      const lines = await clusterUp(ferryEnvironment(), hostsFromArgs(args), store === undefined ? {} : { store });
-      for (const line of lines) out(line);
-      return;
-    }
-    case 'down':
+/**
+ * The commands, writing results to `out` and progress notes to `log`. Values that need no
+ * cluster are read before connecting, so bad input fails with exit 2 even when nothing runs.
+ */
+function actions(out: (line: string) => void, log: (line: string) => void): CommandActions {
+  return {
+    up: async (flags) => {
+      const store = embeddedStoreFromFlag(flags.store);
+      const hosts = hostsFromFlag(flags.hosts);
+      for (const line of await clusterUp(ferryEnvironment(), hosts, store === undefined ? {} : { store })) out(line);
+    },
+    down: async () => {
       for (const line of await clusterDown(ferryEnvironment())) out(line);
-      return;
-    case 'vm':
-      return withClient((c) => vmCommand(c, args, out));
-    case 'migrate':
-      return withClient((c) => migrateCommand(c, args, out));
-    case 'status':
-      return withClient((c) => statusCommand(c, args, out));
-    case 'cancel':
-      return withClient((c) => cancelCommand(c, args, out));
-    case 'throttle':
-      return withClient((c) => throttleCommand(c, args, out));
-    case 'downtime-limit':
-      return withClient((c) => downtimeLimitCommand(c, args, out));
-    case 'demo':
-      return demoCommand(args, out, log);
-    default:
-      throw usageError(`unknown command ${JSON.stringify(command)}; see \`ferry help\``);
-  }
+    },
+    vmCreate: (vmId, flags) => withClient((c) => vmCreateCommand(c, vmId, flags, out)),
+    vmList: (flags) => withClient((c) => vmListCommand(c, flags, out)),
+    vmDestroy: (vmId, flags) => withClient((c) => vmDestroyCommand(c, vmId, flags, out)),
+    migrate: (vmId, flags) => {
+      const policy = policyFromFlags(flags);
+      return withClient((c) => migrateCommand(c, vmId, flags, policy, out));
+    },
+    status: (id, flags) => withClient((c) => statusCommand(c, id, flags, out)),
+    throttle: (id, value) => {
+      const percent = throttleFromArg(value);
+      return withClient((c) => throttleCommand(c, id, percent, out));
+    },
+    downtimeLimit: (id, value) => {
+      const ms = downtimeLimitFromArg(value);
+      return withClient((c) => downtimeLimitCommand(c, id, ms, out));
+    },
+    cancel: (id, flags) => withClient((c) => cancelCommand(c, id, flags, out)),
+    demo: (flags) => demoCommand(flags, out, log),
+  };
 }
 
 /** Entry point: parses argv, runs the command, maps errors to exit codes. */
 export async function main(argv: readonly string[]): Promise<number> {
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  const log = (line: string) => process.stderr.write(`${line}\n`);
   try {
-    await run(parseArgs(argv));
+    const program = buildProgram(actions(out, log), ferryVersion());
+    if (argv.length === 0) {
+      program.outputHelp();
+      return EXIT.ok;
+    }
+    await program.parseAsync([...argv], { from: 'user' });
     return EXIT.ok;
   } catch (err) {
+    if (err instanceof CliExit) return err.exitCode;
     if (err instanceof CliError) {
       process.stderr.write(`ferry: ${err.message}\n`);
       return err.exitCode;
@@ -106,12 +106,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`ferry: ${named.message}\n`);
       return EXIT.conflict;
     }
-    if (
-      named.name === 'EmbeddedS3EndpointError' ||
-      named.name === 'InvalidSizeError' ||
-      named.name === 'InvalidVmSpecError' ||
-      named.name === 'InvalidWorkloadError'
-    ) {
+    if (named.name !== undefined && USAGE_ERRORS.has(named.name)) {
       process.stderr.write(`ferry: ${named.message}\n`);
       return EXIT.usage;
     }

@@ -1,39 +1,38 @@
 /** `ferry migrate`, `ferry status`, `ferry cancel`. */
 import * as path from 'node:path';
 import { openPageStore, parseStoreRef } from '../store/open-store';
-import { resolveMigrationOptions, type MigrationOptions } from '../workflows/policy';
+import { resolveMigrationOptions, validateDowntimeLimitInput, type MigrationOptions } from '../workflows/policy';
 import type { MigrateVmInput, MigrationResult } from '../workflows/types';
-import { flag, has, numberFlag, type ParsedArgs } from './args';
+import { numberOrText, type MigrateFlags, type PolicyFlags } from './args';
 import { CliError, EXIT, usageError } from './errors';
-import { MigrationFailedCliError, type FerryClient } from './ferry-client';
+import { MigrationFailedCliError, migrationWorkflowId, type FerryClient } from './ferry-client';
 import { ProgressView, progressLine, resultSummary } from './progress-view';
-import { hostsFromArgs } from './vm-commands';
+import { hostsFromFlag } from './vm-commands';
 
 /** How often the progress query is polled (ms). */
 export const PROGRESS_POLL_MS = 250;
 
-/** Reads the policy flags of `migrate` into MigrationOptions, validated. */
-export function policyFromArgs(args: ParsedArgs): MigrationOptions {
-  const policy: MigrationOptions = {};
-  const downtime = numberFlag(args, 'downtime-limit');
-  if (downtime !== undefined) policy.downtimeLimitMs = downtime;
-  const maxRounds = numberFlag(args, 'max-rounds');
-  if (maxRounds !== undefined) policy.maxRounds = maxRounds;
-  const budget = numberFlag(args, 'budget-per-gib');
-  if (budget !== undefined) policy.completionBudgetSecPerGiB = budget;
-  const giveUp = flag(args, 'on-give-up');
-  if (giveUp !== undefined) policy.onGiveUp = giveUp as MigrationOptions['onGiveUp'] & string;
-  const throttle = flag(args, 'throttle');
-  if (throttle !== undefined) policy.throttle = throttle as MigrationOptions['throttle'] & string;
-  const store = flag(args, 'store');
-  if (store !== undefined) policy.store = absoluteStore(store);
-  if (has(args, 'keep-source')) policy.keepSourceAfterSwitchover = true;
+/** Reads the policy flags of `migrate` into MigrationOptions, validated by the workflow's schema. */
+export function policyFromFlags(flags: PolicyFlags): MigrationOptions {
+  const raw: Record<string, unknown> = {};
+  if (flags.downtimeLimit !== undefined) raw['downtimeLimitMs'] = numberOrText(flags.downtimeLimit);
+  if (flags.maxRounds !== undefined) raw['maxRounds'] = numberOrText(flags.maxRounds);
+  if (flags.budgetPerGib !== undefined) raw['completionBudgetSecPerGiB'] = numberOrText(flags.budgetPerGib);
+  if (flags.onGiveUp !== undefined) raw['onGiveUp'] = flags.onGiveUp;
+  if (flags.throttle !== undefined) raw['throttle'] = flags.throttle;
+  if (flags.store !== undefined) raw['store'] = absoluteStore(flags.store);
+  if (flags.keepSource === true) raw['keepSourceAfterSwitchover'] = true;
   try {
-    resolveMigrationOptions(policy);
+    resolveMigrationOptions(raw);
   } catch (err) {
     throw usageError((err as Error).message);
   }
-  return policy;
+  return raw as MigrationOptions;
+}
+
+/** The workflow id named by a migration id (`migrate-<vm>`) or a VM id (checked by args.ts). */
+export function workflowIdOf(id: string): string {
+  return id.startsWith('migrate-') ? id : migrationWorkflowId(id);
 }
 
 /** `store` with a directory made absolute here, where the user's relative path means something. */
@@ -78,20 +77,18 @@ export async function runMigration(
   }
 }
 
-/** `ferry migrate <vm> --to <host> [--from <host>] [policy flags] [--json]`. */
+/**
+ * `ferry migrate <vm> --to <host> [--from <host>] [policy flags] [--json]`; `policy` is
+ * policyFromFlags(flags), read before connecting so a bad flag fails without a cluster.
+ */
 export async function migrateCommand(
   client: FerryClient,
-  args: ParsedArgs,
+  vmId: string,
+  flags: MigrateFlags,
+  policy: MigrationOptions,
   out: (line: string) => void,
 ): Promise<void> {
-  const vmId = args.positionals[1];
-  const to = flag(args, 'to');
-  if (!vmId || !to)
-    throw usageError(
-      'usage: ferry migrate <vm-id> --to <host> [--from <host>] [--downtime-limit ms] [--max-rounds n] ' +
-        '[--throttle sdps|history|auto-converge|none] [--store dir|s3://bucket/prefix] [--json]',
-    );
-  const policy = policyFromArgs(args);
+  const to = flags.to;
   // The hosts check the store again; checking here first fails fast, before anything has started.
   if (policy.store !== undefined)
     await openPageStore(policy.store)
@@ -100,18 +97,15 @@ export async function migrateCommand(
         throw new CliError(err.message, EXIT.usage);
       });
   await client.requireHost(to);
-  const from = flag(args, 'from') ?? (await client.locateVm(vmId, hostsFromArgs(args))).hostId;
+  const from = flags.from ?? (await client.locateVm(vmId, hostsFromFlag(flags.hosts))).hostId;
   if (from === to) throw usageError(`VM ${vmId} already runs on ${to}: source and destination are the same host`);
   await client.requireHost(from);
-  const json = has(args, 'json');
+  const json = flags.json === true;
   try {
     const result = await runMigration(
       client,
       { vmId, sourceHost: from, destinationHost: to, policy },
-      {
-        showProgress: !json && !has(args, 'no-progress'),
-        stream: process.stderr,
-      },
+      { showProgress: !json && flags.progress, stream: process.stderr },
     );
     out(json ? JSON.stringify(result) : resultSummary(result));
   } catch (err) {
@@ -120,13 +114,16 @@ export async function migrateCommand(
   }
 }
 
-/** `ferry status <migration> [--json]`. */
-export async function statusCommand(client: FerryClient, args: ParsedArgs, out: (line: string) => void): Promise<void> {
-  const id = args.positionals[1];
-  if (!id) throw usageError('usage: ferry status <migration-id | vm-id>');
-  const workflowId = id.startsWith('migrate-') ? id : `migrate-${id}`;
+/** `ferry status <migration|vm> [--json]`. */
+export async function statusCommand(
+  client: FerryClient,
+  id: string,
+  flags: { json?: boolean },
+  out: (line: string) => void,
+): Promise<void> {
+  const workflowId = workflowIdOf(id);
   const status = await client.status(workflowId);
-  if (has(args, 'json')) {
+  if (flags.json === true) {
     out(JSON.stringify({ workflowId, ...status }));
     return;
   }
@@ -135,59 +132,62 @@ export async function statusCommand(client: FerryClient, args: ParsedArgs, out: 
   if (status.result) out(resultSummary(status.result));
 }
 
-/** The workflow id named by a migration id (`migrate-<vm>`) or a VM id. */
-function migrationIdFromArgs(args: ParsedArgs, usage: string): string {
-  const id = args.positionals[1];
-  if (!id) throw usageError(`usage: ${usage}`);
-  return id.startsWith('migrate-') ? id : `migrate-${id}`;
+/** The `<percent|policy>` of `ferry throttle`: a number (its range is the workflow validator's), or null for `policy`. */
+export function throttleFromArg(value: string): number | null {
+  const percent = value === 'policy' ? null : numberOrText(value);
+  if (typeof percent === 'string')
+    throw usageError(`throttle must be a percent from 0 to 99 or "policy", got ${JSON.stringify(value)}`);
+  return percent;
 }
 
 /**
  * `ferry throttle <migration|vm> <percent|policy>`: pins the running migration's vCPU throttle,
- * or (`policy`) hands it back to the migration's policy.
+ * or (`policy`) hands it back to the migration's policy. The workflow's validator checks the value.
  */
 export async function throttleCommand(
   client: FerryClient,
-  args: ParsedArgs,
+  id: string,
+  percent: number | null,
   out: (line: string) => void,
 ): Promise<void> {
-  const usage = 'ferry throttle <migration-id | vm-id> <percent 0..99 | policy>';
-  const workflowId = migrationIdFromArgs(args, usage);
-  const value = args.positionals[2];
-  if (value === undefined) throw usageError(`usage: ${usage}`);
-  const percent = value === 'policy' ? null : Number(value);
-  if (percent !== null && (value.trim() === '' || !Number.isFinite(percent)))
-    throw usageError(`throttle must be a percent from 0 to 99 or "policy", got ${JSON.stringify(value)}`);
+  const workflowId = workflowIdOf(id);
   const answer = await client.setThrottle(workflowId, percent);
   out(
     answer.pinned
-      ? `${workflowId}: throttle pinned at ${answer.throttlePercent}% until \`ferry throttle ${args.positionals[1]} policy\``
+      ? `${workflowId}: throttle pinned at ${answer.throttlePercent}% until \`ferry throttle ${id} policy\``
       : `${workflowId}: throttle back to the policy, now ${answer.throttlePercent}%`,
   );
+}
+
+/** The `<ms>` of `ferry downtime-limit`, through the update's schema (the workflow's validator checks it again). */
+export function downtimeLimitFromArg(value: string): number {
+  try {
+    return validateDowntimeLimitInput({ downtimeLimitMs: numberOrText(value) });
+  } catch (err) {
+    throw usageError((err as Error).message);
+  }
 }
 
 /** `ferry downtime-limit <migration|vm> <ms>`: changes the running migration's downtime limit. */
 export async function downtimeLimitCommand(
   client: FerryClient,
-  args: ParsedArgs,
+  id: string,
+  ms: number,
   out: (line: string) => void,
 ): Promise<void> {
-  const usage = 'ferry downtime-limit <migration-id | vm-id> <ms>';
-  const workflowId = migrationIdFromArgs(args, usage);
-  const value = args.positionals[2];
-  if (value === undefined) throw usageError(`usage: ${usage}`);
-  const ms = Number(value);
-  if (!Number.isInteger(ms) || ms <= 0)
-    throw usageError(`downtime limit must be a positive integer of ms, got ${JSON.stringify(value)}`);
+  const workflowId = workflowIdOf(id);
   const answer = await client.setDowntimeLimit(workflowId, ms);
   out(`${workflowId}: downtime limit ${answer.downtimeLimitMs} ms from the next round's end`);
 }
 
-/** `ferry cancel <migration>`. */
-export async function cancelCommand(client: FerryClient, args: ParsedArgs, out: (line: string) => void): Promise<void> {
-  const id = args.positionals[1];
-  if (!id) throw usageError('usage: ferry cancel <migration-id | vm-id>');
-  const workflowId = id.startsWith('migrate-') ? id : `migrate-${id}`;
-  await client.cancel(workflowId, flag(args, 'reason', 'cancelled from the ferry CLI') as string);
+/** `ferry cancel <migration|vm> [--reason text]`. */
+export async function cancelCommand(
+  client: FerryClient,
+  id: string,
+  flags: { reason: string },
+  out: (line: string) => void,
+): Promise<void> {
+  const workflowId = workflowIdOf(id);
+  await client.cancel(workflowId, flags.reason);
   out(`cancel requested for ${workflowId}; the source VM keeps running`);
 }

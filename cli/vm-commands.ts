@@ -1,8 +1,9 @@
 /** `ferry vm create | list | destroy`. */
 import { DEFAULT_HOSTS } from '../temporal-config';
+import { validateId } from '../model';
 import { parseSize } from '../vmm/size';
 import type { Workload } from '../vmm/vcpu';
-import { flag, has, numberFlag, type ParsedArgs } from './args';
+import { numberOrText, type VmCreateFlags, type VmHostsFlags, type WorkloadFlags } from './args';
 import { usageError } from './errors';
 import type { FerryClient } from './ferry-client';
 import { formatBytes, formatRate } from './progress-view';
@@ -25,10 +26,10 @@ export function parseRate(raw: string): number {
 }
 
 /** Builds a workload from `--workload`, `--rate` and `--hot-set`. */
-export function workloadFromArgs(args: ParsedArgs): Workload {
-  const type = flag(args, 'workload', 'idle') as string;
+export function workloadFromFlags(flags: WorkloadFlags): Workload {
+  const type = flags.workload ?? 'idle';
   const rate = (): number => {
-    const raw = flag(args, 'rate', '20MB/s') as string;
+    const raw = flags.rate ?? '20MB/s';
     try {
       return parseRate(raw);
     } catch {
@@ -43,20 +44,19 @@ export function workloadFromArgs(args: ParsedArgs): Workload {
     case 'sweep':
       return { type: 'sweep', rateBytesPerSec: rate() };
     case 'hotset':
-      return {
-        type: 'hotset',
-        rateBytesPerSec: rate(),
-        hotSetBytes: parseSize(flag(args, 'hot-set', '16MiB') as string),
-      };
+      return { type: 'hotset', rateBytesPerSec: rate(), hotSetBytes: parseSize(flags.hotSet ?? '16MiB') };
     default:
       throw usageError(`--workload must be idle, random, hotset or sweep, got ${JSON.stringify(type)}`);
   }
 }
 
-/** Hosts named by `--hosts a,b` or the embedded default. */
-export function hostsFromArgs(args: ParsedArgs): string[] {
-  const raw = flag(args, 'hosts');
-  return raw ? raw.split(',').filter((h) => h !== '') : [...DEFAULT_HOSTS];
+/** Hosts named by `--hosts a,b` (each a well-formed host id), or the embedded default. */
+export function hostsFromFlag(raw: string | undefined): string[] {
+  if (!raw) return [...DEFAULT_HOSTS];
+  return raw
+    .split(',')
+    .filter((h) => h !== '')
+    .map((h) => validateId('hostId', h, '--hosts entry'));
 }
 
 function describeWorkload(w: Workload): string {
@@ -65,54 +65,60 @@ function describeWorkload(w: Workload): string {
   return `${w.type} @ ${formatRate(w.rateBytesPerSec)}`;
 }
 
-/** Runs a `vm` subcommand. */
-export async function vmCommand(client: FerryClient, args: ParsedArgs, out: (line: string) => void): Promise<void> {
-  const [, sub, vmId] = args.positionals;
-  const json = has(args, 'json');
-  if (sub === 'create') {
-    if (!vmId)
-      throw usageError(
-        'usage: ferry vm create <vm-id> --host <host> [--memory 256MiB] [--workload idle|random|hotset|sweep] [--rate 20MB/s] [--hot-set 16MiB] [--seed n]',
+/** `ferry vm create <vm> [--host h] [--memory size] [workload flags] [--seed n] [--json]`; ids checked by args.ts. */
+export async function vmCreateCommand(
+  client: FerryClient,
+  vmId: string,
+  flags: VmCreateFlags,
+  out: (line: string) => void,
+): Promise<void> {
+  const host = flags.host;
+  const memoryBytes = parseSize(flags.memory);
+  const workload = workloadFromFlags(flags);
+  const seed = flags.seed === undefined ? undefined : numberOrText(flags.seed);
+  if (typeof seed === 'string') throw usageError(`--seed must be a number, got ${JSON.stringify(seed)}`);
+  await client.requireHost(host);
+  const vm = await client.createVm(host, { vmId, memoryBytes, workload, ...(seed !== undefined ? { seed } : {}) });
+  out(
+    flags.json === true
+      ? JSON.stringify(vm)
+      : `created VM ${vm.vmId} on ${host}: ${formatBytes(vm.memoryBytes)}, ${describeWorkload(vm.workload)}, pid ${vm.pid}`,
+  );
+}
+
+/** `ferry vm list [--hosts h1,h2] [--json]`. */
+export async function vmListCommand(
+  client: FerryClient,
+  flags: VmHostsFlags,
+  out: (line: string) => void,
+): Promise<void> {
+  const hosts = hostsFromFlag(flags.hosts);
+  const served: string[] = [];
+  for (const h of hosts) if (await client.hostIsServed(h)) served.push(h);
+  const listing = await client.listVms(served);
+  if (flags.json === true) {
+    out(JSON.stringify(listing));
+    return;
+  }
+  out('HOST  VM                    MEMORY      STATE     WORKLOAD');
+  for (const { hostId, vms } of listing) {
+    for (const vm of vms) {
+      out(
+        `${hostId.padEnd(5)} ${vm.vmId.padEnd(21)} ${formatBytes(vm.memoryBytes).padEnd(11)} ${(vm.mode === 'incoming' ? 'incoming' : vm.state).padEnd(9)} ${describeWorkload(vm.workload)}`,
       );
-    const host = flag(args, 'host', 'h1') as string;
-    const memoryBytes = parseSize(flag(args, 'memory', DEFAULT_VM_MEMORY) as string);
-    const workload = workloadFromArgs(args);
-    const seed = numberFlag(args, 'seed');
-    await client.requireHost(host);
-    const vm = await client.createVm(host, { vmId, memoryBytes, workload, ...(seed !== undefined ? { seed } : {}) });
-    out(
-      json
-        ? JSON.stringify(vm)
-        : `created VM ${vm.vmId} on ${host}: ${formatBytes(vm.memoryBytes)}, ${describeWorkload(vm.workload)}, pid ${vm.pid}`,
-    );
-    return;
-  }
-  if (sub === 'list') {
-    const hosts = hostsFromArgs(args);
-    const served: string[] = [];
-    for (const h of hosts) if (await client.hostIsServed(h)) served.push(h);
-    const listing = await client.listVms(served);
-    if (json) {
-      out(JSON.stringify(listing));
-      return;
     }
-    out('HOST  VM                    MEMORY      STATE     WORKLOAD');
-    for (const { hostId, vms } of listing) {
-      for (const vm of vms) {
-        out(
-          `${hostId.padEnd(5)} ${vm.vmId.padEnd(21)} ${formatBytes(vm.memoryBytes).padEnd(11)} ${(vm.mode === 'incoming' ? 'incoming' : vm.state).padEnd(9)} ${describeWorkload(vm.workload)}`,
-        );
-      }
-    }
-    for (const h of hosts.filter((x) => !served.includes(x))) out(`${h}: no host agent is serving this host`);
-    return;
   }
-  if (sub === 'destroy') {
-    if (!vmId) throw usageError('usage: ferry vm destroy <vm-id> [--host <host>]');
-    const host = flag(args, 'host') ?? (await client.locateVm(vmId, hostsFromArgs(args))).hostId;
-    await client.destroyVm(host, vmId);
-    out(`destroyed VM ${vmId} on ${host}`);
-    return;
-  }
-  throw usageError('usage: ferry vm create|list|destroy …');
+  for (const h of hosts.filter((x) => !served.includes(x))) out(`${h}: no host agent is serving this host`);
+}
+
+/** `ferry vm destroy <vm> [--host h]`. */
+export async function vmDestroyCommand(
+  client: FerryClient,
+  vmId: string,
+  flags: VmHostsFlags,
+  out: (line: string) => void,
+): Promise<void> {
+  const host = flags.host ?? (await client.locateVm(vmId, hostsFromFlag(flags.hosts))).hostId;
+  await client.destroyVm(host, vmId);
+  out(`destroyed VM ${vmId} on ${host}`);
 }

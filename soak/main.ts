@@ -11,7 +11,7 @@
  * (fault-free runs, default 3), --store directory|s3 (default directory; s3: a SeaweedFS server of
  * the soak's cluster), --json.
  */
-import { flag, parseArgs, has, numberFlag } from '../cli/args';
+import { Command, CommanderError } from 'commander';
 import { CliError, EXIT } from '../cli/errors';
 import { FerryClient } from '../cli/ferry-client';
 import { startTestCluster, type TestCluster } from '../infra/test-cluster';
@@ -146,15 +146,23 @@ async function soak(cluster: TestCluster, ferry: FerryClient, options: ResolvedS
   return soakPassed(report);
 }
 
+/** The soak's command line; unknown flags are refused (a CommanderError). */
+function parseSoakArgs(argv: string[]): SoakOptions {
+  const program = new Command('soak')
+    .option('--migrations <n>', 'faulted migrations', Number)
+    .option('--seed <s>', 'seed of the fault draw', Number)
+    .option('--baseline <b>', 'fault-free runs', Number)
+    .option('--store <kind>', 'directory | s3')
+    .option('--json', 'one JSON object')
+    .exitOverride()
+    .configureOutput({ outputError: () => undefined });
+  program.parse(argv, { from: 'user' });
+  const o = program.opts<{ migrations?: number; seed?: number; baseline?: number; store?: string; json?: boolean }>();
+  return { migrations: o.migrations, baselineRuns: o.baseline, seed: o.seed, store: o.store, json: o.json };
+}
+
 async function main(): Promise<number> {
-  const args = parseArgs(process.argv.slice(2), ['json']);
-  const options = resolveSoakOptions({
-    migrations: numberFlag(args, 'migrations'),
-    baselineRuns: numberFlag(args, 'baseline'),
-    seed: numberFlag(args, 'seed'),
-    store: flag(args, 'store'),
-    json: has(args, 'json'),
-  });
+  const options = resolveSoakOptions(parseSoakArgs(process.argv.slice(2)));
   // The host agents reach nats-server through a proxy the stream-stall faults can freeze.
   const cluster = await startTestCluster(['h1', 'h2'], { natsProxy: true, store: options.store });
   let stopping: Promise<void> | undefined;
@@ -181,8 +189,12 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
+    if (err instanceof CommanderError && err.exitCode === 0) process.exit(0);
     // A bad option is the user's to fix: one line. Anything else is the soak's own failure: its stack.
-    const usage = err instanceof RangeError || (err instanceof CliError && err.exitCode === EXIT.usage);
+    const usage =
+      err instanceof RangeError ||
+      err instanceof CommanderError ||
+      (err instanceof CliError && err.exitCode === EXIT.usage);
     console.error(usage ? `soak: ${(err as Error).message}\n${USAGE}` : err);
     process.exit(2);
   },

@@ -10,6 +10,7 @@
  * instance; two driver instances for one host are not supported.
  */
 import * as path from 'node:path';
+import { ID_RULE, isValidId } from '../model';
 import { VmExistsError, VmNotFoundError } from './errors';
 import { PAGE_SIZE_BYTES } from './guest-memory';
 import { DEFAULT_LAUNCH_TIMEOUT_MS, launchVmm } from './launch';
@@ -66,9 +67,7 @@ export type ResolvedSimulatedDriverOptions = Required<SimulatedDriverOptions>;
 
 /** Validates driver options; throws RangeError naming the option and the bad value. */
 export function resolveSimulatedDriverOptions(raw: SimulatedDriverOptions): ResolvedSimulatedDriverOptions {
-  if (typeof raw.hostId !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(raw.hostId)) {
-    throw new RangeError(`hostId must be letters, digits, '.', '_' or '-', got ${JSON.stringify(raw.hostId)}`);
-  }
+  if (!isValidId(raw.hostId)) throw new RangeError(`hostId must be ${ID_RULE}, got ${JSON.stringify(raw.hostId)}`);
   if (typeof raw.stateDir !== 'string' || raw.stateDir === '') {
     throw new RangeError(`stateDir must be a directory path, got ${JSON.stringify(raw.stateDir)}`);
   }

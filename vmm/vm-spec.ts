@@ -2,6 +2,7 @@
  * What a VM is made of (id, memory size, workload, seed, fill ratio) and its validation: the one
  * place that decides what a valid VM looks like, for the driver and the VMM command line alike.
  */
+import { ID_RULE, isValidId } from '../model';
 import { InvalidVmSpecError } from './errors';
 import { PAGE_SIZE_BYTES } from './guest-memory';
 import { DEFAULT_WORKLOAD, resolveWorkload } from './workload';
@@ -13,8 +14,6 @@ export const DEFAULT_SEED = 1;
 export const DEFAULT_FILL_RATIO = 1;
 /** Largest memory of a simulated VM (bytes): 16 GiB, far beyond what a test host holds. */
 export const MAX_MEMORY_BYTES = 16 * 1024 ** 3;
-
-const VM_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /**
  * A VM to create. `memoryBytes` is a positive multiple of 4096; `workload` is what its vCPU does;
@@ -40,16 +39,11 @@ export interface ResolvedVmSpec {
 }
 
 /**
- * Checks a VM id: 1–64 characters of letters, digits, '.', '_' and '-', starting with a letter
- * or digit (it names files and sockets). Throws InvalidVmSpecError otherwise.
+ * Checks a VM id against the one id pattern (model/ids.ts): 1–64 letters, digits, '_' and '-',
+ * starting with a letter or digit (it names files and sockets). Throws InvalidVmSpecError otherwise.
  */
 export function validateVmId(vmId: unknown): string {
-  if (typeof vmId !== 'string' || !VM_ID_PATTERN.test(vmId)) {
-    throw new InvalidVmSpecError(
-      'vmId',
-      `vmId must be 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit, got ${JSON.stringify(vmId)}`,
-    );
-  }
+  if (!isValidId(vmId)) throw new InvalidVmSpecError('vmId', `vmId must be ${ID_RULE}, got ${JSON.stringify(vmId)}`);
   return vmId;
 }
 

@@ -30,8 +30,8 @@ import {
   DEFAULT_RESUME_TIMEOUT_MS,
   decideNextStep,
   InvalidMigrationOptionError,
-  validateDowntimeLimit,
-  validateThrottleRequest,
+  validateDowntimeLimitInput,
+  validateThrottleInput,
 } from './policy';
 import { historyRecord, ThrottleTracker } from './throttle-tracker';
 import { destinationIncidents, roundIncidents } from './incidents';
@@ -47,12 +47,12 @@ export const progressQuery = defineQuery<MigrationProgress>('progress');
 export const cancelSignal = defineSignal<[{ reason?: string }?]>('cancel');
 /**
  * Update: pin the source's vCPU throttle at `percent` (0..99) from now on, or hand it back to the
- * policy with null. Rejected, with the reason, for a bad value or once pre-copy is over.
+ * policy with null. Rejected, with the reason, for a bad value, an unknown key or once pre-copy is over.
  */
 export const setThrottleUpdate = defineUpdate<ThrottleUpdateResult, [{ percent: number | null }]>('setThrottle');
 /**
  * Update: change the downtime limit the switchover decision uses, from the next round's end on.
- * Rejected, with the reason, for a bad value or once pre-copy is over.
+ * Rejected, with the reason, for a bad value, an unknown key or once pre-copy is over.
  */
 export const setDowntimeLimitUpdate = defineUpdate<{ downtimeLimitMs: number }, [{ downtimeLimitMs: number }]>(
   'setDowntimeLimit',
@@ -127,7 +127,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
   setHandler(
     setThrottleUpdate,
     async (args) => {
-      const percent = validateThrottleRequest(args.percent);
+      const percent = validateThrottleInput(args);
       throttle.pin(percent);
       // Between prepare and the first round the source has no migration to throttle yet: the
       // first round starts with it.
@@ -138,20 +138,20 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     {
       validator: (args) => {
         assertChangeable(phase, 'throttle');
-        validateThrottleRequest((args as { percent?: unknown } | undefined)?.percent);
+        validateThrottleInput(args);
       },
     },
   );
   setHandler(
     setDowntimeLimitUpdate,
     (args) => {
-      downtimeLimitMs = validateDowntimeLimit(args.downtimeLimitMs);
+      downtimeLimitMs = validateDowntimeLimitInput(args);
       return { downtimeLimitMs };
     },
     {
       validator: (args) => {
         assertChangeable(phase, 'downtime limit');
-        validateDowntimeLimit((args as { downtimeLimitMs?: unknown } | undefined)?.downtimeLimitMs);
+        validateDowntimeLimitInput(args);
       },
     },
   );

@@ -1,10 +1,21 @@
 /**
- * Migration policy as pure functions: option validation, the downtime estimate and the decision
- * after each pre-copy round. No I/O and no clocks, so unit tests call them directly and the
- * workflow replays them deterministically.
+ * Migration policy as pure functions: option resolution (validated by the shared schema of
+ * model/migration-input.ts), the downtime estimate and the decision after each pre-copy round. No
+ * I/O and no clocks, so unit tests call them directly and the workflow replays them deterministically.
  */
+import {
+  migrationOptionsSchema,
+  parseInput,
+  setDowntimeLimitInputSchema,
+  setThrottleInputSchema,
+  type GiveUpAction,
+  type MigrationOptions,
+  type ThrottlePolicy,
+} from '../model';
+import type { z } from 'zod';
 import { parseStoreRef, type StoreRef } from '../store/store-ref';
-import { MAX_THROTTLE_PERCENT, THROTTLE_POLICIES, type ThrottlePolicy } from './throttle-policy';
+
+export type { GiveUpAction, MigrationOptions } from '../model';
 
 /** Downtime the guest may see at switchover (QEMU's default). */
 export const DEFAULT_DOWNTIME_LIMIT_MS = 300;
@@ -41,53 +52,6 @@ export const THROTTLED_DOWNTIME_SHARE = 0.5;
 /** Above that reserve, a throttled round that left at most this share of the round before's pages earns another. */
 export const THROTTLED_SHRINK_FACTOR_TO_CONTINUE = 0.9;
 
-/** Past the budget or round limit: stun and switch over anyway, or roll back. */
-export type GiveUpAction = 'force-switchover' | 'abort';
-
-/** Per-migration policy; every field is optional. */
-export interface MigrationOptions {
-  /** Largest expected downtime at which to switch over (ms); default 300. */
-  downtimeLimitMs?: number;
-  /** Pre-copy rounds before giving up; default 30. */
-  maxRounds?: number;
-  /** Seconds per GiB of guest memory before giving up; default 150. */
-  completionBudgetSecPerGiB?: number;
-  /** Default 'abort'. */
-  onGiveUp?: GiveUpAction;
-  /**
-   * How the guest's vCPU is slowed when it dirties memory faster than pages leave: `sdps`
-   * (default), `history` (sdps from the throttle of the VM's last converged migration),
-   * `auto-converge` (QEMU's law) or `none`.
-   */
-  throttle?: ThrottlePolicy;
-  /**
-   * Shared store seen by both hosts: an absolute directory path or `s3://bucket/prefix`; default
-   * the hosts' configured store. The S3 endpoint and credentials come from each host's FERRY_S3_*.
-   */
-  store?: string;
-  /** Older name of `store`, for a directory only. */
-  storeDir?: string;
-  /** Pages per stream batch; default 256 (1 MiB). */
-  batchPages?: number;
-  /**
-   * Batches in flight the receiver allows; default 16 (16 MiB). Keep window × batch size below the
-   * nats-server's max_pending (64 MiB in ferry's config), or the server drops batches as a slow
-   * consumer whenever the receiver falls behind (they are then taken from the page file, slowly).
-   */
-  creditWindow?: number;
-  /**
-   * Switch over as soon as the estimate is within the limit, as QEMU does, instead of taking more
-   * rounds while they keep halving what is left; default false.
-   */
-  switchoverEagerly?: boolean;
-  /** Keep the source VM stunned (never running) after the switchover instead of destroying it, so
-   * its memory can be compared with the destination's; default false. */
-  keepSourceAfterSwitchover?: boolean;
-  /** Keep the migration's page file and manifests after it completes (for inspection, or to check
-   * the destination against what the source wrote when the source is gone); default false. */
-  keepPageFile?: boolean;
-}
-
 /** Validated options with defaults filled in. */
 export interface ResolvedMigrationOptions {
   downtimeLimitMs: number;
@@ -109,21 +73,17 @@ export class InvalidMigrationOptionError extends Error {
   override readonly name = 'InvalidMigrationOptionError';
 }
 
-function positiveInteger(name: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > max) {
-    const shown = typeof value === 'number' ? String(value) : JSON.stringify(value);
-    throw new InvalidMigrationOptionError(
-      `${name} must be a positive integer${max < Number.MAX_SAFE_INTEGER ? ` up to ${max}` : ''}, got ${shown}`,
-    );
+/** `parseInput` with its InvalidInputError turned into an InvalidMigrationOptionError. */
+function parsed<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, raw: unknown, subject: string): T {
+  try {
+    return parseInput(schema, raw, subject);
+  } catch (err) {
+    throw new InvalidMigrationOptionError((err as Error).message, { cause: err });
   }
-  return value;
 }
 
 /** Throws unless `store` is an absolute directory path or a well-formed `s3://bucket/prefix`. */
-function validateStore(store: unknown, name: string): void {
-  if (typeof store !== 'string')
-    throw new InvalidMigrationOptionError(`${name} must be a string, got ${JSON.stringify(store)}`);
+function validateStore(store: string, name: string): void {
   let ref: StoreRef;
   try {
     ref = parseStoreRef(store);
@@ -134,63 +94,57 @@ function validateStore(store: unknown, name: string): void {
     throw new InvalidMigrationOptionError(
       `${name} must be an absolute path (the hosts resolve it, not the client), got ${JSON.stringify(store)}`,
     );
-  if (ref.kind === 's3' && name === 'storeDir')
-    throw new InvalidMigrationOptionError(`storeDir is a directory; give ${JSON.stringify(store)} as store`);
+  if (ref.kind === 's3' && name.endsWith('storeDir'))
+    throw new InvalidMigrationOptionError(`${name} is a directory; give ${JSON.stringify(store)} as store`);
 }
 
-/** Validates `raw` and fills in defaults; returns a new object; throws InvalidMigrationOptionError. */
-export function resolveMigrationOptions(raw: MigrationOptions | undefined): ResolvedMigrationOptions {
-  const o = raw ?? {};
-  if (typeof o !== 'object')
-    throw new InvalidMigrationOptionError(`policy must be an object, got ${JSON.stringify(o)}`);
-  const onGiveUp = o.onGiveUp ?? DEFAULT_ON_GIVE_UP;
-  if (onGiveUp !== 'abort' && onGiveUp !== 'force-switchover') {
-    throw new InvalidMigrationOptionError(
-      `onGiveUp must be "abort" or "force-switchover", got ${JSON.stringify(onGiveUp)}`,
-    );
-  }
-  for (const key of ['keepSourceAfterSwitchover', 'keepPageFile', 'switchoverEagerly'] as const) {
-    if (o[key] !== undefined && typeof o[key] !== 'boolean') {
-      throw new InvalidMigrationOptionError(`${key} must be true or false, got ${JSON.stringify(o[key])}`);
-    }
-  }
-  const throttle = o.throttle ?? 'sdps';
-  if (!THROTTLE_POLICIES.includes(throttle)) {
-    throw new InvalidMigrationOptionError(
-      `throttle must be one of ${THROTTLE_POLICIES.join(', ')}, got ${JSON.stringify(throttle)}`,
-    );
-  }
-  if (o.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) {
-    throw new InvalidMigrationOptionError(`storeDir must be a non-empty path, got ${JSON.stringify(o.storeDir)}`);
-  }
+/**
+ * Validates `raw` against the policy schema (model/migration-input.ts: unknown keys refused, with
+ * a suggestion) and fills in defaults; returns a new object. `at` is the path of the policy in
+ * a larger input (`policy`), put before the keys in messages. Throws InvalidMigrationOptionError.
+ */
+export function resolveMigrationOptions(raw: MigrationOptions | undefined | null, at = ''): ResolvedMigrationOptions {
+  const o = raw === undefined || raw === null ? {} : parsed(migrationOptionsSchema, raw, at || 'policy');
+  const prefix = at === '' ? '' : `${at}.`;
   if (o.store !== undefined && o.storeDir !== undefined)
-    throw new InvalidMigrationOptionError('give store or storeDir, not both');
+    throw new InvalidMigrationOptionError(`give ${prefix}store or ${prefix}storeDir, not both`);
   const store = o.store ?? o.storeDir;
-  if (store !== undefined) validateStore(store, o.store !== undefined ? 'store' : 'storeDir');
+  if (store !== undefined) validateStore(store, `${prefix}${o.store !== undefined ? 'store' : 'storeDir'}`);
   return {
-    downtimeLimitMs: positiveInteger('downtimeLimitMs', o.downtimeLimitMs, DEFAULT_DOWNTIME_LIMIT_MS),
-    maxRounds: positiveInteger('maxRounds', o.maxRounds, DEFAULT_MAX_ROUNDS, 10_000),
-    completionBudgetSecPerGiB: positiveInteger(
-      'completionBudgetSecPerGiB',
-      o.completionBudgetSecPerGiB,
-      DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB,
-    ),
-    onGiveUp,
-    throttle,
+    downtimeLimitMs: o.downtimeLimitMs ?? DEFAULT_DOWNTIME_LIMIT_MS,
+    maxRounds: o.maxRounds ?? DEFAULT_MAX_ROUNDS,
+    completionBudgetSecPerGiB: o.completionBudgetSecPerGiB ?? DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB,
+    onGiveUp: o.onGiveUp ?? DEFAULT_ON_GIVE_UP,
+    throttle: o.throttle ?? 'sdps',
     store,
-    batchPages: positiveInteger('batchPages', o.batchPages, DEFAULT_BATCH_PAGES, 1024),
-    creditWindow: positiveInteger('creditWindow', o.creditWindow, DEFAULT_CREDIT_WINDOW, 1024),
+    batchPages: o.batchPages ?? DEFAULT_BATCH_PAGES,
+    creditWindow: o.creditWindow ?? DEFAULT_CREDIT_WINDOW,
     keepSourceAfterSwitchover: o.keepSourceAfterSwitchover === true,
     keepPageFile: o.keepPageFile === true,
     switchoverEagerly: o.switchoverEagerly === true,
   };
 }
 
+/**
+ * Validates the argument of the setDowntimeLimit update (`{ downtimeLimitMs }`, unknown keys
+ * refused); returns the limit (ms). Throws InvalidMigrationOptionError.
+ */
+export function validateDowntimeLimitInput(args: unknown): number {
+  return parsed(setDowntimeLimitInputSchema, args, 'setDowntimeLimit input').downtimeLimitMs;
+}
+
+/**
+ * Validates the argument of the setThrottle update (`{ percent }`, unknown keys refused); returns
+ * the percent rounded to a tenth, or null. Throws InvalidMigrationOptionError.
+ */
+export function validateThrottleInput(args: unknown): number | null {
+  const { percent } = parsed(setThrottleInputSchema, args, 'setThrottle input');
+  return percent === null ? null : Math.round(percent * 10) / 10;
+}
+
 /** Validates a downtime limit given while a migration runs; returns it. */
 export function validateDowntimeLimit(value: unknown): number {
-  if (value === undefined || value === null)
-    throw new InvalidMigrationOptionError(`downtimeLimitMs must be a positive integer, got ${String(value)}`);
-  return positiveInteger('downtimeLimitMs', value, 0);
+  return validateDowntimeLimitInput({ downtimeLimitMs: value });
 }
 
 /**
@@ -198,13 +152,7 @@ export function validateDowntimeLimit(value: unknown): number {
  * 0..MAX_THROTTLE_PERCENT, or null to hand the throttle back to the policy.
  */
 export function validateThrottleRequest(value: unknown): number | null {
-  if (value === null) return null;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_THROTTLE_PERCENT) {
-    throw new InvalidMigrationOptionError(
-      `throttle percent must be a number from 0 to ${MAX_THROTTLE_PERCENT}, or null for the policy's, got ${JSON.stringify(value)}`,
-    );
-  }
-  return Math.round(value * 10) / 10;
+  return validateThrottleInput({ percent: value });
 }
 
 /** The figures of a finished round that the policy looks at. */

@@ -23,17 +23,10 @@
  * less; `npm run bench -- --only convergence` measures them on real migrations.
  */
 
-/**
- * The policies a migration may choose. `history` is sdps started from the throttle that let the
- * VM's last migration converge (see store/vm-history.ts).
- */
-export type ThrottlePolicy = 'sdps' | 'history' | 'auto-converge' | 'none';
+import { MAX_THROTTLE_PERCENT, THROTTLE_POLICIES, type ThrottlePolicy } from '../model';
 
-/** Every policy, the default first. */
-export const THROTTLE_POLICIES: readonly ThrottlePolicy[] = ['sdps', 'history', 'auto-converge', 'none'];
+export { MAX_THROTTLE_PERCENT, THROTTLE_POLICIES, type ThrottlePolicy };
 
-/** Highest throttle any policy sets (percent of the vCPU's time descheduled). */
-export const MAX_THROTTLE_PERCENT = 99;
 /**
  * sdps engages when send rate ÷ dirty rate falls below this. A guest with a small hot set that it
  * rewrites fast shows a distinct-page dirty rate of only 0.85-0.95× the send rate (the set

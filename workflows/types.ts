@@ -1,17 +1,10 @@
 /** Inputs, results and messages of ferry's workflows: JSON only, small (ids and counters). */
-import type { MigrationOptions } from './policy';
 import type { ThrottlePolicy } from './throttle-policy';
 import type { ThrottleSummary } from './throttle-tracker';
 
 export type { ThrottleSummary } from './throttle-tracker';
-
-/** Input of `migrateVm` (what `temporal workflow start --input` takes). */
-export interface MigrateVmInput {
-  vmId: string;
-  sourceHost: string;
-  destinationHost: string;
-  policy?: MigrationOptions;
-}
+/** Input of `migrateVm` (what `temporal workflow start --input` takes); its schema is model's migrateVmInputSchema. */
+export type { MigrateVmInput } from '../model';
 
 /** Phases of a migration, as shown by the progress query and the MigrationPhase search attribute. */
 export type MigrationPhase =

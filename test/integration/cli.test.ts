@@ -14,7 +14,7 @@ import { stopSeaweedServer } from '../../infra/seaweedfs';
 import { startEmbeddedSeaweed } from '../../infra/seaweedfs-embedded';
 import { makeTestStateDir } from '../../infra/test-services';
 import { openPageStore } from '../../store/open-store';
-import { s3Environment } from '../../temporal-config';
+import { projectRoot, s3Environment } from '../../temporal-config';
 import type { MigrationResult } from '../../workflows/types';
 
 import { expectSameMemory, useCluster, vmmCall } from './support/cluster-fixture';
@@ -161,6 +161,38 @@ describe('bad input gets one clear line and an exit code, and nothing is lost', 
     expect(cancelled.code).toBe(0);
     await fx.ferry.result(workflowId).catch(() => undefined);
     await sourceIntact(vmId);
+  });
+});
+
+describe('the command line refuses what it does not know, and explains itself', () => {
+  test('an unknown flag is refused, naming the flag meant', async () => {
+    const out = await ferryCli('migrate', 'steady-vm', '--to', 'h2', '--downtime', '50');
+    expect(out.code).toBe(EXIT.usage);
+    expect(out.stderr).toBe('ferry: unknown option --downtime for `ferry migrate`; did you mean --downtime-limit?\n');
+  });
+
+  test('a VM id outside the one id pattern is refused at create, so it never exists to fail a migration', async () => {
+    const out = await ferryCli('vm', 'create', 'a.b', '--host', 'h1', '--memory', '8MiB');
+    expect(out.code).toBe(EXIT.usage);
+    expect(out.stderr).toBe(
+      'ferry: vmId must be 1-64 letters, digits, _ or -, starting with a letter or digit, got "a.b"\n',
+    );
+    const listing = await fx.ferry.listVms(['h1']);
+    expect(listing[0]?.vms.map((v) => v.vmId)).not.toContain('a.b');
+  });
+
+  test('ferry migrate --help prints the help of migrate', async () => {
+    const out = await ferryCli('migrate', '--help');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain('Usage: ferry migrate [options] <vm>');
+    expect(out.stdout).toContain('--downtime-limit <ms>');
+    expect(out.stdout).not.toContain('vm create');
+  });
+
+  test('ferry --version prints the version of package.json', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
+    const out = await ferryCli('--version');
+    expect(out).toEqual({ code: 0, stdout: `${pkg.version}\n`, stderr: '' });
   });
 });
 

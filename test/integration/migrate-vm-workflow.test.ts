@@ -563,7 +563,7 @@ describe('migrateVm workflow', () => {
     const error = await withWorkers(hosts, async () => failureOf(await start('bad-limit', { downtimeLimitMs: -1 })));
 
     expect(error.cause).toMatchObject({ type: 'InvalidInput' });
-    expect(error.cause?.message).toBe('downtimeLimitMs must be a positive integer, got -1');
+    expect(error.cause?.message).toBe('policy.downtimeLimitMs must be a positive integer, got -1');
     expect(calledActivities(hosts.h1)).toEqual([]);
   });
 });

@@ -2,8 +2,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseArgs } from '../../cli/args';
-import { embeddedStoreFromArgs } from '../../cli/demo-command';
+import { embeddedStoreFromFlag } from '../../cli/demo-command';
 import {
   ClusterStoreMismatchError,
   clusterStoreRecord,
@@ -21,14 +20,14 @@ const env = ferryEnvironment({ FERRY_STATE_DIR: '/tmp/ferry-state' });
 
 describe('the --store of ferry up and ferry demo', () => {
   it('chooses the embedded S3 store, the store directory, or leaves the default', () => {
-    expect(embeddedStoreFromArgs(parseArgs(['demo', '--store', 's3']))).toBe('s3');
-    expect(embeddedStoreFromArgs(parseArgs(['demo', '--store=dir']))).toBe('directory');
-    expect(embeddedStoreFromArgs(parseArgs(['up', '--store', 'directory']))).toBe('directory');
-    expect(embeddedStoreFromArgs(parseArgs(['demo', '--json']))).toBeUndefined();
+    expect(embeddedStoreFromFlag('s3')).toBe('s3');
+    expect(embeddedStoreFromFlag('dir')).toBe('directory');
+    expect(embeddedStoreFromFlag('directory')).toBe('directory');
+    expect(embeddedStoreFromFlag(undefined)).toBeUndefined();
   });
 
   it('refuses any other store with one line naming the value and the choices', () => {
-    const attempt = (): unknown => embeddedStoreFromArgs(parseArgs(['demo', '--store', 'nfs']));
+    const attempt = (): unknown => embeddedStoreFromFlag('nfs');
     expect(attempt).toThrow(expect.objectContaining({ name: 'CliError', exitCode: 2 }));
     expect(attempt).toThrow('--store must be s3 (the embedded SeaweedFS) or dir (the store directory), got "nfs"');
   });
