@@ -15,6 +15,7 @@ import { ClusterStoreMismatchError, EMBEDDED_S3_BUCKET, type EmbeddedStore } fro
 import { readClusterStore, removeClusterStore, sameStore, writeClusterStore } from './cluster-store';
 import { startNatsServer, stopNatsServer } from './nats-server';
 import { embeddedSeaweedRunning, startEmbeddedSeaweed, stopEmbeddedSeaweed } from './seaweedfs-embedded';
+import { isProcessGoneError } from './service-files';
 import { startTemporalDevServer, stopTemporalDevServer } from './temporal-server';
 
 /** How long a worker may take to report that it serves its queue (ms); bundling workflows takes a few seconds. */
@@ -65,6 +66,20 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * Sends `signal` to `pid`; false when the process is already gone. A process can exit between the
+ * check that it runs and the kill, so a vanished one is not an error.
+ */
+function signalIfRunning(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, signal);
+    return true;
+  } catch (error) {
+    if (isProcessGoneError(error)) return false;
+    throw error;
+  }
+}
+
 /** Whether `pid` is alive and its command line contains `marker` (so a reused pid is not ours). */
 function runs(pid: number, marker: string): boolean {
   try {
@@ -74,11 +89,19 @@ function runs(pid: number, marker: string): boolean {
   }
 }
 
+/** The content of `file`, or undefined when it does not exist (a stop may remove it at any moment). */
+function readIfExists(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
 /** The pid of a running worker, or undefined. */
 export function workerPid(stateDir: string, name: string): number | undefined {
-  const { pidFile } = workerFiles(stateDir, name);
-  if (!fs.existsSync(pidFile)) return undefined;
-  const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+  const pid = Number(readIfExists(workerFiles(stateDir, name).pidFile));
   return Number.isInteger(pid) && pid > 0 && runs(pid, `${path.sep}workers${path.sep}`) ? pid : undefined;
 }
 
@@ -136,10 +159,10 @@ export async function startWorker(env: FerryEnvironment, spec: WorkerSpec): Prom
 export async function stopWorker(stateDir: string, name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<string> {
   const pid = workerPid(stateDir, name);
   if (pid === undefined) return `${name} not running`;
-  process.kill(pid, signal);
+  signalIfRunning(pid, signal);
   const deadline = Date.now() + WORKER_STOP_GRACE_MS;
   while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  if (alive(pid)) process.kill(pid, 'SIGKILL');
+  if (alive(pid)) signalIfRunning(pid, 'SIGKILL');
   fs.rmSync(workerFiles(stateDir, name).pidFile, { force: true });
   return `${name} stopped`;
 }
@@ -153,9 +176,8 @@ export function killAllWorkers(stateDir: string): string[] {
   if (!fs.existsSync(dir)) return [];
   const messages: string[] = [];
   for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.pid'))) {
-    const pid = Number(fs.readFileSync(path.join(dir, file), 'utf8'));
-    if (!runs(pid, `${path.sep}workers${path.sep}`)) continue;
-    process.kill(pid, 'SIGKILL');
+    const pid = Number(readIfExists(path.join(dir, file)));
+    if (!runs(pid, `${path.sep}workers${path.sep}`) || !signalIfRunning(pid, 'SIGKILL')) continue;
     messages.push(`killed leftover worker ${file.slice(0, -4)} (pid ${pid}, state ${stateDir})`);
   }
   return messages;
@@ -214,9 +236,11 @@ export function stopAllVmms(stateDir: string): string[] {
     const vmsDir = path.join(hostsDir, host, 'vms');
     if (!fs.existsSync(vmsDir)) continue;
     for (const file of fs.readdirSync(vmsDir).filter((f) => f.endsWith('.json'))) {
-      const record = JSON.parse(fs.readFileSync(path.join(vmsDir, file), 'utf8')) as { vmId: string; pid: number };
-      if (runs(record.pid, 'vmm-process.js')) {
-        process.kill(record.pid, 'SIGKILL');
+      // A host agent destroying the VM meanwhile removes the record; its VMM is then gone too.
+      const text = readIfExists(path.join(vmsDir, file));
+      if (text === undefined) continue;
+      const record = JSON.parse(text) as { vmId: string; pid: number };
+      if (runs(record.pid, 'vmm-process.js') && signalIfRunning(record.pid, 'SIGKILL')) {
         messages.push(`VM ${record.vmId} on ${host} stopped (pid ${record.pid})`);
       }
       fs.rmSync(path.join(vmsDir, file), { force: true });

@@ -62,6 +62,16 @@ export function removePidFile(pidFile: string): void {
 }
 
 /**
+ * Whether `error`, from reading a /proc/<pid> file or signalling `pid`, says the process is gone:
+ * ENOENT (its /proc entry was removed) or ESRCH (no such process; also what a read of a /proc file
+ * gives when the process was reaped after the file was opened).
+ */
+export function isProcessGoneError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ESRCH';
+}
+
+/**
  * Whether process `pid` still exists in a way that matters: not yet a zombie, or a zombie leader
  * whose other threads are still exiting (a multi-threaded server such as nats-server keeps its
  * sockets, and so its port, until the last thread is gone). A zombie answers `kill(pid, 0)` too,
@@ -77,8 +87,8 @@ export function isProcessAlive(pid: number): boolean {
   try {
     status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch (error) {
-    // No /proc (not Linux): kill(pid, 0) is all we know. Vanished meanwhile: gone.
-    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
+    // Vanished between the kill and the read, or while reading: gone.
+    return !isProcessGoneError(error);
   }
   const state = /^State:\s+(\S)/m.exec(status)?.[1];
   const threads = Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? '1');
@@ -107,8 +117,9 @@ export function isRecordAlive(record: PidRecord): boolean {
     // An exiting process has an empty cmdline while it still holds its sockets: count it alive.
     if (argv0 === '') return true;
     return argv0 === record.command || path.basename(argv0) === path.basename(record.command);
-  } catch {
-    return true;
+  } catch (error) {
+    // Gone since the check above: not alive. Anything else (no permission): assume it is.
+    return !isProcessGoneError(error);
   }
 }
 

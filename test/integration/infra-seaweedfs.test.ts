@@ -63,12 +63,25 @@ function anonymousGet(url: string): Promise<number> {
   });
 }
 
-/** The TCP/UDP sockets process `pid` owns, from /proc/<pid>/fd and the kernel's socket tables. */
+/** Where fd `fd` of process `pid` points, or undefined if the process closed it since it was listed. */
+function fdTarget(pid: number, fd: string): string | undefined {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: 'utf8' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/**
+ * The TCP/UDP sockets process `pid` owns, from /proc/<pid>/fd and the kernel's socket tables.
+ * The process keeps running meanwhile: an fd it closes between the listing and the readlink (a
+ * connection, a file) is skipped, since the sockets it listens on stay open.
+ */
 function socketsOf(pid: number): { table: string; local: string; state: string }[] {
   const inodes = new Set<string>();
   for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    const target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: 'utf8' });
-    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    const inode = /^socket:\[(\d+)\]$/.exec(fdTarget(pid, fd) ?? '')?.[1];
     if (inode !== undefined) inodes.add(inode);
   }
   const sockets: { table: string; local: string; state: string }[] = [];
@@ -89,6 +102,33 @@ function decodeAddress(hex: string): string {
   const octets = (ip.match(/../g) ?? []).reverse().map((octet) => parseInt(octet, 16));
   return `${octets.join('.')}:${parseInt(port, 16)}`;
 }
+
+describe('reading the sockets of a live process', () => {
+  it('lists the listening socket of a process that opens and closes files all the while', async () => {
+    const script = `const server = require('node:net').createServer().listen(0, '127.0.0.1', () => {
+      process.stdout.write(server.address().port + '\\n');
+      const fs = require('node:fs');
+      const churn = () => {
+        const fds = Array.from({ length: 50 }, () => fs.openSync('/dev/null', 'r'));
+        for (const fd of fds) fs.closeSync(fd);
+        setImmediate(churn);
+      };
+      churn();
+    });`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<number>((resolve) =>
+        child.stdout.once('data', (chunk) => resolve(Number(String(chunk)))),
+      );
+      for (let i = 0; i < 50; i += 1) {
+        const listening = socketsOf(child.pid ?? 0).filter((socket) => socket.state === '0A');
+        expect(listening.map((socket) => decodeAddress(socket.local))).toEqual([`127.0.0.1:${port}`]);
+      }
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
 
 describe('SeaweedFS service', () => {
   const bucket = 'ferry-pages';

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -72,6 +73,19 @@ describe('SimulatedDriver', () => {
       remoteName: 'VmmParamsError',
       vmId: 'vm-a',
     });
+  });
+
+  it("runs each VMM on the driver's own Node, 22 or newer", async () => {
+    const record = await driver.createVm({ vmId: 'vm-node', memoryBytes: MEMORY_BYTES, workload: { type: 'idle' } });
+    try {
+      // The VMM stays up until destroyed below, so its /proc entry cannot vanish meanwhile.
+      const vmmNode = await fs.realpath(`/proc/${record.pid}/exe`);
+      expect(vmmNode).toBe(await fs.realpath(process.execPath));
+      const version = execFileSync(vmmNode, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+      expect(Number(version.split('.')[0])).toBeGreaterThanOrEqual(22);
+    } finally {
+      await driver.destroyVm('vm-node');
+    }
   });
 
   it('refuses a second VM with an id that exists on the host', async () => {
