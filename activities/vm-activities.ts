@@ -2,10 +2,18 @@
  * The VM administration activities of a host agent: create, list, destroy and dump VMs. A VM id
  * is registered in the shared store when the VM is created and released when its owner destroys
  * it, so the same id cannot run on two hosts.
+ *
+ * Paths stay under their roots (store/safe-path.ts): a VM id reaches the file system only through
+ * the driver's records and the store, which refuse ids that climb out; a memory dump is written
+ * only under the host's dumps folder (`<FERRY_STATE_DIR>/dumps`): a relative path is taken inside
+ * it, an absolute path must already lie inside it, anything else is refused (PathEscapeError).
  */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { claimOwnership } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
+import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from '../store/safe-path';
 import { FAILURE_TYPES, type HostContext } from './host-context';
 import type { CreateVmInput, HostActivities, VmSummary } from './types';
 
@@ -55,10 +63,16 @@ export function createVmActivities(host: HostContext): VmActivities {
       await openPageStore(host.defaultStore).releaseOwnership(vmId, hostId);
     }),
 
-    dumpVmMemory: guarded(async ({ vmId, path }: { vmId: string; path: string }) => {
+    dumpVmMemory: guarded(async ({ vmId, path: requested }: { vmId: string; path: string }) => {
+      const target = pathUnder(host.dumpsDir, requested, 'dump path');
       if (!(await driver.getVm(vmId)))
         throw ApplicationFailure.nonRetryable(`VM ${vmId} is not on host ${hostId}`, FAILURE_TYPES.vmNotFound);
-      await call(vmId, 'dumpMemory', { path });
+      await makePrivateDir(path.dirname(target));
+      // Created here 0600, so the VMM's write (which keeps an existing file's mode) never leaves
+      // guest memory readable by others, whatever its umask.
+      await (await fs.open(target, 'w', PRIVATE_FILE_MODE)).close();
+      await fs.chmod(target, PRIVATE_FILE_MODE);
+      await call(vmId, 'dumpMemory', { path: target });
       const status = await call<{ vcpu: { state: string; pagesWritten: number } }>(vmId, 'status');
       return { state: status.vcpu.state, pagesWritten: status.vcpu.pagesWritten };
     }),

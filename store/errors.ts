@@ -24,3 +24,38 @@ export class StoreUnavailableError extends Error {
     this.storeDir = storeDir;
   }
 }
+
+/** A path derived from an id or an input would leave the folder it must stay under. */
+export class PathEscapeError extends Error {
+  override readonly name = 'PathEscapeError';
+  readonly root: string;
+  readonly requested: string;
+
+  constructor(root: string, requested: string, what: string) {
+    super(
+      `${what} ${JSON.stringify(requested)} would leave ${root}: a name derived from an id must stay under its folder ` +
+        "(no '..', '/' or empty segments that climb out)",
+    );
+    this.root = root;
+    this.requested = requested;
+  }
+}
+
+/**
+ * A directory store named by a migration is neither the configured store nor under an allowed
+ * root (FERRY_STORE_ROOTS); the message lists the roots.
+ */
+export class StoreNotAllowedError extends Error {
+  override readonly name = 'StoreNotAllowedError';
+  readonly storeDir: string;
+  readonly allowedRoots: readonly string[];
+
+  constructor(storeDir: string, allowedRoots: readonly string[]) {
+    super(
+      `store ${storeDir} is not allowed on this host: a directory store must be one of, or under, ` +
+        `${allowedRoots.join(', ')} (set FERRY_STORE_ROOTS on the hosts, ':'-separated, to allow others)`,
+    );
+    this.storeDir = storeDir;
+    this.allowedRoots = allowedRoots;
+  }
+}

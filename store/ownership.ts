@@ -10,11 +10,12 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { OwnershipRecord } from './page-store';
+import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from './safe-path';
 
 export type { OwnershipRecord } from './page-store';
 
 function ownersDir(storeDir: string, vmId: string): string {
-  return path.join(storeDir, 'owners', vmId);
+  return pathUnder(path.join(storeDir, 'owners'), vmId, 'vmId');
 }
 
 function epochFile(storeDir: string, vmId: string, epoch: number): string {
@@ -46,17 +47,22 @@ export interface PreparedClaim {
 }
 
 /**
- * Writes the record of a future claim aside and fdatasyncs it, so that committing it later costs
- * only a link and a directory fsync (the destination prepares its claim before the switchover).
+ * Writes the record of a future claim aside (mode 0600) and fdatasyncs it, so that committing it
+ * later costs only a link and a directory fsync (the destination prepares its claim before the
+ * switchover).
  */
 export async function prepareClaim(storeDir: string, claim: Omit<OwnershipRecord, 'at'>): Promise<PreparedClaim> {
-  await fs.mkdir(ownersDir(storeDir, claim.vmId), { recursive: true });
+  await makePrivateDir(ownersDir(storeDir, claim.vmId));
   const record: OwnershipRecord = { ...claim, at: new Date().toISOString() };
   const tmpPath = `${epochFile(storeDir, claim.vmId, claim.epoch)}.${claim.hostId}.${process.pid}.${randomUUID()}.tmp`;
-  const handle = await fs.open(tmpPath, 'w');
-  await handle.writeFile(JSON.stringify(record));
-  await handle.datasync();
-  await handle.close();
+  const handle = await fs.open(tmpPath, 'wx', PRIVATE_FILE_MODE);
+  try {
+    await handle.chmod(PRIVATE_FILE_MODE);
+    await handle.writeFile(JSON.stringify(record));
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
   return { storeDir, record, tmpPath };
 }
 

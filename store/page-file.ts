@@ -17,6 +17,7 @@ import { decodeManifest, encodeManifest, type Manifest } from './manifest-format
 import { writeFileDurably } from './durable-file';
 import type { NewestRoundManifest, PageEntry, PageFile as PageFileApi, PageFileHeader } from './page-store';
 import { readNewestRoundManifest } from './round-manifests';
+import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from './safe-path';
 
 export type { PageEntry, PageFileHeader } from './page-store';
 
@@ -24,16 +25,25 @@ export type { PageEntry, PageFileHeader } from './page-store';
 export const PAGE_FILE_HEADER_BYTES = 4096;
 const PAGE_FILE_MAGIC = 'FRYPAGE1';
 const PAGE_FILE_FORMAT_VERSION = 1;
+/** Name of the page file inside the migration's folder. */
+const PAGES_FILE = 'pages.ferry';
+/** Every name of a migration's folder the store writes, and the only ones its removal deletes. */
+const MIGRATION_FILE = /^(pages\.ferry|manifest-(\d{5}|final)\.bin|complete)(\.\d+\.tmp)?$/;
+/** Names in the `control/` folder (mailbox messages and their temp files). */
+const MESSAGE_FILE = /^[A-Za-z0-9_-]+\.json(\.\d+\.tmp)?$/;
 
-/** Folder of one migration inside the store directory. */
+/**
+ * Folder of one migration inside the store directory; throws PathEscapeError for an id that would
+ * put it anywhere but strictly inside `<store>/migrations`.
+ */
 export function migrationDir(storeDir: string, migrationId: string): string {
-  return path.join(storeDir, 'migrations', migrationId);
+  return pathUnder(path.join(storeDir, 'migrations'), migrationId, 'migrationId');
 }
 
 /** Checks that `storeDir` exists (creating it) and is writable; throws StoreUnavailableError. */
 export async function assertStoreWritable(storeDir: string): Promise<void> {
   try {
-    await fs.mkdir(storeDir, { recursive: true });
+    await makePrivateDir(storeDir);
     const probe = path.join(storeDir, `.probe-${process.pid}-${Date.now()}`);
     await fs.writeFile(probe, 'ok');
     await fs.unlink(probe);
@@ -86,10 +96,11 @@ export class PageFile implements PageFileApi {
   /** Creates the page file and its header, or reopens it if it exists (idempotent). */
   static async create(storeDir: string, header: PageFileHeader): Promise<PageFile> {
     const dir = migrationDir(storeDir, header.migrationId);
-    const file = path.join(dir, 'pages.ferry');
+    const file = path.join(dir, PAGES_FILE);
     try {
-      await fs.mkdir(dir, { recursive: true });
-      const handle = await fs.open(file, 'a+').then(async (h) => {
+      await makePrivateDir(dir);
+      const handle = await fs.open(file, 'a+', PRIVATE_FILE_MODE).then(async (h) => {
+        await h.chmod(PRIVATE_FILE_MODE);
         await h.close();
         return fs.open(file, 'r+');
       });
@@ -110,7 +121,7 @@ export class PageFile implements PageFileApi {
   /** Opens an existing page file for reading; throws PageStoreError if it is missing or foreign. */
   static async open(storeDir: string, migrationId: string): Promise<PageFile> {
     const dir = migrationDir(storeDir, migrationId);
-    const file = path.join(dir, 'pages.ferry');
+    const file = path.join(dir, PAGES_FILE);
     try {
       const handle = await fs.open(file, 'r');
       const buf = Buffer.alloc(PAGE_FILE_HEADER_BYTES);
@@ -125,7 +136,7 @@ export class PageFile implements PageFileApi {
 
   /** The page file's path. */
   get location(): string {
-    return path.join(this.dir, 'pages.ferry');
+    return path.join(this.dir, PAGES_FILE);
   }
 
   /** Bytes handed to `writePages` that are not yet written to the file. */
@@ -192,7 +203,7 @@ export class PageFile implements PageFileApi {
    * the synced versions. Writes queued later go on while the fdatasync runs.
    */
   async sync(): Promise<Uint32Array> {
-    const file = path.join(this.dir, 'pages.ferry');
+    const file = path.join(this.dir, PAGES_FILE);
     await this.queue;
     try {
       if (this.failure !== undefined) throw this.failure;
@@ -277,7 +288,7 @@ export class PageFile implements PageFileApi {
     if (bytesRead !== PAGE_SIZE_BYTES) {
       throw new PageStoreError(`short read of page ${index}`, {
         migrationId: this.header.migrationId,
-        path: path.join(this.dir, 'pages.ferry'),
+        path: path.join(this.dir, PAGES_FILE),
       });
     }
   }
@@ -290,7 +301,7 @@ export class PageFile implements PageFileApi {
     if (bytesRead !== bytes) {
       throw new PageStoreError(`short read of pages ${firstIndex}..${firstIndex + count - 1}`, {
         migrationId: this.header.migrationId,
-        path: path.join(this.dir, 'pages.ferry'),
+        path: path.join(this.dir, PAGES_FILE),
       });
     }
   }
@@ -315,7 +326,34 @@ export class PageFile implements PageFileApi {
   }
 }
 
-/** Deletes the migration's folder from the store (idempotent). */
+/**
+ * Deletes the migration's files from the store (idempotent): only the names the store writes
+ * there, one by one, then the emptied folders. Nothing is removed recursively, so a folder that
+ * holds anything else (a mistaken store, a foreign file) keeps it and stays.
+ */
 export async function removeMigrationFiles(storeDir: string, migrationId: string): Promise<void> {
-  await fs.rm(migrationDir(storeDir, migrationId), { recursive: true, force: true });
+  const dir = migrationDir(storeDir, migrationId);
+  const control = path.join(dir, 'control');
+  await removeKnownFiles(control, MESSAGE_FILE);
+  await removeEmptyDir(control);
+  await removeKnownFiles(dir, MIGRATION_FILE);
+  await removeEmptyDir(dir);
+}
+
+async function removeKnownFiles(dir: string, known: RegExp): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  for (const name of names) if (known.test(name)) await fs.rm(path.join(dir, name), { force: true });
+}
+
+async function removeEmptyDir(dir: string): Promise<void> {
+  await fs.rmdir(dir).catch((err: unknown) => {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+  });
 }
