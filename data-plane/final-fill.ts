@@ -22,6 +22,8 @@ export const DEFAULT_STORE_COMPLETE_TIMEOUT_MS = 10_000;
 export const MAX_STORE_CATCH_UP_MS = 60_000;
 /** How often the fill reads again the pages it still waits for (ms). */
 const CATCH_UP_POLL_MS = 50;
+/** Most pages read in one go (1 MiB): a longer run is read in pieces, so the buffer stays this size. */
+export const MAX_FILL_RUN_PAGES = 256;
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 
@@ -85,10 +87,15 @@ async function catchUp(
     const wasComplete = await complete();
     const still: number[] = [];
     for (let i = 0; i < pending.length;) {
-      // A run: consecutive pages, read at once.
+      // A run: consecutive pages, read at once, at most MAX_FILL_RUN_PAGES.
       let count = 1;
       const first = manifest.indexes[pending[i] as number] as number;
-      while (i + count < pending.length && manifest.indexes[pending[i + count] as number] === first + count) count += 1;
+      while (
+        count < MAX_FILL_RUN_PAGES &&
+        i + count < pending.length &&
+        manifest.indexes[pending[i + count] as number] === first + count
+      )
+        count += 1;
       if (buffer.length < count * PAGE_SIZE_BYTES) buffer = Buffer.alloc(count * PAGE_SIZE_BYTES);
       await readRun(first, count, buffer);
       for (let j = 0; j < count; j += 1) {
@@ -128,8 +135,19 @@ async function catchUp(
 async function fillFromStore({ store, migrationId, memory, torn }: FinalFillInput): Promise<number> {
   const pageFile = await store.openPageFile(migrationId);
   try {
+    if (pageFile.header.pageCount !== memory.pageCount)
+      throw new VerificationError(
+        migrationId,
+        `the page file holds ${pageFile.header.pageCount} pages, this guest has ${memory.pageCount}`,
+      );
     const manifest = await pageFile.readFinalManifest();
     if (!manifest) throw new VerificationError(migrationId, 'the final manifest is not in the store');
+    const beyond = manifest.indexes.find((index) => index >= memory.pageCount);
+    if (beyond !== undefined)
+      throw new VerificationError(
+        migrationId,
+        `the final manifest names page ${beyond} of a ${memory.pageCount}-page guest`,
+      );
     const meta = memory.meta;
     const inManifest = new Uint8Array(memory.pageCount);
     // Runs of consecutive pages first, one read each; what that did not bring to its final version

@@ -59,3 +59,14 @@ export class StoreNotAllowedError extends Error {
     this.allowedRoots = allowedRoots;
   }
 }
+
+/** A page file's header disagrees with what the reader expects: another migration's, or damaged. */
+export class PageFileHeaderError extends Error {
+  override readonly name = 'PageFileHeaderError';
+  readonly path: string;
+
+  constructor(path: string, problem: string) {
+    super(`page file ${path} has a bad header: ${problem}`);
+    this.path = path;
+  }
+}

@@ -12,10 +12,16 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
-import { PageStoreError, StoreUnavailableError } from './errors';
+import { PageFileHeaderError, PageStoreError, StoreUnavailableError } from './errors';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
 import { writeFileDurably } from './durable-file';
-import type { NewestRoundManifest, PageEntry, PageFile as PageFileApi, PageFileHeader } from './page-store';
+import {
+  MAX_PAGE_FILE_PAGES,
+  type NewestRoundManifest,
+  type PageEntry,
+  type PageFile as PageFileApi,
+  type PageFileHeader,
+} from './page-store';
 import { readNewestRoundManifest } from './round-manifests';
 import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from './safe-path';
 
@@ -25,6 +31,8 @@ export type { PageEntry, PageFileHeader } from './page-store';
 export const PAGE_FILE_HEADER_BYTES = 4096;
 const PAGE_FILE_MAGIC = 'FRYPAGE1';
 const PAGE_FILE_FORMAT_VERSION = 1;
+/** Byte where the header's JSON (migration and VM id) starts, after its length. */
+const META_OFFSET = 28;
 /** Name of the page file inside the migration's folder. */
 const PAGES_FILE = 'pages.ferry';
 /** Every name of a migration's folder the store writes, and the only ones its removal deletes. */
@@ -65,14 +73,45 @@ function encodeHeader(header: PageFileHeader): Buffer {
   return buf;
 }
 
-function decodeHeader(buf: Buffer, file: string): PageFileHeader {
-  if (buf.toString('ascii', 0, 8) !== PAGE_FILE_MAGIC) throw new Error(`${file} is not a ferry page file`);
+/**
+ * The header in `buf`, checked against what the reader expects: the magic and format version,
+ * this build's page size and page offset, a page count of 1..MAX_PAGE_FILE_PAGES that matches the
+ * file's size (`fileBytes`), and `migrationId`. Throws PageFileHeaderError naming the field.
+ */
+export function decodePageFileHeader(
+  buf: Buffer,
+  file: string,
+  migrationId: string,
+  fileBytes: number,
+): PageFileHeader {
+  const bad = (problem: string): never => {
+    throw new PageFileHeaderError(file, problem);
+  };
+  if (buf.length < PAGE_FILE_HEADER_BYTES) bad(`it is ${buf.length} bytes, shorter than ${PAGE_FILE_HEADER_BYTES}`);
+  if (buf.toString('ascii', 0, 8) !== PAGE_FILE_MAGIC) bad('it is not a ferry page file (wrong magic)');
   const version = buf.readUInt32LE(8);
-  if (version !== PAGE_FILE_FORMAT_VERSION) throw new Error(`${file} has format version ${version}`);
+  if (version !== PAGE_FILE_FORMAT_VERSION) bad(`format version ${version}, expected ${PAGE_FILE_FORMAT_VERSION}`);
+  const pageSize = buf.readUInt32LE(12);
+  if (pageSize !== PAGE_SIZE_BYTES) bad(`page size ${pageSize}, expected ${PAGE_SIZE_BYTES}`);
   const pageCount = buf.readUInt32LE(16);
+  if (pageCount < 1 || pageCount > MAX_PAGE_FILE_PAGES)
+    bad(`page count ${pageCount}, expected 1..${MAX_PAGE_FILE_PAGES}`);
+  const pagesOffset = buf.readUInt32LE(20);
+  if (pagesOffset !== PAGE_FILE_HEADER_BYTES) bad(`pages start at ${pagesOffset}, expected ${PAGE_FILE_HEADER_BYTES}`);
+  const expectedBytes = PAGE_FILE_HEADER_BYTES + pageCount * PAGE_SIZE_BYTES;
+  if (fileBytes !== expectedBytes) bad(`${pageCount} pages need a file of ${expectedBytes} bytes, it has ${fileBytes}`);
   const metaLength = buf.readUInt32LE(24);
-  const meta = JSON.parse(buf.toString('utf8', 28, 28 + metaLength)) as { migrationId: string; vmId: string };
-  return { migrationId: meta.migrationId, vmId: meta.vmId, pageCount };
+  if (metaLength > PAGE_FILE_HEADER_BYTES - META_OFFSET) bad(`its id field claims ${metaLength} bytes`);
+  let meta: { migrationId?: unknown; vmId?: unknown } = {};
+  try {
+    meta = JSON.parse(buf.toString('utf8', META_OFFSET, META_OFFSET + metaLength)) as typeof meta;
+  } catch {
+    bad('its id field is not JSON');
+  }
+  if (meta.migrationId !== migrationId)
+    bad(`it belongs to migration ${JSON.stringify(meta.migrationId)}, expected ${JSON.stringify(migrationId)}`);
+  if (typeof meta.vmId !== 'string' || meta.vmId === '') bad(`its VM id ${JSON.stringify(meta.vmId)} is not an id`);
+  return { migrationId, vmId: meta.vmId as string, pageCount };
 }
 
 /** The page file of one migration, opened by the source (writer) or the destination (reader). */
@@ -124,11 +163,18 @@ export class PageFile implements PageFileApi {
     const file = path.join(dir, PAGES_FILE);
     try {
       const handle = await fs.open(file, 'r');
-      const buf = Buffer.alloc(PAGE_FILE_HEADER_BYTES);
-      await handle.read(buf, 0, PAGE_FILE_HEADER_BYTES, 0);
-      const pageFile = new PageFile(dir, decodeHeader(buf, file), handle);
-      await pageFile.loadManifests();
-      return pageFile;
+      try {
+        const buf = Buffer.alloc(PAGE_FILE_HEADER_BYTES);
+        const { bytesRead } = await handle.read(buf, 0, PAGE_FILE_HEADER_BYTES, 0);
+        const { size } = await handle.stat();
+        const header = decodePageFileHeader(buf.subarray(0, bytesRead), file, migrationId, size);
+        const pageFile = new PageFile(dir, header, handle);
+        await pageFile.loadManifests();
+        return pageFile;
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
     } catch (err) {
       throw new PageStoreError('cannot open page file', { migrationId, path: file, cause: err });
     }

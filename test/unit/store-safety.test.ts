@@ -1,6 +1,7 @@
 /**
  * The file system's safety below the id checks at the entry points: paths derived from ids and
- * inputs stay under their roots, cleanup deletes only what the store wrote, and what the directory
+ * inputs stay under their roots, cleanup deletes only what the store wrote, a page file's header is
+ * checked before it is trusted, the final fill reads in bounded pieces, and what the directory
  * store, the VM records and dumps create is readable by the owner only.
  */
 import * as fs from 'node:fs';
@@ -9,16 +10,23 @@ import * as path from 'node:path';
 import { createHostContext, type HostContext } from '../../activities/host-context';
 import { createMigrationActivities } from '../../activities/migration-activities';
 import { createVmActivities } from '../../activities/vm-activities';
+import { fillAndVerify, MAX_FILL_RUN_PAGES } from '../../data-plane/final-fill';
+import { DirectoryObjectStore } from '../../store/directory-object-store';
 import { DirectoryPageStore } from '../../store/directory-page-store';
 import { postMessage } from '../../store/mailbox';
+import { ObjectPageStore } from '../../store/object-page-store';
 import { claimOwnership, readOwner, releaseOwnership } from '../../store/ownership';
-import { PageFile, removeMigrationFiles } from '../../store/page-file';
+import { PAGE_FILE_HEADER_BYTES, PageFile, removeMigrationFiles } from '../../store/page-file';
+import type { PageFile as PageFileApi, PageStore } from '../../store/page-store';
 import { pathUnder } from '../../store/safe-path';
 import { writeDirectoryVmHistory } from '../../store/vm-history';
 import { ferryEnvironment } from '../../temporal-config';
 import { SimulatedDriver, type HypervisorDriver, type VmRecord } from '../../vmm/driver';
+import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 import type { VmmClient } from '../../vmm/vmm-client';
 import { VmRecordStore } from '../../vmm/vm-records';
+
+const SEED = 11;
 
 let top: string;
 let stateDir: string;
@@ -197,6 +205,135 @@ describe('paths derived from ids stay under their root', () => {
   });
 });
 
+describe("a page file's header is checked before it is trusted", () => {
+  const PAGES = 8;
+  let file: string;
+
+  beforeEach(async () => {
+    await (await PageFile.create(storeDir, { migrationId: 'm1', vmId: 'vm1', pageCount: PAGES })).close();
+    file = path.join(storeDir, 'migrations', 'm1', 'pages.ferry');
+  });
+
+  /** Rewrites the header with `change` applied, then opens the file as migration m1. */
+  async function openDamaged(change: (header: Buffer) => void): Promise<unknown> {
+    const bytes = fs.readFileSync(file);
+    change(bytes);
+    fs.writeFileSync(file, bytes);
+    return PageFile.open(storeDir, 'm1').then(
+      async (opened) => {
+        await opened.close();
+        return undefined;
+      },
+      (err: unknown) => err,
+    );
+  }
+
+  const meta = (header: Buffer, json: string): void => {
+    header.fill(0, 28, PAGE_FILE_HEADER_BYTES);
+    header.writeUInt32LE(Buffer.byteLength(json), 24);
+    header.write(json, 28);
+  };
+
+  it.each([
+    ['another migration', (h: Buffer) => meta(h, '{"migrationId":"m2","vmId":"vm1"}'), /belongs to migration "m2"/],
+    ['no VM id', (h: Buffer) => meta(h, '{"migrationId":"m1"}'), /VM id undefined/],
+    ['a page count of 0', (h: Buffer) => h.writeUInt32LE(0, 16), /page count 0/],
+    ['more pages than the file holds', (h: Buffer) => h.writeUInt32LE(PAGES * 1000, 16), /need a file of/],
+    ['a huge page count', (h: Buffer) => h.writeUInt32LE(0xffffffff, 16), /page count 4294967295/],
+    ['another page size', (h: Buffer) => h.writeUInt32LE(8192, 12), /page size 8192/],
+    ['pages at another offset', (h: Buffer) => h.writeUInt32LE(512, 20), /pages start at 512/],
+    ['an id field longer than the header', (h: Buffer) => h.writeUInt32LE(1 << 30, 24), /claims 1073741824 bytes/],
+    ['an id field that is not JSON', (h: Buffer) => h.write('{{{', 28), /not JSON/],
+    ['another format', (h: Buffer) => h.write('NOTFERRY', 0), /wrong magic/],
+  ])('refuses a header naming %s', async (_what, change, message) => {
+    const err = (await openDamaged(change)) as Error & { cause?: Error };
+
+    expect(err).toMatchObject({ name: 'PageStoreError' });
+    expect(err.cause).toMatchObject({ name: 'PageFileHeaderError' });
+    expect(err.cause?.message).toMatch(message);
+  });
+
+  it('opens the file whose header matches', async () => {
+    expect(await openDamaged(() => undefined)).toBeUndefined();
+  });
+
+  it('refuses in the final fill a page file of another size than the guest', async () => {
+    const memory = GuestMemory.create(PAGES * 2);
+    memory.writePage(1, 1, SEED);
+
+    const fill = fillAndVerify({
+      store: new DirectoryPageStore(storeDir),
+      migrationId: 'm1',
+      memory: GuestMemory.create(PAGES * 2),
+      torn: new Set(),
+      digest: memory.digest(),
+    });
+
+    await expect(fill).rejects.toThrow(/holds 8 pages, this guest has 16/);
+  });
+});
+
+describe('the final fill', () => {
+  it(`reads a long run of missing pages in pieces of at most ${MAX_FILL_RUN_PAGES} pages`, async () => {
+    const PAGES = 1000;
+    const source = GuestMemory.create(PAGES);
+    for (let i = 0; i < PAGES; i += 1) source.writePage(i, 1, SEED);
+    const real = new DirectoryPageStore(storeDir);
+    const writer = await real.createPageFile({ migrationId: 'm1', vmId: 'vm1', pageCount: PAGES });
+    writer.writePages(
+      Array.from({ length: PAGES }, (_, index) => ({ index, version: 1 })),
+      Buffer.from(source.bytes),
+    );
+    await writer.sync();
+    const all = Uint32Array.from({ length: PAGES }, (_, i) => i);
+    await writer.writeManifest({
+      round: 0,
+      final: true,
+      indexes: all,
+      versions: all.map(() => 1),
+      finalSeq: 1,
+      digest: '',
+    });
+    await writer.close();
+    // The store trails: every page reads as never written the first time it is read.
+    const readBefore = new Uint8Array(PAGES);
+    const runs: number[] = [];
+    const trailing: PageStore = Object.create(real) as PageStore;
+    trailing.openPageFile = async (migrationId) => {
+      const file = await real.openPageFile(migrationId);
+      return new Proxy(file, {
+        get(target, key) {
+          if (key !== 'readPages') {
+            const value = Reflect.get(target, key, target) as unknown;
+            return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+          }
+          return async (first: number, count: number, into: Buffer) => {
+            runs.push(count);
+            await target.readPages(first, count, into);
+            for (let i = 0; i < count; i += 1) {
+              if (readBefore[first + i] === 0) into.fill(0, i * PAGE_SIZE_BYTES, (i + 1) * PAGE_SIZE_BYTES);
+              readBefore[first + i] = 1;
+            }
+          };
+        },
+      }) as PageFileApi;
+    };
+
+    const memory = GuestMemory.create(PAGES);
+    const result = await fillAndVerify({
+      store: trailing,
+      migrationId: 'm1',
+      memory,
+      torn: new Set(),
+      digest: source.digest(),
+    });
+
+    expect(result.digest).toBe(source.digest());
+    expect(runs.reduce((a, b) => a + b, 0)).toBe(2 * PAGES);
+    expect(Math.max(...runs)).toBeLessThanOrEqual(MAX_FILL_RUN_PAGES);
+  });
+});
+
 describe('what the directory store, VM records and dumps create', () => {
   let umask: number;
 
@@ -273,5 +410,21 @@ describe('what the directory store, VM records and dumps create', () => {
     expect(Object.fromEntries(folders.map((f) => [path.relative(top, f), modeOf(f)]))).toEqual(
       Object.fromEntries(folders.map((f) => [path.relative(top, f), '700'])),
     );
+  });
+});
+
+describe("an object store page file's header is checked before it is trusted", () => {
+  it.each([
+    ['another migration', '{"migrationId":"m2","vmId":"vm1","pageCount":4}', /not that of migration m1/],
+    ['a page count of 0', '{"migrationId":"m1","vmId":"vm1","pageCount":0}', /0 pages/],
+    ['a huge page count', '{"migrationId":"m1","vmId":"vm1","pageCount":4294967295}', /4294967295 pages/],
+  ])('refuses a header naming %s', async (_what, header, message) => {
+    const objects = new DirectoryObjectStore(storeDir);
+    await objects.put('migrations/m1/header.json', Buffer.from(header));
+
+    const opened = new ObjectPageStore(objects, storeDir).openPageFile('m1');
+
+    await expect(opened).rejects.toMatchObject({ name: 'PageStoreError' });
+    await expect(opened).rejects.toThrow(message);
   });
 });
