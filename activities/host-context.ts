@@ -37,6 +37,7 @@ export const FAILURE_TYPES = {
   migrationInProgress: 'MigrationInProgress',
   vmmExited: 'VmmExited',
   storeUnreachable: 'StoreUnreachable',
+  vmStateUnknown: 'VmStateUnknown',
   pathEscape: 'PathEscape',
   storeNotAllowed: 'StoreNotAllowed',
 } as const;
@@ -61,6 +62,7 @@ export function toFailure(err: unknown): unknown {
     MigrationInProgressError: FAILURE_TYPES.migrationInProgress,
     InvalidSizeError: FAILURE_TYPES.invalidInput,
     InvalidStoreRefError: FAILURE_TYPES.invalidInput,
+    StoreUndecidedError: FAILURE_TYPES.vmStateUnknown,
     PathEscapeError: FAILURE_TYPES.pathEscape,
     StoreNotAllowedError: FAILURE_TYPES.storeNotAllowed,
   };

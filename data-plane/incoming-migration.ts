@@ -18,6 +18,7 @@ import { openPageStore } from '../store/open-store';
 import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
 import { migrationSubjects, type MigrationSubjects } from './subjects';
 import { fillAndVerify } from './final-fill';
+import { settleIncoming } from './incoming-settle';
 import { FinalMailboxWatch } from './final-mailbox';
 import { ReceiverCredit } from './receiver-credit';
 import { StorePrefetcher } from './store-prefetch';
@@ -48,6 +49,8 @@ export class IncomingMigration {
   /** Reads the page file while no batch arrives, so the switchover reads little (see store-prefetch.ts). */
   private readonly prefetcher: StorePrefetcher;
   private readonly store: PageStore;
+  /** Why this side cannot tell whether its ownership claim landed (the store did not answer). */
+  private undecided: Error | undefined;
 
   private constructor(
     private readonly ctx: VmmContext,
@@ -154,6 +157,9 @@ export class IncomingMigration {
       .hit('destination.final')
       .then(() => this.finish(request))
       .catch((err: unknown) => {
+        // Whether the claim landed is unknown: this copy may be the VM's only one, so settling
+        // must not let it be destroyed (see incoming-settle.ts).
+        if ((err as Error | null)?.name === 'StoreUndecidedError') this.undecided = err as Error;
         const reason = err instanceof Error ? err.message : String(err);
         this.status.state = 'failed';
         this.status.reason = reason;
@@ -253,20 +259,22 @@ export class IncomingMigration {
   }
 
   /**
-   * Settles a migration whose source may be gone, without aborting it: if the source committed the
-   * handover (its final request is in the page file's mailbox, written once the file held every
-   * final page), finishes from the file as if asked; then waits for any finish under way. Whether
-   * the guest resumes is still decided by the ownership epoch, so a source that rolled back first
-   * keeps the VM.
+   * Settles a migration whose source may be gone, without aborting it (incoming-settle.ts): if the
+   * source committed the handover, finishes from the file as if asked; then waits for any finish
+   * under way. Whether the guest resumes is still decided by the ownership epoch, so a source that
+   * rolled back first keeps the VM. Throws StoreUndecidedError if the store did not answer whether
+   * it did: then nothing may destroy this side.
    */
   async settle(): Promise<IncomingStatus> {
-    if (!this.finalReply && this.status.state === 'receiving') {
-      const request = await this.store
-        .readMessage<FinalRequest>(this.input.migrationId, 'final')
-        .catch(() => undefined);
-      if (request) void this.finishOnce(request);
-    }
-    if (this.finalReply) await this.finalReply;
+    await settleIncoming({
+      store: this.store,
+      migrationId: this.input.migrationId,
+      awaitingFinal: () => this.status.state === 'receiving',
+      finish: (request) => this.finishOnce(request),
+      finishing: () => this.finalReply,
+      undecided: () => this.undecided,
+      log: (msg) => this.ctx.log(msg),
+    });
     return this.snapshot();
   }
 

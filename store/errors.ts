@@ -70,3 +70,21 @@ export class PageFileHeaderError extends Error {
     this.path = path;
   }
 }
+
+/**
+ * The store did not answer a question the caller must not guess at (was the final request posted,
+ * did an ownership claim land) within `waitedMs`; `cause` is its last error. Whoever gets it keeps
+ * every copy of the VM: its state is unknown until the store answers.
+ */
+export class StoreUndecidedError extends Error {
+  override readonly name = 'StoreUndecidedError';
+  readonly question: string;
+  readonly waitedMs: number;
+
+  constructor(question: string, waitedMs: number, opts: { cause?: unknown } = {}) {
+    const reason = opts.cause instanceof Error ? opts.cause.message : String(opts.cause);
+    super(`the store did not answer ${question} within ${waitedMs} ms (last error: ${reason})`, opts);
+    this.question = question;
+    this.waitedMs = waitedMs;
+  }
+}

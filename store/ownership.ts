@@ -11,8 +11,11 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { OwnershipRecord } from './page-store';
 import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from './safe-path';
+import { untilAnswered, type AnswerOptions } from './store-answer';
 
 export type { OwnershipRecord } from './page-store';
+
+const EPOCH_FILE = /^\d{10}\.json$/;
 
 function ownersDir(storeDir: string, vmId: string): string {
   return pathUnder(path.join(storeDir, 'owners'), vmId, 'vmId');
@@ -21,6 +24,28 @@ function ownersDir(storeDir: string, vmId: string): string {
 function epochFile(storeDir: string, vmId: string, epoch: number): string {
   return path.join(ownersDir(storeDir, vmId), `${String(epoch).padStart(10, '0')}.json`);
 }
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The record in `file`, or undefined if there is none. */
+async function readRecord(file: string): Promise<OwnershipRecord | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as OwnershipRecord;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+const sameClaim = (a: OwnershipRecord, b: OwnershipRecord): boolean =>
+  a.hostId === b.hostId && a.migrationId === b.migrationId;
 
 /** The record with the highest epoch, or undefined if the VM has never been registered. */
 export async function readOwner(storeDir: string, vmId: string): Promise<OwnershipRecord | undefined> {
@@ -32,7 +57,7 @@ export async function readOwner(storeDir: string, vmId: string): Promise<Ownersh
     throw err;
   }
   const latest = names
-    .filter((n) => /^\d{10}\.json$/.test(n))
+    .filter((n) => EPOCH_FILE.test(n))
     .sort()
     .pop();
   if (latest === undefined) return undefined;
@@ -71,21 +96,45 @@ export async function prepareClaim(storeDir: string, claim: Omit<OwnershipRecord
  * learns whether it won. link() fails with EEXIST if the epoch exists, so the record appears
  * atomically and complete, and only one claimant can create it. Idempotent for the same host and
  * migration. The prepared file is removed.
+ *
+ * A failure that leaves the outcome open (the link's answer or the folder's fsync failed: the
+ * record may have landed) is never taken for a loss: the epoch's record is read back, and linked
+ * again while it is absent, until the store answers (store-answer.ts); a record that landed counts
+ * as taken. Throws StoreUndecidedError if the store does not answer within `options.limitMs`.
  */
-export async function commitClaim(prepared: PreparedClaim): Promise<{ won: boolean; record: OwnershipRecord }> {
+export async function commitClaim(
+  prepared: PreparedClaim,
+  options: AnswerOptions = {},
+): Promise<{ won: boolean; record: OwnershipRecord }> {
   const { storeDir, record, tmpPath } = prepared;
   const file = epochFile(storeDir, record.vmId, record.epoch);
+  const attempt = async (): Promise<{ won: boolean; record: OwnershipRecord }> => {
+    try {
+      await fs.link(tmpPath, file);
+      await syncDir(path.dirname(file));
+      return { won: true, record };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const existing = await readRecord(file);
+    // Gone again: the owner released the VM between our link and our read.
+    if (existing === undefined) throw new Error(`ownership record ${file} vanished as it was read`);
+    return { won: sameClaim(existing, record), record: existing };
+  };
   try {
-    await fs.link(tmpPath, file);
-    const dir = await fs.open(ownersDir(storeDir, record.vmId), 'r');
-    await dir.sync();
-    await dir.close();
-    return { won: true, record };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    const existing = JSON.parse(await fs.readFile(file, 'utf8')) as OwnershipRecord;
-    const won = existing.hostId === record.hostId && existing.migrationId === record.migrationId;
-    return { won, record: existing };
+    try {
+      return await attempt();
+    } catch {
+      return await untilAnswered(
+        `whether the claim on ownership epoch ${record.epoch} of VM ${record.vmId} by host ${record.hostId} landed`,
+        async () => {
+          const landed = await readRecord(file);
+          if (landed !== undefined) return { won: sameClaim(landed, record), record: landed };
+          return attempt();
+        },
+        options,
+      );
+    }
   } finally {
     await fs.rm(tmpPath, { force: true });
   }
@@ -102,8 +151,9 @@ export async function discardClaim(prepared: PreparedClaim): Promise<void> {
 export async function claimOwnership(
   storeDir: string,
   claim: Omit<OwnershipRecord, 'at'>,
+  options: AnswerOptions = {},
 ): Promise<{ won: boolean; record: OwnershipRecord }> {
-  return commitClaim(await prepareClaim(storeDir, claim));
+  return commitClaim(await prepareClaim(storeDir, claim), options);
 }
 
 /** Forgets the VM's ownership records if `hostId` holds the latest epoch (its VM is gone). */
