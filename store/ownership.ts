@@ -156,10 +156,24 @@ export async function claimOwnership(
   return commitClaim(await prepareClaim(storeDir, claim), options);
 }
 
-/** Forgets the VM's ownership records if `hostId` holds the latest epoch (its VM is gone). */
+/**
+ * Forgets the VM's ownership records if `hostId` holds the latest epoch (its VM is gone); returns
+ * whether it did. Compare-and-delete: only the epochs up to the one read are removed, each by its
+ * name, the owner's last and only while it is still the record read, so an epoch another host
+ * created meanwhile survives and a reader never sees an older owner come back. The folder stays
+ * (a claim may be preparing in it).
+ */
 export async function releaseOwnership(storeDir: string, vmId: string, hostId: string): Promise<boolean> {
   const owner = await readOwner(storeDir, vmId);
   if (!owner || owner.hostId !== hostId) return false;
-  await fs.rm(ownersDir(storeDir, vmId), { recursive: true, force: true });
+  const dir = ownersDir(storeDir, vmId);
+  const older = (await fs.readdir(dir)).filter((n) => EPOCH_FILE.test(n) && Number(n.slice(0, 10)) < owner.epoch);
+  for (const name of older) await fs.rm(path.join(dir, name), { force: true });
+  const file = epochFile(storeDir, vmId, owner.epoch);
+  const current = await readRecord(file);
+  if (current === undefined) return true;
+  if (!sameClaim(current, owner) || current.at !== owner.at) return false;
+  await fs.rm(file, { force: true });
+  await syncDir(dir);
   return true;
 }

@@ -15,7 +15,7 @@ import { DirectoryPageStore } from '../../store/directory-page-store';
 import { commitObjectClaim } from '../../store/object-page-ownership';
 import { ObjectPageStore } from '../../store/object-page-store';
 import type { ObjectStore } from '../../store/object-store';
-import { claimOwnership, readOwner } from '../../store/ownership';
+import { claimOwnership, readOwner, releaseOwnership } from '../../store/ownership';
 import type { PageStore } from '../../store/page-store';
 import type { HypervisorDriver, VmRecord } from '../../vmm/driver';
 import { DEFAULT_WORKLOAD } from '../../vmm/workload';
@@ -241,5 +241,47 @@ describe('an ownership claim whose answer is lost', () => {
     const result = commitObjectClaim(objects, { ...claim, at: 'z' }, { ...FAST, limitMs: 30 });
 
     await expect(result).rejects.toMatchObject({ name: 'StoreUndecidedError' });
+  });
+});
+
+describe('releasing ownership on a directory store', () => {
+  let dir: string;
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-release-'));
+  });
+
+  afterEach(() => {
+    jest.restoreAllMocks();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('removes only the epochs it read, never one another host created after it read the owner', async () => {
+    await claimOwnership(dir, { vmId: 'vm1', epoch: 1, hostId: 'h1', migrationId: 'created' });
+    await claimOwnership(dir, { vmId: 'vm1', epoch: 2, hostId: 'h1', migrationId: 'back-home' });
+    const realReaddir = fs.promises.readdir.bind(fs.promises) as (dir: string) => Promise<string[]>;
+    let listings = 0;
+    // Host h2 takes epoch 3 just after the release has read the owner (epoch 2, h1).
+    jest.spyOn(fs.promises, 'readdir').mockImplementation((async (target: string) => {
+      const names = await realReaddir(target);
+      listings += 1;
+      if (listings === 1) await claimOwnership(dir, { vmId: 'vm1', epoch: 3, hostId: 'h2', migrationId: 'm9' });
+      return names;
+    }) as unknown as typeof fs.promises.readdir);
+
+    expect(await releaseOwnership(dir, 'vm1', 'h1')).toBe(true);
+
+    jest.restoreAllMocks();
+    expect(await readOwner(dir, 'vm1')).toMatchObject({ epoch: 3, hostId: 'h2', migrationId: 'm9' });
+    expect(fs.readdirSync(path.join(dir, 'owners', 'vm1'))).toEqual(['0000000003.json']);
+  });
+
+  it('forgets every epoch of a VM its host destroyed, and refuses another host', async () => {
+    await claimOwnership(dir, { vmId: 'vm1', epoch: 1, hostId: 'h1', migrationId: 'created' });
+    await claimOwnership(dir, { vmId: 'vm1', epoch: 2, hostId: 'h2', migrationId: 'm1' });
+
+    expect(await releaseOwnership(dir, 'vm1', 'h1')).toBe(false);
+    expect(await releaseOwnership(dir, 'vm1', 'h2')).toBe(true);
+    expect(await readOwner(dir, 'vm1')).toBeUndefined();
   });
 });
