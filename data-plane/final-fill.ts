@@ -10,6 +10,7 @@
  */
 import { PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
 import type { PageStore } from '../store/page-store';
+import { untilAnswered, type AnswerOptions } from '../store/store-answer';
 import { VerificationError } from './errors';
 import { prefetchPass } from './store-prefetch';
 
@@ -66,6 +67,22 @@ export async function fillAndVerify(input: FinalFillInput): Promise<FinalFillRes
     throw new VerificationError(input.migrationId, `digest ${digest} differs from the source's ${input.digest}`);
   if (torn.size > 0) throw new VerificationError(input.migrationId, `${torn.size} pages fail their self-check`);
   return { digest, pagesFromStore, tornPagesRepaired };
+}
+
+/**
+ * fillAndVerify, run again while the store fails to answer (store/store-answer.ts): a read error
+ * is not a verdict on the copy, which may be the VM's only one. A VerificationError (the store
+ * answered, and memory does not match) is thrown at once; StoreUndecidedError once the store has
+ * not answered within the limit.
+ */
+export function fillAndVerifyUntilAnswered(
+  input: FinalFillInput,
+  options: AnswerOptions = {},
+): Promise<FinalFillResult> {
+  return untilAnswered(`the final pages of migration ${input.migrationId}`, () => fillAndVerify(input), {
+    retryIf: (err) => (err as Error | null)?.name !== 'VerificationError',
+    ...options,
+  });
 }
 
 /** Pages `pending` (positions in `manifest`) read again and again until memory holds each at its final version. */

@@ -15,9 +15,10 @@ import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import type { PageStore, PreparedClaim } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
+import { untilAnswered } from '../store/store-answer';
 import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
 import { migrationSubjects, type MigrationSubjects } from './subjects';
-import { fillAndVerify } from './final-fill';
+import { fillAndVerifyUntilAnswered } from './final-fill';
 import { settleIncoming } from './incoming-settle';
 import { FinalMailboxWatch } from './final-mailbox';
 import { ReceiverCredit } from './receiver-credit';
@@ -207,16 +208,23 @@ export class IncomingMigration {
     // The fill below reads only what the prefetch did not; nothing is applied after this resolves.
     await this.prefetcher.stop();
     if (this.status.appliedSeq < request.finalSeq) this.status.gapBatches += request.finalSeq - this.status.appliedSeq;
-    const { digest, pagesFromStore, tornPagesRepaired } = await fillAndVerify({
-      store: this.store,
-      migrationId: this.input.migrationId,
-      memory: this.ctx.memory,
-      torn: this.torn,
-      digest: request.digest,
-    });
+    const { digest, pagesFromStore, tornPagesRepaired } = await fillAndVerifyUntilAnswered(
+      {
+        store: this.store,
+        migrationId: this.input.migrationId,
+        memory: this.ctx.memory,
+        torn: this.torn,
+        digest: request.digest,
+      },
+      { onError: (err, attempt) => this.ctx.log(`final fill: the store failed (attempt ${attempt}): ${String(err)}`) },
+    );
     const verifyMs = performance.now() - verifyStarted;
     // If the claim could not be prepared at start (the store was unreachable then), try again now.
-    const prepared = await this.preparedClaim.catch(() => this.prepareOwnershipClaim());
+    const prepared = await this.preparedClaim.catch(() =>
+      untilAnswered(`whether the ownership claim of ${this.input.migrationId} can be written`, () =>
+        this.prepareOwnershipClaim(),
+      ),
+    );
     const claim = await this.store.commitClaim(prepared);
     if (!claim.won) throw new Error(`ownership epoch ${this.input.baseEpoch + 1} was taken by ${claim.record.hostId}`);
     this.ctx.vcpu.setWorkload(request.workload);

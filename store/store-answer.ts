@@ -27,6 +27,8 @@ export interface AnswerOptions {
   limitMs?: number;
   /** Called after each failed attempt, e.g. to log it. */
   onError?: (error: unknown, attempt: number) => void;
+  /** Whether an error means the store did not answer (default: every error); others are rethrown at once. */
+  retryIf?: (error: unknown) => boolean;
 }
 
 /**
@@ -46,6 +48,7 @@ export async function untilAnswered<T>(
     try {
       return await ask();
     } catch (error) {
+      if (options.retryIf !== undefined && !options.retryIf(error)) throw error;
       options.onError?.(error, attempt);
       const delayMs = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
       if (Date.now() + delayMs - startedAt > limitMs)

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fillAndVerifyUntilAnswered } from '../../data-plane/final-fill';
 import { settleIncoming, type SettleTarget } from '../../data-plane/incoming-settle';
 import type { FinalReply, FinalRequest } from '../../data-plane/protocol';
 import { createMigrationActivities } from '../../activities/migration-activities';
@@ -18,6 +19,7 @@ import type { ObjectStore } from '../../store/object-store';
 import { claimOwnership, readOwner, releaseOwnership } from '../../store/ownership';
 import type { PageStore } from '../../store/page-store';
 import type { HypervisorDriver, VmRecord } from '../../vmm/driver';
+import { GuestMemory } from '../../vmm/guest-memory';
 import { DEFAULT_WORKLOAD } from '../../vmm/workload';
 
 const FAST = { initialDelayMs: 1, maxDelayMs: 5 };
@@ -283,5 +285,84 @@ describe('releasing ownership on a directory store', () => {
     expect(await releaseOwnership(dir, 'vm1', 'h1')).toBe(false);
     expect(await releaseOwnership(dir, 'vm1', 'h2')).toBe(true);
     expect(await readOwner(dir, 'vm1')).toBeUndefined();
+  });
+});
+
+describe('the final fill on a store that fails', () => {
+  const PAGES = 32;
+  let dir: string;
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-fill-'));
+  });
+
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A page file holding every page of a written guest, and that guest. */
+  async function committedSource(): Promise<GuestMemory> {
+    const source = GuestMemory.create(PAGES);
+    for (let i = 0; i < PAGES; i += 1) source.writePage(i, 3, 5);
+    const writer = await new DirectoryPageStore(dir).createPageFile({
+      migrationId: 'm1',
+      vmId: 'vm1',
+      pageCount: PAGES,
+    });
+    const indexes = Uint32Array.from({ length: PAGES }, (_, i) => i);
+    writer.writePages(
+      Array.from(indexes, (index) => ({ index, version: 3 })),
+      Buffer.from(source.bytes),
+    );
+    await writer.sync();
+    await writer.writeManifest({
+      round: 0,
+      final: true,
+      indexes,
+      versions: indexes.map(() => 3),
+      finalSeq: 1,
+      digest: '',
+    });
+    await writer.close();
+    return source;
+  }
+
+  /** The store, whose page file cannot be opened the first `failures` times. */
+  function failingOpens(failures: number): DirectoryPageStore & { opens: number } {
+    const store = Object.assign(new DirectoryPageStore(dir), { opens: 0 });
+    const open = store.openPageFile.bind(store);
+    store.openPageFile = async (migrationId: string) => {
+      store.opens += 1;
+      if (store.opens <= failures) throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+      return open(migrationId);
+    };
+    return store;
+  }
+
+  it('reads the page file again after the store failed, and brings memory to the source’s digest', async () => {
+    const source = await committedSource();
+    const store = failingOpens(2);
+    const memory = GuestMemory.create(PAGES);
+
+    const result = await fillAndVerifyUntilAnswered(
+      { store, migrationId: 'm1', memory, torn: new Set(), digest: source.digest() },
+      FAST,
+    );
+
+    expect(store.opens).toBe(3);
+    expect(result).toMatchObject({ digest: source.digest(), pagesFromStore: PAGES });
+  });
+
+  it('fails at once, without asking again, when the store answered and memory does not match', async () => {
+    await committedSource();
+    const store = failingOpens(0);
+
+    const fill = fillAndVerifyUntilAnswered(
+      { store, migrationId: 'm1', memory: GuestMemory.create(PAGES), torn: new Set(), digest: 'not-the-digest' },
+      FAST,
+    );
+
+    await expect(fill).rejects.toMatchObject({ name: 'VerificationError' });
+    expect(store.opens).toBe(1);
   });
 });
