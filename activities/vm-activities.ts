@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { claimOwnership } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
-import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from '../store/safe-path';
+import { makePrivateDir, pathUnder, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../store/safe-path';
 import { FAILURE_TYPES, type HostContext } from './host-context';
 import type { CreateVmInput, HostActivities, VmSummary } from './types';
 
@@ -68,6 +68,8 @@ export function createVmActivities(host: HostContext): VmActivities {
       if (!(await driver.getVm(vmId)))
         throw ApplicationFailure.nonRetryable(`VM ${vmId} is not on host ${hostId}`, FAILURE_TYPES.vmNotFound);
       await makePrivateDir(path.dirname(target));
+      // The folder is the host's own, whoever created it first (a client on this machine may have).
+      await fs.chmod(host.dumpsDir, PRIVATE_DIR_MODE);
       // Created here 0600, so the VMM's write (which keeps an existing file's mode) never leaves
       // guest memory readable by others, whatever its umask.
       await (await fs.open(target, 'w', PRIVATE_FILE_MODE)).close();

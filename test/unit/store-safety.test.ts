@@ -378,6 +378,8 @@ describe('what the directory store, VM records and dumps create', () => {
       dirtyRateBytesPerSec: 1,
     });
     const vms = path.join(stateDir, 'hosts', 'h1', 'vms');
+    // A client on this machine made the dumps folder first, with its own mode.
+    fs.mkdirSync(path.join(stateDir, 'dumps'), { mode: 0o777 });
     await new VmRecordStore(vms).write({ vmId: 'vm1' } as VmRecord);
     await createVmActivities(host(dumpingDriver(Buffer.alloc(64)))).dumpVmMemory({ vmId: 'vm1', path: 'vm1.mem' });
 
