@@ -4,8 +4,10 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import * as path from 'node:path';
 import type { HypervisorDriver } from '../vmm/driver';
-import { TIMEOUTS } from '../temporal-config';
+import { ferryEnvironment, TIMEOUTS } from '../temporal-config';
+import { assertStoreAllowed, parseStoreRef } from '../store/open-store';
 import type { VmSummary } from './types';
 
 /** What the activities need from their host. */
@@ -15,6 +17,13 @@ export interface HostDeps {
   natsUrl: string;
   /** Store (a directory or `s3://bucket/prefix`) used when a migration names none. */
   defaultStore: string;
+  /**
+   * Directories under which a migration may name a directory store besides `defaultStore`;
+   * default FerryEnvironment.storeRoots (FERRY_STORE_ROOTS).
+   */
+  storeRoots?: readonly string[];
+  /** The only folder VM memory dumps are written under; default `<FERRY_STATE_DIR>/dumps`. */
+  dumpsDir?: string;
 }
 
 /** Failure types the workflow (and users) can match on. */
@@ -28,6 +37,9 @@ export const FAILURE_TYPES = {
   migrationInProgress: 'MigrationInProgress',
   vmmExited: 'VmmExited',
   storeUnreachable: 'StoreUnreachable',
+  vmStateUnknown: 'VmStateUnknown',
+  pathEscape: 'PathEscape',
+  storeNotAllowed: 'StoreNotAllowed',
 } as const;
 
 /** True if `err` or an error it wraps (its `cause` chain) is named `name`. */
@@ -50,6 +62,9 @@ export function toFailure(err: unknown): unknown {
     MigrationInProgressError: FAILURE_TYPES.migrationInProgress,
     InvalidSizeError: FAILURE_TYPES.invalidInput,
     InvalidStoreRefError: FAILURE_TYPES.invalidInput,
+    StoreUndecidedError: FAILURE_TYPES.vmStateUnknown,
+    PathEscapeError: FAILURE_TYPES.pathEscape,
+    StoreNotAllowedError: FAILURE_TYPES.storeNotAllowed,
   };
   // An error thrown inside a VMM arrives as a VmmCallError carrying the original error's name.
   const remote = err as { kind?: unknown; remoteName?: unknown };
@@ -95,6 +110,13 @@ export async function withHeartbeat<T>(work: Promise<T>, details: () => Promise<
 
 /** The host's dependencies plus the helpers built on them. */
 export interface HostContext extends HostDeps {
+  /** See HostDeps; resolved. */
+  dumpsDir: string;
+  /**
+   * Returns `ref` if this host may use it as a store (see store/open-store.ts assertStoreAllowed);
+   * throws StoreNotAllowedError or InvalidStoreRefError.
+   */
+  allowedStore(ref: string): string;
   /** Calls `method` on the VMM of `vmId`, without a client-side timeout. */
   call<T>(vmId: string, method: string, params?: unknown): Promise<T>;
   /** Wraps an activity so known errors become non-retryable failures. */
@@ -149,5 +171,12 @@ export function createHostContext(deps: HostDeps): HostContext {
     return { ...record, state: status.vcpu.state };
   };
 
-  return { ...deps, call, guarded, activeMigrations, summarize };
+  const storeRoots = [...(deps.storeRoots ?? ferryEnvironment().storeRoots)];
+  const defaultRef = parseStoreRef(deps.defaultStore);
+  if (defaultRef.kind === 'directory') storeRoots.push(defaultRef.dir);
+  const allowedRoots = [...new Set(storeRoots)];
+  const allowedStore = (ref: string): string => assertStoreAllowed(ref, allowedRoots);
+  const dumpsDir = path.resolve(deps.dumpsDir ?? path.join(ferryEnvironment().stateDir, 'dumps'));
+
+  return { ...deps, dumpsDir, allowedStore, call, guarded, activeMigrations, summarize };
 }

@@ -47,7 +47,8 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
           FAILURE_TYPES.migrationInProgress,
         );
       }
-      const storeRef = input.store ?? host.defaultStore;
+      // A store named by the migration is refused unless it lies under an allowed root.
+      const storeRef = host.allowedStore(input.store ?? host.defaultStore);
       const store = openPageStore(storeRef);
       await store.assertWritable();
       let owner = await store.readOwner(input.vmId);
@@ -88,7 +89,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
           FAILURE_TYPES.migrationInProgress,
         );
       }
-      await openPageStore(input.store).assertWritable();
+      await openPageStore(host.allowedStore(input.store)).assertWritable();
       await driver.prepareIncoming(input.vmId, input.memoryBytes);
     }),
 
@@ -103,7 +104,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       await call(input.vmId, 'migration.startIncoming', {
         migrationId: input.migrationId,
         natsUrl: host.natsUrl,
-        store: input.store,
+        store: host.allowedStore(input.store),
         hostId,
         baseEpoch: input.baseEpoch,
         creditWindow: input.creditWindow,
@@ -138,7 +139,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       await call(input.vmId, 'migration.startOutgoing', {
         migrationId: input.migrationId,
         natsUrl: host.natsUrl,
-        store: input.store,
+        store: host.allowedStore(input.store),
         hostId,
         baseEpoch: input.baseEpoch,
         batchPages: input.batchPages,
@@ -245,7 +246,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       // A kept source stops writing to the store before its files go, or its uploads would bring
       // some back.
       else await call(input.vmId, 'migration.abortOutgoing', { migrationId: input.migrationId }).catch(() => undefined);
-      if (!input.keepPageFile) await openPageStore(input.store).removeMigration(input.migrationId);
+      if (!input.keepPageFile) await openPageStore(host.allowedStore(input.store)).removeMigration(input.migrationId);
     }),
 
     setSourceThrottle: guarded(async (input: SetSourceThrottleInput): Promise<{ percent: number }> =>
@@ -256,11 +257,11 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
     ),
 
     recordVmHistory: guarded(async (input: RecordVmHistoryInput): Promise<void> => {
-      await openPageStore(input.store).writeVmHistory(input.record);
+      await openPageStore(host.allowedStore(input.store)).writeVmHistory(input.record);
     }),
 
     removeMigrationFiles: guarded(async (input: MigrationRefInput & { store: string }): Promise<void> => {
-      await openPageStore(input.store).removeMigration(input.migrationId);
+      await openPageStore(host.allowedStore(input.store)).removeMigration(input.migrationId);
     }),
 
     finishDestination: guarded(async (input: MigrationRefInput): Promise<void> => {

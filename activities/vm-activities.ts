@@ -3,11 +3,19 @@
  * is registered in the shared store when the VM is created and released when its owner destroys
  * it, so the same id cannot run on two hosts. Each checks its VM id against the one id pattern
  * (model/ids.ts) at entry, so a `../` id is refused before any file or store is touched.
+ *
+ * Paths stay under their roots (store/safe-path.ts): a VM id reaches the file system only through
+ * the driver's records and the store, which refuse ids that climb out; a memory dump is written
+ * only under the host's dumps folder (`<FERRY_STATE_DIR>/dumps`): a relative path is taken inside
+ * it, an absolute path must already lie inside it, anything else is refused (PathEscapeError).
  */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { validateId } from '../model';
 import { claimOwnership } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
+import { makePrivateDir, pathUnder, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../store/safe-path';
 import { FAILURE_TYPES, type HostContext } from './host-context';
 import type { CreateVmInput, HostActivities, VmSummary } from './types';
 
@@ -68,11 +76,19 @@ export function createVmActivities(host: HostContext): VmActivities {
       await openPageStore(host.defaultStore).releaseOwnership(vmId, hostId);
     }),
 
-    dumpVmMemory: guarded(async ({ vmId, path }: { vmId: string; path: string }) => {
+    dumpVmMemory: guarded(async ({ vmId, path: requested }: { vmId: string; path: string }) => {
       checkedVmId(vmId);
+      const target = pathUnder(host.dumpsDir, requested, 'dump path');
       if (!(await driver.getVm(vmId)))
         throw ApplicationFailure.nonRetryable(`VM ${vmId} is not on host ${hostId}`, FAILURE_TYPES.vmNotFound);
-      await call(vmId, 'dumpMemory', { path });
+      await makePrivateDir(path.dirname(target));
+      // The folder is the host's own, whoever created it first (a client on this machine may have).
+      await fs.chmod(host.dumpsDir, PRIVATE_DIR_MODE);
+      // Created here 0600, so the VMM's write (which keeps an existing file's mode) never leaves
+      // guest memory readable by others, whatever its umask.
+      await (await fs.open(target, 'w', PRIVATE_FILE_MODE)).close();
+      await fs.chmod(target, PRIVATE_FILE_MODE);
+      await call(vmId, 'dumpMemory', { path: target });
       const status = await call<{ vcpu: { state: string; pagesWritten: number } }>(vmId, 'status');
       return { state: status.vcpu.state, pagesWritten: status.vcpu.pagesWritten };
     }),

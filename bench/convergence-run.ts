@@ -90,7 +90,7 @@ async function migrateAndCheck(
   const { result, reason } = await migrate(ferry, vmId, from, to, policy);
   const completed = result.outcome === 'completed';
   const comparison = completed
-    ? await compareMigratedMemory(ferry, { vmId, sourceHost: from, destinationHost: to, dir: stateDir })
+    ? await compareMigratedMemory(ferry, { vmId, sourceHost: from, destinationHost: to, dir: `${stateDir}/dumps` })
     : undefined;
   const throttle = result.throttle;
   const rounds = result.rounds;

@@ -92,7 +92,7 @@ export async function migrateOnce(
   );
   const comparison =
     result.outcome === 'completed'
-      ? await compareMigratedMemory(ferry, { vmId, sourceHost: 'h1', destinationHost: 'h2', dir: stateDir })
+      ? await compareMigratedMemory(ferry, { vmId, sourceHost: 'h1', destinationHost: 'h2', dir: `${stateDir}/dumps` })
       : undefined;
   await ferry.destroyVm('h1', vmId);
   // After a rollback the destination has nothing left to destroy.

@@ -10,6 +10,7 @@
  */
 import { PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
 import type { PageStore } from '../store/page-store';
+import { untilAnswered, type AnswerOptions } from '../store/store-answer';
 import { VerificationError } from './errors';
 import { prefetchPass } from './store-prefetch';
 
@@ -22,6 +23,8 @@ export const DEFAULT_STORE_COMPLETE_TIMEOUT_MS = 10_000;
 export const MAX_STORE_CATCH_UP_MS = 60_000;
 /** How often the fill reads again the pages it still waits for (ms). */
 const CATCH_UP_POLL_MS = 50;
+/** Most pages read in one go (1 MiB): a longer run is read in pieces, so the buffer stays this size. */
+export const MAX_FILL_RUN_PAGES = 256;
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 
@@ -66,6 +69,22 @@ export async function fillAndVerify(input: FinalFillInput): Promise<FinalFillRes
   return { digest, pagesFromStore, tornPagesRepaired };
 }
 
+/**
+ * fillAndVerify, run again while the store fails to answer (store/store-answer.ts): a read error
+ * is not a verdict on the copy, which may be the VM's only one. A VerificationError (the store
+ * answered, and memory does not match) is thrown at once; StoreUndecidedError once the store has
+ * not answered within the limit.
+ */
+export function fillAndVerifyUntilAnswered(
+  input: FinalFillInput,
+  options: AnswerOptions = {},
+): Promise<FinalFillResult> {
+  return untilAnswered(`the final pages of migration ${input.migrationId}`, () => fillAndVerify(input), {
+    retryIf: (err) => (err as Error | null)?.name !== 'VerificationError',
+    ...options,
+  });
+}
+
 /** Pages `pending` (positions in `manifest`) read again and again until memory holds each at its final version. */
 async function catchUp(
   pending: number[],
@@ -85,10 +104,15 @@ async function catchUp(
     const wasComplete = await complete();
     const still: number[] = [];
     for (let i = 0; i < pending.length;) {
-      // A run: consecutive pages, read at once.
+      // A run: consecutive pages, read at once, at most MAX_FILL_RUN_PAGES.
       let count = 1;
       const first = manifest.indexes[pending[i] as number] as number;
-      while (i + count < pending.length && manifest.indexes[pending[i + count] as number] === first + count) count += 1;
+      while (
+        count < MAX_FILL_RUN_PAGES &&
+        i + count < pending.length &&
+        manifest.indexes[pending[i + count] as number] === first + count
+      )
+        count += 1;
       if (buffer.length < count * PAGE_SIZE_BYTES) buffer = Buffer.alloc(count * PAGE_SIZE_BYTES);
       await readRun(first, count, buffer);
       for (let j = 0; j < count; j += 1) {
@@ -128,8 +152,19 @@ async function catchUp(
 async function fillFromStore({ store, migrationId, memory, torn }: FinalFillInput): Promise<number> {
   const pageFile = await store.openPageFile(migrationId);
   try {
+    if (pageFile.header.pageCount !== memory.pageCount)
+      throw new VerificationError(
+        migrationId,
+        `the page file holds ${pageFile.header.pageCount} pages, this guest has ${memory.pageCount}`,
+      );
     const manifest = await pageFile.readFinalManifest();
     if (!manifest) throw new VerificationError(migrationId, 'the final manifest is not in the store');
+    const beyond = manifest.indexes.find((index) => index >= memory.pageCount);
+    if (beyond !== undefined)
+      throw new VerificationError(
+        migrationId,
+        `the final manifest names page ${beyond} of a ${memory.pageCount}-page guest`,
+      );
     const meta = memory.meta;
     const inManifest = new Uint8Array(memory.pageCount);
     // Runs of consecutive pages first, one read each; what that did not bring to its final version

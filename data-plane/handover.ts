@@ -6,11 +6,16 @@
  * does not acknowledge the mailbox request within MAILBOX_ACK_TIMEOUT_MS counts as dead or frozen:
  * the source gives up on it early and rolls back (the ownership epoch fences it if it wakes).
  *
+ * A store read that fails is not taken for "no answer yet" and then forgotten: the mailbox is read
+ * again until the deadline, and a deadline reached while the store kept failing says so, with the
+ * store's error as cause (the source then rolls back, fenced by the ownership epoch if the
+ * destination took it meanwhile).
+ *
  * A `drop` fault at `source.final-reply` makes the source deaf to every answer of this switchover,
  * as if each were lost: it waits out the whole timeout and fails.
  */
 import type { NatsConnection } from 'nats';
-import { DEFAULT_MAILBOX_POLL_MS, waitForMessage, type PageStore } from '../store/page-store';
+import { DEFAULT_MAILBOX_POLL_MS, type PageStore } from '../store/page-store';
 import type { FaultPoints } from './fault-points';
 import type { FinalReply, FinalRequest } from './protocol';
 import { migrationSubjects } from './subjects';
@@ -74,11 +79,8 @@ export async function handOver(
     throw new Error(
       `the destination did not pick up the final request from the page file's mailbox within ${ackTimeoutMs} ms`,
     );
-  let reply = await waitForMessage<FinalReply>(
-    ctx.store,
-    ctx.migrationId,
-    'final-reply',
-    Math.max(0, deadline - Date.now()),
+  let reply = await readUntil(ctx, deadline, async () =>
+    ctx.store.readMessage<FinalReply>(ctx.migrationId, 'final-reply'),
   );
   if (reply && !deaf) deaf = await ctx.faults.hit('source.final-reply');
   if (deaf) {
@@ -94,14 +96,40 @@ export async function handOver(
 
 /** Whether the destination acknowledged (or already answered) the request in the mailbox within `timeoutMs`. */
 async function acknowledged(ctx: HandoverContext, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  const seen = await readUntil(ctx, Date.now() + timeoutMs, async () => {
     const [ack, reply] = await Promise.all([
       ctx.store.readMessage(ctx.migrationId, 'final-ack'),
       ctx.store.readMessage(ctx.migrationId, 'final-reply'),
     ]);
-    if (ack !== undefined || reply !== undefined) return true;
-    if (Date.now() >= deadline) return false;
+    return ack !== undefined || reply !== undefined ? true : undefined;
+  });
+  return seen === true;
+}
+
+/**
+ * Runs `read` every DEFAULT_MAILBOX_POLL_MS until it returns a value or `deadline` passes; a read
+ * that fails is made again. Undefined if nothing came; throws if the last reads failed.
+ */
+async function readUntil<T>(
+  ctx: HandoverContext,
+  deadline: number,
+  read: () => Promise<T | undefined>,
+): Promise<T | undefined> {
+  for (;;) {
+    let failure: unknown;
+    try {
+      const value = await read();
+      if (value !== undefined) return value;
+    } catch (err) {
+      failure = err;
+      ctx.log(`reading the page file's mailbox failed, reading again: ${String(err)}`);
+    }
+    if (Date.now() >= deadline) {
+      if (failure === undefined) return undefined;
+      throw new Error(`the store did not answer reads of the page file's mailbox until the deadline`, {
+        cause: failure,
+      });
+    }
     await sleep(DEFAULT_MAILBOX_POLL_MS);
   }
 }

@@ -15,9 +15,11 @@ import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import type { PageStore, PreparedClaim } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
+import { untilAnswered } from '../store/store-answer';
 import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
 import { migrationSubjects, type MigrationSubjects } from './subjects';
-import { fillAndVerify } from './final-fill';
+import { fillAndVerifyUntilAnswered } from './final-fill';
+import { settleIncoming } from './incoming-settle';
 import { FinalMailboxWatch } from './final-mailbox';
 import { ReceiverCredit } from './receiver-credit';
 import { StorePrefetcher } from './store-prefetch';
@@ -48,6 +50,8 @@ export class IncomingMigration {
   /** Reads the page file while no batch arrives, so the switchover reads little (see store-prefetch.ts). */
   private readonly prefetcher: StorePrefetcher;
   private readonly store: PageStore;
+  /** Why this side cannot tell whether its ownership claim landed (the store did not answer). */
+  private undecided: Error | undefined;
 
   private constructor(
     private readonly ctx: VmmContext,
@@ -154,6 +158,9 @@ export class IncomingMigration {
       .hit('destination.final')
       .then(() => this.finish(request))
       .catch((err: unknown) => {
+        // Whether the claim landed is unknown: this copy may be the VM's only one, so settling
+        // must not let it be destroyed (see incoming-settle.ts).
+        if ((err as Error | null)?.name === 'StoreUndecidedError') this.undecided = err as Error;
         const reason = err instanceof Error ? err.message : String(err);
         this.status.state = 'failed';
         this.status.reason = reason;
@@ -201,16 +208,23 @@ export class IncomingMigration {
     // The fill below reads only what the prefetch did not; nothing is applied after this resolves.
     await this.prefetcher.stop();
     if (this.status.appliedSeq < request.finalSeq) this.status.gapBatches += request.finalSeq - this.status.appliedSeq;
-    const { digest, pagesFromStore, tornPagesRepaired } = await fillAndVerify({
-      store: this.store,
-      migrationId: this.input.migrationId,
-      memory: this.ctx.memory,
-      torn: this.torn,
-      digest: request.digest,
-    });
+    const { digest, pagesFromStore, tornPagesRepaired } = await fillAndVerifyUntilAnswered(
+      {
+        store: this.store,
+        migrationId: this.input.migrationId,
+        memory: this.ctx.memory,
+        torn: this.torn,
+        digest: request.digest,
+      },
+      { onError: (err, attempt) => this.ctx.log(`final fill: the store failed (attempt ${attempt}): ${String(err)}`) },
+    );
     const verifyMs = performance.now() - verifyStarted;
     // If the claim could not be prepared at start (the store was unreachable then), try again now.
-    const prepared = await this.preparedClaim.catch(() => this.prepareOwnershipClaim());
+    const prepared = await this.preparedClaim.catch(() =>
+      untilAnswered(`whether the ownership claim of ${this.input.migrationId} can be written`, () =>
+        this.prepareOwnershipClaim(),
+      ),
+    );
     const claim = await this.store.commitClaim(prepared);
     if (!claim.won) throw new Error(`ownership epoch ${this.input.baseEpoch + 1} was taken by ${claim.record.hostId}`);
     this.ctx.vcpu.setWorkload(request.workload);
@@ -253,20 +267,22 @@ export class IncomingMigration {
   }
 
   /**
-   * Settles a migration whose source may be gone, without aborting it: if the source committed the
-   * handover (its final request is in the page file's mailbox, written once the file held every
-   * final page), finishes from the file as if asked; then waits for any finish under way. Whether
-   * the guest resumes is still decided by the ownership epoch, so a source that rolled back first
-   * keeps the VM.
+   * Settles a migration whose source may be gone, without aborting it (incoming-settle.ts): if the
+   * source committed the handover, finishes from the file as if asked; then waits for any finish
+   * under way. Whether the guest resumes is still decided by the ownership epoch, so a source that
+   * rolled back first keeps the VM. Throws StoreUndecidedError if the store did not answer whether
+   * it did: then nothing may destroy this side.
    */
   async settle(): Promise<IncomingStatus> {
-    if (!this.finalReply && this.status.state === 'receiving') {
-      const request = await this.store
-        .readMessage<FinalRequest>(this.input.migrationId, 'final')
-        .catch(() => undefined);
-      if (request) void this.finishOnce(request);
-    }
-    if (this.finalReply) await this.finalReply;
+    await settleIncoming({
+      store: this.store,
+      migrationId: this.input.migrationId,
+      awaitingFinal: () => this.status.state === 'receiving',
+      finish: (request) => this.finishOnce(request),
+      finishing: () => this.finalReply,
+      undecided: () => this.undecided,
+      log: (msg) => this.ctx.log(msg),
+    });
     return this.snapshot();
   }
 

@@ -159,6 +159,7 @@ export async function startTestCluster(
     natsPort: nats.port,
     storeDir: path.join(stateDir, 'store'),
     store: seaweed ? `s3://${TEST_CLUSTER_BUCKET}/${path.basename(stateDir)}` : path.join(stateDir, 'store'),
+    storeRoots: [path.join(stateDir, 'store')],
     ...(s3 ? { s3 } : {}),
   };
   let paths: HostPaths | undefined;

@@ -67,7 +67,7 @@ async function checkCompleted(t: CheckTarget, result: MigrationResult, problems:
     vmId: t.vmId,
     sourceHost: t.sourceHost,
     destinationHost: t.destinationHost,
-    dir: t.cluster.env.stateDir,
+    dir: `${t.cluster.env.stateDir}/dumps`,
   });
   problems.push(...check.details);
   if (check.sourceState === 'running') problems.push('the source vCPU runs after the switchover');

@@ -11,8 +11,8 @@
  * (`.<name>.lock`, created O_EXCL) across compare-and-rename, which makes ifMatch a
  * compare-and-swap. Only the rename happens under the lock, so a lock older than
  * STALE_LOCK_MS was left by a dead process and is broken. Names starting with '.' are the
- * store's own. A key cannot be both an object and a folder of other keys (S3 allows that), and
- * a delete leaves the emptied folders behind.
+ * store's own. Objects are files of mode 0600 in folders created 0700. A key cannot be both an
+ * object and a folder of other keys (S3 allows that), and a delete leaves the emptied folders behind.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, StoredObject } from './object-store';
 import { assertValidKey, assertValidRange } from './object-store';
 import { ObjectStoreError, PreconditionFailedError } from './object-store-errors';
+import { makePrivateDir, PRIVATE_FILE_MODE } from './safe-path';
 
 /** Age after which a key's lock is taken to be left by a dead process and removed (ms). */
 export const STALE_LOCK_MS = 30_000;
@@ -145,9 +146,10 @@ export class DirectoryObjectStore implements ObjectStore {
     await fs.stat(this.dir).catch((error: unknown) => {
       throw new Error(`the store directory does not exist or cannot be reached (${errnoOf(error)})`, { cause: error });
     });
-    await fs.mkdir(path.dirname(tmp), { recursive: true });
-    const handle = await fs.open(tmp, 'wx');
+    await makePrivateDir(path.dirname(tmp));
+    const handle = await fs.open(tmp, 'wx', PRIVATE_FILE_MODE);
     try {
+      await handle.chmod(PRIVATE_FILE_MODE);
       await handle.writev([Buffer.from(`ferry-object 1 ${md5}\n`), body]);
       await handle.datasync();
     } finally {

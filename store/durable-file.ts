@@ -2,17 +2,20 @@
  * Writing a small file so that it is on disk, complete, before the caller goes on: written aside,
  * fdatasync'ed, renamed into place, then the folder fsync'ed so the name itself is durable. A
  * reader sees the old file or the whole new one, never a part. The store's manifests, completion
- * mark and mailbox messages are written this way.
+ * mark, mailbox messages and VM history are written this way, readable by the owner only (files
+ * 0600, folders created 0700, whatever the umask).
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { makePrivateDir, PRIVATE_FILE_MODE } from './safe-path';
 
 /** Durably replaces `file` with `data`; creates its folder if needed. */
 export async function writeFileDurably(file: string, data: string | Uint8Array): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
+  await makePrivateDir(path.dirname(file));
   const tmp = `${file}.${process.pid}.tmp`;
-  const handle = await fs.open(tmp, 'w');
+  const handle = await fs.open(tmp, 'w', PRIVATE_FILE_MODE);
   try {
+    await handle.chmod(PRIVATE_FILE_MODE);
     await handle.writeFile(data);
     await handle.datasync();
   } finally {

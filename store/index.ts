@@ -19,7 +19,16 @@ export {
   type OwnershipRecord,
   type PreparedClaim,
 } from './ownership';
-export { PageStoreError, StoreUnavailableError } from './errors';
+export {
+  PageFileHeaderError,
+  PageStoreError,
+  PathEscapeError,
+  StoreNotAllowedError,
+  StoreUnavailableError,
+  StoreUndecidedError,
+} from './errors';
+export { assertStoreDirAllowed, makePrivateDir, pathUnder, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './safe-path';
+export { DEFAULT_ANSWER_LIMIT_MS, untilAnswered, type AnswerOptions } from './store-answer';
 export {
   assertValidKey,
   resolveRetryOptions,
@@ -45,7 +54,14 @@ export { claimOwnership as claimStoreOwnership, waitForMessage } from './page-st
 export { DirectoryPageStore } from './directory-page-store';
 export { ObjectPageStore } from './object-page-store';
 export { ObjectPageFile } from './object-page-file';
-export { closePageStores, InvalidStoreRefError, openPageStore, parseStoreRef, type StoreRef } from './open-store';
+export {
+  assertStoreAllowed,
+  closePageStores,
+  InvalidStoreRefError,
+  openPageStore,
+  parseStoreRef,
+  type StoreRef,
+} from './open-store';
 export {
   BucketNotFoundError,
   ObjectStoreError,

@@ -9,9 +9,10 @@ import * as path from 'node:path';
 import { migrationDir } from './page-file';
 import { writeFileDurably } from './durable-file';
 import { PageStoreError } from './errors';
+import { pathUnder } from './safe-path';
 
 function messageFile(storeDir: string, migrationId: string, name: string): string {
-  return path.join(migrationDir(storeDir, migrationId), 'control', `${name}.json`);
+  return pathUnder(path.join(migrationDir(storeDir, migrationId), 'control'), `${name}.json`, 'message name');
 }
 
 /** Durably posts `body` as message `name` of the migration. */

@@ -15,7 +15,15 @@ import type { Manifest } from './manifest-format';
 import { headerKey, migrationPrefix } from './object-page-layout';
 import { ObjectPageManifests } from './object-page-manifests';
 import type { ObjectStore } from './object-store';
-import type { NewestRoundManifest, PageEntry, PageFile, PageFileHeader, PageSource, WriterPace } from './page-store';
+import {
+  MAX_PAGE_FILE_PAGES,
+  type NewestRoundManifest,
+  type PageEntry,
+  type PageFile,
+  type PageFileHeader,
+  type PageSource,
+  type WriterPace,
+} from './page-store';
 
 /** Default interval at which `waitForComplete` heads the completion mark (ms). */
 export const DEFAULT_COMPLETE_POLL_MS = 20;
@@ -30,6 +38,8 @@ function parseHeader(body: Buffer, migrationId: string): PageFileHeader {
   const { vmId, pageCount } = header;
   if (header.migrationId !== migrationId || typeof vmId !== 'string' || !Number.isInteger(pageCount))
     throw new Error(`header is not that of migration ${migrationId}: ${body.toString('utf8').slice(0, 200)}`);
+  if ((pageCount as number) < 1 || (pageCount as number) > MAX_PAGE_FILE_PAGES)
+    throw new Error(`header names ${pageCount} pages, expected 1..${MAX_PAGE_FILE_PAGES}`);
   return { migrationId, vmId, pageCount: pageCount as number };
 }
 

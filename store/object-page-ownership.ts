@@ -10,6 +10,7 @@
 import type { ObjectStore } from './object-store';
 import { epochOfOwnerKey, ownerKey, ownersPrefix } from './object-page-layout';
 import type { OwnershipRecord } from './page-store';
+import { untilAnswered, type AnswerOptions } from './store-answer';
 
 /** Times a read retries a record deleted between its listing and its read (a release racing it). */
 const READ_ATTEMPTS = 3;
@@ -44,26 +45,48 @@ export async function readObjectOwner(objects: ObjectStore, vmId: string): Promi
 
 /**
  * Creates `record`'s epoch if nobody has; returns the winning record either way: won iff the
- * stored record has the same host and migration. Throws the store's errors.
+ * stored record has the same host and migration. A put whose answer failed (it may have landed) is
+ * never taken for a loss: the record is read back, and put again while it is absent, until the
+ * store answers (store-answer.ts); a record that landed counts as taken. Throws
+ * StoreUndecidedError if the store does not answer within `options.limitMs`.
  */
 export async function commitObjectClaim(
   objects: ObjectStore,
   record: OwnershipRecord,
+  options: AnswerOptions = {},
 ): Promise<{ won: boolean; record: OwnershipRecord }> {
   const key = ownerKey(record.vmId, record.epoch);
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      await objects.put(key, Buffer.from(JSON.stringify(record)), { ifNoneMatch: '*' });
-      return { won: true, record };
-    } catch (error) {
-      if ((error as Error).name !== 'PreconditionFailedError') throw error;
-    }
-    const stored = await objects.get(key);
-    // Gone again: the owner released the VM between our put and our read; try once more.
-    if (stored === undefined && attempt < READ_ATTEMPTS) continue;
-    if (stored === undefined) throw new Error(`ownership record ${key} exists and vanishes again each time it is read`);
-    const existing = parseRecord(stored.body, key);
+  const decide = (body: Buffer): { won: boolean; record: OwnershipRecord } => {
+    const existing = parseRecord(body, key);
     return { won: existing.hostId === record.hostId && existing.migrationId === record.migrationId, record: existing };
+  };
+  const attempt = async (): Promise<{ won: boolean; record: OwnershipRecord }> => {
+    for (let read = 1; ; read += 1) {
+      try {
+        await objects.put(key, Buffer.from(JSON.stringify(record)), { ifNoneMatch: '*' });
+        return { won: true, record };
+      } catch (error) {
+        if ((error as Error).name !== 'PreconditionFailedError') throw error;
+      }
+      const stored = await objects.get(key);
+      // Gone again: the owner released the VM between our put and our read; try once more.
+      if (stored === undefined && read < READ_ATTEMPTS) continue;
+      if (stored === undefined)
+        throw new Error(`ownership record ${key} exists and vanishes again each time it is read`);
+      return decide(stored.body);
+    }
+  };
+  try {
+    return await attempt();
+  } catch {
+    return untilAnswered(
+      `whether the claim on ownership epoch ${record.epoch} of VM ${record.vmId} by host ${record.hostId} landed`,
+      async () => {
+        const stored = await objects.get(key);
+        return stored === undefined ? attempt() : decide(stored.body);
+      },
+      options,
+    );
   }
 }
 

@@ -11,6 +11,7 @@ import { ObjectPageStore } from './object-page-store';
 import { DirectoryPageStore } from './directory-page-store';
 import type { PageStore } from './page-store';
 import { parseStoreRef } from './store-ref';
+import { assertStoreDirAllowed } from './safe-path';
 
 export { InvalidStoreRefError, parseStoreRef, type StoreRef } from './store-ref';
 
@@ -46,6 +47,17 @@ export function openPageStore(ref: string, env: NodeJS.ProcessEnv = process.env)
   }
   opened.set(ref, store);
   return store;
+}
+
+/**
+ * Checks a store named by a migration before any host touches it: a directory store must be one
+ * of `allowedRoots` or under one (an S3 store is confined to its bucket and prefix by the key
+ * rules). Returns `ref`; throws InvalidStoreRefError or StoreNotAllowedError.
+ */
+export function assertStoreAllowed(ref: string, allowedRoots: readonly string[]): string {
+  const parsed = parseStoreRef(ref);
+  if (parsed.kind === 'directory') assertStoreDirAllowed(parsed.dir, allowedRoots);
+  return ref;
 }
 
 /** Closes every store `openPageStore` opened in this process. */

@@ -12,11 +12,18 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
-import { PageStoreError, StoreUnavailableError } from './errors';
+import { PageFileHeaderError, PageStoreError, StoreUnavailableError } from './errors';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
 import { writeFileDurably } from './durable-file';
-import type { NewestRoundManifest, PageEntry, PageFile as PageFileApi, PageFileHeader } from './page-store';
+import {
+  MAX_PAGE_FILE_PAGES,
+  type NewestRoundManifest,
+  type PageEntry,
+  type PageFile as PageFileApi,
+  type PageFileHeader,
+} from './page-store';
 import { readNewestRoundManifest } from './round-manifests';
+import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from './safe-path';
 
 export type { PageEntry, PageFileHeader } from './page-store';
 
@@ -24,16 +31,27 @@ export type { PageEntry, PageFileHeader } from './page-store';
 export const PAGE_FILE_HEADER_BYTES = 4096;
 const PAGE_FILE_MAGIC = 'FRYPAGE1';
 const PAGE_FILE_FORMAT_VERSION = 1;
+/** Byte where the header's JSON (migration and VM id) starts, after its length. */
+const META_OFFSET = 28;
+/** Name of the page file inside the migration's folder. */
+const PAGES_FILE = 'pages.ferry';
+/** Every name of a migration's folder the store writes, and the only ones its removal deletes. */
+const MIGRATION_FILE = /^(pages\.ferry|manifest-(\d{5}|final)\.bin|complete)(\.\d+\.tmp)?$/;
+/** Names in the `control/` folder (mailbox messages and their temp files). */
+const MESSAGE_FILE = /^[A-Za-z0-9_-]+\.json(\.\d+\.tmp)?$/;
 
-/** Folder of one migration inside the store directory. */
+/**
+ * Folder of one migration inside the store directory; throws PathEscapeError for an id that would
+ * put it anywhere but strictly inside `<store>/migrations`.
+ */
 export function migrationDir(storeDir: string, migrationId: string): string {
-  return path.join(storeDir, 'migrations', migrationId);
+  return pathUnder(path.join(storeDir, 'migrations'), migrationId, 'migrationId');
 }
 
 /** Checks that `storeDir` exists (creating it) and is writable; throws StoreUnavailableError. */
 export async function assertStoreWritable(storeDir: string): Promise<void> {
   try {
-    await fs.mkdir(storeDir, { recursive: true });
+    await makePrivateDir(storeDir);
     const probe = path.join(storeDir, `.probe-${process.pid}-${Date.now()}`);
     await fs.writeFile(probe, 'ok');
     await fs.unlink(probe);
@@ -55,14 +73,45 @@ function encodeHeader(header: PageFileHeader): Buffer {
   return buf;
 }
 
-function decodeHeader(buf: Buffer, file: string): PageFileHeader {
-  if (buf.toString('ascii', 0, 8) !== PAGE_FILE_MAGIC) throw new Error(`${file} is not a ferry page file`);
+/**
+ * The header in `buf`, checked against what the reader expects: the magic and format version,
+ * this build's page size and page offset, a page count of 1..MAX_PAGE_FILE_PAGES that matches the
+ * file's size (`fileBytes`), and `migrationId`. Throws PageFileHeaderError naming the field.
+ */
+export function decodePageFileHeader(
+  buf: Buffer,
+  file: string,
+  migrationId: string,
+  fileBytes: number,
+): PageFileHeader {
+  const bad = (problem: string): never => {
+    throw new PageFileHeaderError(file, problem);
+  };
+  if (buf.length < PAGE_FILE_HEADER_BYTES) bad(`it is ${buf.length} bytes, shorter than ${PAGE_FILE_HEADER_BYTES}`);
+  if (buf.toString('ascii', 0, 8) !== PAGE_FILE_MAGIC) bad('it is not a ferry page file (wrong magic)');
   const version = buf.readUInt32LE(8);
-  if (version !== PAGE_FILE_FORMAT_VERSION) throw new Error(`${file} has format version ${version}`);
+  if (version !== PAGE_FILE_FORMAT_VERSION) bad(`format version ${version}, expected ${PAGE_FILE_FORMAT_VERSION}`);
+  const pageSize = buf.readUInt32LE(12);
+  if (pageSize !== PAGE_SIZE_BYTES) bad(`page size ${pageSize}, expected ${PAGE_SIZE_BYTES}`);
   const pageCount = buf.readUInt32LE(16);
+  if (pageCount < 1 || pageCount > MAX_PAGE_FILE_PAGES)
+    bad(`page count ${pageCount}, expected 1..${MAX_PAGE_FILE_PAGES}`);
+  const pagesOffset = buf.readUInt32LE(20);
+  if (pagesOffset !== PAGE_FILE_HEADER_BYTES) bad(`pages start at ${pagesOffset}, expected ${PAGE_FILE_HEADER_BYTES}`);
+  const expectedBytes = PAGE_FILE_HEADER_BYTES + pageCount * PAGE_SIZE_BYTES;
+  if (fileBytes !== expectedBytes) bad(`${pageCount} pages need a file of ${expectedBytes} bytes, it has ${fileBytes}`);
   const metaLength = buf.readUInt32LE(24);
-  const meta = JSON.parse(buf.toString('utf8', 28, 28 + metaLength)) as { migrationId: string; vmId: string };
-  return { migrationId: meta.migrationId, vmId: meta.vmId, pageCount };
+  if (metaLength > PAGE_FILE_HEADER_BYTES - META_OFFSET) bad(`its id field claims ${metaLength} bytes`);
+  let meta: { migrationId?: unknown; vmId?: unknown } = {};
+  try {
+    meta = JSON.parse(buf.toString('utf8', META_OFFSET, META_OFFSET + metaLength)) as typeof meta;
+  } catch {
+    bad('its id field is not JSON');
+  }
+  if (meta.migrationId !== migrationId)
+    bad(`it belongs to migration ${JSON.stringify(meta.migrationId)}, expected ${JSON.stringify(migrationId)}`);
+  if (typeof meta.vmId !== 'string' || meta.vmId === '') bad(`its VM id ${JSON.stringify(meta.vmId)} is not an id`);
+  return { migrationId, vmId: meta.vmId as string, pageCount };
 }
 
 /** The page file of one migration, opened by the source (writer) or the destination (reader). */
@@ -86,10 +135,11 @@ export class PageFile implements PageFileApi {
   /** Creates the page file and its header, or reopens it if it exists (idempotent). */
   static async create(storeDir: string, header: PageFileHeader): Promise<PageFile> {
     const dir = migrationDir(storeDir, header.migrationId);
-    const file = path.join(dir, 'pages.ferry');
+    const file = path.join(dir, PAGES_FILE);
     try {
-      await fs.mkdir(dir, { recursive: true });
-      const handle = await fs.open(file, 'a+').then(async (h) => {
+      await makePrivateDir(dir);
+      const handle = await fs.open(file, 'a+', PRIVATE_FILE_MODE).then(async (h) => {
+        await h.chmod(PRIVATE_FILE_MODE);
         await h.close();
         return fs.open(file, 'r+');
       });
@@ -110,14 +160,21 @@ export class PageFile implements PageFileApi {
   /** Opens an existing page file for reading; throws PageStoreError if it is missing or foreign. */
   static async open(storeDir: string, migrationId: string): Promise<PageFile> {
     const dir = migrationDir(storeDir, migrationId);
-    const file = path.join(dir, 'pages.ferry');
+    const file = path.join(dir, PAGES_FILE);
     try {
       const handle = await fs.open(file, 'r');
-      const buf = Buffer.alloc(PAGE_FILE_HEADER_BYTES);
-      await handle.read(buf, 0, PAGE_FILE_HEADER_BYTES, 0);
-      const pageFile = new PageFile(dir, decodeHeader(buf, file), handle);
-      await pageFile.loadManifests();
-      return pageFile;
+      try {
+        const buf = Buffer.alloc(PAGE_FILE_HEADER_BYTES);
+        const { bytesRead } = await handle.read(buf, 0, PAGE_FILE_HEADER_BYTES, 0);
+        const { size } = await handle.stat();
+        const header = decodePageFileHeader(buf.subarray(0, bytesRead), file, migrationId, size);
+        const pageFile = new PageFile(dir, header, handle);
+        await pageFile.loadManifests();
+        return pageFile;
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
     } catch (err) {
       throw new PageStoreError('cannot open page file', { migrationId, path: file, cause: err });
     }
@@ -125,7 +182,7 @@ export class PageFile implements PageFileApi {
 
   /** The page file's path. */
   get location(): string {
-    return path.join(this.dir, 'pages.ferry');
+    return path.join(this.dir, PAGES_FILE);
   }
 
   /** Bytes handed to `writePages` that are not yet written to the file. */
@@ -192,7 +249,7 @@ export class PageFile implements PageFileApi {
    * the synced versions. Writes queued later go on while the fdatasync runs.
    */
   async sync(): Promise<Uint32Array> {
-    const file = path.join(this.dir, 'pages.ferry');
+    const file = path.join(this.dir, PAGES_FILE);
     await this.queue;
     try {
       if (this.failure !== undefined) throw this.failure;
@@ -277,7 +334,7 @@ export class PageFile implements PageFileApi {
     if (bytesRead !== PAGE_SIZE_BYTES) {
       throw new PageStoreError(`short read of page ${index}`, {
         migrationId: this.header.migrationId,
-        path: path.join(this.dir, 'pages.ferry'),
+        path: path.join(this.dir, PAGES_FILE),
       });
     }
   }
@@ -290,7 +347,7 @@ export class PageFile implements PageFileApi {
     if (bytesRead !== bytes) {
       throw new PageStoreError(`short read of pages ${firstIndex}..${firstIndex + count - 1}`, {
         migrationId: this.header.migrationId,
-        path: path.join(this.dir, 'pages.ferry'),
+        path: path.join(this.dir, PAGES_FILE),
       });
     }
   }
@@ -315,7 +372,34 @@ export class PageFile implements PageFileApi {
   }
 }
 
-/** Deletes the migration's folder from the store (idempotent). */
+/**
+ * Deletes the migration's files from the store (idempotent): only the names the store writes
+ * there, one by one, then the emptied folders. Nothing is removed recursively, so a folder that
+ * holds anything else (a mistaken store, a foreign file) keeps it and stays.
+ */
 export async function removeMigrationFiles(storeDir: string, migrationId: string): Promise<void> {
-  await fs.rm(migrationDir(storeDir, migrationId), { recursive: true, force: true });
+  const dir = migrationDir(storeDir, migrationId);
+  const control = path.join(dir, 'control');
+  await removeKnownFiles(control, MESSAGE_FILE);
+  await removeEmptyDir(control);
+  await removeKnownFiles(dir, MIGRATION_FILE);
+  await removeEmptyDir(dir);
+}
+
+async function removeKnownFiles(dir: string, known: RegExp): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  for (const name of names) if (known.test(name)) await fs.rm(path.join(dir, name), { force: true });
+}
+
+async function removeEmptyDir(dir: string): Promise<void> {
+  await fs.rmdir(dir).catch((err: unknown) => {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+  });
 }

@@ -16,6 +16,9 @@
 import type { Manifest } from './manifest-format';
 import type { VmHistoryRecord } from './vm-history';
 
+/** Most pages a page file may hold: a 16 GiB guest (vmm/vm-spec.ts MAX_MEMORY_BYTES) of 4 KiB pages. */
+export const MAX_PAGE_FILE_PAGES = (16 * 1024 ** 3) / 4096;
+
 /** What a page file's header records. */
 export interface PageFileHeader {
   migrationId: string;

@@ -10,6 +10,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { writeFileDurably } from './durable-file';
+import { pathUnder } from './safe-path';
 import type { ObjectStore } from './object-store';
 
 /** The record of one VM. */
@@ -68,10 +69,15 @@ export function parseVmHistory(text: string, vmId: string): VmHistoryRecord | un
   return Object.fromEntries(FIELDS.map((field) => [field, record[field]])) as unknown as VmHistoryRecord;
 }
 
+/** File of the record of `vmId` in directory store `dir`; throws PathEscapeError for an id that climbs out. */
+function historyFile(dir: string, vmId: string): string {
+  return pathUnder(path.join(dir, 'history'), `${vmId}.json`, 'vmId');
+}
+
 /** The record of `vmId` in directory store `dir`, or undefined. */
 export async function readDirectoryVmHistory(dir: string, vmId: string): Promise<VmHistoryRecord | undefined> {
   try {
-    return parseVmHistory(await fs.readFile(path.join(dir, historyKey(vmId)), 'utf8'), vmId);
+    return parseVmHistory(await fs.readFile(historyFile(dir, vmId), 'utf8'), vmId);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
@@ -80,7 +86,7 @@ export async function readDirectoryVmHistory(dir: string, vmId: string): Promise
 
 /** Durably replaces the record of `record.vmId` in directory store `dir`. */
 export function writeDirectoryVmHistory(dir: string, record: VmHistoryRecord): Promise<void> {
-  return writeFileDurably(path.join(dir, historyKey(record.vmId)), `${JSON.stringify(record)}\n`);
+  return writeFileDurably(historyFile(dir, record.vmId), `${JSON.stringify(record)}\n`);
 }
 
 /** The record of `vmId` in an object store, or undefined. */

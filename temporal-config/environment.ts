@@ -42,6 +42,12 @@ export interface FerryEnvironment {
   storeDir: string;
   /** Default shared store: FERRY_STORE (a directory or `s3://bucket/prefix`), else `storeDir`. */
   store: string;
+  /**
+   * Directories under which a migration may name a directory store of its own (`policy.store`):
+   * `storeDir`, `store` if it is a directory, and each absolute directory of FERRY_STORE_ROOTS
+   * (':'-separated). Resolved, without duplicates.
+   */
+  storeRoots: string[];
   /** S3 endpoint and credentials to hand to child processes (FERRY_S3_*), when they are set here. */
   s3?: S3Environment;
 }
@@ -73,7 +79,28 @@ export function ferryEnvironment(env: NodeJS.ProcessEnv = process.env): FerryEnv
     natsPort,
     storeDir,
     store: nonEmpty(env['FERRY_STORE']) ?? storeDir,
+    storeRoots: storeRootsFromEnv(env, storeDir),
   };
+}
+
+/**
+ * The allowed store roots (see FerryEnvironment.storeRoots). Throws naming FERRY_STORE_ROOTS when
+ * one of its entries is not an absolute path.
+ */
+function storeRootsFromEnv(env: NodeJS.ProcessEnv, storeDir: string): string[] {
+  const configured = nonEmpty(env['FERRY_STORE']);
+  const roots = [storeDir];
+  if (configured !== undefined && !/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(configured))
+    roots.push(path.resolve(configured));
+  for (const entry of (env['FERRY_STORE_ROOTS'] ?? '').split(path.delimiter)) {
+    if (entry === '') continue;
+    if (!path.isAbsolute(entry))
+      throw new Error(
+        `FERRY_STORE_ROOTS must list absolute directories separated by ':', got ${JSON.stringify(entry)}`,
+      );
+    roots.push(path.resolve(entry));
+  }
+  return [...new Set(roots)];
 }
 
 /**

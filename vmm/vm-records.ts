@@ -3,11 +3,16 @@
  * `<stateDir>/hosts/<hostId>/vms/<vmId>.json`, beside the VM's socket and log. Records outlive
  * the host agent; a record counts only while its process is alive, which is checked against
  * /proc (the pid must still run this VM's VMM, so a reused pid is not mistaken for it).
+ *
+ * Every path is built from the VM id under the host's folder and refused if it would leave it
+ * (store/safe-path.ts): an id of `../` segments cannot name, read or delete a file elsewhere.
+ * Records are written 0600 in a folder created 0700.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from '../store/safe-path';
 import type { VmmMode } from './vmm-args';
 import type { Workload } from './workload';
 
@@ -43,23 +48,30 @@ export class VmRecordStore {
   constructor(readonly dir: string) {}
 
   /**
-   * Paths of a VM's record, socket and log. A socket path too long for Linux (over 107 bytes,
-   * from a deep state directory) moves to the temp directory under a name derived from it.
+   * Paths of a VM's record, socket and log, each inside `dir`. A socket path too long for Linux
+   * (over 107 bytes, from a deep state directory) moves to the temp directory under a name derived
+   * from it. Throws PathEscapeError for an id whose files would lie outside `dir`.
    */
   paths(vmId: string): VmPaths {
-    const base = path.join(this.dir, vmId);
-    let socket = `${base}.sock`;
+    const inside = (suffix: string): string => pathUnder(this.dir, `${vmId}${suffix}`, 'vmId');
+    const record = inside('.json');
+    const log = inside('.log');
+    let socket = inside('.sock');
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
       const digest = createHash('sha256').update(socket).digest('hex').slice(0, 16);
       socket = path.join(os.tmpdir(), `ferry-vmm-${digest}.sock`);
     }
-    return { record: `${base}.json`, socket, log: `${base}.log` };
+    return { record, socket, log };
   }
 
-  /** The record of `vmId`, or undefined if there is none (or it is unreadable JSON). */
+  /**
+   * The record of `vmId`, or undefined if there is none (or it is unreadable JSON). Throws
+   * PathEscapeError for an id that would climb out of `dir`.
+   */
   async read(vmId: string): Promise<VmRecord | undefined> {
+    const file = this.paths(vmId).record;
     try {
-      return JSON.parse(await fs.readFile(this.paths(vmId).record, 'utf8')) as VmRecord;
+      return JSON.parse(await fs.readFile(file, 'utf8')) as VmRecord;
     } catch {
       return undefined;
     }
@@ -67,10 +79,11 @@ export class VmRecordStore {
 
   /** Writes a record atomically (temp file, then rename), creating the directory if needed. */
   async write(record: VmRecord): Promise<void> {
-    await fs.mkdir(this.dir, { recursive: true });
     const target = this.paths(record.vmId).record;
+    await makePrivateDir(this.dir);
     const temp = `${target}.${process.pid}.tmp`;
-    await fs.writeFile(temp, `${JSON.stringify(record, null, 2)}\n`);
+    await fs.writeFile(temp, `${JSON.stringify(record, null, 2)}\n`, { mode: PRIVATE_FILE_MODE });
+    await fs.chmod(temp, PRIVATE_FILE_MODE);
     await fs.rename(temp, target);
   }
 

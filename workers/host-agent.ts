@@ -5,6 +5,7 @@
  *
  * Usage: node dist/workers/host-agent.js --host h1
  */
+import * as path from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { SimulatedDriver } from '../vmm';
@@ -25,6 +26,8 @@ async function main(): Promise<void> {
       driver: new SimulatedDriver({ hostId, stateDir: env.stateDir }),
       natsUrl: env.natsUrl,
       defaultStore: env.store,
+      storeRoots: env.storeRoots,
+      dumpsDir: path.join(env.stateDir, 'dumps'),
     }),
     maxConcurrentActivityTaskExecutions: 16,
   });

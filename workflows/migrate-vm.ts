@@ -334,10 +334,22 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         sourceProblem = describe(e);
         return { running: false };
       });
+      // A destination that could not be settled may hold the VM's only copy: its failure is not
+      // read as "not resumed" (see data-plane/incoming-settle.ts).
+      let destinationProblem: string | undefined;
       const aborted = destinationPrepared
-        ? await destination.short.abortDestination(ref).catch(() => ({ resumed: false }))
+        ? await destination.short.abortDestination(ref).catch((e: unknown) => {
+            destinationProblem = describe(e);
+            return { resumed: false };
+          })
         : { resumed: false };
-      if (aborted.resumed) {
+      const stateUnknown = destinationProblem !== undefined && !rolled.running;
+      if (stateUnknown) {
+        result.runningOn = null;
+        result.reason +=
+          `; the VM's state is unknown: the destination ${input.destinationHost} could not be settled ` +
+          `(${destinationProblem}), so its paused copy and the page file are kept`;
+      } else if (aborted.resumed) {
         // The destination took ownership and resumed before the failure reached us: the VM lives
         // there, and the source (fenced by the ownership epoch) stays stunned.
         result.runningOn = input.destinationHost;
@@ -349,7 +361,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
           : '; the source VM could not be resumed';
       }
       // The page file of a migration that did not complete is of no further use.
-      if (prepared && !options.keepPageFile) {
+      if (prepared && !options.keepPageFile && !stateUnknown) {
         await source.short.removeMigrationFiles({ ...ref, store: prepared.store }).catch(() => undefined);
       }
       otherIncidents.push(rollbackIncident(result));

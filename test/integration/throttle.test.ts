@@ -186,7 +186,7 @@ test("history starts the VM's next migration from the throttle its last one conv
     vmId: 'learner',
     sourceHost: 'h2',
     destinationHost: 'h1',
-    dir: fx.cluster.env.stateDir,
+    dir: `${fx.cluster.env.stateDir}/dumps`,
   });
   expect(check.details).toEqual([]);
   expect(check.ok).toBe(true);

@@ -119,7 +119,7 @@ export async function expectSameMemory(fx: ClusterFixture, vmId: string): Promis
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
-    dir: fx.cluster.env.stateDir,
+    dir: `${fx.cluster.env.stateDir}/dumps`,
   });
   expect(check.details).toEqual([]);
   expect(check.ok).toBe(true);
