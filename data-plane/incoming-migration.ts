@@ -214,7 +214,7 @@ export class IncomingMigration {
     const claim = await this.store.commitClaim(prepared);
     if (!claim.won) throw new Error(`ownership epoch ${this.input.baseEpoch + 1} was taken by ${claim.record.hostId}`);
     this.ctx.vcpu.setWorkload(request.workload);
-    this.ctx.vcpu.resume();
+    this.ctx.run.takeOwnership();
     this.status.state = 'resumed';
     const reply: FinalReply = {
       ok: true,

@@ -17,6 +17,7 @@
 import { connect, type NatsConnection } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
+import type { GuestHold } from '../vmm/guest-run';
 import { claimOwnership, type PageFile, type PageStore } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
 import { BATCH_FLAG_FINAL } from './batch-format';
@@ -57,6 +58,8 @@ export class OutgoingMigration {
   private currentRoundStats = { pagesSent: 0, bytesSent: 0 };
   /** Set once the final request may reach the destination; see rollback(). */
   private finalRequestSent = false;
+  /** The switchover's hold on the guest, from the stun until a rollback or the handover. */
+  private stun: GuestHold | undefined;
   state: 'streaming' | 'stunned' | 'handed-over' | 'rolled-back' | 'aborted' = 'streaming';
 
   private constructor(
@@ -216,7 +219,9 @@ export class OutgoingMigration {
     });
     const stunAt = Date.now();
     const stunStarted = performance.now();
-    await this.ctx.vcpu.pause();
+    // The stun is a hold of its own: a memory check or dump that paused and resumes the guest
+    // meanwhile does not un-stun it (see vmm/guest-run.ts).
+    this.stun = await this.ctx.run.hold('switchover');
     // Stunned, the guest loses all its time anyway; lifted now, a rollback resumes it unthrottled.
     this.throttle.lift();
     this.state = 'stunned';
@@ -270,7 +275,7 @@ export class OutgoingMigration {
       }
       const { reply, lane } = await this.handOver(request, resumeTimeoutMs);
       if (!reply.ok) throw new Error(reply.reason);
-      this.state = 'handed-over';
+      this.handOverOwnership();
       return {
         finalPages: sent.pagesSent + sent.zeroPages,
         finalBytes: sent.bytesSent,
@@ -323,7 +328,7 @@ export class OutgoingMigration {
     if (!this.finalRequestSent) {
       // The destination never got the final request, nor can it find one in the mailbox: it cannot
       // resume, and the source still holds its epoch.
-      this.ctx.vcpu.resume();
+      this.stun?.release();
       this.state = 'rolled-back';
       return true;
     }
@@ -334,12 +339,19 @@ export class OutgoingMigration {
       migrationId: this.input.migrationId,
     });
     if (!claim.won) {
-      this.state = 'handed-over';
+      this.handOverOwnership();
       return false;
     }
-    this.ctx.vcpu.resume();
+    this.stun?.release();
     this.state = 'rolled-back';
     return true;
+  }
+
+  /** The destination holds the VM now: this guest never runs again, whoever asks. */
+  private handOverOwnership(): void {
+    this.ctx.run.giveUpOwnership();
+    this.state = 'handed-over';
+    this.stun?.release();
   }
 
   /**
