@@ -2,17 +2,28 @@
  * Who may run a guest, on real services (Temporal dev server, nats-server, host agents, VMM
  * processes): pausing is a counted hold, so a memory check or dump that overlaps the switchover's
  * stun does not un-stun the source; a VMM that does not own its VM (a source that handed over, a
- * destination before its epoch) refuses `resume`.
+ * destination before its epoch) refuses `resume`; two creations of one VM id at once leave exactly
+ * one VM, on one host or across hosts.
  */
 import * as path from 'node:path';
+import { CONTROL_TASK_QUEUE } from '../../temporal-config';
 import { SimulatedDriver } from '../../vmm/driver';
+import { isVmmAlive } from '../../vmm/vm-records';
 import type { VmmStatus } from '../../vmm/vmm-methods';
+import type { VmSummary } from '../../activities/types';
 import { expectSameMemory, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
 
 const fx = useCluster();
 const MiB = 2 ** 20;
+
+/** Every message of an error's cause chain, joined. */
+function messages(err: unknown): string {
+  const parts: string[] = [];
+  for (let e = err; e instanceof Error; e = e.cause) parts.push(e.message);
+  return parts.join(': ');
+}
 
 function status(hostId: string, vmId: string): Promise<VmmStatus> {
   return vmmCall<VmmStatus>(fx.cluster, hostId, vmId, 'status');
@@ -99,4 +110,33 @@ test('a pause asked while a dump runs still holds the guest once the dump ends',
     client.close();
     await fx.ferry.destroyVm('h1', 'fence-pause');
   }
+});
+
+test('two creations of one VM id at once leave exactly one VM, on one host and across hosts', async () => {
+  const spec = { vmId: 'fence-twice', memoryBytes: 64 * MiB, workload: { type: 'idle' as const } };
+  const provision = (hostId: string, n: number): Promise<VmSummary> =>
+    fx.cluster.client.workflow.execute('provisionVm', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: `provision-fence-twice-${hostId}-${n}-${Date.now()}`,
+      args: [{ hostId, ...spec }],
+    });
+  const acrossHosts = await Promise.allSettled([provision('h1', 1), provision('h2', 2)]);
+  expect(acrossHosts.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+  const refused = acrossHosts.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  expect(messages(refused?.reason)).toMatch(/already exists/);
+  const copies = await runningCopies(fx, 'fence-twice');
+  expect(copies).toHaveLength(1);
+  await fx.ferry.destroyVm(copies[0] ?? 'h1', 'fence-twice');
+
+  // Two drivers of one host (an agent and a restarted one, say): one VM, its record intact.
+  const stateDir = fx.cluster.env.stateDir;
+  const drivers = [1, 2].map(() => new SimulatedDriver({ hostId: 'h2', stateDir }));
+  const oneHost = await Promise.allSettled(drivers.map((d) => d.createVm({ ...spec, vmId: 'fence-once' })));
+  const won = oneHost.filter((r) => r.status === 'fulfilled');
+  expect(won).toHaveLength(1);
+  expect(oneHost.find((r) => r.status === 'rejected')).toMatchObject({ reason: { name: 'VmExistsError' } });
+  const record = await drivers[0]?.getVm('fence-once');
+  expect(record?.pid).toBe((won[0] as PromiseFulfilledResult<{ pid: number }>).value.pid);
+  expect(isVmmAlive(record?.pid ?? 0, 'fence-once')).toBe(true);
+  await drivers[0]?.destroyVm('fence-once');
 });
