@@ -5,7 +5,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { HypervisorDriver } from '../vmm/driver';
-import { TIMEOUTS } from '../temporal-config';
+import { migrationLeaseTtlMs, TIMEOUTS } from '../temporal-config';
 import type { VmSummary } from './types';
 
 /** What the activities need from their host. */
@@ -15,6 +15,11 @@ export interface HostDeps {
   natsUrl: string;
   /** Store (a directory or `s3://bucket/prefix`) used when a migration names none. */
   defaultStore: string;
+  /**
+   * Lease of each migration's engine state in this host's VMMs (ms); default FERRY_LEASE_TTL_MS
+   * or DEFAULT_MIGRATION_LEASE_TTL_MS (see temporal-config).
+   */
+  leaseTtlMs?: number;
 }
 
 /** Failure types the workflow (and users) can match on. */
@@ -26,6 +31,7 @@ export const FAILURE_TYPES = {
   switchover: 'SwitchoverFailed',
   invalidInput: 'InvalidInput',
   migrationInProgress: 'MigrationInProgress',
+  vmAlreadyMigrating: 'VmAlreadyMigrating',
   vmmExited: 'VmmExited',
   storeUnreachable: 'StoreUnreachable',
 } as const;
@@ -48,6 +54,7 @@ export function toFailure(err: unknown): unknown {
     SwitchoverError: FAILURE_TYPES.switchover,
     InvalidVmSpecError: FAILURE_TYPES.invalidInput,
     MigrationInProgressError: FAILURE_TYPES.migrationInProgress,
+    VmAlreadyMigratingError: FAILURE_TYPES.vmAlreadyMigrating,
     InvalidSizeError: FAILURE_TYPES.invalidInput,
     InvalidStoreRefError: FAILURE_TYPES.invalidInput,
   };
@@ -95,6 +102,7 @@ export async function withHeartbeat<T>(work: Promise<T>, details: () => Promise<
 
 /** The host's dependencies plus the helpers built on them. */
 export interface HostContext extends HostDeps {
+  leaseTtlMs: number;
   /** Calls `method` on the VMM of `vmId`, without a client-side timeout. */
   call<T>(vmId: string, method: string, params?: unknown): Promise<T>;
   /** Wraps an activity so known errors become non-retryable failures. */
@@ -149,5 +157,5 @@ export function createHostContext(deps: HostDeps): HostContext {
     return { ...record, state: status.vcpu.state };
   };
 
-  return { ...deps, call, guarded, activeMigrations, summarize };
+  return { ...deps, leaseTtlMs: deps.leaseTtlMs ?? migrationLeaseTtlMs(), call, guarded, activeMigrations, summarize };
 }

@@ -13,6 +13,7 @@ import { openPageStore } from '../store/open-store';
 import { FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
 import type {
   HostActivities,
+  LeaseActivities,
   MigrationRefInput,
   PrepareDestinationInput,
   PrepareSourceInput,
@@ -20,13 +21,15 @@ import type {
   ReceivePagesInput,
   RecordVmHistoryInput,
   ReleaseSourceInput,
+  RenewLeaseInput,
   SendRoundInput,
   SetSourceThrottleInput,
   SwitchoverInput,
 } from './types';
 
 /** The activities that move a VM, by name. */
-export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 'destroyVm' | 'dumpVmMemory'>;
+export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 'destroyVm' | 'dumpVmMemory'> &
+  LeaseActivities;
 
 /** Builds the migration activities of the host in `host`. */
 export function createMigrationActivities(host: HostContext): MigrationActivities {
@@ -40,13 +43,12 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
           FAILURE_TYPES.vmNotFound,
         );
       }
-      const other = (await activeMigrations(input.vmId, 'outgoing')).find((id) => id !== input.migrationId);
-      if (other !== undefined) {
-        throw ApplicationFailure.nonRetryable(
-          `VM ${input.vmId} is already being migrated by ${other}`,
-          FAILURE_TYPES.migrationInProgress,
-        );
-      }
+      // From here on the VM is this migration's (one migration per VM, whatever the workflow id):
+      // the VMM refuses another migration id until the claim is released or its lease lapses.
+      await call(input.vmId, 'migration.claimOutgoing', {
+        migrationId: input.migrationId,
+        leaseTtlMs: host.leaseTtlMs,
+      });
       const storeRef = input.store ?? host.defaultStore;
       const store = openPageStore(storeRef);
       await store.assertWritable();
@@ -67,6 +69,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         store: storeRef,
         baseEpoch: owner.epoch,
         workload: record.workload,
+        leaseTtlMs: host.leaseTtlMs,
         ...(input.readHistory ? { history: (await store.readVmHistory(input.vmId)) ?? null } : {}),
       };
     }),
@@ -90,7 +93,24 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       }
       await openPageStore(input.store).assertWritable();
       await driver.prepareIncoming(input.vmId, input.memoryBytes);
+      // The reservation lives on the migration's lease: if its workflow ends without a word, the
+      // VMM goes away by itself.
+      await call(input.vmId, 'migration.renewLease', {
+        migrationId: input.migrationId,
+        role: 'incoming',
+        leaseTtlMs: host.leaseTtlMs,
+      });
     }),
+
+    renewLease: guarded(async (input: RenewLeaseInput): Promise<{ renewed: boolean }> =>
+      (await driver.getVm(input.vmId))
+        ? call<{ renewed: boolean }>(input.vmId, 'migration.renewLease', {
+            migrationId: input.migrationId,
+            role: input.role,
+            leaseTtlMs: host.leaseTtlMs,
+          })
+        : { renewed: false },
+    ),
 
     receivePages: guarded(async (input: ReceivePagesInput): Promise<IncomingStatus> => {
       // The destination VMM exists from prepareDestination on: if it is gone now, it exited.
@@ -107,6 +127,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         hostId,
         baseEpoch: input.baseEpoch,
         creditWindow: input.creditWindow,
+        leaseTtlMs: host.leaseTtlMs,
         ...(input.rebuildFromStore ? { rebuildFromStore: true } : {}),
       });
       const status = () =>
@@ -142,6 +163,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         hostId,
         baseEpoch: input.baseEpoch,
         batchPages: input.batchPages,
+        leaseTtlMs: host.leaseTtlMs,
       });
       // The VMM runs each round once: a retry after an agent restart rejoins the round under way,
       // which has gone on from the last checkpoint this activity's heartbeats recorded.
@@ -265,6 +287,9 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
 
     finishDestination: guarded(async (input: MigrationRefInput): Promise<void> => {
       await driver.markRunning(input.vmId);
+      // The guest runs here: the receiver's connection, subscriptions and timers go now, not with
+      // the lease. abortIncoming settles first, so it never stops a VM that runs.
+      await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId });
     }),
   };
 }

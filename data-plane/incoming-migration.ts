@@ -10,7 +10,8 @@
  * Idempotency: starting twice returns the running instance. A `final` request repeated after a
  * success gets the same answer; the guest is resumed once.
  */
-import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { type Msg, type NatsConnection, type Subscription } from 'nats';
+import { connectCounted } from './nats-connections';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import type { PageStore, PreparedClaim } from '../store/page-store';
@@ -83,7 +84,7 @@ export class IncomingMigration {
 
   /** Subscribes to the stream and starts granting credit. */
   static async start(ctx: VmmContext, input: IncomingStartInput, faults: FaultPoints): Promise<IncomingMigration> {
-    const nc = await connect({
+    const nc = await connectCounted({
       servers: input.natsUrl,
       name: `ferry-destination-${input.migrationId}`,
       maxReconnectAttempts: -1,

@@ -14,7 +14,8 @@
  * not confirm, the source claims the next ownership epoch for itself and, only if it wins, resumes
  * the guest.
  */
-import { connect, type NatsConnection } from 'nats';
+import { type NatsConnection } from 'nats';
+import { connectCounted } from './nats-connections';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import type { GuestHold } from '../vmm/guest-run';
@@ -83,7 +84,7 @@ export class OutgoingMigration {
       { migrationId: input.migrationId, vmId: ctx.vmId, pageCount: memory.pageCount },
       { pageCount: memory.pageCount, copyPage: (index, target) => memory.page(index).copy(target) },
     );
-    const nc = await connect({
+    const nc = await connectCounted({
       servers: input.natsUrl,
       name: `ferry-source-${input.migrationId}`,
       maxReconnectAttempts: -1,
@@ -102,6 +103,8 @@ export class OutgoingMigration {
     let promise = this.rounds.get(round);
     if (!promise) {
       promise = this.runRound(round, throttle);
+      // A round whose caller went away (its lease lapsed meanwhile) must not crash the VMM.
+      promise.catch(() => undefined);
       this.rounds.set(round, promise);
     }
     return promise;
@@ -367,6 +370,21 @@ export class OutgoingMigration {
   /** Progress of the round under way, for heartbeats. */
   progress(): { round: number; pagesSent: number; bytesSent: number; state: string } {
     return { round: this.currentRound, ...this.currentRoundStats, state: this.state };
+  }
+
+  /**
+   * Releases the migration because its lease lapsed (its workflow is gone): lets a switchover under
+   * way end (it is bounded), then closes as `close` does (throttle lifted, guest resumed if it still
+   * owns the VM, connections closed), and removes the migration's files from the store if the
+   * destination can no longer need them (no final request ever left). Throws if closing fails.
+   */
+  async expire(): Promise<void> {
+    await this.switchoverPromise?.catch(() => undefined);
+    await this.close();
+    if (!this.finalRequestSent)
+      await this.store
+        .removeMigration(this.input.migrationId)
+        .catch((err: unknown) => this.ctx.log(`removing the files of the lapsed migration failed: ${String(err)}`));
   }
 
   /** Stops streaming; resumes the guest if it was stunned and still owns the VM. */
