@@ -94,7 +94,7 @@ export class VmAlreadyMigratingError extends Error {
     readonly migrationId: string,
   ) {
     super(
-      `VM ${vmId} is already being migrated by migration ${runningMigrationId}; migration ${migrationId} ` +
+      `VM ${vmId} is already being migrated by ${runningMigrationId}; migration ${migrationId} ` +
         'cannot start until that one ends (cancel it, or wait for its lease to lapse if its workflow is gone)',
     );
   }

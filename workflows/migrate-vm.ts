@@ -9,7 +9,10 @@
  *
  * Any failure or cancellation before the destination resumes rolls back: the source keeps (or
  * gets back) its running guest, the destination's reservation and the page file are removed, and
- * the workflow fails with the partial result as details. Replays are deterministic: time comes
+ * the workflow fails with the partial result as details. A workflow that is terminated instead
+ * leaves its engine state in the VMMs to their leases, which it renews while it runs (its rounds'
+ * and receiver's heartbeats, renewLease while the destination is prepared): once they lapse, the
+ * VMMs release it all (data-plane/vmm-handlers.ts). Replays are deterministic: time comes
  * from the workflow clock and every decision from `policy.ts`.
  */
 import {

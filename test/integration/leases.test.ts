@@ -11,7 +11,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { CONTROL_TASK_QUEUE } from '../../temporal-config';
 import { SimulatedDriver } from '../../vmm/driver';
 import type { VmmStatus } from '../../vmm/vmm-methods';
-import type { MigrationEngineState } from '../../data-plane/vmm-handlers';
+import type { MigrationEngineState } from '../../data-plane';
 import type { MigrateVmInput, MigrationResult } from '../../workflows/types';
 import { expectSameMemory, useCluster, vmmCall } from './support/cluster-fixture';
 
@@ -149,7 +149,7 @@ test('a second migration of a VM being migrated is refused whatever its workflow
       );
     expect(refused).toBeInstanceOf(WorkflowFailedError);
     expect(causes(refused)).toMatch(
-      new RegExp(`VmAlreadyMigrating: .*already being migrated by migration ${claimed.migrationId}`),
+      new RegExp(`VmAlreadyMigrating: .*already being migrated by ${claimed.migrationId}`),
     );
 
     // The refused one touched nothing; the first one's claim outlives several leases on renewals.
