@@ -36,7 +36,13 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
   const { driver, hostId, call, guarded, activeMigrations } = host;
   return {
     prepareSource: guarded(async (input: PrepareSourceInput): Promise<PrepareSourceResult> => {
-      const record = await driver.getVm(input.vmId);
+      let record = await driver.getVm(input.vmId);
+      // A destination whose workflow ended before it recorded the takeover (finishDestination)
+      // runs the VM all the same: its VMM says so; record it now.
+      if (record?.mode === 'incoming' && (await call<{ mode: string }>(input.vmId, 'status')).mode === 'run') {
+        await driver.markRunning(input.vmId);
+        record = await driver.getVm(input.vmId);
+      }
       if (!record || record.mode !== 'run') {
         throw ApplicationFailure.nonRetryable(
           `VM ${input.vmId} is not running on host ${hostId}`,

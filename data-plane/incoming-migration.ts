@@ -216,6 +216,7 @@ export class IncomingMigration {
     if (!claim.won) throw new Error(`ownership epoch ${this.input.baseEpoch + 1} was taken by ${claim.record.hostId}`);
     this.ctx.vcpu.setWorkload(request.workload);
     this.ctx.run.takeOwnership();
+    this.ctx.mode = 'run';
     this.status.state = 'resumed';
     const reply: FinalReply = {
       ok: true,

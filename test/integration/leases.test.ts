@@ -5,13 +5,15 @@
  * the lease lapses (throttle lifted, outgoing entry and claim gone, the destination's reservation
  * destroyed, NATS connections closed) and the VM migrates again; a completed migration leaves no
  * NATS connection behind; a second migration of a VM being migrated is refused whatever its
- * workflow id, while the first one's claim lives on its renewals.
+ * workflow id, while the first one's claim lives on its renewals; a migration terminated during its
+ * switchover leaves the VM running on the destination, from where it migrates on.
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import { CONTROL_TASK_QUEUE } from '../../temporal-config';
 import { SimulatedDriver } from '../../vmm/driver';
 import type { VmmStatus } from '../../vmm/vmm-methods';
 import type { MigrationEngineState } from '../../data-plane';
+import { compareMigratedMemory } from '../../verification';
 import type { MigrateVmInput, MigrationResult } from '../../workflows/types';
 import { expectSameMemory, useCluster, vmmCall } from './support/cluster-fixture';
 
@@ -172,4 +174,59 @@ test('a second migration of a VM being migrated is refused whatever its workflow
     if (h2Down) await fx.cluster.restartWorker('host-h2');
   }
   await fx.ferry.destroyVm('h2', vmId);
+});
+
+test('a migration terminated during its switchover leaves the VM running on the destination, which migrates it on', async () => {
+  const vmId = 'lease-switch';
+  await fx.ferry.createVm('h1', {
+    vmId,
+    memoryBytes: 64 * MiB,
+    workload: { type: 'hotset', rateBytesPerSec: 5e6, hotSetBytes: 2 * MiB },
+    seed: 13,
+  });
+  // A long stun, so that the workflow is terminated while the switchover runs in the source VMM.
+  await vmmCall(fx.cluster, 'h1', vmId, 'migration.armFault', {
+    point: 'source.after-stun',
+    action: 'delay',
+    delayMs: 2_000,
+  });
+  const workflowId = await fx.ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2' });
+  await eventually('the switchover under way', async () =>
+    (await fx.ferry.progress(workflowId)).phase === 'switchover' ? true : undefined,
+  );
+  await fx.cluster.client.workflow.getHandle(workflowId).terminate('the lease test terminates it in the switchover');
+
+  // The VMMs finish the handover on their own; then the leases release what is left.
+  await eventually('the destination released its migration, the guest running there', async () => {
+    const engine = await describeEngine('h2', vmId);
+    const running = (await status('h2', vmId)).vcpu.state === 'running';
+    return running && engine.incoming.migrationIds.length === 0 && engine.natsConnections === 0 ? engine : undefined;
+  });
+  expect(await describeEngine('h2', vmId)).toMatchObject({ owner: true, incoming: { leaseExpiresInMs: null } });
+  await eventually('the source released its migration', async () =>
+    (await describeEngine('h1', vmId)).outgoing === null ? true : undefined,
+  );
+  expect(await status('h1', vmId)).toMatchObject({ owner: false, vcpu: { state: 'paused' } });
+
+  // The stunned source copy is the operator's to remove; the VM moves on from where it runs.
+  await fx.ferry.destroyVm('h1', vmId);
+  const back: MigrationResult = await fx.ferry.result(
+    await fx.ferry.startMigration({
+      vmId,
+      sourceHost: 'h2',
+      destinationHost: 'h1',
+      policy: { keepSourceAfterSwitchover: true },
+    }),
+  );
+  expect(back.outcome).toBe('completed');
+  const check = await compareMigratedMemory(fx.ferry, {
+    vmId,
+    sourceHost: 'h2',
+    destinationHost: 'h1',
+    dir: fx.cluster.env.stateDir,
+  });
+  expect(check.details).toEqual([]);
+  expect(check.ok).toBe(true);
+  await fx.ferry.destroyVm('h2', vmId);
+  await fx.ferry.destroyVm('h1', vmId);
 });
