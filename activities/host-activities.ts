@@ -6,10 +6,10 @@
 import { createHostContext, type HostDeps } from './host-context';
 import { createMigrationActivities } from './migration-activities';
 import { createVmActivities } from './vm-activities';
-import type { HostActivities } from './types';
+import type { HostActivities, LeaseActivities } from './types';
 
 /** Builds the activities of one host agent. */
-export function createActivities(deps: HostDeps): HostActivities {
+export function createActivities(deps: HostDeps): HostActivities & LeaseActivities {
   const host = createHostContext(deps);
   return { ...createMigrationActivities(host), ...createVmActivities(host) };
 }

@@ -6,7 +6,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import * as path from 'node:path';
 import type { HypervisorDriver } from '../vmm/driver';
-import { ferryEnvironment, TIMEOUTS } from '../temporal-config';
+import { ferryEnvironment, migrationLeaseTtlMs, TIMEOUTS } from '../temporal-config';
 import { assertStoreAllowed, parseStoreRef } from '../store/open-store';
 import type { VmSummary } from './types';
 
@@ -24,6 +24,11 @@ export interface HostDeps {
   storeRoots?: readonly string[];
   /** The only folder VM memory dumps are written under; default `<FERRY_STATE_DIR>/dumps`. */
   dumpsDir?: string;
+  /**
+   * Lease of each migration's engine state in this host's VMMs (ms); default FERRY_LEASE_TTL_MS
+   * or DEFAULT_MIGRATION_LEASE_TTL_MS (see temporal-config).
+   */
+  leaseTtlMs?: number;
 }
 
 /** Failure types the workflow (and users) can match on. */
@@ -35,6 +40,7 @@ export const FAILURE_TYPES = {
   switchover: 'SwitchoverFailed',
   invalidInput: 'InvalidInput',
   migrationInProgress: 'MigrationInProgress',
+  vmAlreadyMigrating: 'VmAlreadyMigrating',
   vmmExited: 'VmmExited',
   storeUnreachable: 'StoreUnreachable',
   vmStateUnknown: 'VmStateUnknown',
@@ -60,6 +66,7 @@ export function toFailure(err: unknown): unknown {
     SwitchoverError: FAILURE_TYPES.switchover,
     InvalidVmSpecError: FAILURE_TYPES.invalidInput,
     MigrationInProgressError: FAILURE_TYPES.migrationInProgress,
+    VmAlreadyMigratingError: FAILURE_TYPES.vmAlreadyMigrating,
     InvalidSizeError: FAILURE_TYPES.invalidInput,
     InvalidStoreRefError: FAILURE_TYPES.invalidInput,
     StoreUndecidedError: FAILURE_TYPES.vmStateUnknown,
@@ -117,6 +124,7 @@ export interface HostContext extends HostDeps {
    * throws StoreNotAllowedError or InvalidStoreRefError.
    */
   allowedStore(ref: string): string;
+  leaseTtlMs: number;
   /** Calls `method` on the VMM of `vmId`, without a client-side timeout. */
   call<T>(vmId: string, method: string, params?: unknown): Promise<T>;
   /** Wraps an activity so known errors become non-retryable failures. */
@@ -178,5 +186,14 @@ export function createHostContext(deps: HostDeps): HostContext {
   const allowedStore = (ref: string): string => assertStoreAllowed(ref, allowedRoots);
   const dumpsDir = path.resolve(deps.dumpsDir ?? path.join(ferryEnvironment().stateDir, 'dumps'));
 
-  return { ...deps, dumpsDir, allowedStore, call, guarded, activeMigrations, summarize };
+  return {
+    ...deps,
+    leaseTtlMs: deps.leaseTtlMs ?? migrationLeaseTtlMs(),
+    dumpsDir,
+    allowedStore,
+    call,
+    guarded,
+    activeMigrations,
+    summarize,
+  };
 }

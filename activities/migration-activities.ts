@@ -13,6 +13,7 @@ import { openPageStore } from '../store/open-store';
 import { FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
 import type {
   HostActivities,
+  LeaseActivities,
   MigrationRefInput,
   PrepareDestinationInput,
   PrepareSourceInput,
@@ -20,33 +21,40 @@ import type {
   ReceivePagesInput,
   RecordVmHistoryInput,
   ReleaseSourceInput,
+  RenewLeaseInput,
   SendRoundInput,
   SetSourceThrottleInput,
   SwitchoverInput,
 } from './types';
 
 /** The activities that move a VM, by name. */
-export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 'destroyVm' | 'dumpVmMemory'>;
+export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 'destroyVm' | 'dumpVmMemory'> &
+  LeaseActivities;
 
 /** Builds the migration activities of the host in `host`. */
 export function createMigrationActivities(host: HostContext): MigrationActivities {
   const { driver, hostId, call, guarded, activeMigrations } = host;
   return {
     prepareSource: guarded(async (input: PrepareSourceInput): Promise<PrepareSourceResult> => {
-      const record = await driver.getVm(input.vmId);
+      let record = await driver.getVm(input.vmId);
+      // A destination whose workflow ended before it recorded the takeover (finishDestination)
+      // runs the VM all the same: its VMM says so; record it now.
+      if (record?.mode === 'incoming' && (await call<{ mode: string }>(input.vmId, 'status')).mode === 'run') {
+        await driver.markRunning(input.vmId);
+        record = await driver.getVm(input.vmId);
+      }
       if (!record || record.mode !== 'run') {
         throw ApplicationFailure.nonRetryable(
           `VM ${input.vmId} is not running on host ${hostId}`,
           FAILURE_TYPES.vmNotFound,
         );
       }
-      const other = (await activeMigrations(input.vmId, 'outgoing')).find((id) => id !== input.migrationId);
-      if (other !== undefined) {
-        throw ApplicationFailure.nonRetryable(
-          `VM ${input.vmId} is already being migrated by ${other}`,
-          FAILURE_TYPES.migrationInProgress,
-        );
-      }
+      // From here on the VM is this migration's (one migration per VM, whatever the workflow id):
+      // the VMM refuses another migration id until the claim is released or its lease lapses.
+      await call(input.vmId, 'migration.claimOutgoing', {
+        migrationId: input.migrationId,
+        leaseTtlMs: host.leaseTtlMs,
+      });
       // A store named by the migration is refused unless it lies under an allowed root.
       const storeRef = host.allowedStore(input.store ?? host.defaultStore);
       const store = openPageStore(storeRef);
@@ -68,6 +76,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         store: storeRef,
         baseEpoch: owner.epoch,
         workload: record.workload,
+        leaseTtlMs: host.leaseTtlMs,
         ...(input.readHistory ? { history: (await store.readVmHistory(input.vmId)) ?? null } : {}),
       };
     }),
@@ -91,7 +100,24 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       }
       await openPageStore(host.allowedStore(input.store)).assertWritable();
       await driver.prepareIncoming(input.vmId, input.memoryBytes);
+      // The reservation lives on the migration's lease: if its workflow ends without a word, the
+      // VMM goes away by itself.
+      await call(input.vmId, 'migration.renewLease', {
+        migrationId: input.migrationId,
+        role: 'incoming',
+        leaseTtlMs: host.leaseTtlMs,
+      });
     }),
+
+    renewLease: guarded(async (input: RenewLeaseInput): Promise<{ renewed: boolean }> =>
+      (await driver.getVm(input.vmId))
+        ? call<{ renewed: boolean }>(input.vmId, 'migration.renewLease', {
+            migrationId: input.migrationId,
+            role: input.role,
+            leaseTtlMs: host.leaseTtlMs,
+          })
+        : { renewed: false },
+    ),
 
     receivePages: guarded(async (input: ReceivePagesInput): Promise<IncomingStatus> => {
       // The destination VMM exists from prepareDestination on: if it is gone now, it exited.
@@ -108,6 +134,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         hostId,
         baseEpoch: input.baseEpoch,
         creditWindow: input.creditWindow,
+        leaseTtlMs: host.leaseTtlMs,
         ...(input.rebuildFromStore ? { rebuildFromStore: true } : {}),
       });
       const status = () =>
@@ -143,6 +170,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         hostId,
         baseEpoch: input.baseEpoch,
         batchPages: input.batchPages,
+        leaseTtlMs: host.leaseTtlMs,
       });
       // The VMM runs each round once: a retry after an agent restart rejoins the round under way,
       // which has gone on from the last checkpoint this activity's heartbeats recorded.
@@ -266,6 +294,9 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
 
     finishDestination: guarded(async (input: MigrationRefInput): Promise<void> => {
       await driver.markRunning(input.vmId);
+      // The guest runs here: the receiver's connection, subscriptions and timers go now, not with
+      // the lease. abortIncoming settles first, so it never stops a VM that runs.
+      await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId });
     }),
   };
 }

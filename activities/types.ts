@@ -27,6 +27,23 @@ export interface PrepareSourceResult {
   workload: Workload;
   /** With `readHistory`: the VM's record, or null if the store has none. */
   history?: VmHistoryRecord | null;
+  /** Lease of the migration's engine state in the hosts' VMMs (ms): the workflow renews well within it. */
+  leaseTtlMs?: number;
+}
+
+/** Input of `renewLease`: which side of the migration to renew on the host. */
+export interface RenewLeaseInput extends MigrationRefInput {
+  role: 'outgoing' | 'incoming';
+}
+
+/**
+ * Activities that renew a migration's lease where the workflow runs nothing else on a host (its
+ * rounds and receiver renew it as they heartbeat). Apart from HostActivities so that fakes of a
+ * migration need not serve it.
+ */
+export interface LeaseActivities {
+  /** Renews the migration's lease in the VM's VMM; `renewed` false if it holds none for it. */
+  renewLease(input: RenewLeaseInput): Promise<{ renewed: boolean }>;
 }
 
 /** Input of `prepareDestination`. */

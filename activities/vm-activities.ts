@@ -1,8 +1,9 @@
 /**
  * The VM administration activities of a host agent: create, list, destroy and dump VMs. A VM id
- * is registered in the shared store when the VM is created and released when its owner destroys
- * it, so the same id cannot run on two hosts. Each checks its VM id against the one id pattern
- * (model/ids.ts) at entry, so a `../` id is refused before any file or store is touched.
+ * is registered in the shared store (an ownership epoch, compare-and-swap) before its VM is
+ * created, and released when its owner destroys it, so the same id cannot run on two hosts, even
+ * when two creations race. Each checks its VM id against the one id pattern (model/ids.ts) at
+ * entry, so a `../` id is refused before any file or store is touched.
  *
  * Paths stay under their roots (store/safe-path.ts): a VM id reaches the file system only through
  * the driver's records and the store, which refuse ids that climb out; a memory dump is written
@@ -43,21 +44,42 @@ export function createVmActivities(host: HostContext): VmActivities {
         workload: input.workload,
         ...(input.seed !== undefined ? { seed: input.seed } : {}),
       };
-      // The VM id is registered in the shared store: one id, one owner, across all hosts.
-      const owner = await openPageStore(host.defaultStore).readOwner(input.vmId);
-      if (owner && owner.hostId !== hostId) {
+      const running = await driver.getVm(input.vmId);
+      if (running) {
         throw ApplicationFailure.nonRetryable(
-          `VM ${input.vmId} already exists: the shared store records it on host ${owner.hostId}`,
+          `VM ${input.vmId} already exists: a ${running.mode} VMM runs it on host ${hostId} as pid ${running.pid}`,
           FAILURE_TYPES.vmExists,
         );
       }
-      const record = await driver.createVm(spec);
-      await claimOwnership(openPageStore(host.defaultStore), {
-        vmId: input.vmId,
-        epoch: (owner?.epoch ?? 0) + 1,
-        hostId,
-        migrationId: 'created',
-      });
+      // The VM id is registered in the shared store before anything starts: one id, one owner,
+      // across all hosts. Of two creations at once (here or elsewhere) one wins the epoch and the
+      // other starts nothing.
+      const store = openPageStore(host.defaultStore);
+      const owner = await store.readOwner(input.vmId);
+      const claim =
+        owner && owner.hostId !== hostId
+          ? { won: false, record: owner }
+          : await claimOwnership(store, {
+              vmId: input.vmId,
+              epoch: (owner?.epoch ?? 0) + 1,
+              hostId,
+              migrationId: 'created',
+            });
+      if (!claim.won) {
+        throw ApplicationFailure.nonRetryable(
+          `VM ${input.vmId} already exists: the shared store records it on host ${claim.record.hostId}`,
+          FAILURE_TYPES.vmExists,
+        );
+      }
+      let record;
+      try {
+        record = await driver.createVm(spec);
+      } catch (err) {
+        // Nothing runs under the id this call registered: give it back.
+        if ((err as Error).name !== 'VmExistsError')
+          await store.releaseOwnership(input.vmId, hostId).catch(() => undefined);
+        throw err;
+      }
       return (await summarize(record.vmId)) ?? { ...record, state: 'unknown' };
     }),
 

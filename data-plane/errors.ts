@@ -80,3 +80,22 @@ export class FaultSpecError extends Error {
     super(`invalid fault [${field}]: ${detail}`);
   }
 }
+
+/**
+ * Another migration has claimed the VM on its source (one migration per VM at a time, whatever
+ * the workflow id): `runningMigrationId` names it.
+ */
+export class VmAlreadyMigratingError extends Error {
+  override readonly name = 'VmAlreadyMigratingError';
+
+  constructor(
+    readonly vmId: string,
+    readonly runningMigrationId: string,
+    readonly migrationId: string,
+  ) {
+    super(
+      `VM ${vmId} is already being migrated by ${runningMigrationId}; migration ${migrationId} ` +
+        'cannot start until that one ends (cancel it, or wait for its lease to lapse if its workflow is gone)',
+    );
+  }
+}

@@ -10,7 +10,8 @@
  * Idempotency: starting twice returns the running instance. A `final` request repeated after a
  * success gets the same answer; the guest is resumed once.
  */
-import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { type Msg, type NatsConnection, type Subscription } from 'nats';
+import { connectCounted } from './nats-connections';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import type { PageStore, PreparedClaim } from '../store/page-store';
@@ -87,7 +88,7 @@ export class IncomingMigration {
 
   /** Subscribes to the stream and starts granting credit. */
   static async start(ctx: VmmContext, input: IncomingStartInput, faults: FaultPoints): Promise<IncomingMigration> {
-    const nc = await connect({
+    const nc = await connectCounted({
       servers: input.natsUrl,
       name: `ferry-destination-${input.migrationId}`,
       maxReconnectAttempts: -1,
@@ -228,7 +229,8 @@ export class IncomingMigration {
     const claim = await this.store.commitClaim(prepared);
     if (!claim.won) throw new Error(`ownership epoch ${this.input.baseEpoch + 1} was taken by ${claim.record.hostId}`);
     this.ctx.vcpu.setWorkload(request.workload);
-    this.ctx.vcpu.resume();
+    this.ctx.run.takeOwnership();
+    this.ctx.mode = 'run';
     this.status.state = 'resumed';
     const reply: FinalReply = {
       ok: true,

@@ -8,7 +8,8 @@ export {
   decodeBatch,
 } from './batch-format';
 export type { BatchEntry, DecodedBatch } from './batch-format';
-export { migrationHandlers } from './vmm-handlers';
+export { migrationHandlers, type MigrationEngineState } from './vmm-handlers';
+export { MigrationLease, MIN_LEASE_TTL_MS, resolveLeaseTtlMs } from './migration-lease';
 export { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
 export { FAULT_ACTIONS, FAULT_POINTS, type FaultPoint, type FaultSpec } from './fault-points';
 export {
@@ -18,6 +19,7 @@ export {
   TransportStalledError,
   UnknownMigrationError,
   VerificationError,
+  VmAlreadyMigratingError,
 } from './errors';
 export type {
   FinalReply,

@@ -14,9 +14,11 @@
  * not confirm, the source claims the next ownership epoch for itself and, only if it wins, resumes
  * the guest.
  */
-import { connect, type NatsConnection } from 'nats';
+import { type NatsConnection } from 'nats';
+import { connectCounted } from './nats-connections';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
+import type { GuestHold } from '../vmm/guest-run';
 import { claimOwnership, type PageFile, type PageStore } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
 import { BATCH_FLAG_FINAL } from './batch-format';
@@ -57,6 +59,8 @@ export class OutgoingMigration {
   private currentRoundStats = { pagesSent: 0, bytesSent: 0 };
   /** Set once the final request may reach the destination; see rollback(). */
   private finalRequestSent = false;
+  /** The switchover's hold on the guest, from the stun until a rollback or the handover. */
+  private stun: GuestHold | undefined;
   state: 'streaming' | 'stunned' | 'handed-over' | 'rolled-back' | 'aborted' = 'streaming';
 
   private constructor(
@@ -80,7 +84,7 @@ export class OutgoingMigration {
       { migrationId: input.migrationId, vmId: ctx.vmId, pageCount: memory.pageCount },
       { pageCount: memory.pageCount, copyPage: (index, target) => memory.page(index).copy(target) },
     );
-    const nc = await connect({
+    const nc = await connectCounted({
       servers: input.natsUrl,
       name: `ferry-source-${input.migrationId}`,
       maxReconnectAttempts: -1,
@@ -99,6 +103,8 @@ export class OutgoingMigration {
     let promise = this.rounds.get(round);
     if (!promise) {
       promise = this.runRound(round, throttle);
+      // A round whose caller went away (its lease lapsed meanwhile) must not crash the VMM.
+      promise.catch(() => undefined);
       this.rounds.set(round, promise);
     }
     return promise;
@@ -216,7 +222,9 @@ export class OutgoingMigration {
     });
     const stunAt = Date.now();
     const stunStarted = performance.now();
-    await this.ctx.vcpu.pause();
+    // The stun is a hold of its own: a memory check or dump that paused and resumes the guest
+    // meanwhile does not un-stun it (see vmm/guest-run.ts).
+    this.stun = await this.ctx.run.hold('switchover');
     // Stunned, the guest loses all its time anyway; lifted now, a rollback resumes it unthrottled.
     this.throttle.lift();
     this.state = 'stunned';
@@ -270,7 +278,7 @@ export class OutgoingMigration {
       }
       const { reply, lane } = await this.handOver(request, resumeTimeoutMs);
       if (!reply.ok) throw new Error(reply.reason);
-      this.state = 'handed-over';
+      this.handOverOwnership();
       return {
         finalPages: sent.pagesSent + sent.zeroPages,
         finalBytes: sent.bytesSent,
@@ -323,7 +331,7 @@ export class OutgoingMigration {
     if (!this.finalRequestSent) {
       // The destination never got the final request, nor can it find one in the mailbox: it cannot
       // resume, and the source still holds its epoch.
-      this.ctx.vcpu.resume();
+      this.stun?.release();
       this.state = 'rolled-back';
       return true;
     }
@@ -334,12 +342,19 @@ export class OutgoingMigration {
       migrationId: this.input.migrationId,
     });
     if (!claim.won) {
-      this.state = 'handed-over';
+      this.handOverOwnership();
       return false;
     }
-    this.ctx.vcpu.resume();
+    this.stun?.release();
     this.state = 'rolled-back';
     return true;
+  }
+
+  /** The destination holds the VM now: this guest never runs again, whoever asks. */
+  private handOverOwnership(): void {
+    this.ctx.run.giveUpOwnership();
+    this.state = 'handed-over';
+    this.stun?.release();
   }
 
   /**
@@ -355,6 +370,21 @@ export class OutgoingMigration {
   /** Progress of the round under way, for heartbeats. */
   progress(): { round: number; pagesSent: number; bytesSent: number; state: string } {
     return { round: this.currentRound, ...this.currentRoundStats, state: this.state };
+  }
+
+  /**
+   * Releases the migration because its lease lapsed (its workflow is gone): lets a switchover under
+   * way end (it is bounded), then closes as `close` does (throttle lifted, guest resumed if it still
+   * owns the VM, connections closed), and removes the migration's files from the store if the
+   * destination can no longer need them (no final request ever left). Throws if closing fails.
+   */
+  async expire(): Promise<void> {
+    await this.switchoverPromise?.catch(() => undefined);
+    await this.close();
+    if (!this.finalRequestSent)
+      await this.store
+        .removeMigration(this.input.migrationId)
+        .catch((err: unknown) => this.ctx.log(`removing the files of the lapsed migration failed: ${String(err)}`));
   }
 
   /** Stops streaming; resumes the guest if it was stunned and still owns the VM. */

@@ -1,53 +1,175 @@
 /**
  * The migration engine's methods on a VMM's control socket. The host agent's activities call these;
  * the pages themselves move inside the VMM process, never through the agent or Temporal.
- * Every method is idempotent: starting twice returns the running migration, a round or switchover
- * asked for twice answers from the first run.
+ * Every method is idempotent: claiming or starting twice returns the running migration, a round or
+ * switchover asked for twice answers from the first run.
+ *
+ * One migration per VM: the source side is claimed by one migration id from prepareSource on
+ * (`migration.claimOutgoing`); another id is refused with VmAlreadyMigratingError until the claim is
+ * released (abort, cleanup) or its lease lapses.
+ *
+ * Leases (migration-lease.ts): the claim and outgoing migration hold one, renewed by every call that
+ * names the migration; when it lapses the throttle is lifted, the migration closed (the guest keeps
+ * running here, or resumes if it still owns the VM) and the claim dropped. The destination side holds
+ * one lease over its reservation and incoming migrations, renewed by every incoming call; when it
+ * lapses, each incoming migration settles (a source that committed the handover leaves the VM here)
+ * and closes, and a VMM that does not own its VM then shuts down: an empty reservation never
+ * outlives its workflow, and a destination that took ownership and runs is never destroyed.
  */
 import type { VmmContext, VmmHandler } from '../vmm/extensions';
 import { IncomingMigration } from './incoming-migration';
 import { OutgoingMigration } from './outgoing-migration';
-import { MigrationInProgressError, UnknownMigrationError } from './errors';
+import { MigrationInProgressError, UnknownMigrationError, VmAlreadyMigratingError } from './errors';
 import { FaultPoints } from './fault-points';
+import { MigrationLease, resolveLeaseTtlMs } from './migration-lease';
+import { openNatsConnections } from './nats-connections';
 import type { IncomingStartInput, OutgoingStartInput, RoundThrottleInput } from './protocol';
 
 interface MigrationRef {
   migrationId: string;
 }
 
+/** The migration that claimed this VM's source side, and its engine once a round started it. */
+interface SourceClaim {
+  migrationId: string;
+  lease: MigrationLease;
+  started?: Promise<OutgoingMigration>;
+}
+
+/** What `migration.describe` reports: the engine's state in this VMM and its leases. */
+export interface MigrationEngineState {
+  outgoing: { migrationId: string; state: string; leaseExpiresInMs: number } | null;
+  incoming: { migrationIds: string[]; leaseExpiresInMs: number | null };
+  /** NATS connections the engine holds open in this VMM. */
+  natsConnections: number;
+  /** Whether this VMM owns its VM (see vmm/guest-run.ts). */
+  owner: boolean;
+}
+
 /** Builds the `migration.*` handlers for one VMM process. */
 export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
-  const outgoing = new Map<string, Promise<OutgoingMigration>>();
+  let source: SourceClaim | undefined;
   const incoming = new Map<string, Promise<IncomingMigration>>();
+  let destinationLease: MigrationLease | undefined;
   const faults = new FaultPoints((msg) => ctx.log(msg));
 
+  const claimSource = (migrationId: string, leaseTtlMs: unknown): SourceClaim => {
+    if (source && source.migrationId !== migrationId)
+      throw new VmAlreadyMigratingError(ctx.vmId, source.migrationId, migrationId);
+    if (source) {
+      source.lease.renew();
+      return source;
+    }
+    const claim: SourceClaim = {
+      migrationId,
+      lease: new MigrationLease(resolveLeaseTtlMs(leaseTtlMs), () => void lapseSource(claim)),
+    };
+    source = claim;
+    ctx.log(`migration ${migrationId} claims this VM (lease ${claim.lease.ttlMs} ms)`);
+    return claim;
+  };
+  const lapseSource = async (claim: SourceClaim): Promise<void> => {
+    if (source !== claim) return;
+    ctx.log(
+      `the lease of migration ${claim.migrationId} lapsed (no renewal for ${claim.lease.ttlMs} ms): releasing it`,
+    );
+    try {
+      await (await claim.started?.catch(() => undefined))?.expire();
+      if (source === claim) source = undefined;
+    } catch (err) {
+      // Closing failed (the store unreachable): keep the claim and try again after another lease.
+      ctx.log(`releasing migration ${claim.migrationId} failed, trying again later: ${String(err)}`);
+      if (source === claim) claim.lease = new MigrationLease(claim.lease.ttlMs, () => void lapseSource(claim));
+    }
+  };
   const getOutgoing = async (id: string): Promise<OutgoingMigration> => {
-    const migration = outgoing.get(id);
-    if (!migration) throw new UnknownMigrationError(id, 'outgoing');
-    return migration;
+    if (source?.migrationId !== id || !source.started) throw new UnknownMigrationError(id, 'outgoing');
+    source.lease.renew();
+    return source.started;
+  };
+
+  const renewDestination = (leaseTtlMs?: unknown): void => {
+    if (destinationLease) destinationLease.renew();
+    else destinationLease = new MigrationLease(resolveLeaseTtlMs(leaseTtlMs), () => void lapseDestination());
+  };
+  const closeIncoming = async (id: string, migration: IncomingMigration): Promise<void> => {
+    // A source that committed the handover and then died leaves the VM to this side: settle
+    // before closing, so the only copy is not thrown away (the epoch still guards a live source).
+    await migration.settle();
+    incoming.delete(id);
+    await migration.close();
+    // Nothing left for a lease to guard: this VMM owns the VM and receives nothing.
+    if (incoming.size === 0 && ctx.run.owner) {
+      destinationLease?.cancel();
+      destinationLease = undefined;
+    }
+  };
+  const lapseDestination = async (): Promise<void> => {
+    destinationLease = undefined;
+    ctx.log('the lease of the incoming side lapsed: closing its migrations');
+    for (const [id, started] of [...incoming]) {
+      const migration = await started.catch(() => undefined);
+      if (migration)
+        await closeIncoming(id, migration).catch((err: unknown) => ctx.log(`closing ${id}: ${String(err)}`));
+      else incoming.delete(id);
+    }
+    if (!ctx.run.owner) ctx.shutdown('the lease of this migration reservation lapsed before it took ownership');
   };
   const getIncoming = async (id: string): Promise<IncomingMigration> => {
     const migration = incoming.get(id);
     if (!migration) throw new UnknownMigrationError(id, 'incoming');
+    renewDestination();
     return migration;
   };
 
   return {
     // Test and soak hook: see fault-points.ts.
     'migration.armFault': async (params) => faults.arm(params),
-    'migration.activeOutgoing': async () => ({ migrationIds: [...outgoing.keys()] }),
+    'migration.activeOutgoing': async () => ({ migrationIds: source ? [source.migrationId] : [] }),
     'migration.activeIncoming': async () => ({ migrationIds: [...incoming.keys()] }),
-    'migration.startOutgoing': async (params) => {
-      const input = params as OutgoingStartInput;
-      const other = [...outgoing.keys()].find((id) => id !== input.migrationId);
-      if (other !== undefined) throw new MigrationInProgressError(ctx.vmId, other);
-      let started = outgoing.get(input.migrationId);
-      if (!started) {
-        started = OutgoingMigration.start(ctx, input, faults);
-        outgoing.set(input.migrationId, started);
-        started.catch(() => outgoing.delete(input.migrationId));
+    'migration.describe': async (): Promise<MigrationEngineState> => ({
+      outgoing: source
+        ? {
+            migrationId: source.migrationId,
+            state: source.started ? ((await source.started.catch(() => undefined))?.state ?? 'failed') : 'claimed',
+            leaseExpiresInMs: source.lease.expiresInMs(),
+          }
+        : null,
+      incoming: { migrationIds: [...incoming.keys()], leaseExpiresInMs: destinationLease?.expiresInMs() ?? null },
+      natsConnections: openNatsConnections(),
+      owner: ctx.run.owner,
+    }),
+    'migration.claimOutgoing': async (params) => {
+      const { migrationId, leaseTtlMs } = params as MigrationRef & { leaseTtlMs?: number };
+      const claim = claimSource(migrationId, leaseTtlMs);
+      return { migrationId: claim.migrationId, leaseTtlMs: claim.lease.ttlMs };
+    },
+    'migration.renewLease': async (params) => {
+      const { migrationId, role, leaseTtlMs } = params as MigrationRef & {
+        role: 'outgoing' | 'incoming';
+        leaseTtlMs?: number;
+      };
+      if (role === 'outgoing') {
+        if (source?.migrationId !== migrationId) return { renewed: false };
+        source.lease.renew();
+        return { renewed: true };
       }
-      const migration = await started;
+      // A reservation (no ownership yet) or a migration still receiving: both need their lease.
+      if (ctx.run.owner && incoming.size === 0) return { renewed: false };
+      renewDestination(leaseTtlMs);
+      return { renewed: true };
+    },
+    'migration.startOutgoing': async (params) => {
+      const input = params as OutgoingStartInput & { leaseTtlMs?: number };
+      const claim = claimSource(input.migrationId, input.leaseTtlMs);
+      if (!claim.started) {
+        const started = OutgoingMigration.start(ctx, input, faults);
+        claim.started = started;
+        started.catch(() => {
+          if (claim.started === started) delete claim.started;
+        });
+      }
+      const migration = await claim.started;
       return { state: migration.state };
     },
     'migration.sendRound': async (params) => {
@@ -74,18 +196,24 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
     },
     'migration.abortOutgoing': async (params) => {
       const { migrationId } = params as MigrationRef;
-      const started = outgoing.get(migrationId);
-      if (!started) return { known: false, running: ctx.vcpu.stats().state === 'running' };
-      const migration = await started;
+      const claim = source?.migrationId === migrationId ? source : undefined;
+      if (!claim) return { known: false, running: ctx.vcpu.stats().state === 'running' };
+      const migration = await claim.started?.catch(() => undefined);
       // Forgotten only once closed: a close that failed (the store unreachable) can be asked again.
-      await migration.close();
-      outgoing.delete(migrationId);
-      return { known: true, state: migration.state, running: ctx.vcpu.stats().state === 'running' };
+      await migration?.close();
+      claim.lease.cancel();
+      if (source === claim) source = undefined;
+      return {
+        known: true,
+        state: migration?.state ?? 'claimed',
+        running: ctx.vcpu.stats().state === 'running',
+      };
     },
     'migration.startIncoming': async (params) => {
-      const input = params as IncomingStartInput;
+      const input = params as IncomingStartInput & { leaseTtlMs?: number };
       const other = [...incoming.keys()].find((id) => id !== input.migrationId);
       if (other !== undefined) throw new MigrationInProgressError(ctx.vmId, other);
+      renewDestination(input.leaseTtlMs);
       let started = incoming.get(input.migrationId);
       if (!started) {
         started = IncomingMigration.start(ctx, input, faults);
@@ -101,11 +229,7 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       const started = incoming.get(migrationId);
       if (!started) return { known: false };
       const migration = await started;
-      // A source that committed the handover and then died leaves the VM to this side: settle
-      // before aborting, so the only copy is not thrown away (the epoch still guards a live source).
-      await migration.settle();
-      incoming.delete(migrationId);
-      await migration.close();
+      await closeIncoming(migrationId, migration);
       return { known: true, state: migration.snapshot().state };
     },
   };

@@ -2,7 +2,12 @@
  * The one place where environment variables are read: endpoints and folders of this process.
  */
 import * as path from 'node:path';
-import { DEFAULT_NATS_PORT, DEFAULT_TEMPORAL_PORT, DEFAULT_TEMPORAL_UI_PORT } from './presets';
+import {
+  DEFAULT_MIGRATION_LEASE_TTL_MS,
+  DEFAULT_NATS_PORT,
+  DEFAULT_TEMPORAL_PORT,
+  DEFAULT_TEMPORAL_UI_PORT,
+} from './presets';
 
 /** S3 gateway port of the embedded SeaweedFS server (`ferry up`), used when FERRY_S3_ENDPOINT is unset. */
 export const DEFAULT_S3_PORT = 8333;
@@ -148,4 +153,23 @@ export function s3Environment(env: NodeJS.ProcessEnv = process.env): S3Environme
     secretAccessKey: nonEmpty(env['FERRY_S3_SECRET_ACCESS_KEY']) ?? DEFAULT_S3_SECRET_ACCESS_KEY,
     region: nonEmpty(env['FERRY_S3_REGION']) ?? DEFAULT_S3_REGION,
   };
+}
+
+/** Shortest and longest lease of a migration's engine state accepted from FERRY_LEASE_TTL_MS (ms). */
+export const MIGRATION_LEASE_TTL_RANGE_MS = { min: 500, max: 3_600_000 } as const;
+
+/**
+ * The lease a host agent gives the engine's state of each migration in its VMMs (ms):
+ * FERRY_LEASE_TTL_MS, default DEFAULT_MIGRATION_LEASE_TTL_MS. Throws naming the variable and the
+ * bad value when it is not an integer in MIGRATION_LEASE_TTL_RANGE_MS.
+ */
+export function migrationLeaseTtlMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = nonEmpty(env['FERRY_LEASE_TTL_MS']);
+  if (raw === undefined) return DEFAULT_MIGRATION_LEASE_TTL_MS;
+  const value = Number(raw);
+  const { min, max } = MIGRATION_LEASE_TTL_RANGE_MS;
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`FERRY_LEASE_TTL_MS must be an integer number of ms in ${min}..${max}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
 }

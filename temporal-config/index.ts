@@ -2,6 +2,7 @@
 export {
   CONTROL_TASK_QUEUE,
   DEFAULT_HOSTS,
+  DEFAULT_MIGRATION_LEASE_TTL_MS,
   DEFAULT_NATS_PORT,
   DEFAULT_TEMPORAL_PORT,
   DEFAULT_TEMPORAL_UI_PORT,
@@ -17,6 +18,8 @@ export {
   DEFAULT_S3_REGION,
   DEFAULT_S3_SECRET_ACCESS_KEY,
   ferryEnvironment,
+  MIGRATION_LEASE_TTL_RANGE_MS,
+  migrationLeaseTtlMs,
   projectRoot,
   s3Environment,
   type FerryEnvironment,

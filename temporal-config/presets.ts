@@ -47,3 +47,12 @@ export const TIMEOUTS = {
   /** Interval at which long activities heartbeat. */
   heartbeatIntervalMs: 1_000,
 } as const;
+
+/**
+ * How long the engine's state for a migration (outgoing entry and claim, throttle, incoming
+ * reservation, NATS connections, timers) lives in a VMM without its workflow renewing it (ms).
+ * The workflow renews it through the activities it runs (every heartbeat of a round or of the
+ * receiver); when a workflow is terminated or fails, the VMMs release everything once it lapses.
+ * Longer than a host agent's restart plus an activity retry. FERRY_LEASE_TTL_MS overrides it.
+ */
+export const DEFAULT_MIGRATION_LEASE_TTL_MS = 30_000;

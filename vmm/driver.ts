@@ -7,7 +7,8 @@
  * agent restarted) finds the VMs its predecessor started. createVm and destroyVm are safe to
  * retry: createVm refuses an id that runs, prepareIncoming returns the incoming VM already there,
  * destroyVm of a VM that is gone succeeds. Calls for one vmId are serialised within a driver
- * instance; two driver instances for one host are not supported.
+ * instance, and creating a VM is exclusive on the host even across driver instances (a creation
+ * lock file): of two creations of one id at once, exactly one starts a VMM.
  */
 import * as path from 'node:path';
 import { ID_RULE, isValidId } from '../model';
@@ -97,7 +98,7 @@ export class SimulatedDriver implements HypervisorDriver {
   /** See HypervisorDriver. */
   async createVm(spec: VmSpec): Promise<VmRecord> {
     const resolved = resolveVmSpec(spec);
-    return this.withLock(resolved.vmId, async () => {
+    return this.creating(resolved.vmId, async () => {
       const existing = await this.getVm(resolved.vmId);
       if (existing !== undefined) {
         throw new VmExistsError(resolved.vmId, this.opts.hostId, `a ${existing.mode} VMM runs as pid ${existing.pid}`);
@@ -110,7 +111,7 @@ export class SimulatedDriver implements HypervisorDriver {
   async prepareIncoming(vmId: string, memoryBytes: number): Promise<VmRecord> {
     validateVmId(vmId);
     const pageCount = pageCountOf(memoryBytes);
-    return this.withLock(vmId, async () => {
+    return this.creating(vmId, async () => {
       const existing = await this.getVm(vmId);
       if (existing?.mode === 'incoming' && existing.memoryBytes === memoryBytes) return existing;
       if (existing !== undefined) {
@@ -231,6 +232,23 @@ export class SimulatedDriver implements HypervisorDriver {
     if (await waitForVmmExit(record.pid, record.vmId, this.opts.destroyGraceMs)) return;
     signal(record.pid, 'SIGKILL');
     await waitForVmmExit(record.pid, record.vmId, 2_000);
+  }
+
+  /**
+   * Runs `work` (which starts a VMM for `vmId`) under the driver's lock and the host-wide creation
+   * lock (see VmRecordStore.lockCreation): of two creations at once, even by two driver instances,
+   * one runs and the other throws VmExistsError.
+   */
+  private async creating<T>(vmId: string, work: () => Promise<T>): Promise<T> {
+    return this.withLock(vmId, async () => {
+      const unlock = await this.store.lockCreation(vmId);
+      if (unlock === undefined) throw new VmExistsError(vmId, this.opts.hostId, 'another process is creating it');
+      try {
+        return await work();
+      } finally {
+        await unlock();
+      }
+    });
   }
 
   private async withLock<T>(vmId: string, work: () => Promise<T>): Promise<T> {

@@ -160,3 +160,20 @@ export class VmmCallError extends Error {
     this.remoteMessage = opts.message;
   }
 }
+
+/**
+ * This VMM does not own its VM, so its guest may not run: ownership moved to a migration's
+ * destination, or this is a destination that has not taken its ownership epoch yet.
+ */
+export class VmmNotOwnerError extends Error {
+  override readonly name = 'VmmNotOwnerError';
+  readonly vmId: string;
+
+  constructor(vmId: string, action: string) {
+    super(
+      `cannot ${action} [vm=${vmId}]: this VMM does not own the VM (its ownership moved to a migration's ` +
+        'destination, or this destination has not taken ownership yet), so its guest may not run here',
+    );
+    this.vmId = vmId;
+  }
+}

@@ -10,6 +10,7 @@
  * control channel. A thrown error reaches the caller as a VmmCallError with its name and message.
  */
 import type { GuestMemory } from './guest-memory';
+import type { GuestRun } from './guest-run';
 import type { Vcpu } from './vcpu';
 import { migrationHandlers } from '../data-plane';
 
@@ -19,15 +20,19 @@ export type VmmHandler = (params: unknown) => Promise<unknown>;
 /**
  * What an extension can reach inside the VMM process. `seed` is the VM's seed (page choice and
  * content). `mode` is how the process started; `status` reports it live, so an extension may set
- * it to 'run' once an incoming VM has taken over. `log` appends a line to the VMM's log.
+ * it to 'run' once an incoming VM has taken over. `run` decides whether the guest runs: pause and
+ * resume go through its holds and ownership, never through `vcpu` directly (see guest-run.ts).
+ * `log` appends a line to the VMM's log; `shutdown` ends the VMM process (its guest with it).
  */
 export interface VmmContext {
   vmId: string;
   seed: number;
   memory: GuestMemory;
   vcpu: Vcpu;
+  run: GuestRun;
   mode: 'run' | 'incoming';
   log(msg: string): void;
+  shutdown(why: string): void;
 }
 
 /** Returns the extra methods of the VMM process, by name: the migration engine's `migration.*`. */

@@ -15,9 +15,12 @@ export {
   VmmConnectError,
   VmmLaunchError,
   VmmMethodNotFoundError,
+  VmmNotOwnerError,
   VmmParamsError,
 } from './errors';
 export type { VmmContext, VmmHandler } from './extensions';
+export { GuestRun } from './guest-run';
+export type { GuestHold } from './guest-run';
 export { GuestMemory, PAGE_HEADER_BYTES, PAGE_SIZE_BYTES } from './guest-memory';
 export type { GuestMemoryShared } from './guest-memory';
 export { DEFAULT_LAUNCH_TIMEOUT_MS, VMM_PROCESS_SCRIPT, launchVmm } from './launch';

@@ -87,6 +87,30 @@ export class VmRecordStore {
     await fs.rename(temp, target);
   }
 
+  /**
+   * Takes the host-wide right to create `vmId` (an exclusive `<vmId>.creating` file holding this
+   * process's pid) and resolves with its release; resolves undefined if a live process holds it.
+   * A file left by a dead process is taken over. Exclusive across processes and driver instances.
+   */
+  async lockCreation(vmId: string): Promise<(() => Promise<void>) | undefined> {
+    await fs.mkdir(this.dir, { recursive: true });
+    const lockPath = `${path.join(this.dir, vmId)}.creating`;
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      try {
+        await fs.writeFile(lockPath, `${process.pid}\n`, { flag: 'wx' });
+        return () => fs.rm(lockPath, { force: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const holder = Number((await fs.readFile(lockPath, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(holder) && holder > 0 && pidExists(holder)) return undefined;
+      // The creator died mid-creation: its claim is void. A racing taker of the same stale file
+      // loses at the exclusive create above.
+      await fs.rm(lockPath, { force: true });
+    }
+    return undefined;
+  }
+
   /** Removes a VM's record and socket file (its log stays, for post-mortems). */
   async remove(vmId: string): Promise<void> {
     const paths = this.paths(vmId);

@@ -5,6 +5,7 @@
 import { promises as fs } from 'node:fs';
 import { VmmParamsError } from './errors';
 import type { VmmContext, VmmHandler } from './extensions';
+import type { GuestHold } from './guest-run';
 import type { VcpuStats } from './vcpu';
 import { resolveWorkload } from './workload';
 import type { Workload } from './workload';
@@ -17,6 +18,10 @@ export interface VmmStatus {
   mode: 'run' | 'incoming';
   vcpu: VcpuStats;
   workload: Workload;
+  /** Whether this VMM owns the VM (only then may its guest run; see guest-run.ts). */
+  owner: boolean;
+  /** Who holds the guest paused now (`switchover`, `verify`, `dumpMemory`, `pause`, …). */
+  holds: string[];
 }
 
 /** Answer of `verify`: how many pages fail their self-check, the first few of them, pages checked. */
@@ -48,27 +53,31 @@ function paramsObject(params: unknown, method: string): Record<string, unknown> 
 
 /**
  * Builds the built-in methods over `ctx`: status, pause, resume, setThrottle {percent},
- * setWorkload {workload}, digest, verify and dumpMemory {path} (both pause a running vCPU while
- * they read memory), and shutdown (which answers, then
- * calls `hooks.shutdown` once the answer is on its way). pause, resume and setThrottle answer
- * with the vCPU's stats.
+ * setWorkload {workload}, digest, verify and dumpMemory {path} (both hold the guest paused while
+ * they read memory), and shutdown (which answers, then calls `hooks.shutdown` once the answer is
+ * on its way). pause, resume and setThrottle answer with the vCPU's stats.
+ *
+ * `pause` takes the operator's hold on the guest (one, however often asked) and `resume` releases
+ * it: the guest runs again only if no other holder (a switchover's stun) holds it too. `resume`
+ * throws VmmNotOwnerError on a VMM that does not own its VM (see guest-run.ts).
  */
 export function createBuiltinMethods(
   ctx: VmmContext,
   hooks: { pid: number; shutdown(): void },
 ): Record<(typeof BUILTIN_METHODS)[number], VmmHandler> {
-  const { memory, vcpu } = ctx;
-  // A running vCPU rewrites pages while they are read, so checks and dumps briefly pause it (as
-  // QEMU's dump-guest-memory does) to see one consistent memory, then let it run on.
-  const whilePaused = async <T>(work: () => Promise<T>): Promise<T> => {
-    const wasRunning = vcpu.stats().state === 'running';
-    if (wasRunning) await vcpu.pause();
+  const { memory, vcpu, run } = ctx;
+  // A running vCPU rewrites pages while they are read, so checks and dumps hold it paused (as
+  // QEMU's dump-guest-memory does) to see one consistent memory. Their own hold only: a stun taken
+  // meanwhile outlasts them.
+  const whilePaused = async <T>(holder: string, work: () => Promise<T>): Promise<T> => {
+    const hold = await run.hold(holder);
     try {
       return await work();
     } finally {
-      if (wasRunning) vcpu.resume();
+      hold.release();
     }
   };
+  let operatorHold: Promise<GuestHold> | undefined;
   return {
     status: async (): Promise<VmmStatus> => ({
       vmId: ctx.vmId,
@@ -77,13 +86,20 @@ export function createBuiltinMethods(
       mode: ctx.mode,
       vcpu: vcpu.stats(),
       workload: vcpu.workload(),
+      owner: run.owner,
+      holds: run.holders(),
     }),
     pause: async (): Promise<VcpuStats> => {
-      await vcpu.pause();
+      operatorHold ??= run.hold('pause');
+      operatorHold.catch(() => (operatorHold = undefined));
+      await operatorHold;
       return vcpu.stats();
     },
     resume: async (): Promise<VcpuStats> => {
-      vcpu.resume();
+      run.assertOwner('resume the guest');
+      const hold = operatorHold;
+      operatorHold = undefined;
+      (await hold?.catch(() => undefined))?.release();
       return vcpu.stats();
     },
     setThrottle: async (params): Promise<VcpuStats> => {
@@ -98,7 +114,7 @@ export function createBuiltinMethods(
     },
     digest: async (): Promise<{ digest: string }> => ({ digest: memory.digest() }),
     verify: async (): Promise<VmmVerifyResult> =>
-      whilePaused(async () => {
+      whilePaused('verify', async () => {
         const { badPages, checked } = memory.verifyAll();
         return { badPages: badPages.length, firstBadPages: badPages.slice(0, 16), checked };
       }),
@@ -107,7 +123,7 @@ export function createBuiltinMethods(
       if (typeof path !== 'string' || path === '') {
         throw new VmmParamsError('path', `dumpMemory path must be a non-empty string, got ${JSON.stringify(path)}`);
       }
-      await whilePaused(() => fs.writeFile(path, memory.bytes));
+      await whilePaused('dumpMemory', () => fs.writeFile(path, memory.bytes));
       return { path, bytes: memory.bytes.length };
     },
     shutdown: async (): Promise<{ shuttingDown: true }> => {

@@ -12,6 +12,7 @@
  */
 import { rmSync } from 'node:fs';
 import { GuestMemory } from './guest-memory';
+import { GuestRun } from './guest-run';
 import { registerExtensions } from './extensions';
 import type { VmmContext, VmmHandler } from './extensions';
 import { fillPages } from './memory-fill';
@@ -42,7 +43,17 @@ async function main(): Promise<void> {
     log(`pre-allocated ${opts.pageCount} pages in ${(performance.now() - started).toFixed(0)} ms`);
   }
   const vcpu = Vcpu.start(memory, opts.workload, opts.seed, { paused: opts.mode === 'incoming' });
-  const ctx: VmmContext = { vmId: opts.vmId, seed: opts.seed, memory, vcpu, mode: opts.mode, log };
+  const run = new GuestRun(vcpu, opts.vmId, opts.mode === 'run');
+  const ctx: VmmContext = {
+    vmId: opts.vmId,
+    seed: opts.seed,
+    memory,
+    vcpu,
+    run,
+    mode: opts.mode,
+    log,
+    shutdown: (why) => shutdown(why),
+  };
 
   const extensions = registerExtensions(ctx);
   const clash = Object.keys(extensions).filter((name) => (BUILTIN_METHODS as readonly string[]).includes(name));

@@ -3,7 +3,7 @@
  * with a timeout and retry preset chosen by how long the activity may take.
  */
 import { proxyActivities, type RetryPolicy } from '@temporalio/workflow';
-import type { HostActivities } from '../activities/types';
+import type { HostActivities, LeaseActivities } from '../activities/types';
 import { hostTaskQueue, TIMEOUTS } from '../temporal-config/presets';
 import { DEFAULT_RESUME_TIMEOUT_MS } from './policy';
 
@@ -24,6 +24,8 @@ export interface HostActivityProxies {
    * update): retried 3 times, so that their caller hears of a failure within seconds.
    */
   record: HostActivities;
+  /** Lease renewals: quick, retried 3 times; a renewal that fails is only a missed renewal. */
+  lease: LeaseActivities;
 }
 
 /** The proxies for the activities of host `hostId`; call from workflow code only. */
@@ -56,5 +58,10 @@ export function hostActivities(hostId: string): HostActivityProxies {
     startToCloseTimeout: TIMEOUTS.shortActivityMs,
     retry: { ...retry, maximumAttempts: 3 },
   });
-  return { short, long, switchover, record };
+  const lease = proxyActivities<LeaseActivities>({
+    taskQueue: hostTaskQueue(hostId),
+    startToCloseTimeout: TIMEOUTS.shortActivityMs,
+    retry: { ...retry, maximumAttempts: 3 },
+  });
+  return { short, long, switchover, record, lease };
 }

@@ -9,13 +9,17 @@
  *
  * Any failure or cancellation before the destination resumes rolls back: the source keeps (or
  * gets back) its running guest, the destination's reservation and the page file are removed, and
- * the workflow fails with the partial result as details. Replays are deterministic: time comes
+ * the workflow fails with the partial result as details. A workflow that is terminated instead
+ * leaves its engine state in the VMMs to their leases, which it renews while it runs (its rounds'
+ * and receiver's heartbeats, renewLease while the destination is prepared): once they lapse, the
+ * VMMs release it all (data-plane/vmm-handlers.ts). Replays are deterministic: time comes
  * from the workflow clock and every decision from `policy.ts`.
  */
 import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  condition,
   defineQuery,
   defineSignal,
   defineUpdate,
@@ -178,11 +182,16 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
     memoryPages = ready.pageCount;
     destinationPrepared = true;
     const startDestination = async (rebuildFromStore: boolean): Promise<{ done: Promise<IncomingStatus> }> => {
-      await destination.short.prepareDestination({
-        ...ref,
-        memoryBytes: ready.memoryBytes,
-        store: ready.store,
-      });
+      // Nothing runs on the source meanwhile: its claim lives on renewals (invariant 10).
+      await renewingSourceLease(
+        destination.short.prepareDestination({
+          ...ref,
+          memoryBytes: ready.memoryBytes,
+          store: ready.store,
+        }),
+        () => source.lease.renewLease({ ...ref, role: 'outgoing' }),
+        ready.leaseTtlMs,
+      );
       const started = receiverScope.run(() =>
         destination.long.receivePages({
           ...ref,
@@ -392,6 +401,30 @@ class MigrationStop extends Error {
   ) {
     super(reason);
   }
+}
+
+/** Lease assumed when the source did not report one (ms); see DEFAULT_MIGRATION_LEASE_TTL_MS. */
+const ASSUMED_LEASE_TTL_MS = 30_000;
+
+/**
+ * Awaits `step`, calling `renew` every third of the lease (`leaseTtlMs`) until it settles: the
+ * source's claim must outlive a step that does not touch the source. Renewals are not awaited, so a
+ * slow one never holds the migration up.
+ */
+async function renewingSourceLease<T>(
+  step: Promise<T>,
+  renew: () => Promise<unknown>,
+  leaseTtlMs = ASSUMED_LEASE_TTL_MS,
+): Promise<T> {
+  let settled = false;
+  const tracked = step.finally(() => {
+    settled = true;
+  });
+  tracked.catch(() => undefined);
+  while (!(await condition(() => settled, Math.max(500, Math.floor(leaseTtlMs / 3))))) {
+    renew().catch(() => undefined);
+  }
+  return tracked;
 }
 
 /** How many times a destination VMM that died during pre-copy is replaced before the migration fails. */
