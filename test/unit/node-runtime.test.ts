@@ -119,7 +119,7 @@ if (reexec && process.env.HANG) { process.stdout.write('hanging\\n'); setInterva
     it("runs the CLI again on the venv's Node, with the same arguments, output and exit code", async () => {
       const help = await outcome(startFerry(['--help']));
       expect(help).toMatchObject({ code: 0, signal: null });
-      expect(help.stdout).toContain('usage: ferry <command>');
+      expect(help.stdout).toContain('Usage: ferry [options] [command]');
       expect(runs()).toEqual([
         expect.objectContaining({ reexec: false }),
         expect.objectContaining({ reexec: true, argv0: venvNode }),

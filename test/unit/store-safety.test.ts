@@ -87,10 +87,13 @@ describe('paths derived from ids stay under their root', () => {
 
   it('refuses to destroy a VM whose id climbs out of the host folder, and the file it names survives', async () => {
     const outside = victim();
-    const activities = createVmActivities(host(new SimulatedDriver({ hostId: 'h1', stateDir })));
+    const driver = new SimulatedDriver({ hostId: 'h1', stateDir });
+    const activities = createVmActivities(host(driver));
     const vmId = `../../../../${path.basename(outside.file, '.json')}`;
 
-    await expect(activities.destroyVm({ vmId })).rejects.toMatchObject({ type: 'PathEscape', nonRetryable: true });
+    // The id pattern refuses it at the activity's entry; below it, the driver refuses it too.
+    await expect(activities.destroyVm({ vmId })).rejects.toMatchObject({ type: 'InvalidInput', nonRetryable: true });
+    await expect(driver.destroyVm(vmId)).rejects.toMatchObject({ name: 'PathEscapeError' });
     expect(outside.intact()).toBe(true);
   });
 
