@@ -15,6 +15,8 @@ export interface HostDeps {
   natsUrl: string;
   /** Store (a directory or `s3://bucket/prefix`) used when a migration names none. */
   defaultStore: string;
+  /** The cluster secret migration keys derive from (data-plane/migration-key.ts); created if missing. */
+  clusterSecretFile: string;
 }
 
 /** Failure types the workflow (and users) can match on. */

@@ -9,6 +9,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
 import { claimOwnership } from '../store/page-store';
+import { deriveMigrationKey, loadClusterSecret, newKeyNonce } from '../data-plane/migration-key';
 import { openPageStore } from '../store/open-store';
 import { FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
 import type {
@@ -31,6 +32,9 @@ export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 
 /** Builds the migration activities of the host in `host`. */
 export function createMigrationActivities(host: HostContext): MigrationActivities {
   const { driver, hostId, call, guarded, activeMigrations } = host;
+  // The key goes to the VMM over its local control socket only; it is never returned or logged.
+  const migrationKey = (migrationId: string, keyNonce: string): string =>
+    deriveMigrationKey(loadClusterSecret(host.clusterSecretFile), keyNonce, migrationId).toString('base64');
   return {
     prepareSource: guarded(async (input: PrepareSourceInput): Promise<PrepareSourceResult> => {
       const record = await driver.getVm(input.vmId);
@@ -67,6 +71,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         store: storeRef,
         baseEpoch: owner.epoch,
         workload: record.workload,
+        keyNonce: newKeyNonce(),
         ...(input.readHistory ? { history: (await store.readVmHistory(input.vmId)) ?? null } : {}),
       };
     }),
@@ -107,6 +112,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         hostId,
         baseEpoch: input.baseEpoch,
         creditWindow: input.creditWindow,
+        key: migrationKey(input.migrationId, input.keyNonce),
         ...(input.rebuildFromStore ? { rebuildFromStore: true } : {}),
       });
       const status = () =>
@@ -142,6 +148,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         hostId,
         baseEpoch: input.baseEpoch,
         batchPages: input.batchPages,
+        key: migrationKey(input.migrationId, input.keyNonce),
       });
       // The VMM runs each round once: a retry after an agent restart rejoins the round under way,
       // which has gone on from the last checkpoint this activity's heartbeats recorded.

@@ -27,6 +27,11 @@ export interface PrepareSourceResult {
   workload: Workload;
   /** With `readHistory`: the VM's record, or null if the store has none. */
   history?: VmHistoryRecord | null;
+  /**
+   * Random nonce the migration's key is derived with on each host (data-plane/migration-key.ts);
+   * without the cluster secret it is worthless, so it may travel in Temporal history.
+   */
+  keyNonce: string;
 }
 
 /** Input of `prepareDestination`. */
@@ -40,6 +45,8 @@ export interface ReceivePagesInput extends MigrationRefInput {
   store: string;
   baseEpoch: number;
   creditWindow: number;
+  /** PrepareSourceResult.keyNonce. */
+  keyNonce: string;
   /** See IncomingStartInput.rebuildFromStore. */
   rebuildFromStore?: boolean;
 }
@@ -50,6 +57,8 @@ export interface SendRoundInput extends MigrationRefInput {
   store: string;
   baseEpoch: number;
   batchPages: number;
+  /** PrepareSourceResult.keyNonce. */
+  keyNonce: string;
   /** The destination depends on the store (it replaced a crashed one): the store's writer goes full speed. */
   storeFirst?: boolean;
   /** The vCPU throttle for the round; absent, the source leaves it as it is. */

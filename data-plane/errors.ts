@@ -80,3 +80,12 @@ export class FaultSpecError extends Error {
     super(`invalid fault [${field}]: ${detail}`);
   }
 }
+
+/** The cluster secret that migration keys derive from cannot be read, created or trusted. */
+export class ClusterSecretError extends Error {
+  override readonly name = 'ClusterSecretError';
+
+  constructor(detail: string, opts?: { cause?: unknown }) {
+    super(`cluster secret: ${detail}`, opts);
+  }
+}

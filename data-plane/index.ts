@@ -9,9 +9,19 @@ export {
 } from './batch-format';
 export type { BatchEntry, DecodedBatch } from './batch-format';
 export { migrationHandlers } from './vmm-handlers';
+export { MAC_BYTES, MessageAuth, type MessageKind, type SealedMessage } from './message-auth';
+export {
+  KEY_NONCE_BYTES,
+  MIGRATION_KEY_BYTES,
+  deriveMigrationKey,
+  loadClusterSecret,
+  newKeyNonce,
+} from './migration-key';
+export { PAGE_HASH_BYTES, PageHashes, ZERO_PAGE_HASH, pageHash } from './page-hashes';
 export { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
 export { FAULT_ACTIONS, FAULT_POINTS, type FaultPoint, type FaultSpec } from './fault-points';
 export {
+  ClusterSecretError,
   FaultSpecError,
   MigrationInProgressError,
   SwitchoverError,

@@ -25,6 +25,7 @@ async function main(): Promise<void> {
       driver: new SimulatedDriver({ hostId, stateDir: env.stateDir }),
       natsUrl: env.natsUrl,
       defaultStore: env.store,
+      clusterSecretFile: env.clusterSecretFile,
     }),
     maxConcurrentActivityTaskExecutions: 16,
   });

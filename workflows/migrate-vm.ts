@@ -189,6 +189,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
           store: ready.store,
           baseEpoch: ready.baseEpoch,
           creditWindow: options.creditWindow,
+          keyNonce: ready.keyNonce,
           ...(rebuildFromStore ? { rebuildFromStore } : {}),
         }),
       );
@@ -207,6 +208,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         store: ready.store,
         baseEpoch: ready.baseEpoch,
         batchPages: options.batchPages,
+        keyNonce: ready.keyNonce,
         ...(destinationReplacements > 0 ? { storeFirst: true } : {}),
         throttle: throttle.roundInput(),
       });
