@@ -151,6 +151,12 @@ async function fillFromStore({ store, migrationId, memory, torn, content }: Fina
   try {
     const manifest = await pageFile.readFinalManifest();
     if (!manifest) throw new VerificationError(migrationId, 'the final manifest is not in the store');
+    const beyond = manifest.indexes.find((index) => index >= memory.pageCount);
+    if (beyond !== undefined)
+      throw new VerificationError(
+        migrationId,
+        `the final manifest names page ${beyond}, beyond this guest's ${memory.pageCount} pages`,
+      );
     const meta = memory.meta;
     const inManifest = new Uint8Array(memory.pageCount);
     // Runs of consecutive pages first, one read each; what that did not bring to its final version

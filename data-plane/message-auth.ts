@@ -81,6 +81,8 @@ export class MessageAuth {
     if (typeof kind !== 'string' || typeof body !== 'string' || typeof mac !== 'string') return undefined;
     if (!(kinds as readonly string[]).includes(kind)) return undefined;
     const macBytes = Buffer.from(mac, 'base64');
+    // Base64 decoding forgives stray characters: only the canonical text of the MAC passes.
+    if (macBytes.toString('base64') !== mac) return undefined;
     if (!this.verify(kind as MessageKind, macBytes, Buffer.from(body, 'utf8'))) return undefined;
     try {
       return { kind: kind as MessageKind, body: JSON.parse(body) as unknown };
@@ -89,14 +91,20 @@ export class MessageAuth {
     }
   }
 
-  /** `open` of a message's bytes as received; undefined for anything that is not a sealed message. */
+  /**
+   * `open` of a message's bytes as received; undefined for anything that is not a sealed message
+   * in the exact form `encode` gives it (no other key order, spacing or escapes: a message whose
+   * bytes were changed is refused even where its meaning was not).
+   */
   decode(kinds: readonly MessageKind[], data: Uint8Array): { kind: MessageKind; body: unknown } | undefined {
+    const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
     let message: unknown;
     try {
-      message = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
+      message = JSON.parse(text);
     } catch {
       return undefined;
     }
+    if (JSON.stringify(message) !== text) return undefined;
     return this.open(kinds, message);
   }
 }

@@ -19,7 +19,7 @@ export {
   type OwnershipRecord,
   type PreparedClaim,
 } from './ownership';
-export { PageStoreError, StoreUnavailableError } from './errors';
+export { ManifestFormatError, PageStoreError, StoreUnavailableError } from './errors';
 export {
   assertValidKey,
   resolveRetryOptions,
