@@ -30,6 +30,7 @@ export const FAILURE_TYPES = {
   migrationInProgress: 'MigrationInProgress',
   vmmExited: 'VmmExited',
   storeUnreachable: 'StoreUnreachable',
+  clusterSecret: 'ClusterSecretUnavailable',
 } as const;
 
 /** True if `err` or an error it wraps (its `cause` chain) is named `name`. */
@@ -52,6 +53,7 @@ export function toFailure(err: unknown): unknown {
     MigrationInProgressError: FAILURE_TYPES.migrationInProgress,
     InvalidSizeError: FAILURE_TYPES.invalidInput,
     InvalidStoreRefError: FAILURE_TYPES.invalidInput,
+    ClusterSecretError: FAILURE_TYPES.clusterSecret,
   };
   // An error thrown inside a VMM arrives as a VmmCallError carrying the original error's name.
   const remote = err as { kind?: unknown; remoteName?: unknown };

@@ -29,7 +29,8 @@ export function newKeyNonce(): string {
  * migration's nonce (base64url). Throws ClusterSecretError if the nonce is not KEY_NONCE_BYTES long.
  */
 export function deriveMigrationKey(secret: Buffer, nonce: string, migrationId: string): Buffer {
-  const salt = Buffer.from(nonce, 'base64url');
+  // A workflow started before keys existed passes no nonce.
+  const salt = typeof nonce === 'string' ? Buffer.from(nonce, 'base64url') : Buffer.alloc(0);
   if (salt.length !== KEY_NONCE_BYTES)
     throw new ClusterSecretError(`the key nonce of migration ${migrationId} must be ${KEY_NONCE_BYTES} bytes`);
   return Buffer.from(hkdfSync('sha256', secret, salt, Buffer.from(migrationId, 'utf8'), MIGRATION_KEY_BYTES));

@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { deriveMigrationKey, loadClusterSecret, newKeyNonce } from '../../data-plane/migration-key';
 import { MessageAuth } from '../../data-plane/message-auth';
 import { decodeControl, decodeCredit, encodeCredit, encodeSync } from '../../data-plane/control-messages';
+import { ClusterSecretError } from '../../data-plane/errors';
+import { toFailure } from '../../activities/host-context';
 
 describe('migration keys', () => {
   let dir: string;
@@ -41,6 +43,16 @@ describe('migration keys', () => {
     expect(() => deriveMigrationKey(secret, 'short', 'm1')).toThrow(
       expect.objectContaining({ name: 'ClusterSecretError' }),
     );
+    expect(() => deriveMigrationKey(secret, undefined as unknown as string, 'm1')).toThrow(
+      expect.objectContaining({ name: 'ClusterSecretError' }),
+    );
+  });
+
+  it('makes a missing or untrusted cluster secret a non-retryable activity failure', () => {
+    expect(toFailure(new ClusterSecretError('x'))).toMatchObject({
+      type: 'ClusterSecretUnavailable',
+      nonRetryable: true,
+    });
   });
 
   it('binds a message to its migration, its key and its kind', () => {
