@@ -29,6 +29,8 @@ export interface HostDeps {
    * or DEFAULT_MIGRATION_LEASE_TTL_MS (see temporal-config).
    */
   leaseTtlMs?: number;
+  /** The cluster secret migration keys derive from (data-plane/migration-key.ts); created if missing. */
+  clusterSecretFile: string;
 }
 
 /** Failure types the workflow (and users) can match on. */
@@ -46,6 +48,7 @@ export const FAILURE_TYPES = {
   vmStateUnknown: 'VmStateUnknown',
   pathEscape: 'PathEscape',
   storeNotAllowed: 'StoreNotAllowed',
+  clusterSecret: 'ClusterSecretUnavailable',
 } as const;
 
 /** True if `err` or an error it wraps (its `cause` chain) is named `name`. */
@@ -72,6 +75,7 @@ export function toFailure(err: unknown): unknown {
     StoreUndecidedError: FAILURE_TYPES.vmStateUnknown,
     PathEscapeError: FAILURE_TYPES.pathEscape,
     StoreNotAllowedError: FAILURE_TYPES.storeNotAllowed,
+    ClusterSecretError: FAILURE_TYPES.clusterSecret,
   };
   // An error thrown inside a VMM arrives as a VmmCallError carrying the original error's name.
   const remote = err as { kind?: unknown; remoteName?: unknown };

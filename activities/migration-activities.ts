@@ -9,6 +9,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
 import { claimOwnership } from '../store/page-store';
+import { deriveMigrationKey, loadClusterSecret, newKeyNonce } from '../data-plane/migration-key';
 import { openPageStore } from '../store/open-store';
 import { FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
 import type {
@@ -34,6 +35,9 @@ export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 
 /** Builds the migration activities of the host in `host`. */
 export function createMigrationActivities(host: HostContext): MigrationActivities {
   const { driver, hostId, call, guarded, activeMigrations } = host;
+  // The key goes to the VMM over its local control socket only; it is never returned or logged.
+  const migrationKey = (migrationId: string, keyNonce: string): string =>
+    deriveMigrationKey(loadClusterSecret(host.clusterSecretFile), keyNonce, migrationId).toString('base64');
   return {
     prepareSource: guarded(async (input: PrepareSourceInput): Promise<PrepareSourceResult> => {
       let record = await driver.getVm(input.vmId);
@@ -77,6 +81,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         baseEpoch: owner.epoch,
         workload: record.workload,
         leaseTtlMs: host.leaseTtlMs,
+        keyNonce: newKeyNonce(),
         ...(input.readHistory ? { history: (await store.readVmHistory(input.vmId)) ?? null } : {}),
       };
     }),
@@ -135,6 +140,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         baseEpoch: input.baseEpoch,
         creditWindow: input.creditWindow,
         leaseTtlMs: host.leaseTtlMs,
+        key: migrationKey(input.migrationId, input.keyNonce),
         ...(input.rebuildFromStore ? { rebuildFromStore: true } : {}),
       });
       const status = () =>
@@ -171,6 +177,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         baseEpoch: input.baseEpoch,
         batchPages: input.batchPages,
         leaseTtlMs: host.leaseTtlMs,
+        key: migrationKey(input.migrationId, input.keyNonce),
       });
       // The VMM runs each round once: a retry after an agent restart rejoins the round under way,
       // which has gone on from the last checkpoint this activity's heartbeats recorded.

@@ -29,6 +29,11 @@ export interface PrepareSourceResult {
   history?: VmHistoryRecord | null;
   /** Lease of the migration's engine state in the hosts' VMMs (ms): the workflow renews well within it. */
   leaseTtlMs?: number;
+  /**
+   * Random nonce the migration's key is derived with on each host (data-plane/migration-key.ts);
+   * without the cluster secret it is worthless, so it may travel in Temporal history.
+   */
+  keyNonce: string;
 }
 
 /** Input of `renewLease`: which side of the migration to renew on the host. */
@@ -57,6 +62,8 @@ export interface ReceivePagesInput extends MigrationRefInput {
   store: string;
   baseEpoch: number;
   creditWindow: number;
+  /** PrepareSourceResult.keyNonce. */
+  keyNonce: string;
   /** See IncomingStartInput.rebuildFromStore. */
   rebuildFromStore?: boolean;
 }
@@ -67,6 +74,8 @@ export interface SendRoundInput extends MigrationRefInput {
   store: string;
   baseEpoch: number;
   batchPages: number;
+  /** PrepareSourceResult.keyNonce. */
+  keyNonce: string;
   /** The destination depends on the store (it replaced a crashed one): the store's writer goes full speed. */
   storeFirst?: boolean;
   /** The vCPU throttle for the round; absent, the source leaves it as it is. */

@@ -4,19 +4,24 @@
  * Layout (little endian):
  *   magic "FRYB" u32 | format u16 | flags u16 (bit 0: final round, bit 1: last of its round) | round u32 | seq u32 |
  *   entryCount u32 | idLength u16 | reserved u16 | migration id (UTF-8, padded to 4 bytes) |
- *   entryCount × (index u32 with bit 31 = zero page, version u32) |
- *   one 4 KiB page per non-zero entry | crc32 of the header, id and entry table.
- * Page data is not summed again here: every guest page carries its own checksum, which the
- * receiver checks as it applies the page, so a damaged page is caught (and taken from the page
- * file) without paying for a second pass over every byte on both hosts.
+ *   entryCount × (index u32 with bit 31 = zero page, version u32, content hash 16 bytes) |
+ *   one 4 KiB page per non-zero entry | MAC (16 bytes) of the header, id and entry table.
+ * The MAC (message-auth.ts, under the migration's key) authenticates the header and the entry
+ * table; each page's content hash (page-hashes.ts) in the table binds its data, so a batch whose
+ * pages were changed on the way fails as surely as one with a changed header. The hashes are the
+ * one pass over the page data on each host: the source records them as the content it sent, the
+ * destination checks them here and records them as the content it holds, for the switchover's
+ * content digest.
  * Zero pages travel as entries without data. Sequence numbers start at 1 and grow by one per batch
  * across the whole migration, so a receiver notices a lost batch by the gap.
  */
-import * as zlib from 'node:zlib';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
+import { MAC_BYTES, type MessageAuth } from './message-auth';
+import { PAGE_HASH_BYTES, ZERO_PAGE_HASH, pageHash, type PageHashes } from './page-hashes';
 
 const MAGIC = 0x42595246; // "FRYB" read as little endian
-const FORMAT = 1;
+const FORMAT = 2;
+const ENTRY_BYTES = 8 + PAGE_HASH_BYTES;
 const ZERO_FLAG = 0x80000000;
 const FIXED_BYTES = 24;
 /** Where a guest page keeps its generation (see vmm/guest-memory). */
@@ -33,6 +38,8 @@ export interface BatchEntry {
   version: number;
   /** True when the page is all zeros and carries no data. */
   zero: boolean;
+  /** Content hash of the page (PAGE_HASH_BYTES, a view of the message; checked against the data). */
+  hash: Buffer;
 }
 
 /** A decoded batch; `pageData` holds the non-zero pages in entry order (a view of the message). */
@@ -45,7 +52,7 @@ export interface DecodedBatch {
   pageData: Buffer;
 }
 
-/** Thrown when a received batch is malformed or its checksum does not match. */
+/** Thrown when a received batch is malformed, fails its MAC, or a page does not match its hash. */
 export class BatchFormatError extends Error {
   override readonly name = 'BatchFormatError';
 }
@@ -57,26 +64,35 @@ function paddedIdLength(idBytes: number): number {
 /** Bytes a batch takes for the given id, entry count and number of non-zero pages. */
 export function batchSizeBytes(migrationId: string, entryCount: number, dataPages: number): number {
   return (
-    FIXED_BYTES + paddedIdLength(Buffer.byteLength(migrationId)) + entryCount * 8 + dataPages * PAGE_SIZE_BYTES + 4
+    FIXED_BYTES +
+    paddedIdLength(Buffer.byteLength(migrationId)) +
+    entryCount * ENTRY_BYTES +
+    dataPages * PAGE_SIZE_BYTES +
+    MAC_BYTES
   );
 }
 
 /**
- * Builds batches into one reusable buffer: `begin`, then `addPage` for each page (copying it), then
- * `finish`, which seals the checksum and returns the batch.
+ * Builds batches into one reusable buffer: `begin`, then `addPage` for each page (copying it and
+ * hashing the copy), then `finish`, which seals the MAC and returns the batch. With `hashes`, each
+ * page's hash is also recorded there as the content sent for it.
  */
 export class BatchBuilder {
   private buffer: Buffer;
   private readonly idBytes: Buffer;
+  /** The migration the batches belong to (the key's). */
+  readonly migrationId: string;
   private readonly entriesOffset: number;
   private entryCount = 0;
   private dataPages = 0;
 
   constructor(
-    readonly migrationId: string,
+    private readonly auth: MessageAuth,
     readonly maxPages: number,
+    private readonly hashes?: PageHashes,
   ) {
-    this.idBytes = Buffer.from(migrationId, 'utf8');
+    this.migrationId = auth.migrationId;
+    this.idBytes = Buffer.from(this.migrationId, 'utf8');
     this.entriesOffset = FIXED_BYTES + paddedIdLength(this.idBytes.length);
     this.buffer = Buffer.alloc(0);
   }
@@ -103,15 +119,21 @@ export class BatchBuilder {
    */
   addPage(index: number, page: Buffer | null): number {
     if (this.entryCount >= this.maxPages) throw new RangeError('batch is full');
-    const entry = this.entriesOffset + this.entryCount * 8;
+    const entry = this.entriesOffset + this.entryCount * ENTRY_BYTES;
     let version = 0;
     if (page === null) {
       this.buffer.writeUInt32LE((index | ZERO_FLAG) >>> 0, entry);
+      ZERO_PAGE_HASH.copy(this.buffer, entry + 8);
+      this.hashes?.set(index, ZERO_PAGE_HASH);
     } else {
       // Page data is laid out after the maximum entry table and compacted in `finish`.
-      const offset = this.entriesOffset + this.maxPages * 8 + this.dataPages * PAGE_SIZE_BYTES;
+      const offset = this.entriesOffset + this.maxPages * ENTRY_BYTES + this.dataPages * PAGE_SIZE_BYTES;
       page.copy(this.buffer, offset, 0, PAGE_SIZE_BYTES);
       version = this.buffer.readUInt32LE(offset + PAGE_GENERATION_OFFSET);
+      // The hash of the copy, not of the guest's page: it describes the bytes that travel.
+      const digest = pageHash(this.buffer.subarray(offset, offset + PAGE_SIZE_BYTES));
+      digest.copy(this.buffer, entry + 8);
+      this.hashes?.set(index, digest);
       this.buffer.writeUInt32LE(index, entry);
       this.dataPages += 1;
     }
@@ -121,7 +143,7 @@ export class BatchBuilder {
   }
 
   /**
-   * Seals the batch with its header and checksum. Returns the frame and, inside it, the non-zero
+   * Seals the batch with its header and MAC. Returns the frame and, inside it, the non-zero
    * pages contiguous in entry order (views of this batch's own buffer).
    */
   finish(round: number, seq: number, flags: number): { frame: Buffer; pageData: Buffer } {
@@ -136,47 +158,71 @@ export class BatchBuilder {
     b.writeUInt16LE(0, 22);
     this.idBytes.copy(b, FIXED_BYTES);
     b.fill(0, FIXED_BYTES + this.idBytes.length, this.entriesOffset);
-    const dataStart = this.entriesOffset + this.entryCount * 8;
-    const reservedStart = this.entriesOffset + this.maxPages * 8;
+    const dataStart = this.entriesOffset + this.entryCount * ENTRY_BYTES;
+    const reservedStart = this.entriesOffset + this.maxPages * ENTRY_BYTES;
     if (dataStart !== reservedStart && this.dataPages > 0) {
       b.copy(b, dataStart, reservedStart, reservedStart + this.dataPages * PAGE_SIZE_BYTES);
     }
     const end = dataStart + this.dataPages * PAGE_SIZE_BYTES;
-    b.writeUInt32LE(zlib.crc32(b.subarray(0, dataStart)), end);
-    return { frame: b.subarray(0, end + 4), pageData: b.subarray(dataStart, end) };
+    this.auth.mac('batch', b.subarray(0, dataStart)).copy(b, end);
+    return { frame: b.subarray(0, end + MAC_BYTES), pageData: b.subarray(dataStart, end) };
   }
 }
 
-/** Decodes and verifies a batch; throws BatchFormatError on any inconsistency. */
-export function decodeBatch(msg: Uint8Array): DecodedBatch {
+/**
+ * Decodes and verifies a batch of the migration `auth` is for: its MAC under the migration's key,
+ * its framing, and each page against its content hash. Throws BatchFormatError on any
+ * inconsistency, and nothing else whatever `msg` holds.
+ */
+export function decodeBatch(msg: Uint8Array, auth: MessageAuth): DecodedBatch {
   const b = Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
-  if (b.length < FIXED_BYTES + 4 || b.readUInt32LE(0) !== MAGIC) throw new BatchFormatError('not a ferry page batch');
+  if (b.length < FIXED_BYTES + MAC_BYTES || b.readUInt32LE(0) !== MAGIC)
+    throw new BatchFormatError('not a ferry page batch');
   if (b.readUInt16LE(4) !== FORMAT) throw new BatchFormatError(`unsupported batch format ${b.readUInt16LE(4)}`);
-  const crcAt = b.length - 4;
+  const macAt = b.length - MAC_BYTES;
   const entryCount = b.readUInt32LE(16);
   const idLength = b.readUInt16LE(20);
   const entriesOffset = FIXED_BYTES + paddedIdLength(idLength);
-  if (entriesOffset + entryCount * 8 > crcAt)
+  if (entriesOffset + entryCount * ENTRY_BYTES > macAt)
     throw new BatchFormatError(`batch of ${b.length} bytes cannot hold ${entryCount} entries`);
-  const dataStart = entriesOffset + entryCount * 8;
-  if (zlib.crc32(b.subarray(0, dataStart)) !== b.readUInt32LE(crcAt))
-    throw new BatchFormatError('batch checksum mismatch');
+  const dataStart = entriesOffset + entryCount * ENTRY_BYTES;
+  // A batch of another migration (a replay) fails here too: its MAC is under another key.
+  if (!auth.verify('batch', b.subarray(macAt), b.subarray(0, dataStart)))
+    throw new BatchFormatError("batch MAC mismatch: not sent by this migration's source, or altered");
+  const migrationId = b.toString('utf8', FIXED_BYTES, FIXED_BYTES + idLength);
+  if (migrationId !== auth.migrationId)
+    throw new BatchFormatError(`batch of migration ${migrationId}, not ${auth.migrationId}`);
   const entries: BatchEntry[] = [];
   let dataPages = 0;
   for (let i = 0; i < entryCount; i += 1) {
-    const raw = b.readUInt32LE(entriesOffset + i * 8);
+    const at = entriesOffset + i * ENTRY_BYTES;
+    const raw = b.readUInt32LE(at);
     const zero = (raw & ZERO_FLAG) !== 0;
     if (!zero) dataPages += 1;
-    entries.push({ index: raw & ~ZERO_FLAG, version: b.readUInt32LE(entriesOffset + i * 8 + 4), zero });
+    entries.push({
+      index: raw & ~ZERO_FLAG,
+      version: b.readUInt32LE(at + 4),
+      zero,
+      hash: b.subarray(at + 8, at + ENTRY_BYTES),
+    });
   }
-  if (dataStart + dataPages * PAGE_SIZE_BYTES !== crcAt)
+  if (dataStart + dataPages * PAGE_SIZE_BYTES !== macAt)
     throw new BatchFormatError('batch length does not match its entries');
+  const pageData = b.subarray(dataStart, macAt);
+  let k = 0;
+  for (const entry of entries) {
+    if (entry.zero) continue;
+    const page = pageData.subarray(k * PAGE_SIZE_BYTES, (k + 1) * PAGE_SIZE_BYTES);
+    if (!pageHash(page).equals(entry.hash))
+      throw new BatchFormatError(`page ${entry.index} of batch ${b.readUInt32LE(12)} does not match its content hash`);
+    k += 1;
+  }
   return {
-    migrationId: b.toString('utf8', FIXED_BYTES, FIXED_BYTES + idLength),
+    migrationId,
     flags: b.readUInt16LE(6),
     round: b.readUInt32LE(8),
     seq: b.readUInt32LE(12),
     entries,
-    pageData: b.subarray(dataStart, crcAt),
+    pageData,
   };
 }

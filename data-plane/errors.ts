@@ -99,3 +99,12 @@ export class VmAlreadyMigratingError extends Error {
     );
   }
 }
+
+/** The cluster secret that migration keys derive from cannot be read, created or trusted. */
+export class ClusterSecretError extends Error {
+  override readonly name = 'ClusterSecretError';
+
+  constructor(detail: string, opts?: { cause?: unknown }) {
+    super(`cluster secret: ${detail}`, opts);
+  }
+}

@@ -2,7 +2,12 @@
  * The destination's last step before it may resume: guest memory is brought to the source's state
  * at stun from the page file, then checked against the source's whole-memory digest.
  *
- * The file is read only if memory differs from the digest or holds a torn page, and then only the
+ * Two digests are compared: the crc32-based `GuestMemory.digest` (generation and crc of every
+ * page, catching pages missed or torn) and the keyed content digest of every page's SHA-256
+ * (page-hashes.ts), which a forged page cannot match even with the right crc32. Both are kept
+ * incrementally as pages arrive, so neither reads guest memory at the switchover.
+ *
+ * The file is read only if memory differs from a digest or holds a torn page, and then only the
  * pages the final manifest names at a version memory lacks. The store may trail the stream: a page
  * it does not hold at its final version yet is read again until it is there, as long as pages keep
  * arriving (bounded in all), unless the source marked the store complete without it. Nothing may
@@ -13,6 +18,8 @@ import type { PageStore } from '../store/page-store';
 import { untilAnswered, type AnswerOptions } from '../store/store-answer';
 import { VerificationError } from './errors';
 import { prefetchPass } from './store-prefetch';
+import { applyHashedPage, type PageHashes } from './page-hashes';
+import type { MessageAuth } from './message-auth';
 
 /**
  * How long the fill waits for pages the store does not hold at their final version yet without
@@ -37,12 +44,16 @@ export interface FinalFillInput {
   torn: Set<number>;
   /** The source's whole-memory digest at stun. */
   digest: string;
+  /** The destination's page content hashes, the migration's key, and the source's content digest. */
+  content: { hashes: PageHashes; auth: MessageAuth; digest: string };
 }
 
 /** What the final fill did. */
 export interface FinalFillResult {
   /** Digest of guest memory after the fill (equal to the source's). */
   digest: string;
+  /** Content digest after the fill (equal to the source's). */
+  contentDigest: string;
   /** Pages read from the page file; 0 if memory needed none. */
   pagesFromStore: number;
   /** Pages that had arrived torn before the fill. */
@@ -58,15 +69,23 @@ export async function fillAndVerify(input: FinalFillInput): Promise<FinalFillRes
   const { memory, torn } = input;
   const tornPagesRepaired = torn.size;
   let pagesFromStore = 0;
+  const { content } = input;
   let digest = memory.digest();
-  if (digest !== input.digest || torn.size > 0) {
+  let contentDigest = content.hashes.digest(content.auth);
+  if (digest !== input.digest || contentDigest !== content.digest || torn.size > 0) {
     pagesFromStore = await fillFromStore(input);
     digest = memory.digest();
+    contentDigest = content.hashes.digest(content.auth);
   }
   if (digest !== input.digest)
     throw new VerificationError(input.migrationId, `digest ${digest} differs from the source's ${input.digest}`);
+  if (contentDigest !== content.digest)
+    throw new VerificationError(
+      input.migrationId,
+      `the content of memory differs from the source's (content digest ${contentDigest}, the source's ${content.digest})`,
+    );
   if (torn.size > 0) throw new VerificationError(input.migrationId, `${torn.size} pages fail their self-check`);
-  return { digest, pagesFromStore, tornPagesRepaired };
+  return { digest, contentDigest, pagesFromStore, tornPagesRepaired };
 }
 
 /**
@@ -94,6 +113,7 @@ async function catchUp(
   torn: Set<number>,
   complete: () => Promise<boolean>,
   migrationId: string,
+  hashes: PageHashes,
 ): Promise<void> {
   const startedAt = Date.now();
   let progressAt = startedAt;
@@ -119,7 +139,7 @@ async function catchUp(
         const k = pending[i + j] as number;
         const index = first + j;
         const ok =
-          memory.applyPage(index, buffer.subarray(j * PAGE_SIZE_BYTES, (j + 1) * PAGE_SIZE_BYTES)) &&
+          applyHashedPage(memory, hashes, index, buffer.subarray(j * PAGE_SIZE_BYTES, (j + 1) * PAGE_SIZE_BYTES)) &&
           memory.meta[index * 2] === manifest.versions[k];
         if (ok) torn.delete(index);
         else {
@@ -149,7 +169,8 @@ async function catchUp(
 }
 
 /** Reads from the page file every page memory lacks; returns how many it read. */
-async function fillFromStore({ store, migrationId, memory, torn }: FinalFillInput): Promise<number> {
+async function fillFromStore({ store, migrationId, memory, torn, content }: FinalFillInput): Promise<number> {
+  const { hashes } = content;
   const pageFile = await store.openPageFile(migrationId);
   try {
     if (pageFile.header.pageCount !== memory.pageCount)
@@ -169,7 +190,7 @@ async function fillFromStore({ store, migrationId, memory, torn }: FinalFillInpu
     const inManifest = new Uint8Array(memory.pageCount);
     // Runs of consecutive pages first, one read each; what that did not bring to its final version
     // (the store may trail, or hold a page torn) is read again below.
-    let read = (await prefetchPass(pageFile, manifest, memory, torn)).pagesRead;
+    let read = (await prefetchPass(pageFile, manifest, memory, torn, { hashes })).pagesRead;
     const notYetInFile: number[] = [];
     for (let k = 0; k < manifest.indexes.length; k += 1) {
       const index = manifest.indexes[k] as number;
@@ -190,11 +211,12 @@ async function fillFromStore({ store, migrationId, memory, torn }: FinalFillInpu
       torn,
       () => pageFile.waitForComplete(0),
       migrationId,
+      hashes,
     );
     // A page the source holds as zero but this side received earlier must be zero again.
     for (let index = 0; index < memory.pageCount; index += 1) {
       if (inManifest[index] === 0 && meta[index * 2] !== 0) {
-        memory.applyPage(index, ZERO_PAGE);
+        applyHashedPage(memory, hashes, index, ZERO_PAGE);
         torn.delete(index);
       }
     }

@@ -11,6 +11,10 @@
  * store's error as cause (the source then rolls back, fenced by the ownership epoch if the
  * destination took it meanwhile).
  *
+ * Every answer must be authentic under the migration's key and answer this request (its
+ * `finalSeq`, see control-messages.ts): a forged `{ok:true}` is dropped and counted, and the source
+ * waits on for the real one.
+ *
  * A `drop` fault at `source.final-reply` makes the source deaf to every answer of this switchover,
  * as if each were lost: it waits out the whole timeout and fails.
  */
@@ -19,6 +23,9 @@ import { DEFAULT_MAILBOX_POLL_MS, type PageStore } from '../store/page-store';
 import type { FaultPoints } from './fault-points';
 import type { FinalReply, FinalRequest } from './protocol';
 import { migrationSubjects } from './subjects';
+import type { MessageAuth } from './message-auth';
+import { openFinalAck, openFinalReply, sealFinalRequest } from './control-messages';
+import { authenticatedRequest } from './authenticated-request';
 
 /** How long the final request waits for an answer over NATS before using the store's mailbox (ms). */
 export const NETWORK_FINAL_TIMEOUT_MS = 5_000;
@@ -33,6 +40,10 @@ export interface HandoverContext {
   nc: NatsConnection;
   store: PageStore;
   migrationId: string;
+  /** The migration's key: the request is sealed with it, and every answer checked. */
+  auth: MessageAuth;
+  /** Counts an answer dropped as not authentic. */
+  onRejected: () => void;
   /** True once the network lane was given up: the request goes through the mailbox only. */
   fileOnly: boolean;
   faults: FaultPoints;
@@ -75,13 +86,11 @@ export async function handOver(
   const storeFailure = ctx.storeFailure();
   if (storeFailure !== undefined) throw storeFailure;
   const ackTimeoutMs = Math.min(MAILBOX_ACK_TIMEOUT_MS, Math.max(0, deadline - Date.now()));
-  if (!(await acknowledged(ctx, ackTimeoutMs)))
+  if (!(await acknowledged(ctx, request.finalSeq, ackTimeoutMs)))
     throw new Error(
       `the destination did not pick up the final request from the page file's mailbox within ${ackTimeoutMs} ms`,
     );
-  let reply = await readUntil(ctx, deadline, async () =>
-    ctx.store.readMessage<FinalReply>(ctx.migrationId, 'final-reply'),
-  );
+  let reply = await mailboxReply(ctx, request.finalSeq, deadline);
   if (reply && !deaf) deaf = await ctx.faults.hit('source.final-reply');
   if (deaf) {
     await sleep(Math.max(0, deadline - Date.now()));
@@ -95,15 +104,36 @@ export async function handOver(
 }
 
 /** Whether the destination acknowledged (or already answered) the request in the mailbox within `timeoutMs`. */
-async function acknowledged(ctx: HandoverContext, timeoutMs: number): Promise<boolean> {
+async function acknowledged(ctx: HandoverContext, finalSeq: number, timeoutMs: number): Promise<boolean> {
   const seen = await readUntil(ctx, Date.now() + timeoutMs, async () => {
     const [ack, reply] = await Promise.all([
-      ctx.store.readMessage(ctx.migrationId, 'final-ack'),
-      ctx.store.readMessage(ctx.migrationId, 'final-reply'),
+      ctx.store.readMessage<unknown>(ctx.migrationId, 'final-ack'),
+      ctx.store.readMessage<unknown>(ctx.migrationId, 'final-reply'),
     ]);
-    return ack !== undefined || reply !== undefined ? true : undefined;
+    if (ack !== undefined && openFinalAck(ctx.auth, ack, finalSeq)) return true;
+    if (reply !== undefined && openFinalReply(ctx.auth, reply, finalSeq)) return true;
+    return undefined;
   });
   return seen === true;
+}
+
+/** The destination's authentic reply in the mailbox, waiting for it until `deadline`; undefined if none came. */
+async function mailboxReply(ctx: HandoverContext, finalSeq: number, deadline: number): Promise<FinalReply | undefined> {
+  let lastRejected: string | undefined;
+  return readUntil(ctx, deadline, async () => {
+    const message = await ctx.store.readMessage<unknown>(ctx.migrationId, 'final-reply');
+    if (message === undefined) return undefined;
+    const reply = openFinalReply(ctx.auth, message, finalSeq);
+    if (reply) return reply;
+    // A forged reply stays in the mailbox until the real one replaces it: counted once.
+    const seen = JSON.stringify(message);
+    if (seen !== lastRejected) {
+      lastRejected = seen;
+      ctx.onRejected();
+      ctx.log('dropped a final reply in the mailbox: not authentic');
+    }
+    return undefined;
+  });
 }
 
 /**
@@ -136,8 +166,17 @@ async function readUntil<T>(
 
 async function requestFinal(ctx: HandoverContext, request: FinalRequest, timeoutMs: number): Promise<FinalReply> {
   const subjects = migrationSubjects(ctx.migrationId);
-  const msg = await ctx.nc.request(subjects.control, Buffer.from(JSON.stringify(request)), { timeout: timeoutMs });
-  return JSON.parse(Buffer.from(msg.data).toString('utf8')) as FinalReply;
+  return authenticatedRequest(
+    ctx.nc,
+    subjects.control,
+    Buffer.from(JSON.stringify(sealFinalRequest(ctx.auth, request))),
+    timeoutMs,
+    (data) => openFinalReply(ctx.auth, data, request.finalSeq),
+    () => {
+      ctx.onRejected();
+      ctx.log('dropped an answer to the final request: not authentic');
+    },
+  );
 }
 
 function sleep(ms: number): Promise<void> {

@@ -7,6 +7,10 @@
  * received torn, checks the whole-memory digest against the source's (final-fill.ts), takes
  * ownership (compare-and-swap on the store) and only then resumes the guest.
  *
+ * Every batch and control message must be authentic under the migration's key (message-auth.ts):
+ * anything else (a forged sync or final, a batch replayed from another migration, malformed JSON)
+ * is dropped and counted in `rejectedMessages`, never thrown inside a subscription callback.
+ *
  * Idempotency: starting twice returns the running instance. A `final` request repeated after a
  * success gets the same answer; the guest is resumed once.
  */
@@ -17,7 +21,10 @@ import type { VmmContext } from '../vmm/extensions';
 import type { PageStore, PreparedClaim } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
 import { untilAnswered } from '../store/store-answer';
-import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
+import { BATCH_FLAG_ROUND_END, decodeBatch, type DecodedBatch } from './batch-format';
+import { MessageAuth } from './message-auth';
+import { PageHashes, ZERO_PAGE_HASH } from './page-hashes';
+import { decodeControl, encodeSyncReply, openFinalRequest, sealFinalReply } from './control-messages';
 import { migrationSubjects, type MigrationSubjects } from './subjects';
 import { fillAndVerifyUntilAnswered } from './final-fill';
 import { settleIncoming } from './incoming-settle';
@@ -53,6 +60,11 @@ export class IncomingMigration {
   private readonly store: PageStore;
   /** Why this side cannot tell whether its ownership claim landed (the store did not answer). */
   private undecided: Error | undefined;
+  private readonly auth: MessageAuth;
+  /** Content hash of every page memory holds, for the switchover's content digest. */
+  private readonly hashes: PageHashes;
+  /** Batches and control messages dropped as not authentic or malformed. */
+  private rejectedMessages = 0;
 
   private constructor(
     private readonly ctx: VmmContext,
@@ -61,19 +73,29 @@ export class IncomingMigration {
     private readonly faults: FaultPoints,
   ) {
     this.subjects = migrationSubjects(input.migrationId);
+    this.auth = new MessageAuth(Buffer.from(input.key, 'base64'), input.migrationId);
+    this.hashes = new PageHashes(ctx.memory.pageCount);
     this.store = openPageStore(input.store);
-    this.credit = new ReceiverCredit(nc, this.subjects.credit, input.creditWindow, () => this.status.appliedSeq);
+    this.credit = new ReceiverCredit(
+      nc,
+      this.auth,
+      this.subjects.credit,
+      input.creditWindow,
+      () => this.status.appliedSeq,
+    );
     this.preparedClaim = this.prepareOwnershipClaim();
     this.preparedClaim.catch(() => undefined);
     this.prefetcher = new StorePrefetcher(this.store, input.migrationId, ctx.memory, this.torn, {
       log: (msg) => ctx.log(msg),
       eager: input.rebuildFromStore === true,
+      hashes: this.hashes,
     });
     this.mailbox = new FinalMailboxWatch(
       this.store,
-      input.migrationId,
+      this.auth,
       (request) => this.finishOnce(request),
       (msg) => ctx.log(msg),
+      () => (this.rejectedMessages += 1),
     );
     this.status = {
       migrationId: input.migrationId,
@@ -110,17 +132,24 @@ export class IncomingMigration {
     );
   }
 
+  /** Drops a message that is not authentic or not well formed, and counts it. */
+  private reject(what: string, why: string): void {
+    this.rejectedMessages += 1;
+    this.ctx.log(`dropped ${what}: ${why}`);
+  }
+
   private onBatch(msg: Msg): void {
     if (this.status.state !== 'receiving') return;
-    this.prefetcher.noteBatch();
-    let batch;
+    let batch: DecodedBatch;
     try {
-      batch = decodeBatch(msg.data);
+      batch = decodeBatch(msg.data, this.auth);
     } catch (err) {
-      // A corrupt batch is treated like a lost one: its pages come from the file at switchover.
-      if (err instanceof BatchFormatError) this.ctx.log(`dropped corrupt batch: ${err.message}`);
+      // Treated like a lost batch: its pages come from the file at switchover.
+      this.reject('a batch', err instanceof Error ? err.message : String(err));
       return;
     }
+    // Only an authentic batch says the stream works: a forger cannot hold the prefetch back.
+    this.prefetcher.noteBatch();
     if (batch.seq <= this.status.appliedSeq) return;
     if (batch.entries.some((e) => e.index >= this.ctx.memory.pageCount)) {
       this.ctx.log(`dropped batch ${batch.seq}: it names a page beyond this guest's ${this.ctx.memory.pageCount}`);
@@ -132,11 +161,14 @@ export class IncomingMigration {
       let ok: boolean;
       if (entry.zero) {
         ok = this.ctx.memory.applyPage(entry.index, ZERO_PAGE);
+        this.hashes.set(entry.index, ZERO_PAGE_HASH);
       } else {
         ok = this.ctx.memory.applyPage(
           entry.index,
           batch.pageData.subarray(dataIndex * PAGE_SIZE_BYTES, (dataIndex + 1) * PAGE_SIZE_BYTES),
         );
+        // decodeBatch checked the page against this hash.
+        this.hashes.set(entry.index, entry.hash);
         dataIndex += 1;
       }
       if (ok) this.torn.delete(entry.index);
@@ -171,8 +203,11 @@ export class IncomingMigration {
   }
 
   private onControl(msg: Msg): void {
-    const request = JSON.parse(Buffer.from(msg.data).toString('utf8')) as
-      FinalRequest | { type: 'sync'; sentSeq: number };
+    const request = decodeControl(this.auth, msg.data);
+    if (!request) {
+      this.reject('a control message', 'not an authentic sync or final request of this migration');
+      return;
+    }
     if (request.type === 'sync') {
       // The sender sent up to sentSeq and heard nothing: what did not arrive is written off (its
       // pages are taken from the file at switchover) and credit flows again.
@@ -180,10 +215,21 @@ export class IncomingMigration {
         this.status.gapBatches += request.sentSeq - this.status.appliedSeq;
         this.status.appliedSeq = request.sentSeq;
       }
-      msg.respond(Buffer.from(JSON.stringify(this.credit.next())));
+      this.respond(msg, encodeSyncReply(this.auth, request.sentSeq, this.credit.next()));
       return;
     }
-    void this.finishOnce(request).then((reply) => msg.respond(Buffer.from(JSON.stringify(reply))));
+    void this.finishOnce(request).then((reply) =>
+      this.respond(msg, Buffer.from(JSON.stringify(sealFinalReply(this.auth, request.finalSeq, reply)))),
+    );
+  }
+
+  /** Answers `msg`; an answer that cannot be sent (the connection closing) is the sender's timeout. */
+  private respond(msg: Msg, data: Uint8Array): void {
+    try {
+      msg.respond(data);
+    } catch (err) {
+      this.ctx.log(`could not answer on ${this.subjects.control}: ${String(err)}`);
+    }
   }
 
   private async waitForSeq(seq: number, timeoutMs: number): Promise<void> {
@@ -209,13 +255,14 @@ export class IncomingMigration {
     // The fill below reads only what the prefetch did not; nothing is applied after this resolves.
     await this.prefetcher.stop();
     if (this.status.appliedSeq < request.finalSeq) this.status.gapBatches += request.finalSeq - this.status.appliedSeq;
-    const { digest, pagesFromStore, tornPagesRepaired } = await fillAndVerifyUntilAnswered(
+    const { digest, contentDigest, pagesFromStore, tornPagesRepaired } = await fillAndVerifyUntilAnswered(
       {
         store: this.store,
         migrationId: this.input.migrationId,
         memory: this.ctx.memory,
         torn: this.torn,
         digest: request.digest,
+        content: { hashes: this.hashes, auth: this.auth, digest: request.contentDigest },
       },
       { onError: (err, attempt) => this.ctx.log(`final fill: the store failed (attempt ${attempt}): ${String(err)}`) },
     );
@@ -236,6 +283,7 @@ export class IncomingMigration {
       ok: true,
       resumedAt: Date.now(),
       digest,
+      contentDigest,
       pagesFromStore,
       pagesPrefetched: this.prefetcher.pagesApplied,
       gapBatches: this.status.gapBatches,
@@ -282,6 +330,11 @@ export class IncomingMigration {
       awaitingFinal: () => this.status.state === 'receiving',
       finish: (request) => this.finishOnce(request),
       finishing: () => this.finalReply,
+      openRequest: (message) => {
+        const request = openFinalRequest(this.auth, message);
+        if (!request) this.reject('the final request in the mailbox', 'not authentic');
+        return request;
+      },
       undecided: () => this.undecided,
       log: (msg) => this.ctx.log(msg),
     });
@@ -290,7 +343,7 @@ export class IncomingMigration {
 
   /** Current figures, for heartbeats and the workflow's result. */
   snapshot(): IncomingStatus {
-    return { ...this.status, pagesPrefetched: this.prefetcher.pagesApplied };
+    return { ...this.status, pagesPrefetched: this.prefetcher.pagesApplied, rejectedMessages: this.rejectedMessages };
   }
 
   /** Stops receiving; the guest stays paused unless it was already resumed. */

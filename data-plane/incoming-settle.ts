@@ -24,6 +24,11 @@ export interface SettleTarget {
   finish(request: FinalRequest): Promise<FinalReply>;
   /** The finish under way or done, if any. */
   finishing(): Promise<FinalReply> | undefined;
+  /**
+   * The final request in `message` as read from the mailbox if it is authentic under the
+   * migration's key; undefined (and counted by the target) if it is not.
+   */
+  openRequest(message: unknown): FinalRequest | undefined;
   /** Set when the finish could not learn whether its ownership claim landed (StoreUndecidedError). */
   undecided(): Error | undefined;
   log(msg: string): void;
@@ -35,9 +40,9 @@ export interface SettleTarget {
  */
 export async function settleIncoming(target: SettleTarget, options: AnswerOptions = {}): Promise<void> {
   if (target.finishing() === undefined && target.awaitingFinal()) {
-    const request = await untilAnswered(
+    const message = await untilAnswered(
       `whether the source of migration ${target.migrationId} posted its final request in the mailbox`,
-      () => target.store.readMessage<FinalRequest>(target.migrationId, 'final'),
+      () => target.store.readMessage<unknown>(target.migrationId, 'final'),
       {
         ...options,
         onError: (err, attempt) => {
@@ -46,7 +51,8 @@ export async function settleIncoming(target: SettleTarget, options: AnswerOption
         },
       },
     );
-    if (request !== undefined) void target.finish(request);
+    const authentic = message === undefined ? undefined : target.openRequest(message);
+    if (authentic !== undefined) void target.finish(authentic);
   }
   await target.finishing();
   const undecided = target.undecided();

@@ -10,9 +10,19 @@ export {
 export type { BatchEntry, DecodedBatch } from './batch-format';
 export { migrationHandlers, type MigrationEngineState } from './vmm-handlers';
 export { MigrationLease, MIN_LEASE_TTL_MS, resolveLeaseTtlMs } from './migration-lease';
+export { MAC_BYTES, MessageAuth, type MessageKind, type SealedMessage } from './message-auth';
+export {
+  KEY_NONCE_BYTES,
+  MIGRATION_KEY_BYTES,
+  deriveMigrationKey,
+  loadClusterSecret,
+  newKeyNonce,
+} from './migration-key';
+export { PAGE_HASH_BYTES, PageHashes, ZERO_PAGE_HASH, pageHash } from './page-hashes';
 export { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
 export { FAULT_ACTIONS, FAULT_POINTS, type FaultPoint, type FaultSpec } from './fault-points';
 export {
+  ClusterSecretError,
   FaultSpecError,
   MigrationInProgressError,
   SwitchoverError,

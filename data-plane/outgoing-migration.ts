@@ -30,6 +30,9 @@ import { handOver, NETWORK_FINAL_TIMEOUT_MS, type HandoverOutcome } from './hand
 import { PageFileDurability } from './page-file-durability';
 import type { FinalRequest, OutgoingStartInput, RoundStats, RoundThrottleInput, SwitchoverStats } from './protocol';
 import { MigrationThrottle } from './round-throttle';
+import { MessageAuth } from './message-auth';
+import { PageHashes } from './page-hashes';
+import { sealFinalRequest } from './control-messages';
 import type { StoreOutage } from '../store/page-store';
 
 /**
@@ -71,6 +74,8 @@ export class OutgoingMigration {
     private readonly pageFile: PageFile,
     private readonly sender: PageSender,
     private readonly faults: FaultPoints,
+    private readonly auth: MessageAuth,
+    private readonly hashes: PageHashes,
   ) {
     this.durability = new PageFileDurability(pageFile, sender, store, input.migrationId, (msg) => ctx.log(msg));
     this.throttle = new MigrationThrottle(ctx.vcpu, ctx.memory);
@@ -89,8 +94,10 @@ export class OutgoingMigration {
       name: `ferry-source-${input.migrationId}`,
       maxReconnectAttempts: -1,
     });
-    const sender = new PageSender(nc, input.migrationId, ctx.memory, pageFile, { batchPages: input.batchPages });
-    return new OutgoingMigration(ctx, input, nc, store, pageFile, sender, faults);
+    const auth = new MessageAuth(Buffer.from(input.key, 'base64'), input.migrationId);
+    const hashes = new PageHashes(memory.pageCount);
+    const sender = new PageSender(nc, auth, ctx.memory, pageFile, { batchPages: input.batchPages }, hashes);
+    return new OutgoingMigration(ctx, input, nc, store, pageFile, sender, faults, auth, hashes);
   }
 
   /**
@@ -251,6 +258,8 @@ export class OutgoingMigration {
         digest,
       });
       const sent = await this.sender.sendPages(dirty, round, BATCH_FLAG_FINAL);
+      // Every page's last copy has now gone into a batch: the table holds the content at stun.
+      const contentDigest = this.hashes.digest(this.auth);
       if (!this.sender.fileOnly)
         await Promise.race([this.nc.flush().catch(() => undefined), sleep(NETWORK_FINAL_TIMEOUT_MS)]);
       const sentAt = performance.now();
@@ -262,6 +271,7 @@ export class OutgoingMigration {
         type: 'final',
         finalSeq: this.sender.lastSeq,
         digest,
+        contentDigest,
         stunAt,
         workload: this.ctx.vcpu.workload(),
         seed: this.ctx.seed,
@@ -271,13 +281,17 @@ export class OutgoingMigration {
       // first (an abort while the last pages went out) resumed the guest without it: stop here.
       if (this.state !== 'stunned') throw new Error(`the source was ${this.state} during the switchover`);
       this.finalRequestSent = true;
-      this.durability.queueCompletion(versions, indexes, request);
+      this.durability.queueCompletion(versions, indexes, sealFinalRequest(this.auth, request));
       if (this.faults.isArmed('source.final-pages-durable')) {
         await this.durability.settled();
         await this.faults.hit('source.final-pages-durable');
       }
       const { reply, lane } = await this.handOver(request, resumeTimeoutMs);
       if (!reply.ok) throw new Error(reply.reason);
+      if (reply.digest !== digest || reply.contentDigest !== contentDigest)
+        throw new Error(
+          `the destination resumed with digests ${reply.digest}/${reply.contentDigest}, not the source's ${digest}/${contentDigest}`,
+        );
       this.handOverOwnership();
       return {
         finalPages: sent.pagesSent + sent.zeroPages,
@@ -289,6 +303,7 @@ export class OutgoingMigration {
         storeLagBytes,
         destination: reply,
         sourceDigest: digest,
+        rejectedMessages: this.sender.rejectedMessages,
         handoverLane: lane,
         ...this.storeOutages(),
       };
@@ -310,6 +325,8 @@ export class OutgoingMigration {
         nc: this.nc,
         store: this.store,
         migrationId: this.input.migrationId,
+        auth: this.auth,
+        onRejected: () => (this.sender.rejectedMessages += 1),
         fileOnly: this.sender.fileOnly,
         faults: this.faults,
         log: (msg) => this.ctx.log(msg),
@@ -368,8 +385,13 @@ export class OutgoingMigration {
   }
 
   /** Progress of the round under way, for heartbeats. */
-  progress(): { round: number; pagesSent: number; bytesSent: number; state: string } {
-    return { round: this.currentRound, ...this.currentRoundStats, state: this.state };
+  progress(): { round: number; pagesSent: number; bytesSent: number; state: string; rejectedMessages: number } {
+    return {
+      round: this.currentRound,
+      ...this.currentRoundStats,
+      state: this.state,
+      rejectedMessages: this.sender.rejectedMessages,
+    };
   }
 
   /**

@@ -10,7 +10,7 @@
  */
 import type { PageFile, PageStore } from '../store/page-store';
 import type { PageSender } from './page-sender';
-import type { FinalRequest } from './protocol';
+import type { SealedMessage } from './message-auth';
 
 /** The background writes of one migration's page file. */
 export class PageFileDurability {
@@ -65,12 +65,12 @@ export class PageFileDurability {
 
   /**
    * Once every page of the final table (`indexes` at `versions`) is written and fdatasync'ed, marks
-   * the page file complete and posts `request` in its mailbox. A destination that lacks a page the
+   * the page file complete and posts `request` (the final request, sealed) in its mailbox. A destination that lacks a page the
    * file does not hold yet waits for the mark. From the posted request on, the destination can
    * finish without the source: if the source dies now, the VM lives on there (or, if the source is
    * alive and rolls back first, the ownership epoch makes the destination's finish fail).
    */
-  queueCompletion(versions: Uint32Array, indexes: Uint32Array, request: FinalRequest): void {
+  queueCompletion(versions: Uint32Array, indexes: Uint32Array, request: SealedMessage): void {
     this.chain = this.chain.then(async () => {
       try {
         const synced = await this.pageFile.sync();

@@ -3,7 +3,9 @@
  * of guest memory, publishes each batch on NATS and hands the same buffer to the page file, so a
  * page is copied once on its way out. The receiver's credit bounds how far the sender may run ahead
  * (core NATS drops messages for a subscriber that falls behind), and a stall in the credit is met
- * with a `sync` request that makes the receiver write off what it never got.
+ * with a `sync` request that makes the receiver write off what it never got. Grants and sync
+ * replies count only if authentic (control-messages.ts); whatever else arrives is dropped and
+ * counted in `rejectedMessages`.
  */
 import type { NatsConnection, Subscription } from 'nats';
 import type { GuestMemory } from '../vmm/guest-memory';
@@ -11,6 +13,10 @@ import type { PageFile } from '../store/page-store';
 import { BATCH_FLAG_FINAL, BATCH_FLAG_ROUND_END, BatchBuilder } from './batch-format';
 import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
 import { TransportStalledError } from './errors';
+import type { MessageAuth } from './message-auth';
+import type { PageHashes } from './page-hashes';
+import { decodeCredit, decodeSyncReply, encodeSync } from './control-messages';
+import { authenticatedRequest } from './authenticated-request';
 
 /** How long the sender waits on credit before it asks the receiver to resynchronise (ms). */
 export const DEFAULT_STALL_MS = 1_000;
@@ -86,16 +92,22 @@ export class PageSender {
   storeBytesSynced = 0;
   /** Sequence number of the last batch published. */
   lastSeq = 0;
+  /** Credit grants and sync replies dropped: not authentic, malformed, or answering another request. */
+  rejectedMessages = 0;
+  readonly migrationId: string;
 
+  /** `hashes` records the content hash of every page copy sent (the source's content digest). */
   constructor(
     private readonly nc: NatsConnection,
-    readonly migrationId: string,
+    private readonly auth: MessageAuth,
     private readonly memory: GuestMemory,
     private readonly pageFile: PageFile,
     private readonly options: PageSenderOptions,
+    hashes: PageHashes,
   ) {
-    this.subjects = migrationSubjects(migrationId);
-    this.builder = new BatchBuilder(migrationId, options.batchPages);
+    this.migrationId = auth.migrationId;
+    this.subjects = migrationSubjects(this.migrationId);
+    this.builder = new BatchBuilder(auth, options.batchPages, hashes);
     void (async () => {
       for await (const status of nc.status()) {
         if (status.type === 'reconnect') this.reconnectedAt = Date.now();
@@ -104,7 +116,9 @@ export class PageSender {
     this.creditSub = nc.subscribe(this.subjects.credit, {
       callback: (err, msg) => {
         if (err) return;
-        this.onGrant(JSON.parse(Buffer.from(msg.data).toString('utf8')) as CreditGrant);
+        const grant = decodeCredit(this.auth, msg.data);
+        if (grant) this.onGrant(grant);
+        else this.rejectedMessages += 1;
       },
     });
   }
@@ -156,12 +170,13 @@ export class PageSender {
   private async requestSync(): Promise<void> {
     const sentSeq = this.lastSeq;
     try {
-      const reply = await this.nc.request(
+      const grant = await authenticatedRequest(
+        this.nc,
         this.subjects.control,
-        Buffer.from(JSON.stringify({ type: 'sync', sentSeq })),
-        {
-          timeout: this.options.stallMs ?? DEFAULT_STALL_MS,
-        },
+        encodeSync(this.auth, sentSeq),
+        this.options.stallMs ?? DEFAULT_STALL_MS,
+        (data) => decodeSyncReply(this.auth, data, sentSeq),
+        () => (this.rejectedMessages += 1),
       );
       this.failedSyncs = 0;
       // An answer means the network lane works (again): the stream resumes where it is, and the
@@ -170,7 +185,7 @@ export class PageSender {
       if (this.grant.appliedSeq < sentSeq) this.storeFirst = true;
       this.fileOnlySince = undefined;
       this.pageStorePace();
-      this.onGrant(JSON.parse(Buffer.from(reply.data).toString('utf8')) as CreditGrant);
+      this.onGrant(grant);
     } catch {
       // No answer: the server or the receiver is gone. After a few, the page file carries on alone.
       this.failedSyncs += 1;

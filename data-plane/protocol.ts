@@ -52,6 +52,11 @@ export interface OutgoingStartInput {
   baseEpoch: number;
   /** Pages per batch on the stream. */
   batchPages: number;
+  /**
+   * The migration's key (base64; see migration-key.ts), from the host agent over the VMM's local
+   * control socket. Never logged, never in Temporal history.
+   */
+  key: string;
 }
 
 /** Starts the destination side (`migration.startIncoming`). */
@@ -64,6 +69,11 @@ export interface IncomingStartInput {
   baseEpoch: number;
   /** Batches the receiver lets the sender run ahead. */
   creditWindow: number;
+  /**
+   * The migration's key (base64; see migration-key.ts), from the host agent over the VMM's local
+   * control socket. Never logged, never in Temporal history.
+   */
+  key: string;
   /**
    * This receiver replaces one whose VMM died mid pre-copy: it reads from the page file everything
    * the file holds at a newer version than its memory, while the stream goes on.
@@ -105,6 +115,8 @@ export interface FinalRequest {
   type: 'final';
   finalSeq: number;
   digest: string;
+  /** Keyed digest of the content hash of every page as sent (page-hashes.ts): compares content, not crc32s. */
+  contentDigest: string;
   /** Wall-clock ms at stun (for the destination's own downtime figure). */
   stunAt: number;
   workload: Workload;
@@ -119,6 +131,8 @@ export type FinalReply =
       stunAt: number;
       resumedAt: number;
       digest: string;
+      /** The destination's content digest, equal to the request's. */
+      contentDigest: string;
       pagesFromStore: number;
       /**
        * Pages read from the page file and applied during pre-copy, while the stream was dead or
@@ -146,6 +160,8 @@ export interface SwitchoverStats {
   storeLagBytes: number;
   destination: Extract<FinalReply, { ok: true }>;
   sourceDigest: string;
+  /** Messages the source dropped as not authentic or malformed (grants, replies), up to the handover; absent: none. */
+  rejectedMessages?: number;
   /** How the final request reached the destination: over NATS or through the store's mailbox. */
   handoverLane: 'network' | 'store';
   /** As in RoundStats, up to the handover. */
@@ -163,6 +179,8 @@ export interface IncomingStatus {
   gapBatches: number;
   /** Pages read from the page file and applied while the stream was dead or stalled (see store-prefetch.ts). */
   pagesPrefetched?: number;
+  /** Batches and control messages dropped as not authentic or malformed (see message-auth.ts); absent: none. */
+  rejectedMessages?: number;
   reason?: string;
   final?: Extract<FinalReply, { ok: true }>;
   /** Attempt of the receiving activity that returned this status (set by the host agent). */

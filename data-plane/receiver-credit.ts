@@ -2,10 +2,13 @@
  * The receiver's half of the stream's flow control: it grants the sender credit for `creditWindow`
  * batches past the last one applied (or written off), on the credit subject. A grant is published
  * again once half the window is used or a round ends, and every GRANT_REPEAT_MS, since a sender
- * that starts after the receiver learns its credit only from a repeated grant.
+ * that starts after the receiver learns its credit only from a repeated grant. Each grant is sealed
+ * under the migration's key (a replayed old grant is harmless: the sender keeps the highest).
  */
 import type { NatsConnection } from 'nats';
 import type { CreditGrant } from './subjects';
+import type { MessageAuth } from './message-auth';
+import { encodeCredit } from './control-messages';
 
 /** How often the receiver repeats its latest grant (ms). */
 export const GRANT_REPEAT_MS = 250;
@@ -18,6 +21,7 @@ export class ReceiverCredit {
   /** `appliedSeq` reads the highest batch sequence number the receiver has applied or written off. */
   constructor(
     private readonly nc: NatsConnection,
+    private readonly auth: MessageAuth,
     private readonly subject: string,
     private readonly creditWindow: number,
     private readonly appliedSeq: () => number,
@@ -51,6 +55,6 @@ export class ReceiverCredit {
   }
 
   private publish(): void {
-    this.nc.publish(this.subject, Buffer.from(JSON.stringify(this.next())));
+    this.nc.publish(this.subject, encodeCredit(this.auth, this.next()));
   }
 }

@@ -14,6 +14,7 @@
  * them in. Stopping (stop(), or a pass's AbortSignal) ends a pass after its read in flight, which is
  * then not applied.
  */
+import { applyHashedPage, type PageHashes } from './page-hashes';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { PAGE_HEADER_BYTES, PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
@@ -51,6 +52,8 @@ export interface PrefetchPassOptions {
   signal?: AbortSignal;
   /** Most pages per read; default DEFAULT_PREFETCH_RUN_PAGES. */
   runPages?: number;
+  /** Where the content hash of every page applied is recorded (the destination's content digest). */
+  hashes?: PageHashes;
 }
 
 /** Generation of the page image `page` if it passes its self-check as page `index`; 0 for a zero page, -1 if torn. */
@@ -116,7 +119,14 @@ export async function prefetchPass(
     stats.pagesRead += count;
     if (options.signal?.aborted) return { ...stats, aborted: true };
     for (let i = 0; i < count; i += 1)
-      applyIfNewer(memory, torn, first + i, buffer.subarray(i * PAGE_SIZE_BYTES, (i + 1) * PAGE_SIZE_BYTES), stats);
+      applyIfNewer(
+        memory,
+        torn,
+        first + i,
+        buffer.subarray(i * PAGE_SIZE_BYTES, (i + 1) * PAGE_SIZE_BYTES),
+        stats,
+        options.hashes,
+      );
   }
   return stats;
 }
@@ -128,6 +138,7 @@ function applyIfNewer(
   index: number,
   page: Buffer,
   stats: PrefetchPassStats,
+  hashes: PageHashes | undefined,
 ): void {
   const generation = checkedGeneration(page, index);
   if (generation < 0) {
@@ -136,7 +147,7 @@ function applyIfNewer(
   }
   const held = memory.meta[index * 2] as number;
   if (generation > held || (generation === held && generation > 0 && torn.has(index))) {
-    if (memory.applyPage(index, page)) torn.delete(index);
+    if (applyHashedPage(memory, hashes, index, page)) torn.delete(index);
     else torn.add(index);
     stats.pagesApplied += 1;
   } else {
@@ -156,6 +167,8 @@ export interface StorePrefetcherOptions {
   eager?: boolean;
   /** Where each pass that read pages, and each failed pass (retried at the next poll), is reported. */
   log?: (msg: string) => void;
+  /** Where the content hash of every page applied is recorded (the destination's content digest). */
+  hashes?: PageHashes;
 }
 
 /**
@@ -236,6 +249,7 @@ export class StorePrefetcher {
     const runPages = this.options.runPages ?? DEFAULT_PREFETCH_RUN_PAGES;
     const startedAt = performance.now();
     const stats = await prefetchPass(pageFile, manifest, this.memory, this.torn, {
+      ...(this.options.hashes ? { hashes: this.options.hashes } : {}),
       signal: controller.signal,
       runPages,
     });

@@ -112,6 +112,7 @@ export function clusterEnv(env: FerryEnvironment): NodeJS.ProcessEnv {
     FERRY_STATE_DIR: env.stateDir,
     FERRY_STORE_DIR: env.storeDir,
     FERRY_STORE: env.store,
+    FERRY_CLUSTER_SECRET_FILE: env.clusterSecretFile,
     ...(env.s3
       ? {
           FERRY_S3_ENDPOINT: env.s3.endpoint,

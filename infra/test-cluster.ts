@@ -157,6 +157,7 @@ export async function startTestCluster(
     temporalUiPort: 0,
     natsUrl: nats.url,
     natsPort: nats.port,
+    clusterSecretFile: path.join(stateDir, 'cluster.key'),
     storeDir: path.join(stateDir, 'store'),
     store: seaweed ? `s3://${TEST_CLUSTER_BUCKET}/${path.basename(stateDir)}` : path.join(stateDir, 'store'),
     storeRoots: [path.join(stateDir, 'store')],

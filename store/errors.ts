@@ -88,3 +88,12 @@ export class StoreUndecidedError extends Error {
     this.waitedMs = waitedMs;
   }
 }
+
+/** A manifest read from the store is malformed: bad magic, format, length, checksum or page table. */
+export class ManifestFormatError extends Error {
+  override readonly name = 'ManifestFormatError';
+
+  constructor(detail: string, opts?: { cause?: unknown }) {
+    super(detail, opts);
+  }
+}

@@ -20,6 +20,7 @@ export {
   type PreparedClaim,
 } from './ownership';
 export {
+  ManifestFormatError,
   PageFileHeaderError,
   PageStoreError,
   PathEscapeError,

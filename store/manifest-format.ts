@@ -5,9 +5,11 @@
  *
  * Layout (little endian): magic "FRYM" | format u32 | round u32 | flags u32 (bit 0: final) |
  * count u32 | finalSeq u32 | digest (64 ASCII hex bytes, zeros unless final) | count × index u32 |
- * count × version u32 | crc32 of everything before.
+ * count × version u32 | crc32 of everything before. Indexes ascend strictly (readers take runs of
+ * consecutive pages), and a reader refuses a manifest where they do not.
  */
 import * as zlib from 'node:zlib';
+import { ManifestFormatError } from './errors';
 
 const MAGIC = 0x4d595246; // "FRYM" read as little endian
 const FORMAT = 1;
@@ -43,19 +45,28 @@ export function encodeManifest(m: Manifest): Buffer {
   return buf;
 }
 
-/** Decodes and checks a manifest; throws on a bad magic, format or checksum. */
+/**
+ * Decodes and checks a manifest. Throws ManifestFormatError, and nothing else whatever `buf` holds,
+ * on a bad magic, format, length or checksum, or indexes that do not ascend strictly.
+ */
 export function decodeManifest(buf: Buffer): Manifest {
-  if (buf.length < FIXED_BYTES + 4 || buf.readUInt32LE(0) !== MAGIC) throw new Error('not a ferry manifest');
-  if (buf.readUInt32LE(4) !== FORMAT) throw new Error(`unsupported manifest format ${buf.readUInt32LE(4)}`);
+  if (buf.length < FIXED_BYTES + 4 || buf.readUInt32LE(0) !== MAGIC)
+    throw new ManifestFormatError('not a ferry manifest');
+  if (buf.readUInt32LE(4) !== FORMAT)
+    throw new ManifestFormatError(`unsupported manifest format ${buf.readUInt32LE(4)}`);
   const count = buf.readUInt32LE(16);
-  if (buf.length !== FIXED_BYTES + count * 8 + 4) throw new Error('manifest length does not match its page count');
+  if (buf.length !== FIXED_BYTES + count * 8 + 4)
+    throw new ManifestFormatError('manifest length does not match its page count');
   if (zlib.crc32(buf.subarray(0, buf.length - 4)) !== buf.readUInt32LE(buf.length - 4)) {
-    throw new Error('manifest checksum mismatch');
+    throw new ManifestFormatError('manifest checksum mismatch');
   }
   const indexes = new Uint32Array(count);
   const versions = new Uint32Array(count);
   Buffer.from(indexes.buffer).set(buf.subarray(FIXED_BYTES, FIXED_BYTES + count * 4));
   Buffer.from(versions.buffer).set(buf.subarray(FIXED_BYTES + count * 4, FIXED_BYTES + count * 8));
+  for (let k = 1; k < count; k += 1)
+    if ((indexes[k] as number) <= (indexes[k - 1] as number))
+      throw new ManifestFormatError(`manifest indexes do not ascend at entry ${k}`);
   return {
     round: buf.readUInt32LE(8),
     final: (buf.readUInt32LE(12) & 1) === 1,

@@ -43,6 +43,11 @@ export interface FerryEnvironment {
   temporalUiPort: number;
   natsUrl: string;
   natsPort: number;
+  /**
+   * The cluster secret every host agent derives migration keys from (FERRY_CLUSTER_SECRET_FILE,
+   * default `<stateDir>/cluster.key`; created 0600 by the first agent that needs it).
+   */
+  clusterSecretFile: string;
   /** Default shared page store directory, seen by every host. */
   storeDir: string;
   /** Default shared store: FERRY_STORE (a directory or `s3://bucket/prefix`), else `storeDir`. */
@@ -82,6 +87,7 @@ export function ferryEnvironment(env: NodeJS.ProcessEnv = process.env): FerryEnv
     temporalUiPort: intFromEnv(env, 'FERRY_TEMPORAL_UI_PORT', DEFAULT_TEMPORAL_UI_PORT),
     natsUrl: env['FERRY_NATS_URL'] ?? `nats://127.0.0.1:${natsPort}`,
     natsPort,
+    clusterSecretFile: path.resolve(env['FERRY_CLUSTER_SECRET_FILE'] ?? path.join(stateDir, 'cluster.key')),
     storeDir,
     store: nonEmpty(env['FERRY_STORE']) ?? storeDir,
     storeRoots: storeRootsFromEnv(env, storeDir),

@@ -28,6 +28,7 @@ async function main(): Promise<void> {
       defaultStore: env.store,
       storeRoots: env.storeRoots,
       dumpsDir: path.join(env.stateDir, 'dumps'),
+      clusterSecretFile: env.clusterSecretFile,
     }),
     maxConcurrentActivityTaskExecutions: 16,
   });

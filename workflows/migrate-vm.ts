@@ -198,6 +198,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
           store: ready.store,
           baseEpoch: ready.baseEpoch,
           creditWindow: options.creditWindow,
+          keyNonce: ready.keyNonce,
           ...(rebuildFromStore ? { rebuildFromStore } : {}),
         }),
       );
@@ -216,6 +217,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
         store: ready.store,
         baseEpoch: ready.baseEpoch,
         batchPages: options.batchPages,
+        keyNonce: ready.keyNonce,
         ...(destinationReplacements > 0 ? { storeFirst: true } : {}),
         throttle: throttle.roundInput(),
       });

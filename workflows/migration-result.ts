@@ -45,6 +45,7 @@ export function initialResult(migrationId: string, input: MigrateVmInput): Migra
     bytesViaStore: 0,
     bytesMirroredToStore: 0,
     gapBatches: 0,
+    rejectedMessages: 0,
     verified: false,
     sourceDigest: '',
     destinationDigest: '',
@@ -70,6 +71,7 @@ export function completedFigures(
     bytesViaNetwork: received.bytesReceived,
     bytesViaStore: (final.pagesFromStore + (final.pagesPrefetched ?? 0)) * PAGE_SIZE_BYTES,
     gapBatches: final.gapBatches,
+    rejectedMessages: (received.rejectedMessages ?? 0) + (handover?.rejectedMessages ?? 0),
     // The destination resumes only once its digest equals the one the source took at stun.
     verified: handover ? final.digest === handover.sourceDigest : true,
     sourceDigest: handover?.sourceDigest ?? final.digest,

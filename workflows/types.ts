@@ -61,6 +61,11 @@ export interface MigrationResult {
   /** Bytes mirrored into the page file. */
   bytesMirroredToStore: number;
   gapBatches: number;
+  /**
+   * Messages the two hosts dropped as not authentic under the migration's key or malformed (forged
+   * or replayed batches, grants, control requests and replies), up to the handover.
+   */
+  rejectedMessages: number;
   verified: boolean;
   sourceDigest: string;
   destinationDigest: string;

@@ -73,6 +73,7 @@ function simulateMigration(script: Script): FakeHosts {
       memoryBytes,
       store: '/shared/ferry',
       baseEpoch: 4,
+      keyNonce: 'n',
       workload: { type: 'idle' },
     }),
     prepareDestination: async () => undefined,
@@ -110,6 +111,7 @@ function simulateMigration(script: Script): FakeHosts {
       const destination: SwitchoverStats['destination'] = {
         ok: true,
         stunAt: Date.now() - 42,
+        contentDigest: 'c',
         resumedAt: Date.now(),
         digest: DIGEST,
         pagesFromStore: 3,
@@ -168,6 +170,7 @@ function simulateMigration(script: Script): FakeHosts {
         final: {
           ok: true,
           stunAt: Date.now() - 42,
+          contentDigest: 'c',
           resumedAt: Date.now(),
           digest: DIGEST,
           pagesFromStore: 100,

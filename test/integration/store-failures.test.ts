@@ -25,6 +25,7 @@ import {
   withWorkers,
 } from './support/time-skipping';
 import { makeTestStateDir, startTestNats, type TestNats } from '../../infra/test-services';
+import { newKeyNonce } from '../../data-plane/migration-key';
 import { DEFAULT_ANSWER_LIMIT_MS } from '../../store/store-answer';
 import { SimulatedDriver } from '../../vmm/driver';
 import { PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
@@ -66,6 +67,7 @@ test('a destination whose store cannot say whether the source handed over is kep
     defaultStore: storeDir,
     storeRoots: [storeDir],
     dumpsDir: path.join(stateDir, 'dumps'),
+    clusterSecretFile: path.join(stateDir, 'cluster.key'),
   });
   const ref = { vmId: VM, migrationId: MIGRATION };
   await activities.prepareDestination({ ...ref, memoryBytes: MEMORY_BYTES, store: storeDir });
@@ -138,6 +140,7 @@ describe('migrateVm when the destination cannot be settled', () => {
         store: '/shared/ferry',
         baseEpoch: 1,
         workload: { type: 'idle' },
+        keyNonce: newKeyNonce(),
       }),
       prepareDestination: async () => undefined,
       receivePages: async () => heartbeating(() => new Promise<never>(() => undefined)),

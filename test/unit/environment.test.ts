@@ -10,7 +10,11 @@ describe('ferryEnvironment', () => {
       natsUrl: 'nats://127.0.0.1:14222',
       stateDir: '/tmp/x',
       storeDir: '/tmp/x/store',
+      clusterSecretFile: '/tmp/x/cluster.key',
     });
+    expect(ferryEnvironment({ FERRY_CLUSTER_SECRET_FILE: '/etc/ferry/cluster.key' }).clusterSecretFile).toBe(
+      '/etc/ferry/cluster.key',
+    );
   });
 
   it('refuses a port that is not a port number, naming the variable', () => {

@@ -71,6 +71,7 @@ describe('destination incidents', () => {
       stunAt: 0,
       resumedAt: 1,
       digest: 'd',
+      contentDigest: 'c',
       pagesFromStore: 0,
       gapBatches: 0,
       tornPagesRepaired: 0,

@@ -21,6 +21,7 @@ import type { PageStore } from '../../store/page-store';
 import type { HypervisorDriver, VmRecord } from '../../vmm/driver';
 import { GuestMemory } from '../../vmm/guest-memory';
 import { DEFAULT_WORKLOAD } from '../../vmm/workload';
+import { contentCheckOf } from './support/content-check';
 
 const FAST = { initialDelayMs: 1, maxDelayMs: 5 };
 
@@ -79,6 +80,7 @@ const REQUEST: FinalRequest = {
   type: 'final',
   finalSeq: 7,
   digest: 'ab'.repeat(32),
+  contentDigest: 'cd'.repeat(16),
   stunAt: 1,
   workload: DEFAULT_WORKLOAD,
   seed: 1,
@@ -111,6 +113,7 @@ describe('settling a destination whose source may be gone', () => {
       awaitingFinal: () => finishing === undefined,
       finish,
       finishing: () => finishing,
+      openRequest: (message) => message as FinalRequest,
       undecided: () => undefined,
       log: () => undefined,
     };
@@ -345,7 +348,7 @@ describe('the final fill on a store that fails', () => {
     const memory = GuestMemory.create(PAGES);
 
     const result = await fillAndVerifyUntilAnswered(
-      { store, migrationId: 'm1', memory, torn: new Set(), digest: source.digest() },
+      { store, migrationId: 'm1', memory, torn: new Set(), digest: source.digest(), content: contentCheckOf(source) },
       FAST,
     );
 
@@ -358,7 +361,14 @@ describe('the final fill on a store that fails', () => {
     const store = failingOpens(0);
 
     const fill = fillAndVerifyUntilAnswered(
-      { store, migrationId: 'm1', memory: GuestMemory.create(PAGES), torn: new Set(), digest: 'not-the-digest' },
+      {
+        store,
+        migrationId: 'm1',
+        memory: GuestMemory.create(PAGES),
+        torn: new Set(),
+        digest: 'not-the-digest',
+        content: contentCheckOf(GuestMemory.create(PAGES)),
+      },
       FAST,
     );
 

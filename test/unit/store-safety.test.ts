@@ -25,6 +25,7 @@ import { SimulatedDriver, type HypervisorDriver, type VmRecord } from '../../vmm
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 import type { VmmClient } from '../../vmm/vmm-client';
 import { VmRecordStore } from '../../vmm/vm-records';
+import { contentCheckOf } from './support/content-check';
 
 const SEED = 11;
 
@@ -72,6 +73,7 @@ function host(driver: HypervisorDriver): HostContext {
     defaultStore: storeDir,
     storeRoots: [storeDir],
     dumpsDir: path.join(stateDir, 'dumps'),
+    clusterSecretFile: path.join(stateDir, 'cluster.key'),
   });
 }
 
@@ -270,6 +272,7 @@ describe("a page file's header is checked before it is trusted", () => {
       memory: GuestMemory.create(PAGES * 2),
       torn: new Set(),
       digest: memory.digest(),
+      content: contentCheckOf(memory),
     });
 
     await expect(fill).rejects.toThrow(/holds 8 pages, this guest has 16/);
@@ -329,6 +332,7 @@ describe('the final fill', () => {
       memory,
       torn: new Set(),
       digest: source.digest(),
+      content: contentCheckOf(source),
     });
 
     expect(result.digest).toBe(source.digest());

@@ -118,6 +118,7 @@ function switchOver(guest: HotSetGuest, migrationId: string, state: MigrationSta
   const destination: SwitchoverStats['destination'] = {
     ok: true,
     stunAt,
+    contentDigest: 'c',
     resumedAt: Date.now(),
     digest: DIGEST,
     pagesFromStore: 0,
@@ -172,6 +173,7 @@ export function simulateHosts(guest: HotSetGuest, hooks: SimulationHooks = {}): 
       memoryBytes: guest.memoryPages * PAGE_BYTES,
       store: SIM_STORE,
       baseEpoch: 4,
+      keyNonce: 'n',
       workload: { type: 'idle' },
       ...(readHistory ? { history: hooks.history?.get(vmId) ?? null } : {}),
     }),
