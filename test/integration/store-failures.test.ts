@@ -7,6 +7,7 @@
  * hosts implementing HostActivities, what migrateVm reports when such a destination cannot be
  * settled and the source is gone.
  */
+import { randomBytes } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -80,6 +81,7 @@ test('a destination whose store cannot say whether the source handed over is kep
       hostId: 'h2',
       baseEpoch: 1,
       creditWindow: 8,
+      key: randomBytes(32).toString('base64'),
     });
   } finally {
     vmm.close();
