@@ -223,7 +223,7 @@ test('a migration terminated during its switchover leaves the VM running on the 
     vmId,
     sourceHost: 'h2',
     destinationHost: 'h1',
-    dir: fx.cluster.env.stateDir,
+    dir: `${fx.cluster.env.stateDir}/dumps`,
   });
   expect(check.details).toEqual([]);
   expect(check.ok).toBe(true);
