@@ -4,6 +4,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import type { NatsClientConfig } from '../data-plane/nats-client';
 import type { HypervisorDriver } from '../vmm/driver';
 import { TIMEOUTS } from '../temporal-config';
 import type { VmSummary } from './types';
@@ -12,7 +13,8 @@ import type { VmSummary } from './types';
 export interface HostDeps {
   hostId: string;
   driver: HypervisorDriver;
-  natsUrl: string;
+  /** How this host's VMMs reach nats-server: URL, the host's credentials file, TLS files. */
+  nats: NatsClientConfig;
   /** Store (a directory or `s3://bucket/prefix`) used when a migration names none. */
   defaultStore: string;
 }

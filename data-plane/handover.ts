@@ -13,7 +13,6 @@ import type { NatsConnection } from 'nats';
 import { DEFAULT_MAILBOX_POLL_MS, waitForMessage, type PageStore } from '../store/page-store';
 import type { FaultPoints } from './fault-points';
 import type { FinalReply, FinalRequest } from './protocol';
-import { migrationSubjects } from './subjects';
 
 /** How long the final request waits for an answer over NATS before using the store's mailbox (ms). */
 export const NETWORK_FINAL_TIMEOUT_MS = 5_000;
@@ -26,6 +25,8 @@ export const MAILBOX_ACK_TIMEOUT_MS = 2_000;
 /** What the handover uses of the source side. */
 export interface HandoverContext {
   nc: NatsConnection;
+  /** Where the destination takes control requests (MigrationSubjects.control). */
+  controlSubject: string;
   store: PageStore;
   migrationId: string;
   /** True once the network lane was given up: the request goes through the mailbox only. */
@@ -107,8 +108,7 @@ async function acknowledged(ctx: HandoverContext, timeoutMs: number): Promise<bo
 }
 
 async function requestFinal(ctx: HandoverContext, request: FinalRequest, timeoutMs: number): Promise<FinalReply> {
-  const subjects = migrationSubjects(ctx.migrationId);
-  const msg = await ctx.nc.request(subjects.control, Buffer.from(JSON.stringify(request)), { timeout: timeoutMs });
+  const msg = await ctx.nc.request(ctx.controlSubject, Buffer.from(JSON.stringify(request)), { timeout: timeoutMs });
   return JSON.parse(Buffer.from(msg.data).toString('utf8')) as FinalReply;
 }
 

@@ -10,13 +10,14 @@
  * Idempotency: starting twice returns the running instance. A `final` request repeated after a
  * success gets the same answer; the guest is resumed once.
  */
-import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
+import type { Msg, NatsConnection, Subscription } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import type { PageStore, PreparedClaim } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
 import { BATCH_FLAG_ROUND_END, BatchFormatError, decodeBatch } from './batch-format';
 import { migrationSubjects, type MigrationSubjects } from './subjects';
+import { connectNats } from './nats-client';
 import { fillAndVerify } from './final-fill';
 import { FinalMailboxWatch } from './final-mailbox';
 import { ReceiverCredit } from './receiver-credit';
@@ -55,7 +56,7 @@ export class IncomingMigration {
     private readonly nc: NatsConnection,
     private readonly faults: FaultPoints,
   ) {
-    this.subjects = migrationSubjects(input.migrationId);
+    this.subjects = migrationSubjects(input.sourceHost, input.hostId, input.migrationId);
     this.store = openPageStore(input.store);
     this.credit = new ReceiverCredit(nc, this.subjects.credit, input.creditWindow, () => this.status.appliedSeq);
     this.preparedClaim = this.prepareOwnershipClaim();
@@ -83,11 +84,9 @@ export class IncomingMigration {
 
   /** Subscribes to the stream and starts granting credit. */
   static async start(ctx: VmmContext, input: IncomingStartInput, faults: FaultPoints): Promise<IncomingMigration> {
-    const nc = await connect({
-      servers: input.natsUrl,
-      name: `ferry-destination-${input.migrationId}`,
-      maxReconnectAttempts: -1,
-    });
+    const nc = await connectNats(input.nats, input.hostId, `ferry-destination-${input.migrationId}`, (msg) =>
+      ctx.log(msg),
+    );
     const incoming = new IncomingMigration(ctx, input, nc, faults);
     incoming.listen();
     await nc.flush();

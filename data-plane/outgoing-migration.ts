@@ -14,7 +14,7 @@
  * not confirm, the source claims the next ownership epoch for itself and, only if it wins, resumes
  * the guest.
  */
-import { connect, type NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import { claimOwnership, type PageFile, type PageStore } from '../store/page-store';
@@ -28,6 +28,8 @@ import { handOver, NETWORK_FINAL_TIMEOUT_MS, type HandoverOutcome } from './hand
 import { PageFileDurability } from './page-file-durability';
 import type { FinalRequest, OutgoingStartInput, RoundStats, RoundThrottleInput, SwitchoverStats } from './protocol';
 import { MigrationThrottle } from './round-throttle';
+import { connectNats } from './nats-client';
+import { migrationSubjects } from './subjects';
 import type { StoreOutage } from '../store/page-store';
 
 /**
@@ -80,12 +82,11 @@ export class OutgoingMigration {
       { migrationId: input.migrationId, vmId: ctx.vmId, pageCount: memory.pageCount },
       { pageCount: memory.pageCount, copyPage: (index, target) => memory.page(index).copy(target) },
     );
-    const nc = await connect({
-      servers: input.natsUrl,
-      name: `ferry-source-${input.migrationId}`,
-      maxReconnectAttempts: -1,
+    const subjects = migrationSubjects(input.hostId, input.destinationHost, input.migrationId);
+    const nc = await connectNats(input.nats, input.hostId, `ferry-source-${input.migrationId}`, (msg) => ctx.log(msg));
+    const sender = new PageSender(nc, input.migrationId, subjects, ctx.memory, pageFile, {
+      batchPages: input.batchPages,
     });
-    const sender = new PageSender(nc, input.migrationId, ctx.memory, pageFile, { batchPages: input.batchPages });
     return new OutgoingMigration(ctx, input, nc, store, pageFile, sender, faults);
   }
 
@@ -300,6 +301,7 @@ export class OutgoingMigration {
     return handOver(
       {
         nc: this.nc,
+        controlSubject: this.sender.subjects.control,
         store: this.store,
         migrationId: this.input.migrationId,
         fileOnly: this.sender.fileOnly,

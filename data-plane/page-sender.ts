@@ -9,7 +9,7 @@ import type { NatsConnection, Subscription } from 'nats';
 import type { GuestMemory } from '../vmm/guest-memory';
 import type { PageFile } from '../store/page-store';
 import { BATCH_FLAG_FINAL, BATCH_FLAG_ROUND_END, BatchBuilder } from './batch-format';
-import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
+import type { CreditGrant, MigrationSubjects } from './subjects';
 import { TransportStalledError } from './errors';
 
 /** How long the sender waits on credit before it asks the receiver to resynchronise (ms). */
@@ -62,7 +62,6 @@ const ZERO_CHECK_HEADER = 12;
 
 /** Streams pages of one migration; one instance per migration, used by one round at a time. */
 export class PageSender {
-  private readonly subjects: MigrationSubjects;
   private readonly builder: BatchBuilder;
   private readonly creditSub: Subscription;
   private grant: CreditGrant = { grantedSeq: 0, appliedSeq: 0 };
@@ -90,11 +89,12 @@ export class PageSender {
   constructor(
     private readonly nc: NatsConnection,
     readonly migrationId: string,
+    /** The migration's subjects (subjects.ts). */
+    readonly subjects: MigrationSubjects,
     private readonly memory: GuestMemory,
     private readonly pageFile: PageFile,
     private readonly options: PageSenderOptions,
   ) {
-    this.subjects = migrationSubjects(migrationId);
     this.builder = new BatchBuilder(migrationId, options.batchPages);
     void (async () => {
       for await (const status of nc.status()) {

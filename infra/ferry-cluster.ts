@@ -13,6 +13,7 @@ import { hostTaskQueue, type FerryEnvironment } from '../temporal-config';
 import { clusterStoreRecord, describeStore, embeddedStoreEnvironment, forgetOwners } from './cluster-store';
 import { ClusterStoreMismatchError, EMBEDDED_S3_BUCKET, type EmbeddedStore } from './cluster-store';
 import { readClusterStore, removeClusterStore, sameStore, writeClusterStore } from './cluster-store';
+import { ensureNatsCredentials, hostNatsUsers, readAllNatsCredentials } from './nats-credentials';
 import { startNatsServer, stopNatsServer } from './nats-server';
 import { embeddedSeaweedRunning, startEmbeddedSeaweed, stopEmbeddedSeaweed } from './seaweedfs-embedded';
 import { startTemporalDevServer, stopTemporalDevServer } from './temporal-server';
@@ -99,6 +100,16 @@ export function clusterEnv(env: FerryEnvironment): NodeJS.ProcessEnv {
       : {}),
     FERRY_TEMPORAL_ADDRESS: env.temporalAddress,
     FERRY_NATS_URL: env.natsUrl,
+    FERRY_NATS_CREDENTIALS_DIR: env.natsCredentialsDir,
+    ...(env.natsTls
+      ? {
+          FERRY_NATS_TLS_CA: env.natsTls.caFile,
+          ...(env.natsTls.serverCertFile !== undefined
+            ? { FERRY_NATS_TLS_SERVER_CERT: env.natsTls.serverCertFile }
+            : {}),
+          ...(env.natsTls.serverKeyFile !== undefined ? { FERRY_NATS_TLS_SERVER_KEY: env.natsTls.serverKeyFile } : {}),
+        }
+      : {}),
   };
 }
 
@@ -243,7 +254,16 @@ export async function clusterUp(
     uiPort: env.temporalUiPort,
   });
   lines.push(`${temporal.message}; Web UI http://127.0.0.1:${env.temporalUiPort}`);
-  const nats = await startNatsServer({ stateDir: env.stateDir, port: env.natsPort });
+  // Every host ever brought up keeps its user, so that agents of an earlier `up` stay valid.
+  ensureNatsCredentials(env.natsCredentialsDir, hosts);
+  const nats = await startNatsServer({
+    stateDir: env.stateDir,
+    port: env.natsPort,
+    users: hostNatsUsers(readAllNatsCredentials(env.natsCredentialsDir)),
+    ...(env.natsTls?.serverCertFile !== undefined && env.natsTls.serverKeyFile !== undefined
+      ? { tls: { certFile: env.natsTls.serverCertFile, keyFile: env.natsTls.serverKeyFile } }
+      : {}),
+  });
   lines.push(nats.message);
   if (options.store === 's3' && env.s3)
     lines.push(await startEmbeddedSeaweed(env.stateDir, env.s3, EMBEDDED_S3_BUCKET));

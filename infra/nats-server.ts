@@ -4,15 +4,21 @@
  * config file. It listens on 127.0.0.1 only, with no monitoring port, clustering or persistence
  * (core NATS is at-most-once; the page file is the durable lane).
  *
- * Start and stop are idempotent (see service.ts).
+ * Given `users`, the server refuses clients without a user and password, and each host's user may
+ * use only its role's subjects (nats-credentials.ts); the config file, which then holds the
+ * passwords, is mode 0600. Given `tls`, clients must connect over TLS.
+ *
+ * Start and stop are idempotent (see service.ts). A start that finds the server running rewrites
+ * the config and, when it changed (a host was added), has the server reload it (SIGHUP).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NATS_MAX_PAYLOAD_BYTES } from '../temporal-config';
 import { resolveBinary } from './binaries';
 import { LOOPBACK_HOST } from './ports';
+import { natsAuthorizationConfig, writePrivateFile, type NatsUser } from './nats-credentials';
 import type { ServiceStartResult, ServiceStopResult } from './service';
-import { startService, stopService } from './service';
+import { signalService, startService, stopService } from './service';
 import { servicePaths } from './service-files';
 
 /** Service name: its folder in the state dir and its name in messages. */
@@ -41,6 +47,19 @@ export interface NatsServerOptions {
   detached?: boolean;
   /** Default DEFAULT_NATS_START_TIMEOUT_MS. */
   startTimeoutMs?: number;
+  /** Who may connect (see nats-credentials.ts); absent or empty, anyone may, and do anything. */
+  users?: readonly NatsUser[];
+  /** TLS of client connections; absent, plain TCP. */
+  tls?: NatsServerTlsOptions;
+}
+
+/** PEM files of nats-server's TLS. */
+export interface NatsServerTlsOptions {
+  /** The server's certificate and its key. */
+  certFile: string;
+  keyFile: string;
+  /** CA of client certificates; the server then also asks clients for one it signed. */
+  caFile?: string;
 }
 
 /** The result of a start plus the client URL, e.g. `nats://127.0.0.1:4222`. */
@@ -58,7 +77,19 @@ export function natsConfig(options: NatsServerOptions): string {
     `port: ${options.port}`,
     `max_payload: ${maxPayload}`,
     `max_pending: ${maxPending}`,
+    ...(options.users !== undefined && options.users.length > 0 ? [natsAuthorizationConfig(options.users)] : []),
+    ...(options.tls ? [natsTlsConfig(options.tls)] : []),
     '',
+  ].join('\n');
+}
+
+function natsTlsConfig(tls: NatsServerTlsOptions): string {
+  return [
+    'tls {',
+    `  cert_file: ${JSON.stringify(tls.certFile)}`,
+    `  key_file: ${JSON.stringify(tls.keyFile)}`,
+    ...(tls.caFile !== undefined ? [`  ca_file: ${JSON.stringify(tls.caFile)}`] : []),
+    '}',
   ].join('\n');
 }
 
@@ -78,9 +109,16 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
     detached: options.detached ?? true,
     startTimeoutMs: options.startTimeoutMs ?? DEFAULT_NATS_START_TIMEOUT_MS,
     portHint: 'set FERRY_NATS_PORT',
-    // Only on a real launch: a server that already runs keeps the config it was started with.
-    beforeSpawn: () => fs.writeFileSync(configFile, natsConfig(options)),
+    beforeSpawn: () => writePrivateFile(configFile, natsConfig(options)),
   });
+  if (result.state === 'already-running') {
+    const config = natsConfig(options);
+    const before = fs.existsSync(configFile) ? fs.readFileSync(configFile, 'utf8') : undefined;
+    if (before !== config) {
+      writePrivateFile(configFile, config);
+      signalService({ name: NATS_SERVICE_NAME, stateDir: options.stateDir }, 'SIGHUP');
+    }
+  }
   return { ...result, url: `nats://${LOOPBACK_HOST}:${result.port}` };
 }
 

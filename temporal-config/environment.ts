@@ -38,12 +38,53 @@ export interface FerryEnvironment {
   temporalUiPort: number;
   natsUrl: string;
   natsPort: number;
+  /**
+   * FERRY_NATS_CREDENTIALS_DIR, default `<stateDir>/credentials/nats`: one 0600 file per host,
+   * `<hostId>.json`, that `ferry up` generates; a host agent hands its own file to its VMMs.
+   */
+  natsCredentialsDir: string;
+  /** TLS of the NATS client connections, when FERRY_NATS_TLS_* are set (see NatsTlsEnvironment). */
+  natsTls?: NatsTlsEnvironment;
   /** Default shared page store directory, seen by every host. */
   storeDir: string;
   /** Default shared store: FERRY_STORE (a directory or `s3://bucket/prefix`), else `storeDir`. */
   store: string;
   /** S3 endpoint and credentials to hand to child processes (FERRY_S3_*), when they are set here. */
   s3?: S3Environment;
+}
+
+/**
+ * TLS files of the NATS connections. Clients (the hosts' VMMs) trust `caFile`; nats-server started
+ * by `ferry up` presents `serverCertFile` with `serverKeyFile`. Client certificates are not used.
+ */
+export interface NatsTlsEnvironment {
+  /** FERRY_NATS_TLS_CA: PEM of the CA that signed nats-server's certificate. */
+  caFile: string;
+  /** FERRY_NATS_TLS_SERVER_CERT: PEM certificate of nats-server (for `ferry up`'s server). */
+  serverCertFile?: string;
+  /** FERRY_NATS_TLS_SERVER_KEY: PEM key of `serverCertFile`. */
+  serverKeyFile?: string;
+}
+
+/**
+ * Reads FERRY_NATS_TLS_*: undefined when none is set. Throws when a certificate or key is given
+ * without the CA, or one of the pair without the other, naming the variables.
+ */
+export function natsTlsEnvironment(env: NodeJS.ProcessEnv = process.env): NatsTlsEnvironment | undefined {
+  const caFile = nonEmpty(env['FERRY_NATS_TLS_CA']);
+  const serverCertFile = nonEmpty(env['FERRY_NATS_TLS_SERVER_CERT']);
+  const serverKeyFile = nonEmpty(env['FERRY_NATS_TLS_SERVER_KEY']);
+  if (caFile === undefined && serverCertFile === undefined && serverKeyFile === undefined) return undefined;
+  if (caFile === undefined)
+    throw new Error('FERRY_NATS_TLS_SERVER_CERT and _KEY need FERRY_NATS_TLS_CA, the CA the clients trust');
+  if ((serverCertFile === undefined) !== (serverKeyFile === undefined))
+    throw new Error('FERRY_NATS_TLS_SERVER_CERT and FERRY_NATS_TLS_SERVER_KEY go together: set both or neither');
+  return {
+    caFile: path.resolve(caFile),
+    ...(serverCertFile !== undefined && serverKeyFile !== undefined
+      ? { serverCertFile: path.resolve(serverCertFile), serverKeyFile: path.resolve(serverKeyFile) }
+      : {}),
+  };
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -63,6 +104,7 @@ export function ferryEnvironment(env: NodeJS.ProcessEnv = process.env): FerryEnv
   const temporalPort = intFromEnv(env, 'FERRY_TEMPORAL_PORT', DEFAULT_TEMPORAL_PORT);
   const natsPort = intFromEnv(env, 'FERRY_NATS_PORT', DEFAULT_NATS_PORT);
   const storeDir = path.resolve(env['FERRY_STORE_DIR'] ?? path.join(stateDir, 'store'));
+  const natsTls = natsTlsEnvironment(env);
   return {
     stateDir,
     toolsDir: path.resolve(env['FERRY_TOOLS_DIR'] ?? path.join(root, '.ferry', 'tools')),
@@ -71,6 +113,10 @@ export function ferryEnvironment(env: NodeJS.ProcessEnv = process.env): FerryEnv
     temporalUiPort: intFromEnv(env, 'FERRY_TEMPORAL_UI_PORT', DEFAULT_TEMPORAL_UI_PORT),
     natsUrl: env['FERRY_NATS_URL'] ?? `nats://127.0.0.1:${natsPort}`,
     natsPort,
+    natsCredentialsDir: path.resolve(
+      nonEmpty(env['FERRY_NATS_CREDENTIALS_DIR']) ?? path.join(stateDir, 'credentials', 'nats'),
+    ),
+    ...(natsTls ? { natsTls } : {}),
     storeDir,
     store: nonEmpty(env['FERRY_STORE']) ?? storeDir,
   };

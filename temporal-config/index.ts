@@ -17,8 +17,10 @@ export {
   DEFAULT_S3_REGION,
   DEFAULT_S3_SECRET_ACCESS_KEY,
   ferryEnvironment,
+  natsTlsEnvironment,
   projectRoot,
   s3Environment,
   type FerryEnvironment,
+  type NatsTlsEnvironment,
   type S3Environment,
 } from './environment';

@@ -1,0 +1,267 @@
+/**
+ * Access control on the real nats-server of a test cluster: only hosts with credentials connect,
+ * and each host may use only its role's subjects (data-plane/subjects.ts). A refused publish
+ * shows as a permission error on the offender's connection, and the message never reaches the
+ * subject's subscribers. Then TLS on the client connections, with a CA made by openssl.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { connect, type NatsConnection, type NatsError } from 'nats';
+import { connectNats, readNatsCredentials } from '../../data-plane/nats-client';
+import { hostInboxPrefix, migrationSubjects } from '../../data-plane/subjects';
+import { startTestNats, type TestNats } from '../../infra/test-services';
+import { useCluster } from './support/cluster-fixture';
+
+jest.setTimeout(180_000);
+
+const fx = useCluster({ hosts: ['h1', 'h2', 'h3'] });
+const connections: NatsConnection[] = [];
+
+afterEach(async () => {
+  await Promise.all(connections.splice(0).map((nc) => nc.close().catch(() => undefined)));
+});
+
+function credentialsFile(hostId: string): string {
+  const dir = fx.cluster.nats.credentialsDir;
+  if (dir === undefined) throw new Error('the test cluster has no NATS credentials');
+  return path.join(dir, `${hostId}.json`);
+}
+
+/** Connects as `hostId` with its own credentials file, as its VMMs do. */
+async function connectAs(hostId: string, nats: TestNats = fx.cluster.nats): Promise<NatsConnection> {
+  const nc = await connectNats({ url: nats.url, credentialsFile: credentialsFile(hostId) }, hostId, `test-${hostId}`);
+  connections.push(nc);
+  return nc;
+}
+
+/** Connects with the admin user, which may watch every subject. */
+async function connectAdmin(): Promise<NatsConnection> {
+  const { admin } = fx.cluster.nats;
+  if (admin === undefined) throw new Error('the test cluster has no NATS admin');
+  const nc = await connect({ servers: fx.cluster.nats.url, user: admin.user, pass: admin.password });
+  connections.push(nc);
+  return nc;
+}
+
+/** Resolves with the first error the server reports on `nc`'s connection: `<code> <operation> <subject>`. */
+function firstError(nc: NatsConnection): Promise<string> {
+  return (async () => {
+    for await (const status of nc.status()) {
+      if (status.type !== 'error') continue;
+      const context = status.permissionContext;
+      return `${String(status.data)} ${context?.operation ?? ''} ${context?.subject ?? ''}`;
+    }
+    return 'connection closed without an error';
+  })();
+}
+
+/** Collects what arrives on `subject` (for the admin, who may subscribe to anything). */
+function watch(nc: NatsConnection, subject: string): { received: string[]; next: () => Promise<string> } {
+  const received: string[] = [];
+  let waiter: ((data: string) => void) | undefined;
+  nc.subscribe(subject, {
+    callback: (_err, msg) => {
+      const data = Buffer.from(msg.data).toString('utf8');
+      received.push(data);
+      waiter?.(data);
+    },
+  });
+  return { received, next: () => new Promise((resolve) => (waiter = resolve)) };
+}
+
+test('a migration under per-host credentials streams every page over NATS and hands over on the network', async () => {
+  const vmId = 'acl-guest';
+  await fx.ferry.createVm('h1', {
+    vmId,
+    memoryBytes: 32 * 2 ** 20,
+    workload: { type: 'hotset', rateBytesPerSec: 10e6, hotSetBytes: 4 * 2 ** 20 },
+    seed: 5,
+  });
+  const workflowId = await fx.ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2' });
+  const result = await fx.ferry.result(workflowId);
+  expect(result.outcome).toBe('completed');
+  expect(result.runningOn).toBe('h2');
+  expect(result.switchover?.handoverLane).toBe('network');
+  expect(result.rounds.every((r) => r.lane === 'network')).toBe(true);
+  expect(result.gapBatches).toBe(0);
+  expect(result.incidents).toEqual([]);
+  expect(result.bytesViaNetwork).toBeGreaterThan(0);
+  await fx.ferry.destroyVm('h2', vmId);
+});
+
+test('a client without credentials is refused', async () => {
+  const refused = await connect({ servers: fx.cluster.nats.url, reconnect: false }).then(
+    async (nc) => {
+      await nc.close();
+      return undefined;
+    },
+    (err: NatsError) => err,
+  );
+  expect(refused?.code).toBe('AUTHORIZATION_VIOLATION');
+});
+
+test('a client with a wrong password is refused', async () => {
+  const { user } = readNatsCredentials(credentialsFile('h1'));
+  const refused = await connect({ servers: fx.cluster.nats.url, user, pass: 'guessed', reconnect: false }).then(
+    async (nc) => {
+      await nc.close();
+      return undefined;
+    },
+    (err: NatsError) => err,
+  );
+  expect(refused?.code).toBe('AUTHORIZATION_VIOLATION');
+});
+
+test("host h2's credentials cannot publish h1's pages or control requests: refused, and nothing arrives", async () => {
+  const subjects = migrationSubjects('h1', 'h3', 'm-forged');
+  const admin = await connectAdmin();
+  const pages = watch(admin, subjects.pages);
+  const control = watch(admin, subjects.control);
+  await admin.flush();
+
+  const forger = await connectAs('h2');
+  const refusal = firstError(forger);
+  forger.publish(subjects.pages, Buffer.from('forged batch'));
+  expect(await refusal).toMatch('PERMISSIONS_VIOLATION publish ferry.h1.h3.m-forged.pages');
+  const controlRefusal = firstError(forger);
+  forger.publish(subjects.control, Buffer.from('{"type":"final"}'));
+  expect(await controlRefusal).toMatch('PERMISSIONS_VIOLATION publish ferry.h1.h3.m-forged.control');
+
+  // The real source's batch, published after the forged ones were refused, is the first to arrive.
+  const source = await connectAs('h1');
+  const arrived = pages.next();
+  source.publish(subjects.pages, Buffer.from('real batch'));
+  expect(await arrived).toBe('real batch');
+  expect(pages.received).toEqual(['real batch']);
+  expect(control.received).toEqual([]);
+});
+
+test("a host cannot read another pair's pages, grant credit as a source, or read another host's inbox", async () => {
+  const h1toH2 = migrationSubjects('h1', 'h2', 'm-private');
+  const h3 = await connectAs('h3');
+  const refusals: string[] = [];
+  const refused = new Promise<void>((resolve) => {
+    for (const subject of [h1toH2.pages, `${hostInboxPrefix('h1')}.>`]) {
+      h3.subscribe(subject, {
+        callback: (err) => {
+          if (err) refusals.push(err.message);
+          if (refusals.length === 2) resolve();
+        },
+      });
+    }
+  });
+  await refused;
+  expect(refusals.join('\n')).toMatch(/permissions violation for subscription to "ferry\.h1\.h2\.m-private\.pages"/i);
+  expect(refusals.join('\n')).toMatch(/permissions violation for subscription to "_INBOX\.h1\.>"/i);
+
+  const source = await connectAs('h1');
+  const creditRefusal = firstError(source);
+  source.publish(h1toH2.credit, Buffer.from('{"grantedSeq":1e9,"appliedSeq":1e9}'));
+  expect(await creditRefusal).toMatch('PERMISSIONS_VIOLATION publish ferry.h1.h2.m-private.credit');
+});
+
+test('the destination answers the source through the source inbox, and the source reads its credit', async () => {
+  const subjects = migrationSubjects('h1', 'h2', 'm-ok');
+  const destination = await connectAs('h2');
+  destination.subscribe(subjects.control, { callback: (_err, msg) => msg.respond(Buffer.from('{"ok":true}')) });
+  await destination.flush();
+  const source = await connectAs('h1');
+  const credit = watch(source, subjects.credit);
+  await source.flush();
+
+  const reply = await source.request(subjects.control, Buffer.from('{"type":"sync"}'), { timeout: 5_000 });
+  expect(Buffer.from(reply.data).toString('utf8')).toBe('{"ok":true}');
+  const granted = credit.next();
+  destination.publish(subjects.credit, Buffer.from('{"grantedSeq":8,"appliedSeq":0}'));
+  expect(await granted).toBe('{"grantedSeq":8,"appliedSeq":0}');
+});
+
+describe('TLS on the client connections', () => {
+  const openssl = (() => {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  let dir: string;
+  let nats: TestNats | undefined;
+
+  beforeAll(async () => {
+    if (!openssl) return;
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-tls-'));
+    const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+    run(
+      ...['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem'],
+      ...['-days', '1', '-subj', '/CN=ferry test CA'],
+    );
+    run(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.csr',
+      '-subj',
+      '/CN=127.0.0.1',
+    );
+    fs.writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName = IP:127.0.0.1, DNS:localhost\n');
+    run(
+      ...['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial'],
+      ...['-out', 'server.pem', '-days', '1', '-extfile', 'san.ext'],
+    );
+    nats = await startTestNats({
+      hosts: ['h1'],
+      tls: { certFile: path.join(dir, 'server.pem'), keyFile: path.join(dir, 'server.key') },
+    });
+  });
+
+  afterAll(async () => {
+    await nats?.stop();
+    if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  (openssl ? test : test.skip)(
+    'a host that trusts the CA connects over TLS; one that does not is refused',
+    async () => {
+      if (nats?.credentialsDir === undefined) throw new Error('no TLS nats-server');
+      const credentialsFile = path.join(nats.credentialsDir, 'h1.json');
+      const trusted = await connectNats(
+        { url: nats.url, credentialsFile, tlsCaFile: path.join(dir, 'ca.pem') },
+        'h1',
+        'test-tls',
+      );
+      connections.push(trusted);
+      expect(trusted.info?.tls_required).toBe(true);
+      const subjects = migrationSubjects('h2', 'h1', 'm-tls');
+      const pages = watch(trusted, subjects.pages);
+      await trusted.flush();
+      const { admin } = nats;
+      if (admin === undefined) throw new Error('the TLS nats-server has no admin');
+      const sender = await connect({
+        servers: nats.url,
+        user: admin.user,
+        pass: admin.password,
+        tls: { caFile: path.join(dir, 'ca.pem') },
+      });
+      connections.push(sender);
+      const arrived = pages.next();
+      sender.publish(subjects.pages, Buffer.from('batch over TLS'));
+      expect(await arrived).toBe('batch over TLS');
+
+      const untrusted = await connectNats({ url: nats.url, credentialsFile }, 'h1', 'test-no-ca').then(
+        async (nc) => {
+          await nc.close();
+          return undefined;
+        },
+        (err: Error) => err,
+      );
+      expect(untrusted?.message).toMatch(/certificate/);
+    },
+  );
+});
