@@ -93,8 +93,10 @@ export function clusterEnv(env: FerryEnvironment): NodeJS.ProcessEnv {
     ...(env.s3
       ? {
           FERRY_S3_ENDPOINT: env.s3.endpoint,
-          FERRY_S3_ACCESS_KEY_ID: env.s3.accessKeyId,
-          FERRY_S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
+          // A key kept in a file stays there: the workers read it as this process did.
+          ...(env.s3.credentialsFile !== undefined
+            ? { FERRY_S3_CREDENTIALS_FILE: env.s3.credentialsFile }
+            : { FERRY_S3_ACCESS_KEY_ID: env.s3.accessKeyId, FERRY_S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey }),
           FERRY_S3_REGION: env.s3.region,
         }
       : {}),

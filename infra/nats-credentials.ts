@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readNatsCredentials, type NatsHostCredentials } from '../data-plane/nats-client';
 import { assertSubjectToken, hostSubjectGrants, type SubjectGrants } from '../data-plane/subjects';
+import { writePrivateFile } from './private-files';
 
 /** Random bytes in a generated password (base64url-encoded: 32 characters). */
 export const NATS_PASSWORD_BYTES = 24;
@@ -26,13 +27,6 @@ export interface NatsUser {
 export function generateNatsCredentials(hostId: string): NatsHostCredentials {
   assertSubjectToken('host id', hostId);
   return { hostId, user: `host-${hostId}`, password: randomBytes(NATS_PASSWORD_BYTES).toString('base64url') };
-}
-
-/** Writes `contents` to `file` readable by its owner only (0600, also when the file existed). */
-export function writePrivateFile(file: string, contents: string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  fs.writeFileSync(file, contents, { mode: 0o600 });
-  fs.chmodSync(file, 0o600);
 }
 
 /** Path of `hostId`'s credentials file in `dir`. */

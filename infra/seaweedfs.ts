@@ -6,7 +6,11 @@
  * Every one of its eight TCP ports (four HTTP, four gRPC) binds 127.0.0.1, telemetry is off, the
  * filer's HTTP API is off (the gateway talks to it over gRPC), and the gateway accepts exactly one
  * access key, given or generated (then kept in the identity file and reused by later starts).
- * Unsigned requests are refused. A bucket must be created before use, as on AWS (no auto-create).
+ * Unsigned requests are refused. With `security.toml`'s JWT signing (seaweedfs-files.ts), the
+ * volume server refuses reads and writes that do not carry a JWT the master signed, so the gateway
+ * is the way in over HTTP. Not closed: the gRPC ports (and weed's gRPC unix sockets in /tmp) take
+ * any local client, and the master's gRPC Assign hands out signed write tokens (mTLS would close
+ * that; ferry does not configure it). A bucket must be created before use, as on AWS (no auto-create).
  *
  * Start and stop are idempotent (see service.ts). A start returns once the gateway answers a signed
  * ListBuckets and the master knows the volume server, so that objects written before a crash can
@@ -22,6 +26,7 @@ import type { ServiceSpec, ServiceStartResult, ServiceStopResult } from './servi
 import { startService, stopService } from './service';
 import type { S3Credentials, SeaweedPorts } from './seaweedfs-files';
 import {
+  ensureSecurityFile,
   generateCredentials,
   readPortsRecord,
   readStoredCredentials,
@@ -159,7 +164,10 @@ export async function startSeaweedServer(options: SeaweedServerOptions): Promise
       // Those of a previous launch that died, before the record of its ports is overwritten.
       removeGrpcSockets(options.stateDir);
       fs.mkdirSync(paths.dataDir, { recursive: true });
+      // The filer's and the gateway's unix sockets live there: for this user only.
+      fs.chmodSync(paths.dir, 0o700);
       writeIdentitiesFile(paths.identitiesFile, credentials);
+      ensureSecurityFile(paths.securityFile);
       writePortsRecord(paths.portsFile, ports);
     },
     ready: (port, remainingMs) => {

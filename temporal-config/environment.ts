@@ -1,6 +1,8 @@
 /**
- * The one place where environment variables are read: endpoints and folders of this process.
+ * The one place where environment variables are read: endpoints and folders of this process, and
+ * the S3 key that `ferry up --store s3` keeps under the state dir.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_NATS_PORT, DEFAULT_TEMPORAL_PORT, DEFAULT_TEMPORAL_UI_PORT } from './presets';
 
@@ -9,13 +11,12 @@ export const DEFAULT_S3_PORT = 8333;
 /** Region signed into S3 requests; SeaweedFS accepts any, AWS needs the bucket's. */
 export const DEFAULT_S3_REGION = 'us-east-1';
 /**
- * Access key of the embedded SeaweedFS server when FERRY_S3_ACCESS_KEY_ID is unset. Fixed rather
- * than random so that every ferry process on the machine agrees without a shared file; the server
- * listens on 127.0.0.1 only.
+ * Where the S3 key of the embedded SeaweedFS server is kept, under the state dir, when
+ * FERRY_S3_CREDENTIALS_FILE is unset. `ferry up --store s3` generates it (mode 0600) at its first
+ * run; every ferry process on the machine reads it from there unless FERRY_S3_ACCESS_KEY_ID and
+ * FERRY_S3_SECRET_ACCESS_KEY are set.
  */
-export const DEFAULT_S3_ACCESS_KEY_ID = 'ferry';
-/** Secret of DEFAULT_S3_ACCESS_KEY_ID; see there. */
-export const DEFAULT_S3_SECRET_ACCESS_KEY = 'ferry-embedded-seaweedfs-secret';
+export const DEFAULT_S3_CREDENTIALS_FILE = path.join('credentials', 's3.json');
 
 /** Root of the project checkout (two levels up from dist/temporal-config or temporal-config). */
 export function projectRoot(): string {
@@ -131,10 +132,12 @@ export interface S3Environment {
   endpoint: string;
   /** Port of `endpoint`: where the embedded SeaweedFS gateway listens. */
   port: number;
-  /** FERRY_S3_ACCESS_KEY_ID, default DEFAULT_S3_ACCESS_KEY_ID. */
+  /** FERRY_S3_ACCESS_KEY_ID, else the key in `credentialsFile`. */
   accessKeyId: string;
-  /** FERRY_S3_SECRET_ACCESS_KEY, default DEFAULT_S3_SECRET_ACCESS_KEY. */
+  /** FERRY_S3_SECRET_ACCESS_KEY, else the secret in `credentialsFile`. */
   secretAccessKey: string;
+  /** The file the key was read from; absent when it came from FERRY_S3_ACCESS_KEY_ID/_SECRET_ACCESS_KEY. */
+  credentialsFile?: string;
   /** FERRY_S3_REGION, default DEFAULT_S3_REGION. */
   region: string;
 }
@@ -144,8 +147,34 @@ function nonEmpty(value: string | undefined): string | undefined {
 }
 
 /**
- * Reads the FERRY_S3_* variables. Throws when FERRY_S3_ENDPOINT is not an http(s) URL, naming
- * the variable and the bad value.
+ * Where the embedded server's S3 key is kept: FERRY_S3_CREDENTIALS_FILE, default
+ * `<stateDir>/credentials/s3.json` (DEFAULT_S3_CREDENTIALS_FILE).
+ */
+export function s3CredentialsFile(env: NodeJS.ProcessEnv = process.env): string {
+  const explicit = nonEmpty(env['FERRY_S3_CREDENTIALS_FILE']);
+  return path.resolve(explicit ?? path.join(ferryEnvironment(env).stateDir, DEFAULT_S3_CREDENTIALS_FILE));
+}
+
+/** The key in an S3 credentials file (`{"accessKeyId", "secretAccessKey"}`), or undefined when there is none. */
+export function readS3CredentialsFile(file: string): { accessKeyId: string; secretAccessKey: string } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`cannot read the S3 key in ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = JSON.parse(text) as { accessKeyId?: unknown; secretAccessKey?: unknown };
+  if (typeof parsed.accessKeyId !== 'string' || typeof parsed.secretAccessKey !== 'string')
+    throw new Error(`the S3 key file ${file} must hold {"accessKeyId", "secretAccessKey"} strings`);
+  return { accessKeyId: parsed.accessKeyId, secretAccessKey: parsed.secretAccessKey };
+}
+
+/**
+ * Reads the FERRY_S3_* variables, and the key from s3CredentialsFile when FERRY_S3_ACCESS_KEY_ID and
+ * FERRY_S3_SECRET_ACCESS_KEY are unset. Throws when FERRY_S3_ENDPOINT is not an http(s) URL, when
+ * only one of the two key variables is set, and when there is no key at all (run `ferry up --store
+ * s3`, or set both variables), naming the variables and the file.
  */
 export function s3Environment(env: NodeJS.ProcessEnv = process.env): S3Environment {
   const raw = nonEmpty(env['FERRY_S3_ENDPOINT']) ?? `http://127.0.0.1:${DEFAULT_S3_PORT}`;
@@ -163,8 +192,31 @@ export function s3Environment(env: NodeJS.ProcessEnv = process.env): S3Environme
   return {
     endpoint: raw.replace(/\/+$/, ''),
     port: url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80,
-    accessKeyId: nonEmpty(env['FERRY_S3_ACCESS_KEY_ID']) ?? DEFAULT_S3_ACCESS_KEY_ID,
-    secretAccessKey: nonEmpty(env['FERRY_S3_SECRET_ACCESS_KEY']) ?? DEFAULT_S3_SECRET_ACCESS_KEY,
+    ...s3Key(env),
     region: nonEmpty(env['FERRY_S3_REGION']) ?? DEFAULT_S3_REGION,
   };
+}
+
+function s3Key(env: NodeJS.ProcessEnv): Pick<S3Environment, 'accessKeyId' | 'secretAccessKey' | 'credentialsFile'> {
+  const accessKeyId = nonEmpty(env['FERRY_S3_ACCESS_KEY_ID']);
+  const secretAccessKey = nonEmpty(env['FERRY_S3_SECRET_ACCESS_KEY']);
+  if (accessKeyId !== undefined && secretAccessKey !== undefined) return { accessKeyId, secretAccessKey };
+  if (accessKeyId !== undefined || secretAccessKey !== undefined)
+    throw new Error('FERRY_S3_ACCESS_KEY_ID and FERRY_S3_SECRET_ACCESS_KEY go together: set both or neither');
+  const credentialsFile = s3CredentialsFile(env);
+  const stored = readS3CredentialsFile(credentialsFile);
+  if (stored === undefined) throw new S3KeyMissingError(credentialsFile);
+  return { ...stored, credentialsFile };
+}
+
+/** Neither FERRY_S3_ACCESS_KEY_ID/_SECRET_ACCESS_KEY nor the S3 key file (`file`) gives a key. */
+export class S3KeyMissingError extends Error {
+  override readonly name = 'S3KeyMissingError';
+
+  constructor(readonly file: string) {
+    super(
+      `no S3 key: ${file} does not exist (\`ferry up --store s3\` creates it) and ` +
+        'FERRY_S3_ACCESS_KEY_ID/FERRY_S3_SECRET_ACCESS_KEY are unset',
+    );
+  }
 }

@@ -2,16 +2,20 @@
  * Access control on the real nats-server of a test cluster: only hosts with credentials connect,
  * and each host may use only its role's subjects (data-plane/subjects.ts). A refused publish
  * shows as a permission error on the offender's connection, and the message never reaches the
- * subject's subscribers. Then TLS on the client connections, with a CA made by openssl.
+ * subject's subscribers. Then TLS on the client connections, with a CA made by openssl, and
+ * SeaweedFS's volume and filer ports, which refuse requests without a JWT signed by its master.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { connect, type NatsConnection, type NatsError } from 'nats';
 import { connectNats, readNatsCredentials } from '../../data-plane/nats-client';
 import { hostInboxPrefix, migrationSubjects } from '../../data-plane/subjects';
-import { startTestNats, type TestNats } from '../../infra/test-services';
+import { createBucket } from '../../infra/seaweedfs-bucket';
+import { readPortsRecord, seaweedPaths } from '../../infra/seaweedfs-files';
+import { startTestNats, startTestSeaweed, type TestNats, type TestSeaweed } from '../../infra/test-services';
 import { useCluster } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
@@ -264,4 +268,58 @@ describe('TLS on the client connections', () => {
       expect(untrusted?.message).toMatch(/certificate/);
     },
   );
+});
+
+describe("SeaweedFS's own ports", () => {
+  let seaweed: TestSeaweed;
+
+  beforeAll(async () => {
+    seaweed = await startTestSeaweed();
+  });
+
+  afterAll(async () => {
+    await seaweed?.stop();
+  });
+
+  test('refuse an unsigned write or read straight to the volume server and the filer, while S3 works', async () => {
+    const bucket = 'ferry-acl';
+    await createBucket(seaweed, bucket);
+    const s3 = new S3Client({
+      endpoint: seaweed.endpoint,
+      region: seaweed.region,
+      credentials: { accessKeyId: seaweed.accessKeyId, secretAccessKey: seaweed.secretAccessKey },
+      forcePathStyle: true,
+    });
+    try {
+      const page = Buffer.alloc(64 * 1024, 7);
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'page', Body: page }));
+      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'page' }));
+      expect(Buffer.from((await got.Body?.transformToByteArray()) ?? []).equals(page)).toBe(true);
+    } finally {
+      s3.destroy();
+    }
+    const ports = readPortsRecord(seaweedPaths(seaweed.stateDir).portsFile);
+    if (ports === undefined) throw new Error('the test SeaweedFS recorded no ports');
+
+    const assign = (await (await fetch(`http://127.0.0.1:${ports.master}/dir/assign`)).json()) as {
+      fid: string;
+      url: string;
+      auth?: string;
+    };
+    expect(assign.auth).toBeUndefined();
+    const form = (): FormData => {
+      const body = new FormData();
+      body.append('file', new Blob([Buffer.from('forged page')]), 'page');
+      return body;
+    };
+    const write = await fetch(`http://${assign.url}/${assign.fid}`, { method: 'POST', body: form() });
+    expect(write.status).toBe(401);
+    const read = await fetch(`http://${assign.url}/${assign.fid}`);
+    expect(read.status).toBe(401);
+    const filer = await fetch(`http://127.0.0.1:${ports.filer}/buckets/${bucket}/forged`, {
+      method: 'POST',
+      body: form(),
+    });
+    expect(filer.ok).toBe(false);
+  });
 });
