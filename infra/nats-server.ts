@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NATS_MAX_PAYLOAD_BYTES } from '../temporal-config';
 import { resolveBinary } from './binaries';
+import { ServiceStartError } from './errors';
 import { LOOPBACK_HOST } from './ports';
 import { natsAuthorizationConfig, type NatsUser } from './nats-credentials';
 import { writePrivateFile } from './private-files';
@@ -31,6 +32,8 @@ export const NATS_SERVICE_NAME = 'nats';
 export const DEFAULT_NATS_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 /** Start timeout of nats-server (ms); it is usually up within 100 ms. */
 export const DEFAULT_NATS_START_TIMEOUT_MS = 10_000;
+/** How long a running nats-server may take to reload a changed config (ms); it takes a few ms. */
+export const DEFAULT_NATS_RELOAD_TIMEOUT_MS = 5_000;
 /** Grace between SIGTERM and SIGKILL when stopping nats-server (ms). */
 export const DEFAULT_NATS_STOP_GRACE_MS = 5_000;
 
@@ -112,15 +115,33 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
     portHint: 'set FERRY_NATS_PORT',
     beforeSpawn: () => writePrivateFile(configFile, natsConfig(options)),
   });
-  if (result.state === 'already-running') {
-    const config = natsConfig(options);
-    const before = fs.existsSync(configFile) ? fs.readFileSync(configFile, 'utf8') : undefined;
-    if (before !== config) {
-      writePrivateFile(configFile, config);
-      signalService({ name: NATS_SERVICE_NAME, stateDir: options.stateDir }, 'SIGHUP');
-    }
-  }
+  if (result.state === 'already-running') await reloadIfChanged(options, configFile, result.port);
   return { ...result, url: `nats://${LOOPBACK_HOST}:${result.port}` };
+}
+
+/**
+ * Rewrites the config of a running server and has it reload (SIGHUP) when the config changed, e.g.
+ * a host was added; waits until the server logs the reload. Throws ServiceStartError when it does
+ * not within DEFAULT_NATS_RELOAD_TIMEOUT_MS.
+ */
+async function reloadIfChanged(options: NatsServerOptions, configFile: string, port: number): Promise<void> {
+  const config = natsConfig(options);
+  const before = fs.existsSync(configFile) ? fs.readFileSync(configFile, 'utf8') : undefined;
+  if (before === config) return;
+  const { logFile } = servicePaths(options.stateDir, NATS_SERVICE_NAME);
+  const reloads = (): number => (fs.readFileSync(logFile, 'utf8').match(/Reloaded server configuration/g) ?? []).length;
+  const seen = reloads();
+  writePrivateFile(configFile, config);
+  signalService({ name: NATS_SERVICE_NAME, stateDir: options.stateDir }, 'SIGHUP');
+  const deadline = Date.now() + DEFAULT_NATS_RELOAD_TIMEOUT_MS;
+  while (reloads() === seen) {
+    if (Date.now() > deadline) {
+      const tail = fs.readFileSync(logFile, 'utf8').split('\n').slice(-10).join('\n');
+      const detail = `it did not reload ${configFile} within ${DEFAULT_NATS_RELOAD_TIMEOUT_MS} ms`;
+      throw new ServiceStartError(NATS_SERVICE_NAME, port, 'not-ready', detail, logFile, tail);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** Stops nats-server; not running is success. */

@@ -15,7 +15,11 @@ import { connectNats, readNatsCredentials } from '../../data-plane/nats-client';
 import { hostInboxPrefix, migrationSubjects } from '../../data-plane/subjects';
 import { createBucket } from '../../infra/seaweedfs-bucket';
 import { readPortsRecord, seaweedPaths } from '../../infra/seaweedfs-files';
-import { startTestNats, startTestSeaweed, type TestNats, type TestSeaweed } from '../../infra/test-services';
+import { ensureNatsCredentials, hostNatsUsers } from '../../infra/nats-credentials';
+import { startNatsServer, stopNatsServer } from '../../infra/nats-server';
+import { pickFreePort } from '../../infra/ports';
+import { makeTestStateDir, startTestNats, startTestSeaweed } from '../../infra/test-services';
+import type { TestNats, TestSeaweed } from '../../infra/test-services';
 import { useCluster } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
@@ -180,6 +184,40 @@ test('the destination answers the source through the source inbox, and the sourc
   const granted = credit.next();
   destination.publish(subjects.credit, Buffer.from('{"grantedSeq":8,"appliedSeq":0}'));
   expect(await granted).toBe('{"grantedSeq":8,"appliedSeq":0}');
+});
+
+test('a host added by a later start of a running nats-server gets its user without a restart', async () => {
+  const stateDir = makeTestStateDir();
+  const credentialsDir = path.join(stateDir, 'credentials');
+  const port = await pickFreePort();
+  // h2's file exists from the start, as on a host that is set up before the server knows it.
+  ensureNatsCredentials(credentialsDir, ['h2']);
+  const start = (hosts: string[]) =>
+    startNatsServer({
+      stateDir,
+      port,
+      detached: false,
+      users: hostNatsUsers(ensureNatsCredentials(credentialsDir, hosts)),
+    });
+  try {
+    const first = await start(['h1']);
+    const url = first.url;
+    const asHost = (hostId: string) =>
+      connectNats({ url, credentialsFile: path.join(credentialsDir, `${hostId}.json`) }, hostId, `test-${hostId}`);
+    const h1 = await asHost('h1');
+    connections.push(h1);
+    await expect(asHost('h2')).rejects.toThrow(/Authorization Violation/i);
+
+    const again = await start(['h1', 'h2']);
+    expect(again.state).toBe('already-running');
+    expect(again.pid).toBe(first.pid);
+    const h2 = await asHost('h2');
+    connections.push(h2);
+    expect(h1.isClosed()).toBe(false);
+  } finally {
+    await stopNatsServer({ stateDir, stopGraceMs: 2_000 });
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  }
 });
 
 describe('TLS on the client connections', () => {
