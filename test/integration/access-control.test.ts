@@ -5,7 +5,7 @@
  * subject's subscribers. Then TLS on the client connections, with a CA made by openssl, and
  * SeaweedFS's volume and filer ports, which refuse requests without a JWT signed by its master.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,6 +13,7 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { connect, type NatsConnection, type NatsError } from 'nats';
 import { connectNats, readNatsCredentials } from '../../data-plane/nats-client';
 import { hostInboxPrefix, migrationSubjects } from '../../data-plane/subjects';
+import { resolveBinary } from '../../infra/binaries';
 import { createBucket } from '../../infra/seaweedfs-bucket';
 import { readPortsRecord, seaweedPaths } from '../../infra/seaweedfs-files';
 import { ensureNatsCredentials, hostNatsUsers } from '../../infra/nats-credentials';
@@ -359,5 +360,29 @@ describe("SeaweedFS's own ports", () => {
       body: form(),
     });
     expect(filer.ok).toBe(false);
+  });
+
+  test("refuse a gRPC client without the server's certificate: weed upload through the master fails", async () => {
+    const ports = readPortsRecord(seaweedPaths(seaweed.stateDir).portsFile);
+    if (ports === undefined) throw new Error('the test SeaweedFS recorded no ports');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-weed-upload-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'forged'), 'forged page');
+      // Run from an empty folder, so that weed finds no security.toml to borrow.
+      const upload = spawnSync(
+        resolveBinary('weed'),
+        ['upload', `-master=127.0.0.1:${ports.master}.${ports.masterGrpc}`, 'forged'],
+        {
+          cwd: dir,
+          encoding: 'utf8',
+          timeout: 30_000,
+        },
+      );
+      expect(upload.status).not.toBe(0);
+      expect(upload.stdout).toMatch(/get master .* configuration: rpc error/);
+      expect(upload.stdout).not.toContain('"fid"');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
