@@ -5,6 +5,10 @@
  * Starting what already runs reports it and leaves it; stopping what is not running says so.
  * `down` also stops the VMM processes the hosts left running (a host agent's restart never does
  * that).
+ *
+ * Access: every host brought up gets a NATS user of its own (nats-credentials.ts, a 0600 file in
+ * FERRY_NATS_CREDENTIALS_DIR, kept across runs), and nats-server grants each only its subjects;
+ * the first `up --store s3` generates SeaweedFS's S3 key into the state dir (cluster-store.ts).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
