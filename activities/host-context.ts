@@ -5,6 +5,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import * as path from 'node:path';
+import type { NatsClientConfig } from '../data-plane/nats-client';
 import type { HypervisorDriver } from '../vmm/driver';
 import { ferryEnvironment, migrationLeaseTtlMs, TIMEOUTS } from '../temporal-config';
 import { assertStoreAllowed, parseStoreRef } from '../store/open-store';
@@ -14,7 +15,8 @@ import type { VmSummary } from './types';
 export interface HostDeps {
   hostId: string;
   driver: HypervisorDriver;
-  natsUrl: string;
+  /** How this host's VMMs reach nats-server: URL, the host's credentials file, TLS files. */
+  nats: NatsClientConfig;
   /** Store (a directory or `s3://bucket/prefix`) used when a migration names none. */
   defaultStore: string;
   /**

@@ -134,9 +134,10 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         });
       await call(input.vmId, 'migration.startIncoming', {
         migrationId: input.migrationId,
-        natsUrl: host.natsUrl,
+        nats: host.nats,
         store: host.allowedStore(input.store),
         hostId,
+        sourceHost: input.sourceHost,
         baseEpoch: input.baseEpoch,
         creditWindow: input.creditWindow,
         leaseTtlMs: host.leaseTtlMs,
@@ -171,9 +172,10 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
     sendRound: guarded(async (input: SendRoundInput): Promise<RoundStats> => {
       await call(input.vmId, 'migration.startOutgoing', {
         migrationId: input.migrationId,
-        natsUrl: host.natsUrl,
+        nats: host.nats,
         store: host.allowedStore(input.store),
         hostId,
+        destinationHost: input.destinationHost,
         baseEpoch: input.baseEpoch,
         batchPages: input.batchPages,
         leaseTtlMs: host.leaseTtlMs,

@@ -59,6 +59,8 @@ export interface PrepareDestinationInput extends MigrationRefInput {
 
 /** Input of `receivePages`. */
 export interface ReceivePagesInput extends MigrationRefInput {
+  /** The host sending the VM (its id is part of the migration's NATS subjects). */
+  sourceHost: string;
   store: string;
   baseEpoch: number;
   creditWindow: number;
@@ -70,6 +72,8 @@ export interface ReceivePagesInput extends MigrationRefInput {
 
 /** Input of `sendRound`. */
 export interface SendRoundInput extends MigrationRefInput {
+  /** The host receiving the VM (its id is part of the migration's NATS subjects). */
+  destinationHost: string;
   round: number;
   store: string;
   baseEpoch: number;

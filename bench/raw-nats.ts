@@ -4,11 +4,25 @@
  * credit every `window/2` messages as ferry's receiver does, so neither measurement loses messages
  * to the slow-consumer limit.
  *
- * As a child process: `node raw-nats.js sub <url> <subject> <count>` or
- * `node raw-nats.js pub <url> <subject> <count> <bytes> <window>`.
+ * Publisher and subscriber connect as hosts h1 and h2 with the credentials in `credentialsDir`
+ * (`''`: anonymously) on a migration's pages and credit subjects, as ferry's source and destination do.
+ *
+ * As a child process: `node raw-nats.js sub <url> <credentialsDir> <migrationId> <count> <window>` or
+ * `node raw-nats.js pub <url> <credentialsDir> <migrationId> <count> <bytes> <window>`.
  */
 import { fork } from 'node:child_process';
-import { connect } from 'nats';
+import * as path from 'node:path';
+import type { NatsConnection } from 'nats';
+import { connectNats } from '../data-plane/nats-client';
+import { migrationSubjects } from '../data-plane/subjects';
+
+const RAW_SOURCE = 'h1';
+const RAW_DESTINATION = 'h2';
+
+function connectHost(url: string, credentialsDir: string, hostId: string): Promise<NatsConnection> {
+  const credentials = credentialsDir === '' ? {} : { credentialsFile: path.join(credentialsDir, `${hostId}.json`) };
+  return connectNats({ url, ...credentials }, hostId, `raw-nats-${hostId}`);
+}
 
 /** Result of one raw measurement. */
 export interface RawNatsResult {
@@ -18,8 +32,9 @@ export interface RawNatsResult {
   bytesPerSec: number;
 }
 
-async function subscriber(url: string, subject: string, count: number, window: number): Promise<void> {
-  const nc = await connect({ servers: url });
+async function subscriber(url: string, dir: string, migrationId: string, count: number, window: number): Promise<void> {
+  const nc = await connectHost(url, dir, RAW_DESTINATION);
+  const { pages: subject, credit } = migrationSubjects(RAW_SOURCE, RAW_DESTINATION, migrationId);
   let received = 0;
   let bytes = 0;
   let first = 0;
@@ -29,7 +44,7 @@ async function subscriber(url: string, subject: string, count: number, window: n
         if (received === 0) first = performance.now();
         received += 1;
         bytes += msg.data.length;
-        if (received % (window / 2) === 0) nc.publish(`${subject}.credit`, Buffer.from(String(received + window)));
+        if (received % (window / 2) === 0) nc.publish(credit, Buffer.from(String(received + window)));
         if (received === count) resolve();
       },
     });
@@ -39,12 +54,20 @@ async function subscriber(url: string, subject: string, count: number, window: n
   await nc.drain();
 }
 
-async function publisher(url: string, subject: string, count: number, size: number, window: number): Promise<void> {
-  const nc = await connect({ servers: url });
+async function publisher(
+  url: string,
+  dir: string,
+  migrationId: string,
+  count: number,
+  size: number,
+  window: number,
+): Promise<void> {
+  const nc = await connectHost(url, dir, RAW_SOURCE);
+  const { pages: subject, credit } = migrationSubjects(RAW_SOURCE, RAW_DESTINATION, migrationId);
   // The first window is granted up front, as ferry's receiver grants it on subscribing.
   let granted = window;
   let wake: (() => void) | undefined;
-  nc.subscribe(`${subject}.credit`, {
+  nc.subscribe(credit, {
     callback: (_err, msg) => {
       granted = Math.max(granted, Number(Buffer.from(msg.data).toString()));
       wake?.();
@@ -60,15 +83,20 @@ async function publisher(url: string, subject: string, count: number, size: numb
   await nc.drain();
 }
 
-/** Measures raw throughput with `count` messages of `messageBytes` through the server at `url`. */
+/**
+ * Measures raw throughput with `count` messages of `messageBytes` through the server at `url`, as
+ * hosts h1 and h2 with their credentials in `credentialsDir` (undefined: anonymously).
+ */
 export async function measureRawNats(
   url: string,
+  credentialsDir: string | undefined,
   messageBytes: number,
   count: number,
   window: number,
 ): Promise<RawNatsResult> {
-  const subject = `bench.raw.${Date.now()}`;
-  const sub = fork(__filename, ['sub', url, subject, String(count), String(window)]);
+  const migrationId = `raw-${Date.now()}`;
+  const dir = credentialsDir ?? '';
+  const sub = fork(__filename, ['sub', url, dir, migrationId, String(count), String(window)]);
   // Listeners go on at once: a child's exit may be handled before the continuation of an await.
   const subExited = new Promise<number | null>((r) => sub.once('exit', r));
   const subResult = new Promise<{ received: number; bytesPerSec: number }>((resolve, reject) => {
@@ -76,7 +104,7 @@ export async function measureRawNats(
     void subExited.then((code) => reject(new Error(`raw NATS subscriber exited (${code}) without a result`)));
   });
   await new Promise((r) => setTimeout(r, 300));
-  const pub = fork(__filename, ['pub', url, subject, String(count), String(messageBytes), String(window)]);
+  const pub = fork(__filename, ['pub', url, dir, migrationId, String(count), String(messageBytes), String(window)]);
   const pubExited = new Promise<number | null>((r) => pub.once('exit', r));
   const result = await subResult;
   await Promise.all([subExited, pubExited]);
@@ -84,11 +112,11 @@ export async function measureRawNats(
 }
 
 if (require.main === module) {
-  const [role, url = '', subject = '', count = '0', a = '0', b = '0'] = process.argv.slice(2);
+  const [role, url = '', dir = '', migrationId = '', count = '0', a = '0', b = '0'] = process.argv.slice(2);
   const run =
     role === 'sub'
-      ? subscriber(url, subject, Number(count), Number(a))
-      : publisher(url, subject, Number(count), Number(a), Number(b));
+      ? subscriber(url, dir, migrationId, Number(count), Number(a))
+      : publisher(url, dir, migrationId, Number(count), Number(a), Number(b));
   run.catch((err) => {
     console.error(err);
     process.exit(1);

@@ -63,6 +63,7 @@ export async function benchStore(store: BenchStore, options: StoreBenchOptions):
       rawNatsRuns.push(
         await measureRawNats(
           cluster.nats.url,
+          cluster.nats.credentialsDir,
           messageBytes,
           Math.ceil(memoryBytes / (DEFAULT_BATCH_PAGES * 4096)),
           DEFAULT_CREDIT_WINDOW,

@@ -22,7 +22,6 @@ import type { NatsConnection } from 'nats';
 import { DEFAULT_MAILBOX_POLL_MS, type PageStore } from '../store/page-store';
 import type { FaultPoints } from './fault-points';
 import type { FinalReply, FinalRequest } from './protocol';
-import { migrationSubjects } from './subjects';
 import type { MessageAuth } from './message-auth';
 import { openFinalAck, openFinalReply, sealFinalRequest } from './control-messages';
 import { authenticatedRequest } from './authenticated-request';
@@ -38,6 +37,8 @@ export const MAILBOX_ACK_TIMEOUT_MS = 2_000;
 /** What the handover uses of the source side. */
 export interface HandoverContext {
   nc: NatsConnection;
+  /** Where the destination takes control requests (MigrationSubjects.control). */
+  controlSubject: string;
   store: PageStore;
   migrationId: string;
   /** The migration's key: the request is sealed with it, and every answer checked. */
@@ -165,10 +166,9 @@ async function readUntil<T>(
 }
 
 async function requestFinal(ctx: HandoverContext, request: FinalRequest, timeoutMs: number): Promise<FinalReply> {
-  const subjects = migrationSubjects(ctx.migrationId);
   return authenticatedRequest(
     ctx.nc,
-    subjects.control,
+    ctx.controlSubject,
     Buffer.from(JSON.stringify(sealFinalRequest(ctx.auth, request))),
     timeoutMs,
     (data) => openFinalReply(ctx.auth, data, request.finalSeq),

@@ -14,8 +14,7 @@
  * Idempotency: starting twice returns the running instance. A `final` request repeated after a
  * success gets the same answer; the guest is resumed once.
  */
-import { type Msg, type NatsConnection, type Subscription } from 'nats';
-import { connectCounted } from './nats-connections';
+import type { Msg, NatsConnection, Subscription } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import type { PageStore, PreparedClaim } from '../store/page-store';
@@ -26,6 +25,7 @@ import { MessageAuth } from './message-auth';
 import { PageHashes, ZERO_PAGE_HASH } from './page-hashes';
 import { decodeControl, encodeSyncReply, openFinalRequest, sealFinalReply } from './control-messages';
 import { migrationSubjects, type MigrationSubjects } from './subjects';
+import { connectNats } from './nats-client';
 import { fillAndVerifyUntilAnswered } from './final-fill';
 import { settleIncoming } from './incoming-settle';
 import { FinalMailboxWatch } from './final-mailbox';
@@ -72,7 +72,7 @@ export class IncomingMigration {
     private readonly nc: NatsConnection,
     private readonly faults: FaultPoints,
   ) {
-    this.subjects = migrationSubjects(input.migrationId);
+    this.subjects = migrationSubjects(input.sourceHost, input.hostId, input.migrationId);
     this.auth = new MessageAuth(Buffer.from(input.key, 'base64'), input.migrationId);
     this.hashes = new PageHashes(ctx.memory.pageCount);
     this.store = openPageStore(input.store);
@@ -110,11 +110,9 @@ export class IncomingMigration {
 
   /** Subscribes to the stream and starts granting credit. */
   static async start(ctx: VmmContext, input: IncomingStartInput, faults: FaultPoints): Promise<IncomingMigration> {
-    const nc = await connectCounted({
-      servers: input.natsUrl,
-      name: `ferry-destination-${input.migrationId}`,
-      maxReconnectAttempts: -1,
-    });
+    const nc = await connectNats(input.nats, input.hostId, `ferry-destination-${input.migrationId}`, (msg) =>
+      ctx.log(msg),
+    );
     const incoming = new IncomingMigration(ctx, input, nc, faults);
     incoming.listen();
     await nc.flush();

@@ -14,8 +14,7 @@
  * not confirm, the source claims the next ownership epoch for itself and, only if it wins, resumes
  * the guest.
  */
-import { type NatsConnection } from 'nats';
-import { connectCounted } from './nats-connections';
+import type { NatsConnection } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import type { GuestHold } from '../vmm/guest-run';
@@ -33,6 +32,8 @@ import { MigrationThrottle } from './round-throttle';
 import { MessageAuth } from './message-auth';
 import { PageHashes } from './page-hashes';
 import { sealFinalRequest } from './control-messages';
+import { connectNats } from './nats-client';
+import { migrationSubjects } from './subjects';
 import type { StoreOutage } from '../store/page-store';
 
 /**
@@ -89,14 +90,11 @@ export class OutgoingMigration {
       { migrationId: input.migrationId, vmId: ctx.vmId, pageCount: memory.pageCount },
       { pageCount: memory.pageCount, copyPage: (index, target) => memory.page(index).copy(target) },
     );
-    const nc = await connectCounted({
-      servers: input.natsUrl,
-      name: `ferry-source-${input.migrationId}`,
-      maxReconnectAttempts: -1,
-    });
+    const subjects = migrationSubjects(input.hostId, input.destinationHost, input.migrationId);
+    const nc = await connectNats(input.nats, input.hostId, `ferry-source-${input.migrationId}`, (msg) => ctx.log(msg));
     const auth = new MessageAuth(Buffer.from(input.key, 'base64'), input.migrationId);
     const hashes = new PageHashes(memory.pageCount);
-    const sender = new PageSender(nc, auth, ctx.memory, pageFile, { batchPages: input.batchPages }, hashes);
+    const sender = new PageSender(nc, auth, subjects, ctx.memory, pageFile, { batchPages: input.batchPages }, hashes);
     return new OutgoingMigration(ctx, input, nc, store, pageFile, sender, faults, auth, hashes);
   }
 
@@ -323,6 +321,7 @@ export class OutgoingMigration {
     return handOver(
       {
         nc: this.nc,
+        controlSubject: this.sender.subjects.control,
         store: this.store,
         migrationId: this.input.migrationId,
         auth: this.auth,

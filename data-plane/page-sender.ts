@@ -11,7 +11,7 @@ import type { NatsConnection, Subscription } from 'nats';
 import type { GuestMemory } from '../vmm/guest-memory';
 import type { PageFile } from '../store/page-store';
 import { BATCH_FLAG_FINAL, BATCH_FLAG_ROUND_END, BatchBuilder } from './batch-format';
-import { migrationSubjects, type CreditGrant, type MigrationSubjects } from './subjects';
+import type { CreditGrant, MigrationSubjects } from './subjects';
 import { TransportStalledError } from './errors';
 import type { MessageAuth } from './message-auth';
 import type { PageHashes } from './page-hashes';
@@ -68,7 +68,6 @@ const ZERO_CHECK_HEADER = 12;
 
 /** Streams pages of one migration; one instance per migration, used by one round at a time. */
 export class PageSender {
-  private readonly subjects: MigrationSubjects;
   private readonly builder: BatchBuilder;
   private readonly creditSub: Subscription;
   private grant: CreditGrant = { grantedSeq: 0, appliedSeq: 0 };
@@ -100,13 +99,14 @@ export class PageSender {
   constructor(
     private readonly nc: NatsConnection,
     private readonly auth: MessageAuth,
+    /** The migration's subjects (subjects.ts). */
+    readonly subjects: MigrationSubjects,
     private readonly memory: GuestMemory,
     private readonly pageFile: PageFile,
     private readonly options: PageSenderOptions,
     hashes: PageHashes,
   ) {
     this.migrationId = auth.migrationId;
-    this.subjects = migrationSubjects(this.migrationId);
     this.builder = new BatchBuilder(auth, options.batchPages, hashes);
     void (async () => {
       for await (const status of nc.status()) {

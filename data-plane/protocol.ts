@@ -5,6 +5,7 @@
 import type { VcpuStats, Workload } from '../vmm/vcpu';
 import type { StoreOutage } from '../store/page-store';
 import type { ThrottlePolicy } from '../workflows/throttle-policy';
+import type { NatsClientConfig } from './nats-client';
 
 /** How the source throttles the vCPU during one round (`migration.sendRound`'s `throttle`). */
 export interface RoundThrottleInput {
@@ -44,10 +45,13 @@ export interface RoundThrottleStats {
 /** Starts the source side (`migration.startOutgoing`). */
 export interface OutgoingStartInput {
   migrationId: string;
-  natsUrl: string;
+  /** How this host reaches nats-server (nats-client.ts). */
+  nats: NatsClientConfig;
   /** The shared store: a directory path or `s3://bucket/prefix` (see store/open-store.ts). */
   store: string;
   hostId: string;
+  /** The host receiving the VM: its id is part of the migration's subjects (subjects.ts). */
+  destinationHost: string;
   /** Ownership epoch the source holds at the start; the destination takes `baseEpoch + 1`. */
   baseEpoch: number;
   /** Pages per batch on the stream. */
@@ -62,10 +66,13 @@ export interface OutgoingStartInput {
 /** Starts the destination side (`migration.startIncoming`). */
 export interface IncomingStartInput {
   migrationId: string;
-  natsUrl: string;
+  /** How this host reaches nats-server (nats-client.ts). */
+  nats: NatsClientConfig;
   /** The shared store: a directory path or `s3://bucket/prefix`. */
   store: string;
   hostId: string;
+  /** The host sending the VM: its id is part of the migration's subjects (subjects.ts). */
+  sourceHost: string;
   baseEpoch: number;
   /** Batches the receiver lets the sender run ahead. */
   creditWindow: number;

@@ -7,9 +7,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { s3Environment, type FerryEnvironment } from '../temporal-config';
+import { s3Environment, type FerryEnvironment, type S3Environment, type S3KeyMissingError } from '../temporal-config';
 import { openPageStore } from '../store/open-store';
 import type { PageStore } from '../store/page-store';
+import { ensureS3CredentialsFile } from './seaweedfs-files';
 
 /** Bucket of the embedded S3 store. */
 export const EMBEDDED_S3_BUCKET = 'ferry';
@@ -65,7 +66,7 @@ export function embeddedStoreEnvironment(
   const withoutS3 = { ...env };
   delete withoutS3.s3;
   if (choice === 'directory') return { ...withoutS3, store: env.storeDir };
-  const s3 = s3Environment(processEnv);
+  const s3 = embeddedS3Environment(processEnv);
   const { protocol, hostname } = new URL(s3.endpoint);
   if (protocol !== 'http:' || hostname !== '127.0.0.1')
     throw new EmbeddedS3EndpointError(
@@ -73,6 +74,21 @@ export function embeddedStoreEnvironment(
         'unset it or give http://127.0.0.1:<port>',
     );
   return { ...withoutS3, store: EMBEDDED_S3_STORE, s3 };
+}
+
+/**
+ * s3Environment, but without a key anywhere, the embedded server's key is generated into the key
+ * file first (mode 0600): the first `ferry up --store s3` does that, and every ferry process on the
+ * machine then reads the key from there.
+ */
+function embeddedS3Environment(processEnv: NodeJS.ProcessEnv): S3Environment {
+  try {
+    return s3Environment(processEnv);
+  } catch (err) {
+    if ((err as Error).name !== 'S3KeyMissingError') throw err;
+    ensureS3CredentialsFile((err as S3KeyMissingError).file);
+    return s3Environment(processEnv);
+  }
 }
 
 /** The record of `env`'s store, without `embeddedSeaweed` (the caller knows whether it started one). */

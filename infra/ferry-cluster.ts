@@ -5,6 +5,10 @@
  * Starting what already runs reports it and leaves it; stopping what is not running says so.
  * `down` also stops the VMM processes the hosts left running (a host agent's restart never does
  * that).
+ *
+ * Access: every host brought up gets a NATS user of its own (nats-credentials.ts, a 0600 file in
+ * FERRY_NATS_CREDENTIALS_DIR, kept across runs), and nats-server grants each only its subjects;
+ * the first `up --store s3` generates SeaweedFS's S3 key into the state dir (cluster-store.ts).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -13,6 +17,7 @@ import { hostTaskQueue, type FerryEnvironment } from '../temporal-config';
 import { clusterStoreRecord, describeStore, embeddedStoreEnvironment, forgetOwners } from './cluster-store';
 import { ClusterStoreMismatchError, EMBEDDED_S3_BUCKET, type EmbeddedStore } from './cluster-store';
 import { readClusterStore, removeClusterStore, sameStore, writeClusterStore } from './cluster-store';
+import { ensureNatsCredentials, hostNatsUsers, readAllNatsCredentials } from './nats-credentials';
 import { startNatsServer, stopNatsServer } from './nats-server';
 import { embeddedSeaweedRunning, startEmbeddedSeaweed, stopEmbeddedSeaweed } from './seaweedfs-embedded';
 import { isProcessGoneError } from './service-files';
@@ -116,13 +121,25 @@ export function clusterEnv(env: FerryEnvironment): NodeJS.ProcessEnv {
     ...(env.s3
       ? {
           FERRY_S3_ENDPOINT: env.s3.endpoint,
-          FERRY_S3_ACCESS_KEY_ID: env.s3.accessKeyId,
-          FERRY_S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
+          // A key kept in a file stays there: the workers read it as this process did.
+          ...(env.s3.credentialsFile !== undefined
+            ? { FERRY_S3_CREDENTIALS_FILE: env.s3.credentialsFile }
+            : { FERRY_S3_ACCESS_KEY_ID: env.s3.accessKeyId, FERRY_S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey }),
           FERRY_S3_REGION: env.s3.region,
         }
       : {}),
     FERRY_TEMPORAL_ADDRESS: env.temporalAddress,
     FERRY_NATS_URL: env.natsUrl,
+    FERRY_NATS_CREDENTIALS_DIR: env.natsCredentialsDir,
+    ...(env.natsTls
+      ? {
+          FERRY_NATS_TLS_CA: env.natsTls.caFile,
+          ...(env.natsTls.serverCertFile !== undefined
+            ? { FERRY_NATS_TLS_SERVER_CERT: env.natsTls.serverCertFile }
+            : {}),
+          ...(env.natsTls.serverKeyFile !== undefined ? { FERRY_NATS_TLS_SERVER_KEY: env.natsTls.serverKeyFile } : {}),
+        }
+      : {}),
   };
 }
 
@@ -268,7 +285,16 @@ export async function clusterUp(
     uiPort: env.temporalUiPort,
   });
   lines.push(`${temporal.message}; Web UI http://127.0.0.1:${env.temporalUiPort}`);
-  const nats = await startNatsServer({ stateDir: env.stateDir, port: env.natsPort });
+  // Every host ever brought up keeps its user, so that agents of an earlier `up` stay valid.
+  ensureNatsCredentials(env.natsCredentialsDir, hosts);
+  const nats = await startNatsServer({
+    stateDir: env.stateDir,
+    port: env.natsPort,
+    users: hostNatsUsers(readAllNatsCredentials(env.natsCredentialsDir)),
+    ...(env.natsTls?.serverCertFile !== undefined && env.natsTls.serverKeyFile !== undefined
+      ? { tls: { certFile: env.natsTls.serverCertFile, keyFile: env.natsTls.serverKeyFile } }
+      : {}),
+  });
   lines.push(nats.message);
   if (options.store === 's3' && env.s3)
     lines.push(await startEmbeddedSeaweed(env.stateDir, env.s3, EMBEDDED_S3_BUCKET));

@@ -4,15 +4,23 @@
  * config file. It listens on 127.0.0.1 only, with no monitoring port, clustering or persistence
  * (core NATS is at-most-once; the page file is the durable lane).
  *
- * Start and stop are idempotent (see service.ts).
+ * Given `users`, the server refuses clients without a user and password, and each host's user may
+ * use only its role's subjects (nats-credentials.ts); the config file, which then holds the
+ * passwords, is mode 0600. Given `tls`, clients must connect over TLS.
+ *
+ * Start and stop are idempotent (see service.ts). A start that finds the server running rewrites
+ * the config and, when it changed (a host was added), has the server reload it (SIGHUP).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NATS_MAX_PAYLOAD_BYTES } from '../temporal-config';
 import { resolveBinary } from './binaries';
+import { ServiceStartError } from './errors';
 import { LOOPBACK_HOST } from './ports';
+import { natsAuthorizationConfig, type NatsUser } from './nats-credentials';
+import { writePrivateFile } from './private-files';
 import type { ServiceStartResult, ServiceStopResult } from './service';
-import { startService, stopService } from './service';
+import { signalService, startService, stopService } from './service';
 import { servicePaths } from './service-files';
 
 /** Service name: its folder in the state dir and its name in messages. */
@@ -24,6 +32,8 @@ export const NATS_SERVICE_NAME = 'nats';
 export const DEFAULT_NATS_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 /** Start timeout of nats-server (ms); it is usually up within 100 ms. */
 export const DEFAULT_NATS_START_TIMEOUT_MS = 10_000;
+/** How long a running nats-server may take to reload a changed config (ms); it takes a few ms. */
+export const DEFAULT_NATS_RELOAD_TIMEOUT_MS = 5_000;
 /** Grace between SIGTERM and SIGKILL when stopping nats-server (ms). */
 export const DEFAULT_NATS_STOP_GRACE_MS = 5_000;
 
@@ -41,6 +51,19 @@ export interface NatsServerOptions {
   detached?: boolean;
   /** Default DEFAULT_NATS_START_TIMEOUT_MS. */
   startTimeoutMs?: number;
+  /** Who may connect (see nats-credentials.ts); absent or empty, anyone may, and do anything. */
+  users?: readonly NatsUser[];
+  /** TLS of client connections; absent, plain TCP. */
+  tls?: NatsServerTlsOptions;
+}
+
+/** PEM files of nats-server's TLS. */
+export interface NatsServerTlsOptions {
+  /** The server's certificate and its key. */
+  certFile: string;
+  keyFile: string;
+  /** CA of client certificates; the server then also asks clients for one it signed. */
+  caFile?: string;
 }
 
 /** The result of a start plus the client URL, e.g. `nats://127.0.0.1:4222`. */
@@ -58,7 +81,19 @@ export function natsConfig(options: NatsServerOptions): string {
     `port: ${options.port}`,
     `max_payload: ${maxPayload}`,
     `max_pending: ${maxPending}`,
+    ...(options.users !== undefined && options.users.length > 0 ? [natsAuthorizationConfig(options.users)] : []),
+    ...(options.tls ? [natsTlsConfig(options.tls)] : []),
     '',
+  ].join('\n');
+}
+
+function natsTlsConfig(tls: NatsServerTlsOptions): string {
+  return [
+    'tls {',
+    `  cert_file: ${JSON.stringify(tls.certFile)}`,
+    `  key_file: ${JSON.stringify(tls.keyFile)}`,
+    ...(tls.caFile !== undefined ? [`  ca_file: ${JSON.stringify(tls.caFile)}`] : []),
+    '}',
   ].join('\n');
 }
 
@@ -78,10 +113,35 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
     detached: options.detached ?? true,
     startTimeoutMs: options.startTimeoutMs ?? DEFAULT_NATS_START_TIMEOUT_MS,
     portHint: 'set FERRY_NATS_PORT',
-    // Only on a real launch: a server that already runs keeps the config it was started with.
-    beforeSpawn: () => fs.writeFileSync(configFile, natsConfig(options)),
+    beforeSpawn: () => writePrivateFile(configFile, natsConfig(options)),
   });
+  if (result.state === 'already-running') await reloadIfChanged(options, configFile, result.port);
   return { ...result, url: `nats://${LOOPBACK_HOST}:${result.port}` };
+}
+
+/**
+ * Rewrites the config of a running server and has it reload (SIGHUP) when the config changed, e.g.
+ * a host was added; waits until the server logs the reload. Throws ServiceStartError when it does
+ * not within DEFAULT_NATS_RELOAD_TIMEOUT_MS.
+ */
+async function reloadIfChanged(options: NatsServerOptions, configFile: string, port: number): Promise<void> {
+  const config = natsConfig(options);
+  const before = fs.existsSync(configFile) ? fs.readFileSync(configFile, 'utf8') : undefined;
+  if (before === config) return;
+  const { logFile } = servicePaths(options.stateDir, NATS_SERVICE_NAME);
+  const reloads = (): number => (fs.readFileSync(logFile, 'utf8').match(/Reloaded server configuration/g) ?? []).length;
+  const seen = reloads();
+  writePrivateFile(configFile, config);
+  signalService({ name: NATS_SERVICE_NAME, stateDir: options.stateDir }, 'SIGHUP');
+  const deadline = Date.now() + DEFAULT_NATS_RELOAD_TIMEOUT_MS;
+  while (reloads() === seen) {
+    if (Date.now() > deadline) {
+      const tail = fs.readFileSync(logFile, 'utf8').split('\n').slice(-10).join('\n');
+      const detail = `it did not reload ${configFile} within ${DEFAULT_NATS_RELOAD_TIMEOUT_MS} ms`;
+      throw new ServiceStartError(NATS_SERVICE_NAME, port, 'not-ready', detail, logFile, tail);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** Stops nats-server; not running is success. */

@@ -1,7 +1,8 @@
 /**
  * The files of the embedded SeaweedFS server, in `<stateDir>/seaweedfs/`: its data dir, the S3
- * identity config holding the one access key (mode 0600), a record of its eight ports, and the two
- * unix sockets it is told to put there.
+ * identity config holding the one access key (mode 0600), `security.toml` and the gRPC certificates
+ * (seaweedfs-security.ts), a record of its eight ports, and the two unix sockets it is told to put
+ * there.
  *
  * What weed 4.48 cannot be told: it also serves every gRPC port on a unix socket at the fixed path
  * `/tmp/seaweedfs-<role>-grpc-<port>.sock`, and leaves some of them behind when it exits (all of
@@ -11,6 +12,8 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readS3CredentialsFile } from '../temporal-config';
+import { writePrivateFile } from './private-files';
 import { servicePaths } from './service-files';
 
 /** Service name: its folder in the state dir and its name in messages. */
@@ -54,6 +57,10 @@ export interface SeaweedPaths {
   /** Volumes, the filer's leveldb and the master's raft state; deleted by a stop with `removeData`. */
   dataDir: string;
   identitiesFile: string;
+  /** weed's `security.toml` (found through `-config_dir`): see seaweedfs-security.ts. */
+  securityFile: string;
+  /** The gRPC CA, certificate and key of seaweedfs-security.ts. */
+  tlsDir: string;
   portsFile: string;
   filerSocket: string;
   s3Socket: string;
@@ -66,6 +73,8 @@ export function seaweedPaths(stateDir: string): SeaweedPaths {
     dir,
     dataDir: path.join(dir, 'data'),
     identitiesFile: path.join(dir, 's3-identities.json'),
+    securityFile: path.join(dir, 'security.toml'),
+    tlsDir: path.join(dir, 'tls'),
     portsFile: path.join(dir, 'ports.json'),
     filerSocket: path.join(dir, 'filer.sock'),
     s3Socket: path.join(dir, 's3.sock'),
@@ -78,6 +87,19 @@ export function generateCredentials(): S3Credentials {
     accessKeyId: `FERRY${randomBytes(8).toString('hex').toUpperCase()}`,
     secretAccessKey: randomBytes(30).toString('base64url'),
   };
+}
+
+/**
+ * The key in the S3 credentials file `file` (see temporal-config's s3CredentialsFile), generating
+ * and writing it (mode 0600, its folder 0700) when there is none: `ferry up --store s3` does this
+ * at its first run. Throws when the file exists but does not hold a key.
+ */
+export function ensureS3CredentialsFile(file: string): S3Credentials {
+  const stored = readS3CredentialsFile(file);
+  if (stored !== undefined) return stored;
+  const credentials = generateCredentials();
+  writePrivateFile(file, `${JSON.stringify(credentials, null, 2)}\n`);
+  return credentials;
 }
 
 /**

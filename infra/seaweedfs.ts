@@ -6,7 +6,9 @@
  * Every one of its eight TCP ports (four HTTP, four gRPC) binds 127.0.0.1, telemetry is off, the
  * filer's HTTP API is off (the gateway talks to it over gRPC), and the gateway accepts exactly one
  * access key, given or generated (then kept in the identity file and reused by later starts).
- * Unsigned requests are refused. A bucket must be created before use, as on AWS (no auto-create).
+ * Unsigned requests are refused. Its volume and filer ports refuse requests without a JWT its
+ * master signed, and its gRPC ports clients without its certificate (seaweedfs-security.ts), so the
+ * gateway is the way in. A bucket must be created before use, as on AWS (no auto-create).
  *
  * Start and stop are idempotent (see service.ts). A start returns once the gateway answers a signed
  * ListBuckets and the master knows the volume server, so that objects written before a crash can
@@ -18,6 +20,7 @@ import { DEFAULT_S3_REGION } from '../temporal-config';
 import { resolveBinary } from './binaries';
 import { LOOPBACK_HOST } from './ports';
 import { waitForS3Gateway } from './seaweedfs-ready';
+import { writeSecurityFile } from './seaweedfs-security';
 import type { ServiceSpec, ServiceStartResult, ServiceStopResult } from './service';
 import { startService, stopService } from './service';
 import type { S3Credentials, SeaweedPorts } from './seaweedfs-files';
@@ -145,6 +148,7 @@ export async function startSeaweedServer(options: SeaweedServerOptions): Promise
   const ports = resolveSeaweedPorts(options.port, options.internalPorts);
   const credentials = options.credentials ?? readStoredCredentials(paths.identitiesFile) ?? generateCredentials();
   const region = options.region ?? DEFAULT_S3_REGION;
+  let grpcClosed = true;
   const spec: ServiceSpec = {
     name: SEAWEED_SERVICE_NAME,
     command,
@@ -159,7 +163,10 @@ export async function startSeaweedServer(options: SeaweedServerOptions): Promise
       // Those of a previous launch that died, before the record of its ports is overwritten.
       removeGrpcSockets(options.stateDir);
       fs.mkdirSync(paths.dataDir, { recursive: true });
+      // The filer's and the gateway's unix sockets live there: for this user only.
+      fs.chmodSync(paths.dir, 0o700);
       writeIdentitiesFile(paths.identitiesFile, credentials);
+      grpcClosed = writeSecurityFile(paths.securityFile, paths.tlsDir);
       writePortsRecord(paths.portsFile, ports);
     },
     ready: (port, remainingMs) => {
@@ -178,7 +185,8 @@ export async function startSeaweedServer(options: SeaweedServerOptions): Promise
   }
   const live = readPortsRecord(paths.portsFile) ?? ports;
   const endpoint = `http://${LOOPBACK_HOST}:${result.port}`;
-  return { ...result, endpoint, credentials, ports: live, dataDir: paths.dataDir };
+  const message = grpcClosed ? result.message : `${result.message}; openssl not found: its gRPC ports take any client`;
+  return { ...result, message, endpoint, credentials, ports: live, dataDir: paths.dataDir };
 }
 
 /**

@@ -136,7 +136,10 @@ export async function startTestCluster(
   opts: TestClusterOptions = {},
 ): Promise<TestCluster> {
   const stateDir = makeTestStateDir();
-  const natsOptions = opts.natsMaxPendingBytes !== undefined ? { maxPendingBytes: opts.natsMaxPendingBytes } : {};
+  const natsOptions = {
+    hosts,
+    ...(opts.natsMaxPendingBytes !== undefined ? { maxPendingBytes: opts.natsMaxPendingBytes } : {}),
+  };
   const [temporal, nats, seaweed] = await Promise.all([
     startTestTemporal(),
     startTestNats(natsOptions),
@@ -158,6 +161,7 @@ export async function startTestCluster(
     natsUrl: nats.url,
     natsPort: nats.port,
     clusterSecretFile: path.join(stateDir, 'cluster.key'),
+    natsCredentialsDir: nats.credentialsDir ?? path.join(stateDir, 'credentials', 'nats'),
     storeDir: path.join(stateDir, 'store'),
     store: seaweed ? `s3://${TEST_CLUSTER_BUCKET}/${path.basename(stateDir)}` : path.join(stateDir, 'store'),
     storeRoots: [path.join(stateDir, 'store')],

@@ -5,6 +5,7 @@
  * processes are not detached, so Ctrl-C on the test run ends them too; anything a crashed test run
  * leaves behind is removed by `sweepTestServices()`, which infra/run-tests.ts calls after jest.
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,7 +14,8 @@ import { NAMESPACE } from '../temporal-config';
 import { DEFAULT_S3_REGION } from '../temporal-config';
 import { resolveBinary } from './binaries';
 import { ServiceStartError } from './errors';
-import { NATS_SERVICE_NAME, startNatsServer, stopNatsServer } from './nats-server';
+import { ensureNatsCredentials, hostNatsUsers, type NatsUser } from './nats-credentials';
+import { NATS_SERVICE_NAME, startNatsServer, stopNatsServer, type NatsServerTlsOptions } from './nats-server';
 import { pickFreePort, pickFreePorts } from './ports';
 import { startSeaweedServer, stopSeaweedServer } from './seaweedfs';
 import type { SeaweedPorts } from './seaweedfs-files';
@@ -35,6 +37,16 @@ export interface TestNats {
   url: string;
   port: number;
   stateDir: string;
+  /**
+   * With `hosts`: the folder of the hosts' credentials files (`<hostId>.json`, 0600), to hand to
+   * host agents as FERRY_NATS_CREDENTIALS_DIR.
+   */
+  credentialsDir?: string;
+  /**
+   * With `hosts`: a user that may publish and subscribe to everything, for a test's own client
+   * (to watch subjects or forge messages).
+   */
+  admin?: NatsUser;
   /** Stops the server and deletes its state dir; safe to call twice. */
   stop(): Promise<void>;
   /** Sends `signal` to the server (default SIGKILL: a crash; SIGSTOP: a hang). */
@@ -103,19 +115,41 @@ async function restartAfterKill(ref: ServiceRef, start: () => Promise<void>): Pr
   await start();
 }
 
+/** Options of `startTestNats`. */
+export interface TestNatsOptions {
+  /** See NatsServerOptions.maxPendingBytes. */
+  maxPendingBytes?: number;
+  /**
+   * Hosts to generate credentials for: the server then refuses anonymous clients and grants each
+   * host only its subjects (see TestNats.credentialsDir and .admin). Default none: anyone may connect.
+   */
+  hosts?: readonly string[];
+  /** TLS of client connections (see NatsServerOptions.tls). */
+  tls?: NatsServerTlsOptions;
+}
+
 /**
  * Starts a nats-server on a random free port in a temp state dir (about 100 ms). A small
  * `maxPendingBytes` makes the server drop a stalled subscriber's messages early (fault tests).
  */
-export async function startTestNats(opts: { maxPendingBytes?: number } = {}): Promise<TestNats> {
+export async function startTestNats(opts: TestNatsOptions = {}): Promise<TestNats> {
   const stateDir = makeTestStateDir();
   const port = await pickFreePort();
+  const credentialsDir = opts.hosts !== undefined ? path.join(stateDir, 'credentials') : undefined;
+  const admin: NatsUser | undefined =
+    credentialsDir !== undefined ? { user: 'test-admin', password: randomBytes(24).toString('base64url') } : undefined;
+  const users =
+    credentialsDir !== undefined && admin !== undefined
+      ? [admin, ...hostNatsUsers(ensureNatsCredentials(credentialsDir, opts.hosts ?? []))]
+      : undefined;
   const start = async (): Promise<void> => {
     await startNatsServer({
       stateDir,
       port,
       detached: false,
       ...(opts.maxPendingBytes !== undefined ? { maxPendingBytes: opts.maxPendingBytes } : {}),
+      ...(users !== undefined ? { users } : {}),
+      ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
     });
   };
   const ref = { name: NATS_SERVICE_NAME, stateDir };
@@ -129,6 +163,8 @@ export async function startTestNats(opts: { maxPendingBytes?: number } = {}): Pr
     url: `nats://127.0.0.1:${port}`,
     port,
     stateDir,
+    ...(credentialsDir !== undefined ? { credentialsDir } : {}),
+    ...(admin !== undefined ? { admin } : {}),
     stop: disposer(stateDir, () => stopNatsServer({ stateDir, stopGraceMs: 2_000 })),
     kill: (signal = 'SIGKILL') => void signalService(ref, signal),
     restart: () => restartAfterKill(ref, start),

@@ -1,6 +1,8 @@
 /**
- * The one place where environment variables are read: endpoints and folders of this process.
+ * The one place where environment variables are read: endpoints and folders of this process, and
+ * the S3 key that `ferry up --store s3` keeps under the state dir.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   DEFAULT_MIGRATION_LEASE_TTL_MS,
@@ -14,13 +16,12 @@ export const DEFAULT_S3_PORT = 8333;
 /** Region signed into S3 requests; SeaweedFS accepts any, AWS needs the bucket's. */
 export const DEFAULT_S3_REGION = 'us-east-1';
 /**
- * Access key of the embedded SeaweedFS server when FERRY_S3_ACCESS_KEY_ID is unset. Fixed rather
- * than random so that every ferry process on the machine agrees without a shared file; the server
- * listens on 127.0.0.1 only.
+ * Where the S3 key of the embedded SeaweedFS server is kept, under the state dir, when
+ * FERRY_S3_CREDENTIALS_FILE is unset. `ferry up --store s3` generates it (mode 0600) at its first
+ * run; every ferry process on the machine reads it from there unless FERRY_S3_ACCESS_KEY_ID and
+ * FERRY_S3_SECRET_ACCESS_KEY are set.
  */
-export const DEFAULT_S3_ACCESS_KEY_ID = 'ferry';
-/** Secret of DEFAULT_S3_ACCESS_KEY_ID; see there. */
-export const DEFAULT_S3_SECRET_ACCESS_KEY = 'ferry-embedded-seaweedfs-secret';
+export const DEFAULT_S3_CREDENTIALS_FILE = path.join('credentials', 's3.json');
 
 /** Root of the project checkout (two levels up from dist/temporal-config or temporal-config). */
 export function projectRoot(): string {
@@ -48,6 +49,13 @@ export interface FerryEnvironment {
    * default `<stateDir>/cluster.key`; created 0600 by the first agent that needs it).
    */
   clusterSecretFile: string;
+  /**
+   * FERRY_NATS_CREDENTIALS_DIR, default `<stateDir>/credentials/nats`: one 0600 file per host,
+   * `<hostId>.json`, that `ferry up` generates; a host agent hands its own file to its VMMs.
+   */
+  natsCredentialsDir: string;
+  /** TLS of the NATS client connections, when FERRY_NATS_TLS_* are set (see NatsTlsEnvironment). */
+  natsTls?: NatsTlsEnvironment;
   /** Default shared page store directory, seen by every host. */
   storeDir: string;
   /** Default shared store: FERRY_STORE (a directory or `s3://bucket/prefix`), else `storeDir`. */
@@ -60,6 +68,40 @@ export interface FerryEnvironment {
   storeRoots: string[];
   /** S3 endpoint and credentials to hand to child processes (FERRY_S3_*), when they are set here. */
   s3?: S3Environment;
+}
+
+/**
+ * TLS files of the NATS connections. Clients (the hosts' VMMs) trust `caFile`; nats-server started
+ * by `ferry up` presents `serverCertFile` with `serverKeyFile`. Client certificates are not used.
+ */
+export interface NatsTlsEnvironment {
+  /** FERRY_NATS_TLS_CA: PEM of the CA that signed nats-server's certificate. */
+  caFile: string;
+  /** FERRY_NATS_TLS_SERVER_CERT: PEM certificate of nats-server (for `ferry up`'s server). */
+  serverCertFile?: string;
+  /** FERRY_NATS_TLS_SERVER_KEY: PEM key of `serverCertFile`. */
+  serverKeyFile?: string;
+}
+
+/**
+ * Reads FERRY_NATS_TLS_*: undefined when none is set. Throws when a certificate or key is given
+ * without the CA, or one of the pair without the other, naming the variables.
+ */
+export function natsTlsEnvironment(env: NodeJS.ProcessEnv = process.env): NatsTlsEnvironment | undefined {
+  const caFile = nonEmpty(env['FERRY_NATS_TLS_CA']);
+  const serverCertFile = nonEmpty(env['FERRY_NATS_TLS_SERVER_CERT']);
+  const serverKeyFile = nonEmpty(env['FERRY_NATS_TLS_SERVER_KEY']);
+  if (caFile === undefined && serverCertFile === undefined && serverKeyFile === undefined) return undefined;
+  if (caFile === undefined)
+    throw new Error('FERRY_NATS_TLS_SERVER_CERT and _KEY need FERRY_NATS_TLS_CA, the CA the clients trust');
+  if ((serverCertFile === undefined) !== (serverKeyFile === undefined))
+    throw new Error('FERRY_NATS_TLS_SERVER_CERT and FERRY_NATS_TLS_SERVER_KEY go together: set both or neither');
+  return {
+    caFile: path.resolve(caFile),
+    ...(serverCertFile !== undefined && serverKeyFile !== undefined
+      ? { serverCertFile: path.resolve(serverCertFile), serverKeyFile: path.resolve(serverKeyFile) }
+      : {}),
+  };
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -79,6 +121,7 @@ export function ferryEnvironment(env: NodeJS.ProcessEnv = process.env): FerryEnv
   const temporalPort = intFromEnv(env, 'FERRY_TEMPORAL_PORT', DEFAULT_TEMPORAL_PORT);
   const natsPort = intFromEnv(env, 'FERRY_NATS_PORT', DEFAULT_NATS_PORT);
   const storeDir = path.resolve(env['FERRY_STORE_DIR'] ?? path.join(stateDir, 'store'));
+  const natsTls = natsTlsEnvironment(env);
   return {
     stateDir,
     toolsDir: path.resolve(env['FERRY_TOOLS_DIR'] ?? path.join(root, '.ferry', 'tools')),
@@ -88,6 +131,10 @@ export function ferryEnvironment(env: NodeJS.ProcessEnv = process.env): FerryEnv
     natsUrl: env['FERRY_NATS_URL'] ?? `nats://127.0.0.1:${natsPort}`,
     natsPort,
     clusterSecretFile: path.resolve(env['FERRY_CLUSTER_SECRET_FILE'] ?? path.join(stateDir, 'cluster.key')),
+    natsCredentialsDir: path.resolve(
+      nonEmpty(env['FERRY_NATS_CREDENTIALS_DIR']) ?? path.join(stateDir, 'credentials', 'nats'),
+    ),
+    ...(natsTls ? { natsTls } : {}),
     storeDir,
     store: nonEmpty(env['FERRY_STORE']) ?? storeDir,
     storeRoots: storeRootsFromEnv(env, storeDir),
@@ -123,10 +170,12 @@ export interface S3Environment {
   endpoint: string;
   /** Port of `endpoint`: where the embedded SeaweedFS gateway listens. */
   port: number;
-  /** FERRY_S3_ACCESS_KEY_ID, default DEFAULT_S3_ACCESS_KEY_ID. */
+  /** FERRY_S3_ACCESS_KEY_ID, else the key in `credentialsFile`. */
   accessKeyId: string;
-  /** FERRY_S3_SECRET_ACCESS_KEY, default DEFAULT_S3_SECRET_ACCESS_KEY. */
+  /** FERRY_S3_SECRET_ACCESS_KEY, else the secret in `credentialsFile`. */
   secretAccessKey: string;
+  /** The file the key was read from; absent when it came from FERRY_S3_ACCESS_KEY_ID/_SECRET_ACCESS_KEY. */
+  credentialsFile?: string;
   /** FERRY_S3_REGION, default DEFAULT_S3_REGION. */
   region: string;
 }
@@ -136,8 +185,34 @@ function nonEmpty(value: string | undefined): string | undefined {
 }
 
 /**
- * Reads the FERRY_S3_* variables. Throws when FERRY_S3_ENDPOINT is not an http(s) URL, naming
- * the variable and the bad value.
+ * Where the embedded server's S3 key is kept: FERRY_S3_CREDENTIALS_FILE, default
+ * `<stateDir>/credentials/s3.json` (DEFAULT_S3_CREDENTIALS_FILE).
+ */
+export function s3CredentialsFile(env: NodeJS.ProcessEnv = process.env): string {
+  const explicit = nonEmpty(env['FERRY_S3_CREDENTIALS_FILE']);
+  return path.resolve(explicit ?? path.join(ferryEnvironment(env).stateDir, DEFAULT_S3_CREDENTIALS_FILE));
+}
+
+/** The key in an S3 credentials file (`{"accessKeyId", "secretAccessKey"}`), or undefined when there is none. */
+export function readS3CredentialsFile(file: string): { accessKeyId: string; secretAccessKey: string } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`cannot read the S3 key in ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = JSON.parse(text) as { accessKeyId?: unknown; secretAccessKey?: unknown };
+  if (typeof parsed.accessKeyId !== 'string' || typeof parsed.secretAccessKey !== 'string')
+    throw new Error(`the S3 key file ${file} must hold {"accessKeyId", "secretAccessKey"} strings`);
+  return { accessKeyId: parsed.accessKeyId, secretAccessKey: parsed.secretAccessKey };
+}
+
+/**
+ * Reads the FERRY_S3_* variables, and the key from s3CredentialsFile when FERRY_S3_ACCESS_KEY_ID and
+ * FERRY_S3_SECRET_ACCESS_KEY are unset. Throws when FERRY_S3_ENDPOINT is not an http(s) URL, when
+ * only one of the two key variables is set, and when there is no key at all (run `ferry up --store
+ * s3`, or set both variables), naming the variables and the file.
  */
 export function s3Environment(env: NodeJS.ProcessEnv = process.env): S3Environment {
   const raw = nonEmpty(env['FERRY_S3_ENDPOINT']) ?? `http://127.0.0.1:${DEFAULT_S3_PORT}`;
@@ -155,8 +230,7 @@ export function s3Environment(env: NodeJS.ProcessEnv = process.env): S3Environme
   return {
     endpoint: raw.replace(/\/+$/, ''),
     port: url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80,
-    accessKeyId: nonEmpty(env['FERRY_S3_ACCESS_KEY_ID']) ?? DEFAULT_S3_ACCESS_KEY_ID,
-    secretAccessKey: nonEmpty(env['FERRY_S3_SECRET_ACCESS_KEY']) ?? DEFAULT_S3_SECRET_ACCESS_KEY,
+    ...s3Key(env),
     region: nonEmpty(env['FERRY_S3_REGION']) ?? DEFAULT_S3_REGION,
   };
 }
@@ -178,4 +252,28 @@ export function migrationLeaseTtlMs(env: NodeJS.ProcessEnv = process.env): numbe
     throw new Error(`FERRY_LEASE_TTL_MS must be an integer number of ms in ${min}..${max}, got ${JSON.stringify(raw)}`);
   }
   return value;
+}
+
+function s3Key(env: NodeJS.ProcessEnv): Pick<S3Environment, 'accessKeyId' | 'secretAccessKey' | 'credentialsFile'> {
+  const accessKeyId = nonEmpty(env['FERRY_S3_ACCESS_KEY_ID']);
+  const secretAccessKey = nonEmpty(env['FERRY_S3_SECRET_ACCESS_KEY']);
+  if (accessKeyId !== undefined && secretAccessKey !== undefined) return { accessKeyId, secretAccessKey };
+  if (accessKeyId !== undefined || secretAccessKey !== undefined)
+    throw new Error('FERRY_S3_ACCESS_KEY_ID and FERRY_S3_SECRET_ACCESS_KEY go together: set both or neither');
+  const credentialsFile = s3CredentialsFile(env);
+  const stored = readS3CredentialsFile(credentialsFile);
+  if (stored === undefined) throw new S3KeyMissingError(credentialsFile);
+  return { ...stored, credentialsFile };
+}
+
+/** Neither FERRY_S3_ACCESS_KEY_ID/_SECRET_ACCESS_KEY nor the S3 key file (`file`) gives a key. */
+export class S3KeyMissingError extends Error {
+  override readonly name = 'S3KeyMissingError';
+
+  constructor(readonly file: string) {
+    super(
+      `no S3 key: ${file} does not exist (\`ferry up --store s3\` creates it) and ` +
+        'FERRY_S3_ACCESS_KEY_ID/FERRY_S3_SECRET_ACCESS_KEY are unset',
+    );
+  }
 }

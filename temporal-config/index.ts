@@ -13,15 +13,19 @@ export {
   hostTaskQueue,
 } from './presets';
 export {
-  DEFAULT_S3_ACCESS_KEY_ID,
+  DEFAULT_S3_CREDENTIALS_FILE,
   DEFAULT_S3_PORT,
   DEFAULT_S3_REGION,
-  DEFAULT_S3_SECRET_ACCESS_KEY,
   ferryEnvironment,
   MIGRATION_LEASE_TTL_RANGE_MS,
   migrationLeaseTtlMs,
+  natsTlsEnvironment,
   projectRoot,
+  readS3CredentialsFile,
+  s3CredentialsFile,
   s3Environment,
+  S3KeyMissingError,
   type FerryEnvironment,
+  type NatsTlsEnvironment,
   type S3Environment,
 } from './environment';

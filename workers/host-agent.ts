@@ -10,7 +10,7 @@ import { Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { SimulatedDriver } from '../vmm';
 import { ferryEnvironment, hostTaskQueue, NAMESPACE } from '../temporal-config';
-import { argValue, connectWorker } from './connection';
+import { argValue, connectWorker, hostNatsConfig } from './connection';
 
 async function main(): Promise<void> {
   const hostId = argValue('--host') ?? process.env['FERRY_HOST_ID'];
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     activities: createActivities({
       hostId,
       driver: new SimulatedDriver({ hostId, stateDir: env.stateDir }),
-      natsUrl: env.natsUrl,
+      nats: hostNatsConfig(env, hostId),
       defaultStore: env.store,
       storeRoots: env.storeRoots,
       dumpsDir: path.join(env.stateDir, 'dumps'),

@@ -195,6 +195,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       const started = receiverScope.run(() =>
         destination.long.receivePages({
           ...ref,
+          sourceHost: input.sourceHost,
           store: ready.store,
           baseEpoch: ready.baseEpoch,
           creditWindow: options.creditWindow,
@@ -213,6 +214,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
       if (cancelRequested !== undefined) throw new MigrationStop('cancelled', cancelRequested);
       const sending = source.long.sendRound({
         ...ref,
+        destinationHost: input.destinationHost,
         round,
         store: ready.store,
         baseEpoch: ready.baseEpoch,

@@ -18,8 +18,18 @@ const fx = useCluster();
 let forger: NatsConnection;
 
 beforeAll(async () => {
-  // No reconnecting: the server stops with the cluster, and the forger with it.
-  forger = await connect({ servers: fx.cluster.nats.url, name: 'forger', reconnect: false });
+  // The forger holds the test cluster's admin user, which may publish and subscribe anywhere: the
+  // worst case of someone on NATS (a leaked host credential is narrower). No reconnecting: the
+  // server stops with the cluster, and the forger with it.
+  const { admin } = fx.cluster.nats;
+  if (admin === undefined) throw new Error('the test cluster has no NATS admin');
+  forger = await connect({
+    servers: fx.cluster.nats.url,
+    name: 'forger',
+    reconnect: false,
+    user: admin.user,
+    pass: admin.password,
+  });
 });
 
 afterAll(async () => {
@@ -108,7 +118,7 @@ const badlySealed = (kind: string, body: unknown): Buffer =>
 test('a forged sync with a huge sentSeq, a forged final, forged credit and malformed messages are dropped and counted; the migration completes', async () => {
   const vmId = 'forged-control';
   const { workflowId, migrationId } = await startBusyMigration(vmId, 31);
-  const subjects = migrationSubjects(migrationId);
+  const subjects = migrationSubjects('h1', 'h2', migrationId);
   const before = await incomingStatus(vmId, migrationId);
   const hugeSync = { type: 'sync', sentSeq: 0xffffffff };
   const forgedFinal = {
@@ -160,7 +170,7 @@ test('a forged sync with a huge sentSeq, a forged final, forged credit and malfo
 test("a forged {ok:true} answer to the source's final request is dropped and counted; the real answer completes the migration", async () => {
   const vmId = 'forged-reply';
   const { workflowId, migrationId } = await startBusyMigration(vmId, 32);
-  const subjects = migrationSubjects(migrationId);
+  const subjects = migrationSubjects('h1', 'h2', migrationId);
   let finalRequestsSeen = 0;
   // The forger answers the final request at once, before the destination has verified anything.
   const answering: Subscription = forger.subscribe(subjects.control, {
@@ -207,7 +217,7 @@ test('a batch replayed from an earlier migration is dropped and counted; both mi
   const earlierVm = 'replay-earlier';
   const earlier = await startBusyMigration(earlierVm, 33);
   const recorded = await new Promise<Uint8Array>((resolve) => {
-    const sub = forger.subscribe(migrationSubjects(earlier.migrationId).pages, {
+    const sub = forger.subscribe(migrationSubjects('h1', 'h2', earlier.migrationId).pages, {
       max: 1,
       callback: (err, msg) => {
         if (!err) resolve(Uint8Array.from(msg.data));
@@ -220,7 +230,7 @@ test('a batch replayed from an earlier migration is dropped and counted; both mi
   const vmId = 'replay-target';
   const { workflowId, migrationId } = await startBusyMigration(vmId, 34);
   const before = await incomingStatus(vmId, migrationId);
-  forger.publish(migrationSubjects(migrationId).pages, recorded);
+  forger.publish(migrationSubjects('h1', 'h2', migrationId).pages, recorded);
   await forger.flush();
   const during = await until('the destination to drop the replayed batch', async () => {
     const status = await incomingStatus(vmId, migrationId);

@@ -64,7 +64,7 @@ test('a destination whose store cannot say whether the source handed over is kep
   const activities = createActivities({
     hostId: 'h2',
     driver,
-    natsUrl: nats.url,
+    nats: { url: nats.url },
     defaultStore: storeDir,
     storeRoots: [storeDir],
     dumpsDir: path.join(stateDir, 'dumps'),
@@ -76,9 +76,10 @@ test('a destination whose store cannot say whether the source handed over is kep
   try {
     await vmm.call('migration.startIncoming', {
       migrationId: MIGRATION,
-      natsUrl: nats.url,
+      nats: { url: nats.url },
       store: storeDir,
       hostId: 'h2',
+      sourceHost: 'h1',
       baseEpoch: 1,
       creditWindow: 8,
       key: randomBytes(32).toString('base64'),

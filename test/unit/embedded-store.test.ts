@@ -17,6 +17,7 @@ import { embeddedSeaweedPorts } from '../../infra/seaweedfs-embedded';
 import { ferryEnvironment } from '../../temporal-config';
 
 const env = ferryEnvironment({ FERRY_STATE_DIR: '/tmp/ferry-state' });
+const key = { FERRY_S3_ACCESS_KEY_ID: 'ferry', FERRY_S3_SECRET_ACCESS_KEY: 'secret' };
 
 describe('the --store of ferry up and ferry demo', () => {
   it('chooses the embedded S3 store, the store directory, or leaves the default', () => {
@@ -35,24 +36,24 @@ describe('the --store of ferry up and ferry demo', () => {
 
 describe('embeddedStoreEnvironment', () => {
   it('puts the hosts on s3://ferry/pages with the endpoint and key of FERRY_S3_*', () => {
-    const s3 = embeddedStoreEnvironment(env, 's3', { FERRY_S3_ENDPOINT: 'http://127.0.0.1:18333' });
+    const s3 = embeddedStoreEnvironment(env, 's3', { FERRY_S3_ENDPOINT: 'http://127.0.0.1:18333', ...key });
     expect(s3.store).toBe(EMBEDDED_S3_STORE);
     expect(s3.s3).toMatchObject({ endpoint: 'http://127.0.0.1:18333', port: 18333, accessKeyId: 'ferry' });
     expect(clusterStoreRecord(s3)).toEqual({ store: 's3://ferry/pages', s3Endpoint: 'http://127.0.0.1:18333' });
   });
 
   it('puts the hosts on the store directory for `directory`, and leaves the environment alone without a choice', () => {
-    const onS3 = embeddedStoreEnvironment(env, 's3', {});
+    const onS3 = embeddedStoreEnvironment(env, 's3', key);
     expect(embeddedStoreEnvironment(onS3, 'directory')).toEqual({ ...env, store: '/tmp/ferry-state/store' });
     expect(embeddedStoreEnvironment(env, undefined)).toBe(env);
     expect(clusterStoreRecord(env)).toEqual({ store: '/tmp/ferry-state/store' });
   });
 
   it('refuses an endpoint the embedded server on 127.0.0.1 cannot serve', () => {
-    expect(() => embeddedStoreEnvironment(env, 's3', { FERRY_S3_ENDPOINT: 'https://s3.example.com' })).toThrow(
+    expect(() => embeddedStoreEnvironment(env, 's3', { FERRY_S3_ENDPOINT: 'https://s3.example.com', ...key })).toThrow(
       expect.objectContaining({ name: 'EmbeddedS3EndpointError' }),
     );
-    expect(() => embeddedStoreEnvironment(env, 's3', { FERRY_S3_ENDPOINT: 'http://10.0.0.5:8333' })).toThrow(
+    expect(() => embeddedStoreEnvironment(env, 's3', { FERRY_S3_ENDPOINT: 'http://10.0.0.5:8333', ...key })).toThrow(
       '--store s3 runs SeaweedFS on http://127.0.0.1, but FERRY_S3_ENDPOINT is http://10.0.0.5:8333',
     );
   });

@@ -159,7 +159,7 @@ describe('settling a destination whose source may be gone', () => {
     const host = {
       hostId: 'h2',
       driver,
-      natsUrl: 'nats://127.0.0.1:1',
+      nats: { url: 'nats://127.0.0.1:1' },
       defaultStore: dir,
       dumpsDir: path.join(dir, 'dumps'),
       allowedStore: (ref: string) => ref,

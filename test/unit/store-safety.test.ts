@@ -69,7 +69,7 @@ function host(driver: HypervisorDriver): HostContext {
   return createHostContext({
     hostId: 'h1',
     driver,
-    natsUrl: 'nats://127.0.0.1:1',
+    nats: { url: 'nats://127.0.0.1:1' },
     defaultStore: storeDir,
     storeRoots: [storeDir],
     dumpsDir: path.join(stateDir, 'dumps'),
