@@ -10,6 +10,12 @@ import { MAX_THROTTLE_PERCENT, THROTTLE_POLICIES, type ThrottlePolicy } from './
 export const DEFAULT_DOWNTIME_LIMIT_MS = 300;
 /** Rounds after which the give-up action applies. */
 export const DEFAULT_MAX_ROUNDS = 30;
+/**
+ * Largest maxRounds accepted. Each round adds about ten events to the workflow's history; 1,000
+ * rounds stay under Temporal's 10,240-event warning, where 10,000 would pass its 51,200-event
+ * limit, at which the server terminates the workflow mid-migration.
+ */
+export const MAX_ROUNDS_LIMIT = 1_000;
 /** Completion budget per GiB of guest memory (KubeVirt's default), in seconds. */
 export const DEFAULT_COMPLETION_BUDGET_SEC_PER_GIB = 150;
 /** What happens past the budget or round limit. */
@@ -143,6 +149,10 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
   const o = raw ?? {};
   if (typeof o !== 'object')
     throw new InvalidMigrationOptionError(`policy must be an object, got ${JSON.stringify(o)}`);
+  if (typeof o.maxRounds === 'number' && o.maxRounds > MAX_ROUNDS_LIMIT)
+    throw new InvalidMigrationOptionError(
+      `maxRounds must be at most ${MAX_ROUNDS_LIMIT} (each round adds to the workflow's history, which Temporal caps), got ${o.maxRounds}`,
+    );
   const onGiveUp = o.onGiveUp ?? DEFAULT_ON_GIVE_UP;
   if (onGiveUp !== 'abort' && onGiveUp !== 'force-switchover') {
     throw new InvalidMigrationOptionError(
@@ -169,7 +179,7 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined): Reso
   if (store !== undefined) validateStore(store, o.store !== undefined ? 'store' : 'storeDir');
   return {
     downtimeLimitMs: positiveInteger('downtimeLimitMs', o.downtimeLimitMs, DEFAULT_DOWNTIME_LIMIT_MS),
-    maxRounds: positiveInteger('maxRounds', o.maxRounds, DEFAULT_MAX_ROUNDS, 10_000),
+    maxRounds: positiveInteger('maxRounds', o.maxRounds, DEFAULT_MAX_ROUNDS, MAX_ROUNDS_LIMIT),
     completionBudgetSecPerGiB: positiveInteger(
       'completionBudgetSecPerGiB',
       o.completionBudgetSecPerGiB,
