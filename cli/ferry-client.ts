@@ -140,6 +140,35 @@ export class FerryClient {
     }
   }
 
+  /**
+   * The workflow id of the running migration named by `id`: `migrate-<vm>` if it runs, else `id`
+   * itself if it names a running migration, else the migration of VM `id` started under any other
+   * workflow id (by the temporal CLI or an SDK client), found by its VmId search attribute.
+   * CliError (exit 3) if none runs.
+   */
+  async findRunningMigration(id: string): Promise<string> {
+    const vmId = id.startsWith('migrate-') ? id.slice('migrate-'.length) : id;
+    for (const candidate of [migrationWorkflowId(vmId), id]) {
+      const description = await this.client.workflow
+        .getHandle(candidate)
+        .describe()
+        .catch((err: unknown) => {
+          if (err instanceof WorkflowNotFoundError) return undefined;
+          throw toCliError(err);
+        });
+      if (description?.status.name === 'RUNNING' && description.type === 'migrateVm') return candidate;
+    }
+    // Interpolated into a visibility query: only a well-formed VM id is looked up.
+    if (/^[A-Za-z0-9_-]{1,64}$/.test(vmId)) {
+      const query = `WorkflowType='migrateVm' AND VmId='${vmId}' AND ExecutionStatus='Running'`;
+      for await (const execution of this.client.workflow.list({ query })) return execution.workflowId;
+    }
+    throw new CliError(
+      `no running migration of ${id}: \`ferry status ${id}\` shows how the last one ended`,
+      EXIT.notFound,
+    );
+  }
+
   /** The progress query of migration `workflowId`. */
   async progress(workflowId: string): Promise<MigrationProgress> {
     try {

@@ -187,7 +187,7 @@ export async function downtimeLimitCommand(
 export async function cancelCommand(client: FerryClient, args: ParsedArgs, out: (line: string) => void): Promise<void> {
   const id = args.positionals[1];
   if (!id) throw usageError('usage: ferry cancel <migration-id | vm-id>');
-  const workflowId = id.startsWith('migrate-') ? id : `migrate-${id}`;
+  const workflowId = await client.findRunningMigration(id);
   await client.cancel(workflowId, flag(args, 'reason', 'cancelled from the ferry CLI') as string);
   out(`cancel requested for ${workflowId}; the source VM keeps running`);
 }
