@@ -11,6 +11,7 @@ export type {
   ReceivePagesInput,
   ReleaseSourceInput,
   SendRoundInput,
+  StepReport,
   SwitchoverInput,
   VmSummary,
 } from './types';

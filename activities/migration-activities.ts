@@ -22,11 +22,12 @@ import type {
   ReleaseSourceInput,
   SendRoundInput,
   SetSourceThrottleInput,
+  StepReport,
   SwitchoverInput,
 } from './types';
 
 /** The activities that move a VM, by name. */
-export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 'destroyVm' | 'dumpVmMemory'>;
+export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 'destroyVm' | 'dumpVmMemory' | 'ping'>;
 
 /** Builds the migration activities of the host in `host`. */
 export function createMigrationActivities(host: HostContext): MigrationActivities {
@@ -68,10 +69,11 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         baseEpoch: owner.epoch,
         workload: record.workload,
         ...(input.readHistory ? { history: (await store.readVmHistory(input.vmId)) ?? null } : {}),
+        activityAttempt: Context.current().info.attempt,
       };
     }),
 
-    prepareDestination: guarded(async (input: PrepareDestinationInput): Promise<void> => {
+    prepareDestination: guarded(async (input: PrepareDestinationInput): Promise<StepReport> => {
       const existing = await driver.getVm(input.vmId);
       if (existing && existing.mode === 'run') {
         throw ApplicationFailure.nonRetryable(
@@ -90,6 +92,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       }
       await openPageStore(input.store).assertWritable();
       await driver.prepareIncoming(input.vmId, input.memoryBytes);
+      return { activityAttempt: Context.current().info.attempt };
     }),
 
     receivePages: guarded(async (input: ReceivePagesInput): Promise<IncomingStatus> => {

@@ -27,6 +27,14 @@ export interface PrepareSourceResult {
   workload: Workload;
   /** With `readHistory`: the VM's record, or null if the store has none. */
   history?: VmHistoryRecord | null;
+  /** Attempt of the activity that answered (above 1 after a retry, e.g. its agent was lost). */
+  activityAttempt?: number;
+}
+
+/** What a control step reports of its own run. */
+export interface StepReport {
+  /** Attempt of the activity that answered (above 1 after a retry, e.g. its agent was lost). */
+  activityAttempt: number;
 }
 
 /** Input of `prepareDestination`. */
@@ -96,7 +104,9 @@ export interface VmSummary extends VmRecord {
 /** The activities every host agent serves on its own task queue. */
 export interface HostActivities {
   prepareSource(input: PrepareSourceInput): Promise<PrepareSourceResult>;
-  prepareDestination(input: PrepareDestinationInput): Promise<void>;
+  /** Answers at once: the workflow's proof that an agent serves the host. */
+  ping(): Promise<{ hostId: string }>;
+  prepareDestination(input: PrepareDestinationInput): Promise<StepReport>;
   receivePages(input: ReceivePagesInput): Promise<IncomingStatus>;
   sendRound(input: SendRoundInput): Promise<RoundStats>;
   /** Sets the source's vCPU throttle now, while a round runs or between rounds. */

@@ -67,7 +67,7 @@ function simulateMigration(script: Script): FakeHosts {
   const pendingAfter = (round: number): number =>
     script.pendingDirtyPages[Math.min(round, script.pendingDirtyPages.length - 1)] as number;
 
-  const behaviour: HostActivities = {
+  const behaviour: Omit<HostActivities, 'ping'> = {
     prepareSource: async () => ({
       pageCount,
       memoryBytes,
@@ -75,7 +75,7 @@ function simulateMigration(script: Script): FakeHosts {
       baseEpoch: 4,
       workload: { type: 'idle' },
     }),
-    prepareDestination: async () => undefined,
+    prepareDestination: async () => ({ activityAttempt: 1 }),
     receivePages: async () => {
       if (script.receiverFailure) throw script.receiverFailure;
       return heartbeating(() => destinationDone.promise);
