@@ -13,6 +13,7 @@ export type {
   ReleaseSourceInput,
   RenewLeaseInput,
   SendRoundInput,
+  StepReport,
   SwitchoverInput,
   VmSummary,
 } from './types';

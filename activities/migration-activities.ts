@@ -25,11 +25,12 @@ import type {
   RenewLeaseInput,
   SendRoundInput,
   SetSourceThrottleInput,
+  StepReport,
   SwitchoverInput,
 } from './types';
 
 /** The activities that move a VM, by name. */
-export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 'destroyVm' | 'dumpVmMemory'> &
+export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 'destroyVm' | 'dumpVmMemory' | 'ping'> &
   LeaseActivities;
 
 /** Builds the migration activities of the host in `host`. */
@@ -83,10 +84,11 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         leaseTtlMs: host.leaseTtlMs,
         keyNonce: newKeyNonce(),
         ...(input.readHistory ? { history: (await store.readVmHistory(input.vmId)) ?? null } : {}),
+        activityAttempt: Context.current().info.attempt,
       };
     }),
 
-    prepareDestination: guarded(async (input: PrepareDestinationInput): Promise<void> => {
+    prepareDestination: guarded(async (input: PrepareDestinationInput): Promise<StepReport> => {
       const existing = await driver.getVm(input.vmId);
       if (existing && existing.mode === 'run') {
         throw ApplicationFailure.nonRetryable(
@@ -112,6 +114,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         role: 'incoming',
         leaseTtlMs: host.leaseTtlMs,
       });
+      return { activityAttempt: Context.current().info.attempt };
     }),
 
     renewLease: guarded(async (input: RenewLeaseInput): Promise<{ renewed: boolean }> =>

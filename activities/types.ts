@@ -34,6 +34,14 @@ export interface PrepareSourceResult {
    * without the cluster secret it is worthless, so it may travel in Temporal history.
    */
   keyNonce: string;
+  /** Attempt of the activity that answered (above 1 after a retry, e.g. its agent was lost). */
+  activityAttempt?: number;
+}
+
+/** What a control step reports of its own run. */
+export interface StepReport {
+  /** Attempt of the activity that answered (above 1 after a retry, e.g. its agent was lost). */
+  activityAttempt: number;
 }
 
 /** Input of `renewLease`: which side of the migration to renew on the host. */
@@ -126,7 +134,9 @@ export interface VmSummary extends VmRecord {
 /** The activities every host agent serves on its own task queue. */
 export interface HostActivities {
   prepareSource(input: PrepareSourceInput): Promise<PrepareSourceResult>;
-  prepareDestination(input: PrepareDestinationInput): Promise<void>;
+  /** Answers at once: the workflow's proof that an agent serves the host. */
+  ping(): Promise<{ hostId: string }>;
+  prepareDestination(input: PrepareDestinationInput): Promise<StepReport>;
   receivePages(input: ReceivePagesInput): Promise<IncomingStatus>;
   sendRound(input: SendRoundInput): Promise<RoundStats>;
   /** Sets the source's vCPU throttle now, while a round runs or between rounds. */

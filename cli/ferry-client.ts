@@ -20,6 +20,7 @@ import { temporal } from '@temporalio/proto';
 import { CONTROL_TASK_QUEUE, ferryEnvironment, hostTaskQueue, NAMESPACE } from '../temporal-config';
 import type { CreateVmInput, VmSummary } from '../activities/types';
 import type { MigrateVmInput, MigrationProgress, MigrationResult } from '../workflows/types';
+import { isValidId } from '../model';
 import { CliError, EXIT } from './errors';
 
 /** Workflow id of the migration of `vmId`: one id per VM, so Temporal refuses a second one. */
@@ -138,6 +139,35 @@ export class FerryClient {
       }
       throw err;
     }
+  }
+
+  /**
+   * The workflow id of the running migration named by `id`: `migrate-<vm>` if it runs, else `id`
+   * itself if it names a running migration, else the migration of VM `id` started under any other
+   * workflow id (by the temporal CLI or an SDK client), found by its VmId search attribute.
+   * CliError (exit 3) if none runs.
+   */
+  async findRunningMigration(id: string): Promise<string> {
+    const vmId = id.startsWith('migrate-') ? id.slice('migrate-'.length) : id;
+    for (const candidate of [migrationWorkflowId(vmId), id]) {
+      const description = await this.client.workflow
+        .getHandle(candidate)
+        .describe()
+        .catch((err: unknown) => {
+          if (err instanceof WorkflowNotFoundError) return undefined;
+          throw toCliError(err);
+        });
+      if (description?.status.name === 'RUNNING' && description.type === 'migrateVm') return candidate;
+    }
+    // Interpolated into a visibility query: only a well-formed VM id is looked up.
+    if (isValidId(vmId)) {
+      const query = `WorkflowType='migrateVm' AND VmId='${vmId}' AND ExecutionStatus='Running'`;
+      for await (const execution of this.client.workflow.list({ query })) return execution.workflowId;
+    }
+    throw new CliError(
+      `no running migration of ${id}: \`ferry status ${id}\` shows how the last one ended`,
+      EXIT.notFound,
+    );
   }
 
   /** The progress query of migration `workflowId`. */

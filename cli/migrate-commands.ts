@@ -187,7 +187,7 @@ export async function cancelCommand(
   flags: { reason: string },
   out: (line: string) => void,
 ): Promise<void> {
-  const workflowId = workflowIdOf(id);
+  const workflowId = await client.findRunningMigration(id);
   await client.cancel(workflowId, flags.reason);
   out(`cancel requested for ${workflowId}; the source VM keeps running`);
 }

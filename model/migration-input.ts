@@ -27,8 +27,12 @@ export const THROTTLE_POLICIES: readonly ThrottlePolicy[] = ['sdps', 'history', 
 /** Highest throttle any policy or request sets (percent of the vCPU's time descheduled). */
 export const MAX_THROTTLE_PERCENT = 99;
 
-/** Most pre-copy rounds a migration may be given. */
-export const MAX_ROUNDS_LIMIT = 10_000;
+/**
+ * Most pre-copy rounds a migration may be given. Each round adds about ten events to the
+ * workflow's history; 1,000 rounds stay under Temporal's 10,240-event warning, where 10,000 would
+ * pass its 51,200-event limit, at which the server terminates the workflow mid-migration.
+ */
+export const MAX_ROUNDS_LIMIT = 1_000;
 
 /** Most pages per stream batch, and most batches in flight. */
 export const MAX_BATCH_PAGES = 1024;

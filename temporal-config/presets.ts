@@ -44,6 +44,27 @@ export const TIMEOUTS = {
   roundActivityMs: 30 * 60_000,
   /** Heartbeat timeout of long activities. */
   heartbeatMs: 10_000,
+  /**
+   * Heartbeat timeout of short control activities (the host agent heartbeats them every
+   * `heartbeatIntervalMs`): a step whose agent was killed is retried this long after its last
+   * heartbeat, instead of after `shortActivityMs`.
+   */
+  controlHeartbeatMs: 5_000,
+  /**
+   * How long the first task to a host (a `ping`) may wait for its host agent: past it, the host
+   * is unknown or down and the migration fails as HostUnavailable before touching anything.
+   */
+  hostReachMs: 10_000,
+  /**
+   * How long any later attempt of a host activity may wait for its host agent to pick it up: a
+   * host that vanished mid-migration fails its step after this, instead of holding it forever.
+   */
+  hostLostMs: 60_000,
+  /**
+   * Bound of each rollback step and of each cleanup step after the resume, retries included: what
+   * a vanished host leaves undone is reported as an incident instead of holding the migration.
+   */
+  cleanupStepMs: 60_000,
   /** Interval at which long activities heartbeat. */
   heartbeatIntervalMs: 1_000,
 } as const;

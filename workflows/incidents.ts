@@ -107,3 +107,24 @@ export function destinationIncidents(received: {
   }
   return incidents;
 }
+
+/**
+ * A step that ran again after its first run was lost (attempt > 1): most likely the host agent
+ * running it died, and the retry went to the agent that replaced it.
+ */
+export function retriedStepIncident(at: string, step: string, hostId: string, attempt: number): MigrationIncident {
+  return {
+    at,
+    what: `${step} on host ${hostId} ran again (attempt ${attempt}): its first run was lost, most likely with the host agent`,
+    recovery: 'the step is idempotent: the retry took over what the first run had done, and the migration went on',
+  };
+}
+
+/** The error's message with its causes' messages, skipping empty and repeated ones. */
+export function describeError(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err; e instanceof Error; e = (e as { cause?: unknown }).cause) {
+    if (e.message !== '' && !parts.includes(e.message)) parts.push(e.message);
+  }
+  return parts.length > 0 ? parts.join(': ') : String(err);
+}

@@ -112,16 +112,37 @@ export function fillTotals(
   if (result.bytesViaNetwork === 0) result.bytesViaNetwork = rounds.reduce((sum, r) => sum + r.bytesSent, 0);
 }
 
-/** The incident a rollback adds to `result`: why the migration stopped, and where the VM runs now. */
-export function rollbackIncident(result: MigrationResult): MigrationIncident {
+/**
+ * The incident a rollback adds to `result`: why the migration stopped, and where the VM runs now.
+ * `touchedAny` is false when the migration stopped before it asked any host to change anything.
+ */
+export function rollbackIncident(result: MigrationResult, touchedAny = true): MigrationIncident {
   return {
     at: 'rollback',
     what: result.reason ?? 'the migration failed',
-    recovery:
-      result.runningOn === result.sourceHost
+    recovery: !touchedAny
+      ? 'nothing to roll back: no host had been changed, and the VM runs on where it ran'
+      : result.runningOn === result.sourceHost
         ? 'rolled back: the source VM runs on and the destination was cleaned up'
         : result.runningOn === result.destinationHost
           ? 'none needed: the VM runs on the destination, which owns it'
           : 'none possible: no copy of the VM runs',
+  };
+}
+
+/**
+ * The destination's status at its resume, built from the final reply the source's switchover
+ * reported: what the result shows when the destination's receiving activity could not report it.
+ */
+export function resumedStatus(migrationId: string, final: NonNullable<IncomingStatus['final']>): IncomingStatus {
+  return {
+    migrationId,
+    state: 'resumed',
+    appliedSeq: 0,
+    batches: 0,
+    bytesReceived: 0,
+    pagesApplied: 0,
+    gapBatches: final.gapBatches,
+    final,
   };
 }

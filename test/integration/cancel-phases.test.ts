@@ -2,13 +2,16 @@
  * Cancelling a migration in each of its phases, by the `cancel` signal and by Temporal's own
  * cancellation, and then migrating the same VM again to a host that never held it. After each
  * cancel exactly one copy runs, where the result says; the second migration completes and its
- * memory is compared page by page with the stunned source's.
+ * memory is compared page by page with the stunned source's. A prepare that waits on a host nobody
+ * serves is cancelled too, by `ferry cancel <vm>` (which finds a migration started under any
+ * workflow id by its VmId search attribute) and by Temporal's own cancellation.
  */
 import * as path from 'node:path';
 import { CONTROL_TASK_QUEUE } from '../../temporal-config';
 import { compareMigratedMemory } from '../../verification';
-import type { MigrateVmInput } from '../../workflows/types';
+import type { MigrateVmInput, MigrationResult } from '../../workflows/types';
 import { endedResult, pagesFlowing, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
+import { runFerryCli } from './support/run-cli';
 
 jest.setTimeout(240_000);
 
@@ -133,4 +136,68 @@ test('Temporal cancellation during the switchover: exactly one copy runs, where 
   const other = result.runningOn === 'h1' ? 'h2' : 'h1';
   await fx.ferry.destroyVm(other, vmId);
   await migrateAgain(vmId, result.runningOn as string, 'h3');
+});
+
+/** Starts migrating `vmId` from h1 to h9, a host nobody serves, under a workflow id ferry did not choose. */
+async function migrateToNowhere(vmId: string, seed: number): Promise<string> {
+  await fx.ferry.createVm('h1', { vmId, ...GUEST, seed });
+  const workflowId = `hung-prepare-${vmId}-${Date.now()}`;
+  const input: MigrateVmInput = { vmId, sourceHost: 'h1', destinationHost: 'h9' };
+  await fx.cluster.client.workflow.start('migrateVm', { taskQueue: CONTROL_TASK_QUEUE, workflowId, args: [input] });
+  await waitForPhase(workflowId, 'prepare');
+  return workflowId;
+}
+
+/** The migration's result; fails the test if it has not ended within `boundMs`. */
+async function endedWithin(workflowId: string, boundMs: number): Promise<MigrationResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${workflowId} still running ${boundMs} ms after the cancel`)), boundMs);
+  });
+  try {
+    return await Promise.race([endedResult(fx, workflowId), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves once Temporal's visibility lists `workflowId` as the running migration of `vmId`. */
+async function visibleAsMigrationOf(vmId: string, workflowId: string): Promise<void> {
+  const query = `WorkflowType='migrateVm' AND VmId='${vmId}' AND ExecutionStatus='Running'`;
+  for (let i = 0; i < 500; i += 1) {
+    for await (const execution of fx.cluster.client.workflow.list({ query })) {
+      if (execution.workflowId === workflowId) return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${workflowId} never became visible as the migration of ${vmId}`);
+}
+
+test('`ferry cancel <vm>` during a prepare hung on a host that does not exist finds the migration by its VM and cancels it within seconds; the VM runs on', async () => {
+  const vmId = 'cancel-in-hung-prepare';
+  const workflowId = await migrateToNowhere(vmId, 86);
+  await visibleAsMigrationOf(vmId, workflowId);
+
+  const cancel = await runFerryCli(fx.cluster.processEnv, ['cancel', vmId]);
+  expect(cancel).toMatchObject({ code: 0 });
+  expect(cancel.stdout).toContain(workflowId);
+
+  const result = await endedWithin(workflowId, 10_000);
+  expect(result).toMatchObject({ outcome: 'cancelled', runningOn: 'h1', rounds: [] });
+  expect(await runningCopies(fx, vmId)).toEqual(['h1']);
+  expect(await vmmCall(fx.cluster, 'h1', vmId, 'verify')).toMatchObject({ badPages: 0 });
+  await fx.ferry.destroyVm('h1', vmId);
+});
+
+test('Temporal cancellation during a prepare hung on a host that does not exist ends the workflow as cancelled within seconds; the VM runs on', async () => {
+  const vmId = 'temporal-cancel-in-hung-prepare';
+  const workflowId = await migrateToNowhere(vmId, 87);
+
+  await fx.cluster.client.workflow.getHandle(workflowId).cancel();
+
+  const result = await endedWithin(workflowId, 10_000);
+  expect(result).toMatchObject({ outcome: 'cancelled', runningOn: 'h1', rounds: [] });
+  expect(await runningCopies(fx, vmId)).toEqual(['h1']);
+  expect(await vmmCall(fx.cluster, 'h1', vmId, 'verify')).toMatchObject({ badPages: 0 });
+  await fx.ferry.destroyVm('h1', vmId);
 });

@@ -152,7 +152,7 @@ describe('bad input gets one clear line and an exit code, and nothing is lost', 
       vmId,
       sourceHost: 'h1',
       destinationHost: 'h2',
-      policy: { downtimeLimitMs: 1, maxRounds: 10_000, completionBudgetSecPerGiB: 1_000_000 },
+      policy: { downtimeLimitMs: 1, maxRounds: 1_000, completionBudgetSecPerGiB: 1_000_000 },
     });
     const out = await ferryCli('migrate', vmId, '--to', 'h2');
     expect(out.code).toBe(EXIT.conflict);

@@ -49,6 +49,10 @@ interface Script {
   beforeSwitchover?: () => Promise<void>;
   /** Runs at the start of releaseSource (in cleanup, after the destination resumed). */
   beforeRelease?: () => Promise<void>;
+  /** Makes finishDestination fail (after the destination resumed). */
+  finishFailure?: ApplicationFailure;
+  /** Makes releaseSource fail (after the destination resumed). */
+  releaseFailure?: ApplicationFailure;
   switchoverFailure?: ApplicationFailure;
   /** Makes the destination's receiver fail as soon as it starts. */
   receiverFailure?: ApplicationFailure;
@@ -67,7 +71,7 @@ function simulateMigration(script: Script): FakeHosts {
   const pendingAfter = (round: number): number =>
     script.pendingDirtyPages[Math.min(round, script.pendingDirtyPages.length - 1)] as number;
 
-  const behaviour: HostActivities = {
+  const behaviour: Omit<HostActivities, 'ping'> = {
     prepareSource: async () => ({
       pageCount,
       memoryBytes,
@@ -76,7 +80,7 @@ function simulateMigration(script: Script): FakeHosts {
       keyNonce: 'n',
       workload: { type: 'idle' },
     }),
-    prepareDestination: async () => undefined,
+    prepareDestination: async () => ({ activityAttempt: 1 }),
     receivePages: async () => {
       if (script.receiverFailure) throw script.receiverFailure;
       return heartbeating(() => destinationDone.promise);
@@ -184,9 +188,12 @@ function simulateMigration(script: Script): FakeHosts {
     },
     releaseSource: async () => {
       await script.beforeRelease?.();
+      if (script.releaseFailure) throw script.releaseFailure;
     },
     removeMigrationFiles: async () => undefined,
-    finishDestination: async () => undefined,
+    finishDestination: async () => {
+      if (script.finishFailure) throw script.finishFailure;
+    },
     ...NOT_IN_A_MIGRATION,
   };
   return fakeHosts(behaviour);
@@ -277,10 +284,11 @@ describe('migrateVm workflow', () => {
       keepSource: false,
       keepPageFile: false,
     });
-    expect(calledActivities(hosts.h1)).toEqual(['prepareSource', 'releaseSource', 'sendRound', 'switchover']);
+    expect(calledActivities(hosts.h1)).toEqual(['ping', 'prepareSource', 'releaseSource', 'sendRound', 'switchover']);
     // The destination, owner now, records what converged the migration for the VM's next one.
     expect(calledActivities(hosts.h2)).toEqual([
       'finishDestination',
+      'ping',
       'prepareDestination',
       'receivePages',
       'recordVmHistory',
@@ -568,5 +576,78 @@ describe('migrateVm workflow', () => {
     expect(error.cause).toMatchObject({ type: 'InvalidInput' });
     expect(error.cause?.message).toBe('policy.downtimeLimitMs must be a positive integer, got -1');
     expect(calledActivities(hosts.h1)).toEqual([]);
+  });
+
+  it('completes on the destination, with the cleanup failures as incidents, when finishDestination and releaseSource fail after the resume', async () => {
+    const hosts = simulateMigration({
+      pendingDirtyPages: [1_000],
+      finishFailure: ApplicationFailure.nonRetryable('record store is read-only', 'VmNotFound'),
+      releaseFailure: ApplicationFailure.nonRetryable('the source VMM does not answer', 'VmmExited'),
+    });
+
+    const result = await withWorkers(hosts, async () => (await start('cleanup-fails')).result());
+
+    // The guest resumed on h2: that is where it runs, whatever cleanup could not do afterwards.
+    expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true, downtimeMs: 42 });
+    expect(result.reason).toBeUndefined();
+    expect(result.incidents).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ at: 'cleanup', what: expect.stringContaining('record store is read-only') }),
+        expect.objectContaining({
+          at: 'cleanup',
+          what: expect.stringContaining('the source VMM does not answer'),
+          recovery: expect.stringContaining('ferry vm destroy vm-7 --host h1'),
+        }),
+      ]),
+    );
+    expect(hosts.h1.releaseSource).toHaveBeenCalledTimes(1);
+    expect(hosts.h1.rollbackSource).not.toHaveBeenCalled();
+    expect(hosts.h2.abortDestination).not.toHaveBeenCalled();
+  });
+
+  it('refuses maxRounds above 1,000 as InvalidInput, saying why, before touching any host', async () => {
+    const hosts = simulateMigration({ pendingDirtyPages: [0] });
+
+    const error = await withWorkers(hosts, async () => failureOf(await start('too-many-rounds', { maxRounds: 1_001 })));
+
+    expect(error.cause).toMatchObject({ type: 'InvalidInput', nonRetryable: true });
+    expect(error.cause?.message).toMatch(/^maxRounds must be at most 1000 .*history.*, got 1001$/);
+    expect(calledActivities(hosts.h1)).toEqual([]);
+  });
+
+  it('runs 1,000 rounds, the most maxRounds allows, within Temporal history limits', async () => {
+    const hosts = simulateMigration({ pendingDirtyPages: [100_000] });
+
+    const { result, history } = await withWorkers(hosts, async () => {
+      const handle = await start('thousand-rounds', {
+        maxRounds: 1_000,
+        onGiveUp: 'force-switchover',
+        completionBudgetSecPerGiB: 1_000_000,
+      });
+      const result = await handle.result();
+      return { result, history: await handle.fetchHistory() };
+    });
+
+    expect(result).toMatchObject({ outcome: 'completed', forcedSwitchover: true });
+    expect(result.rounds).toHaveLength(1_000);
+    // Temporal warns past 10,240 events or 10 MiB and terminates past 51,200 events or 50 MiB.
+    const events = history.events ?? [];
+    const bytes = JSON.stringify(history).length;
+    expect(events.length).toBeLessThan(10_240);
+    expect(bytes).toBeLessThan(10 * 2 ** 20);
+  });
+
+  it('fails as HostUnavailable naming the host, within seconds and before touching the source, when no agent serves the destination', async () => {
+    const hosts = simulateMigration({ pendingDirtyPages: [1_000] });
+
+    const error = await withWorkers(hosts, async () =>
+      failureOf(await start('unknown-destination', undefined, { destinationHost: 'h3' })),
+    );
+
+    expect(error.cause).toMatchObject({ name: 'ApplicationFailure', type: 'HostUnavailable', nonRetryable: true });
+    expect(error.cause?.message).toContain('host h3 is unavailable');
+    expect(error.cause?.message).toContain('ferry-host-h3');
+    expect(failureDetails(error)).toMatchObject({ outcome: 'failed', runningOn: 'h1' });
+    expect(calledActivities(hosts.h1).filter((name) => name !== 'ping')).toEqual([]);
   });
 });

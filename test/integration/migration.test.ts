@@ -105,7 +105,7 @@ test('cancel during pre-copy rolls back: the source keeps running with intact me
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
-    policy: { downtimeLimitMs: 1, maxRounds: 10_000 },
+    policy: { downtimeLimitMs: 1, maxRounds: 1_000 },
   });
   let progress: MigrationProgress | undefined;
   for (let i = 0; i < 600; i += 1) {
@@ -157,7 +157,7 @@ test('a second migration of the same VM under another workflow id is refused and
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
-    policy: { downtimeLimitMs: 1, maxRounds: 10_000 },
+    policy: { downtimeLimitMs: 1, maxRounds: 1_000 },
   });
   for (let i = 0; i < 600 && (await fx.ferry.progress(first)).round < 1; i += 1)
     await new Promise((r) => setTimeout(r, 25));

@@ -145,7 +145,7 @@ describe('migrateVm when the destination cannot be settled', () => {
         workload: { type: 'idle' },
         keyNonce: newKeyNonce(),
       }),
-      prepareDestination: async () => undefined,
+      prepareDestination: async () => ({ activityAttempt: 1 }),
       receivePages: async () => heartbeating(() => new Promise<never>(() => undefined)),
       sendRound: async ({ round: n }) => round(n),
       setSourceThrottle: async ({ percent }) => ({ percent }),
@@ -165,7 +165,7 @@ describe('migrateVm when the destination cannot be settled', () => {
       releaseSource: async () => undefined,
       removeMigrationFiles: async () => undefined,
       finishDestination: async () => undefined,
-    } satisfies HostActivities);
+    } satisfies Omit<HostActivities, 'ping'>);
 
     const error = await withWorkers(ts, hosts, async () =>
       failureOf(

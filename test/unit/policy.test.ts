@@ -70,8 +70,12 @@ describe('resolveMigrationOptions', () => {
   it.each<[string, MigrationOptions, string]>([
     ['a negative downtime limit', { downtimeLimitMs: -5 }, 'downtimeLimitMs must be a positive integer, got -5'],
     ['a zero downtime limit', { downtimeLimitMs: 0 }, 'downtimeLimitMs must be a positive integer, got 0'],
-    ['a fractional round limit', { maxRounds: 2.5 }, 'maxRounds must be a positive integer up to 10000, got 2.5'],
-    ['too many rounds', { maxRounds: 10_001 }, 'maxRounds must be a positive integer up to 10000, got 10001'],
+    ['a fractional round limit', { maxRounds: 2.5 }, 'maxRounds must be a positive integer up to 1000, got 2.5'],
+    [
+      'too many rounds for one workflow history',
+      { maxRounds: 1_001 },
+      "maxRounds must be at most 1000 (each round adds to the workflow's history, which Temporal caps), got 1001",
+    ],
     [
       'a budget given as a string',
       { completionBudgetSecPerGiB: '150' as unknown as number },

@@ -167,7 +167,7 @@ export function simulateHosts(guest: HotSetGuest, hooks: SimulationHooks = {}): 
     return state;
   };
 
-  const behaviour: HostActivities = {
+  const behaviour: Omit<HostActivities, 'ping'> = {
     prepareSource: async ({ vmId, readHistory }) => ({
       pageCount: guest.memoryPages,
       memoryBytes: guest.memoryPages * PAGE_BYTES,
@@ -177,7 +177,7 @@ export function simulateHosts(guest: HotSetGuest, hooks: SimulationHooks = {}): 
       workload: { type: 'idle' },
       ...(readHistory ? { history: hooks.history?.get(vmId) ?? null } : {}),
     }),
-    prepareDestination: async () => undefined,
+    prepareDestination: async () => ({ activityAttempt: 1 }),
     receivePages: async ({ migrationId }) => heartbeating(() => stateOf(migrationId).received.promise),
     sendRound: async ({ migrationId, round, throttle }) =>
       heartbeating(async () => {

@@ -91,11 +91,13 @@ export const NOT_IN_A_MIGRATION: Pick<HostActivities, 'createVm' | 'listVms' | '
   },
 };
 
-/** Both hosts serving `behaviour`, each method wrapped in its own jest.fn per host. */
-export function fakeHosts(behaviour: HostActivities): FakeHosts {
-  const host = (): FakeHost =>
-    Object.fromEntries(Object.entries(behaviour).map(([name, fn]) => [name, jest.fn(fn)])) as unknown as FakeHost;
-  return { h1: host(), h2: host() };
+/** Both hosts serving `behaviour`, each method wrapped in its own jest.fn per host; each answers `ping` with its id. */
+export function fakeHosts(behaviour: Omit<HostActivities, 'ping'>): FakeHosts {
+  const host = (hostId: string): FakeHost => {
+    const served: Record<string, (...args: never[]) => unknown> = { ...behaviour, ping: async () => ({ hostId }) };
+    return Object.fromEntries(Object.entries(served).map(([name, fn]) => [name, jest.fn(fn)])) as unknown as FakeHost;
+  };
+  return { h1: host('h1'), h2: host('h2') };
 }
 
 /** The test server and the workflow bundle of one test file, filled in by `beforeAll`. */
