@@ -212,7 +212,7 @@ describe('migration policy flags', () => {
       }),
     );
     expect(() => policyFromFlags({ maxRounds: 'many' })).toThrow(
-      'maxRounds must be a positive integer up to 10000, got "many"',
+      'maxRounds must be a positive integer up to 1000, got "many"',
     );
   });
 

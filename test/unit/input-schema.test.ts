@@ -61,7 +61,7 @@ describe('unknown keys are refused with their full path and the closest known ke
     );
     expect(refusal(migrateVmInputSchema, { ...GOOD, policy: { maxRounds: 0, keepPagefile: true } })).toBe(
       'policy.keepPagefile is not an option; did you mean policy.keepPageFile?; ' +
-        'policy.maxRounds must be a positive integer up to 10000, got 0',
+        'policy.maxRounds must be a positive integer up to 1000, got 0',
     );
   });
 

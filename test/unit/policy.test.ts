@@ -74,7 +74,7 @@ describe('resolveMigrationOptions', () => {
     [
       'too many rounds for one workflow history',
       { maxRounds: 1_001 },
-      "maxRounds must be at most 1000 (each round adds to the workflow's history, which Temporal caps), got 1001",
+      'maxRounds must be a positive integer up to 1000, got 1001',
     ],
     [
       'a budget given as a string',
