@@ -21,6 +21,7 @@ import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, StoredObject } fr
 import { assertValidKey, assertValidRange } from './object-store';
 import { ObjectStoreError, PreconditionFailedError } from './object-store-errors';
 import { makePrivateDir, PRIVATE_FILE_MODE } from './safe-path';
+import { syncDir } from './durable-file';
 
 /** Age after which a key's lock is taken to be left by a dead process and removed (ms). */
 export const STALE_LOCK_MS = 30_000;
@@ -32,15 +33,6 @@ const HEADER_PATTERN = /^ferry-object 1 ([0-9a-f]{32})\n$/;
 
 const errnoOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code;
 const unquote = (etag: string): string => etag.replace(/^"|"$/g, '');
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 /** The directory adapter. */
 export class DirectoryObjectStore implements ObjectStore {

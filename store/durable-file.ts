@@ -22,10 +22,15 @@ export async function writeFileDurably(file: string, data: string | Uint8Array):
     await handle.close();
   }
   await fs.rename(tmp, file);
-  const dir = await fs.open(path.dirname(file), 'r');
+  await syncDir(path.dirname(file));
+}
+
+/** fsyncs folder `dir`, so that names created or removed in it are durable. */
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, 'r');
   try {
-    await dir.sync();
+    await handle.sync();
   } finally {
-    await dir.close();
+    await handle.close();
   }
 }

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { OwnershipRecord } from './page-store';
 import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from './safe-path';
+import { syncDir } from './durable-file';
 import { untilAnswered, type AnswerOptions } from './store-answer';
 
 export type { OwnershipRecord } from './page-store';
@@ -23,15 +24,6 @@ function ownersDir(storeDir: string, vmId: string): string {
 
 function epochFile(storeDir: string, vmId: string, epoch: number): string {
   return path.join(ownersDir(storeDir, vmId), `${String(epoch).padStart(10, '0')}.json`);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** The record in `file`, or undefined if there is none. */
