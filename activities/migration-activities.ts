@@ -13,6 +13,7 @@ import { deriveMigrationKey, loadClusterSecret, newKeyNonce } from '../data-plan
 import { openPageStore } from '../store/open-store';
 import { FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
 import type {
+  AbortDestinationInput,
   HostActivities,
   LeaseActivities,
   MigrationRefInput,
@@ -224,16 +225,19 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         return await withHeartbeat(switched, () => call(input.vmId, 'migration.outgoingProgress', ref));
       } catch (err) {
         if ((err as { remoteName?: unknown }).remoteName !== 'SwitchoverError') throw err;
-        // The workflow needs to know whether the source rolled back (it holds the VM again) or is
-        // fenced off by the destination's ownership epoch.
-        const after = await call<{ state: string }>(input.vmId, 'migration.outgoingProgress', ref).catch(
-          () => undefined,
-        );
+        // The workflow needs to know whether the source holds the VM again or is fenced off by the
+        // destination's ownership epoch. It holds it if it rolled back, or if its guest runs: a
+        // source that failed before the stun (its store down) never sent the final request, and one
+        // that handed over never runs again (vmm/guest-run.ts).
+        const [after, status] = await Promise.all([
+          call<{ state: string }>(input.vmId, 'migration.outgoingProgress', ref).catch(() => undefined),
+          call<{ vcpu: { state: string } }>(input.vmId, 'status').catch(() => undefined),
+        ]);
         throw ApplicationFailure.create({
           message: (err as Error).message,
           type: FAILURE_TYPES.switchover,
           nonRetryable: true,
-          details: [{ rolledBack: after?.state === 'rolled-back' }],
+          details: [{ rolledBack: after?.state === 'rolled-back' || status?.vcpu.state === 'running' }],
           cause: err as Error,
         });
       }
@@ -246,7 +250,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       return { running: result.running };
     }),
 
-    abortDestination: guarded(async (input: MigrationRefInput): Promise<{ resumed: boolean }> => {
+    abortDestination: guarded(async (input: AbortDestinationInput): Promise<{ resumed: boolean }> => {
       const record = await driver.getVm(input.vmId);
       if (!record) return { resumed: false };
       const active = await activeMigrations(input.vmId, 'incoming').catch(() => [] as string[]);
@@ -257,9 +261,11 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         return { resumed: false };
       }
       // The VMM settles before it aborts: a destination that finished (or finishes now, because the
-      // source committed the handover in the page file and then died) owns the VM and stays.
+      // source committed the handover in the page file and then died) owns the VM and stays. A
+      // source whose guest runs again holds the VM: nothing to settle then.
       const aborted = await call<{ state?: IncomingStatus['state'] }>(input.vmId, 'migration.abortIncoming', {
         migrationId: input.migrationId,
+        settle: input.sourceRuns !== true,
       });
       if (aborted.state === 'resumed') {
         if (record.mode === 'incoming') await driver.markRunning(input.vmId);

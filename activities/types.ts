@@ -59,6 +59,15 @@ export interface LeaseActivities {
   renewLease(input: RenewLeaseInput): Promise<{ renewed: boolean }>;
 }
 
+/** Input of `abortDestination`. */
+export interface AbortDestinationInput extends MigrationRefInput {
+  /**
+   * The source's guest runs again (it rolled back, taking the ownership epoch, or never stunned):
+   * the destination cannot own the VM, so it is removed without settling first (no store read).
+   */
+  sourceRuns?: boolean;
+}
+
 /** Input of `prepareDestination`. */
 export interface PrepareDestinationInput extends MigrationRefInput {
   memoryBytes: number;
@@ -145,7 +154,7 @@ export interface HostActivities {
   recordVmHistory(input: RecordVmHistoryInput): Promise<void>;
   switchover(input: SwitchoverInput): Promise<SwitchoverStats>;
   rollbackSource(input: MigrationRefInput): Promise<{ running: boolean }>;
-  abortDestination(input: MigrationRefInput): Promise<{ resumed: boolean }>;
+  abortDestination(input: AbortDestinationInput): Promise<{ resumed: boolean }>;
   /**
    * After a failed switchover: lets the destination finish if the source committed the handover in
    * the page file, and reports whether the guest runs there now. Never aborts.

@@ -92,10 +92,11 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
     if (destinationLease) destinationLease.renew();
     else destinationLease = new MigrationLease(resolveLeaseTtlMs(leaseTtlMs), () => void lapseDestination());
   };
-  const closeIncoming = async (id: string, migration: IncomingMigration): Promise<void> => {
+  const closeIncoming = async (id: string, migration: IncomingMigration, settle = true): Promise<void> => {
     // A source that committed the handover and then died leaves the VM to this side: settle
     // before closing, so the only copy is not thrown away (the epoch still guards a live source).
-    await migration.settle();
+    // Only a caller that knows the source runs the guest again skips it.
+    if (settle) await migration.settle();
     incoming.delete(id);
     await migration.close();
     // Nothing left for a lease to guard: this VMM owns the VM and receives nothing.
@@ -225,11 +226,11 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
     'migration.incomingStatus': async (params) => (await getIncoming((params as MigrationRef).migrationId)).snapshot(),
     'migration.settleIncoming': async (params) => (await getIncoming((params as MigrationRef).migrationId)).settle(),
     'migration.abortIncoming': async (params) => {
-      const { migrationId } = params as MigrationRef;
+      const { migrationId, settle } = params as MigrationRef & { settle?: boolean };
       const started = incoming.get(migrationId);
       if (!started) return { known: false };
       const migration = await started;
-      await closeIncoming(migrationId, migration);
+      await closeIncoming(migrationId, migration, settle !== false);
       return { known: true, state: migration.snapshot().state };
     },
   };

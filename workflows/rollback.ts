@@ -57,7 +57,9 @@ export async function rollBack(input: RollbackInput): Promise<RollbackOutcome> {
   let destinationProblem: string | undefined;
   if (touched.destination) {
     try {
-      destinationResumed = (await destination.abortDestination(ref)).resumed;
+      // A source that runs again holds the VM: the destination need not read the store to settle.
+      destinationResumed = (await destination.abortDestination({ ...ref, sourceRuns: sourceRuns && touched.source }))
+        .resumed;
     } catch (err) {
       destinationAnswered = false;
       destinationProblem = describeError(err);
