@@ -121,6 +121,15 @@ export async function withHeartbeat<T>(work: Promise<T>, details: () => Promise<
   }
 }
 
+/** Attempt of the activity running this code (above 1 after a retry); 1 outside an activity, as when a test calls one directly. */
+export function activityAttempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1;
+  }
+}
+
 /** The host's dependencies plus the helpers built on them. */
 export interface HostContext extends HostDeps {
   /** See HostDeps; resolved. */

@@ -11,7 +11,7 @@ import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/
 import { claimOwnership } from '../store/page-store';
 import { deriveMigrationKey, loadClusterSecret, newKeyNonce } from '../data-plane/migration-key';
 import { openPageStore } from '../store/open-store';
-import { FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
+import { activityAttempt, FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
 import type {
   AbortDestinationInput,
   HostActivities,
@@ -85,7 +85,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         leaseTtlMs: host.leaseTtlMs,
         keyNonce: newKeyNonce(),
         ...(input.readHistory ? { history: (await store.readVmHistory(input.vmId)) ?? null } : {}),
-        activityAttempt: Context.current().info.attempt,
+        activityAttempt: activityAttempt(),
       };
     }),
 
@@ -115,7 +115,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         role: 'incoming',
         leaseTtlMs: host.leaseTtlMs,
       });
-      return { activityAttempt: Context.current().info.attempt };
+      return { activityAttempt: activityAttempt() };
     }),
 
     renewLease: guarded(async (input: RenewLeaseInput): Promise<{ renewed: boolean }> =>
@@ -164,7 +164,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         }
       })();
       try {
-        return { ...(await withHeartbeat(done, status)), activityAttempt: Context.current().info.attempt };
+        return { ...(await withHeartbeat(done, status)), activityAttempt: activityAttempt() };
       } catch (err) {
         if (Context.current().cancellationSignal.aborted) {
           await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId }).catch(() => undefined);
