@@ -4,6 +4,7 @@
  * rolledBack, corruptedPages, twoCopiesEvents and the extra time faults cost, and, per forged-message
  * fault, how many forged messages were sent and how many the hosts rejected.
  */
+import type { SoakOutcome } from './faults';
 import type { SoakRow } from './run-migration';
 
 /** What one forged-message fault sent and what the hosts rejected, over its migrations. */
@@ -54,6 +55,17 @@ export interface SoakReport extends SoakSummary {
 
 function mean(values: number[]): number {
   return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+/**
+ * What is wrong with a forging fault that struck at its moment, given the messages it forged and
+ * the migration's rejected count, or undefined: it must have forged something, and a completed
+ * migration must have counted at least one rejected message (other outcomes are judged as such).
+ */
+export function forgeryProblem(forged: number, rejected: number, outcome: SoakOutcome): string | undefined {
+  if (forged === 0) return 'the fault forged nothing: no forged message was sent';
+  if (outcome === 'completed' && rejected === 0) return `${forged} forged messages sent, none counted as rejected`;
+  return undefined;
 }
 
 /** Forged and rejected messages per forged-message fault among `rows`, in the order first drawn. */

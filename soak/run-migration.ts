@@ -14,6 +14,7 @@ import { checkMigration, type MigrationEnd } from './checks';
 import type { FaultContext, SoakFault, SoakOutcome } from './faults';
 import type { SeededRandom } from './seeded-random';
 import { CopiesWatch } from './copies-watch';
+import { forgeryProblem } from './report';
 import { FaultMissedError } from './errors';
 import { connectForger, recordOneBatch, type RecordedBatch } from './forger';
 import { pagesFlowing } from './vmm-probe';
@@ -152,13 +153,6 @@ async function recordNextBatch(
   } catch {
     // Nothing recorded: see above.
   }
-}
-
-/** The problem with a forging fault's count of rejected messages, if any. */
-function forgeryProblem(forged: number, rejected: number, outcome: SoakOutcome): string | undefined {
-  if (forged === 0) return 'the fault forged nothing: no forged message was sent';
-  if (outcome === 'completed' && rejected === 0) return `${forged} forged messages sent, none counted as rejected`;
-  return undefined;
 }
 
 /** Restarts any worker of the cluster that is not running (a no-op for those that run). */
