@@ -4,11 +4,13 @@
  * on a VMM's one-shot fault point (`migration.armFault`) and fires at that exact point of the
  * switchover. Every fault is real: processes get real signals, services really restart.
  */
+import type { NatsConnection } from 'nats';
 import type { FerryClient } from '../cli/ferry-client';
 import type { FaultSpec } from '../data-plane';
 import type { TcpProxy } from '../infra/tcp-proxy';
 import type { TestCluster } from '../infra/test-cluster';
 import { FaultMissedError } from './errors';
+import type { RecordedBatch } from './forger';
 import type { SeededRandom } from './seeded-random';
 import { liveVmm, vmmCall } from './vmm-probe';
 
@@ -26,17 +28,25 @@ export interface FaultContext {
   random: SeededRandom;
   /** Latest moment after the first page batch at which a timed fault lands (ms); within the pre-copy. */
   precopyWindowMs: number;
+  /** This migration's forger (soak/forger.ts): connected on first use, closed once the migration ended. */
+  forger(): Promise<NatsConnection>;
+  /** A page batch recorded from an earlier migration of the soak, if one was recorded. */
+  earlierBatch: RecordedBatch | undefined;
+  /** Forged messages the fault sent so far; each must be dropped and counted as rejected. */
+  forged: { messages: number };
 }
 
 /** One kind of fault. Each step returns the moment it struck, as shown in the table. */
 export interface SoakFault {
   name: string;
-  /** Its item in issue 4's list of faults. */
+  /** Its item in issue 4's list of faults (11: issue 11's forged messages). */
   item: number;
   /** Outcomes that are correct for it; any other is reported as unexpected. */
   expected: readonly SoakOutcome[];
   /** True when it needs the VMMs' `migration.armFault` method. */
   hook: boolean;
+  /** True when it sends forged messages: its migration must count them as rejected (`forged`). */
+  forges?: boolean;
   /** Before the migration starts (faults armed on the source VMM). */
   beforeStart?(ctx: FaultContext): Promise<string>;
   /** Once the first page batch reached the destination. */
@@ -69,7 +79,7 @@ async function progressOf(ctx: FaultContext): Promise<{ phase: string; round: nu
  * one of `phases` (else throws FaultMissedError). `act` gets a random fraction for how long to
  * hold the fault, drawn up front so that a missed fault leaves the seed's later draws unchanged.
  */
-async function atRandomMoment(
+export async function atRandomMoment(
   ctx: FaultContext,
   name: string,
   act: (holdFraction: number) => Promise<void>,

@@ -2,7 +2,7 @@
  * `npm run soak`: a fault soak on a real cluster (Temporal dev server, nats-server, orchestrator
  * and two host agents as processes, VMM processes per guest). A few fault-free migrations set the
  * baseline time; then each of N migrations of a fresh running guest gets one fault drawn at random
- * from soak/faults.ts, at a random moment. Each ends with its checks: how it ended, where the VM
+ * from soak/faults.ts and soak/forgery-faults.ts, at a random moment. Each ends with its checks: how it ended, where the VM
  * runs, corrupted pages, and whether two copies ever ran at once. Prints a table and a summary,
  * or one JSON object with `--json`; exits 1 if a page was corrupted, two copies ran, or an outcome
  * was not one its fault allows. Progress goes to stderr.
@@ -16,6 +16,7 @@ import { CliError, EXIT } from '../cli/errors';
 import { FerryClient } from '../cli/ferry-client';
 import { startTestCluster, type TestCluster } from '../infra/test-cluster';
 import { SOAK_FAULTS, type SoakFault } from './faults';
+import { FORGERY_FAULTS } from './forgery-faults';
 import { formatReport, soakPassed, summarize } from './report';
 import { runSoakMigration, type SoakEnv, type SoakRow } from './run-migration';
 import { drawFromDeck, SeededRandom } from './seeded-random';
@@ -105,6 +106,8 @@ async function migrate(env: SoakEnv, index: number, seed: number, vmId: string, 
       totalMs: 0,
       precopyMs: 0,
       corruptedPages: 0,
+      forgedMessages: fault?.forges === true ? 0 : undefined,
+      rejectedMessages: 0,
       copiesRunning: 0,
       twoCopiesEvents: 0,
       longestNoCopyMs: 0,
@@ -122,7 +125,7 @@ async function soak(cluster: TestCluster, ferry: FerryClient, options: ResolvedS
   const random = new SeededRandom(options.seed);
   const env: SoakEnv = { cluster, ferry, random, precopyWindowMs: 0 };
   const hook = await probeFaultHook(cluster, ferry);
-  const faults = SOAK_FAULTS.filter((f) => hook || !f.hook);
+  const faults = [...SOAK_FAULTS, ...FORGERY_FAULTS].filter((f) => hook || !f.hook);
   const skipped: string[] = [];
   if (!hook) skipped.push('items 7-8 at fault points: the VMMs have no migration.armFault');
   log(`soak seed ${options.seed}, store ${cluster.env.store}; faults: ${faults.map((f) => f.name).join(', ')}`);

@@ -1,9 +1,22 @@
 /**
  * The soak's report: one row per migration and a summary, as a table for people or as one JSON
  * object for scripts (`--json`). The summary's keys are the issue's: migrations, completed,
- * rolledBack, corruptedPages, twoCopiesEvents and the extra time faults cost.
+ * rolledBack, corruptedPages, twoCopiesEvents and the extra time faults cost, and, per forged-message
+ * fault, how many forged messages were sent and how many the hosts rejected.
  */
+import type { SoakOutcome } from './faults';
 import type { SoakRow } from './run-migration';
+
+/** What one forged-message fault sent and what the hosts rejected, over its migrations. */
+export interface ForgeryTotals {
+  fault: string;
+  /** Migrations that drew it (missed ones included). */
+  migrations: number;
+  /** Of those, migrations where it forged at least one message. */
+  forgedIn: number;
+  forged: number;
+  rejected: number;
+}
 
 /** The soak's totals over the faulted migrations (the baseline runs are only the time reference). */
 export interface SoakSummary {
@@ -22,6 +35,8 @@ export interface SoakSummary {
   unexpected: number;
   corruptedPages: number;
   twoCopiesEvents: number;
+  /** Forged messages sent and rejected, per forged-message fault drawn. */
+  rejectedByFault: ForgeryTotals[];
   baselineMeanMs: number;
   faultedMeanMs: number;
   /** Mean faulted time minus mean baseline time (ms). */
@@ -42,6 +57,32 @@ function mean(values: number[]): number {
   return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
 }
 
+/**
+ * What is wrong with a forging fault that struck at its moment, given the messages it forged and
+ * the migration's rejected count, or undefined: it must have forged something, and a completed
+ * migration must have counted at least one rejected message (other outcomes are judged as such).
+ */
+export function forgeryProblem(forged: number, rejected: number, outcome: SoakOutcome): string | undefined {
+  if (forged === 0) return 'the fault forged nothing: no forged message was sent';
+  if (outcome === 'completed' && rejected === 0) return `${forged} forged messages sent, none counted as rejected`;
+  return undefined;
+}
+
+/** Forged and rejected messages per forged-message fault among `rows`, in the order first drawn. */
+export function forgeryTotals(rows: readonly SoakRow[]): ForgeryTotals[] {
+  const totals = new Map<string, ForgeryTotals>();
+  for (const r of rows) {
+    if (r.forgedMessages === undefined) continue;
+    const t = totals.get(r.fault) ?? { fault: r.fault, migrations: 0, forgedIn: 0, forged: 0, rejected: 0 };
+    t.migrations += 1;
+    t.forgedIn += r.forgedMessages > 0 ? 1 : 0;
+    t.forged += r.forgedMessages;
+    t.rejected += r.rejectedMessages;
+    totals.set(r.fault, t);
+  }
+  return [...totals.values()];
+}
+
 /** Totals of `rows` against the `baseline` runs. */
 export function summarize(seed: number, baseline: SoakRow[], rows: SoakRow[], faultsSkipped: string[]): SoakReport {
   const count = (outcome: SoakRow['outcome']) => rows.filter((r) => r.outcome === outcome).length;
@@ -60,6 +101,7 @@ export function summarize(seed: number, baseline: SoakRow[], rows: SoakRow[], fa
     unexpected: [...baseline, ...rows].filter((r) => !r.expected).length,
     corruptedPages: [...baseline, ...rows].reduce((sum, r) => sum + r.corruptedPages, 0),
     twoCopiesEvents: [...baseline, ...rows].reduce((sum, r) => sum + r.twoCopiesEvents, 0),
+    rejectedByFault: forgeryTotals(rows),
     baselineMeanMs,
     faultedMeanMs,
     extraMs: faultedMeanMs - baselineMeanMs,
@@ -80,6 +122,7 @@ const COLUMNS: { title: string; width: number; cell(r: SoakRow, i: number): stri
   { title: 'total ms', width: 8, cell: (r) => String(r.totalMs) },
   { title: 'paused ms', width: 9, cell: (r) => String(r.longestNoCopyMs) },
   { title: 'corrupt', width: 7, cell: (r) => String(r.corruptedPages) },
+  { title: 'forged/rej', width: 10, cell: (r) => `${r.forgedMessages ?? '-'}/${r.rejectedMessages}` },
   { title: 'copies', width: 6, cell: (r) => String(r.copiesRunning) },
   { title: 'check', width: 10, cell: (r) => (r.expected ? 'ok' : 'UNEXPECTED') },
 ];
@@ -122,6 +165,10 @@ export function formatReport(report: SoakReport): string {
     `unexpected       ${s.unexpected}`,
     `corruptedPages   ${s.corruptedPages} (must be 0)`,
     `twoCopiesEvents  ${s.twoCopiesEvents} (must be 0)`,
+    ...s.rejectedByFault.map(
+      (t) =>
+        `rejected ${t.fault.padEnd(18)} ${t.rejected} of ${t.forged} forged (forged in ${t.forgedIn} of ${t.migrations} migrations)`,
+    ),
     `baseline mean    ${s.baselineMeanMs} ms`,
     `faulted mean     ${s.faultedMeanMs} ms`,
     `extra time       ${s.extraMs} ms (x${s.extraRatio})`,

@@ -4,6 +4,7 @@
  * nats-server brought back) before the next migration, so the runs stay independent.
  */
 import { WorkflowFailedError } from '@temporalio/client';
+import type { NatsConnection } from 'nats';
 import { ApplicationFailure } from '@temporalio/common';
 import { migrationWorkflowId, type FerryClient } from '../cli/ferry-client';
 import type { TestCluster } from '../infra/test-cluster';
@@ -13,7 +14,9 @@ import { checkMigration, type MigrationEnd } from './checks';
 import type { FaultContext, SoakFault, SoakOutcome } from './faults';
 import type { SeededRandom } from './seeded-random';
 import { CopiesWatch } from './copies-watch';
+import { forgeryProblem } from './report';
 import { FaultMissedError } from './errors';
+import { connectForger, recordOneBatch, type RecordedBatch } from './forger';
 import { pagesFlowing } from './vmm-probe';
 
 /** Memory of each soak guest (bytes). */
@@ -29,6 +32,8 @@ export interface SoakEnv {
   ferry: FerryClient;
   random: SeededRandom;
   precopyWindowMs: number;
+  /** The latest page batch the soak recorded, from an earlier migration (for the replay fault). */
+  recordedBatch?: RecordedBatch;
 }
 
 /** One row of the soak's table. */
@@ -53,6 +58,10 @@ export interface SoakRow {
   /** Sum of the pre-copy rounds' durations (ms). */
   precopyMs: number;
   corruptedPages: number;
+  /** Forged messages its fault sent; undefined when the fault forges nothing by design. */
+  forgedMessages: number | undefined;
+  /** Messages the hosts dropped as not authentic (the result's `rejectedMessages`). */
+  rejectedMessages: number;
   copiesRunning: number;
   twoCopiesEvents: number;
   /** Longest time no copy of the guest was seen running (see CopiesSeen). */
@@ -108,6 +117,44 @@ async function waitForEnd(ferry: FerryClient, workflowId: string, timeoutMs: num
   return { result: undefined, error: lastError || `no end within ${timeoutMs} ms`, hung: true };
 }
 
+/**
+ * The forger of one migration: connected on first use (to nats-server directly, not through the
+ * proxy the stall faults freeze), closed by `close`. A soak without a NATS admin user has none.
+ */
+function migrationForger(cluster: TestCluster): { get(): Promise<NatsConnection>; close(): Promise<void> } {
+  let connecting: Promise<NatsConnection> | undefined;
+  return {
+    get: () => (connecting ??= connectForger(cluster.nats)),
+    close: async () => {
+      const nc = await connecting?.catch(() => undefined);
+      await nc?.close().catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * Records the first batch of the next migration from `sourceHost` to `destinationHost` into
+ * `env.recordedBatch`, for a later migration's replay fault; best effort (a soak whose NATS has
+ * no admin user records nothing, and the replay fault says so).
+ */
+async function recordNextBatch(
+  env: SoakEnv,
+  forger: () => Promise<NatsConnection>,
+  sourceHost: string,
+  destinationHost: string,
+): Promise<void> {
+  try {
+    const nc = await forger();
+    void recordOneBatch(nc, `ferry.${sourceHost}.${destinationHost}.*.pages`).then(
+      (batch) => (env.recordedBatch = batch),
+      () => undefined,
+    );
+    await nc.flush();
+  } catch {
+    // Nothing recorded: see above.
+  }
+}
+
 /** Restarts any worker of the cluster that is not running (a no-op for those that run). */
 async function restartMissingWorkers(cluster: TestCluster): Promise<void> {
   for (const name of ['orchestrator', ...cluster.hosts.map((h) => `host-${h}`)]) await cluster.restartWorker(name);
@@ -121,7 +168,17 @@ export async function runSoakMigration(
   const { cluster, ferry } = env;
   const { vmId, sourceHost, destinationHost, fault } = spec;
   const workflowId = migrationWorkflowId(vmId);
-  const ctx: FaultContext = { ...env, vmId, workflowId, sourceHost, destinationHost };
+  const forger = migrationForger(cluster);
+  const ctx: FaultContext = {
+    ...env,
+    vmId,
+    workflowId,
+    sourceHost,
+    destinationHost,
+    forger: forger.get,
+    earlierBatch: env.recordedBatch,
+    forged: { messages: 0 },
+  };
   const problems: string[] = [];
   await ferry.createVm(sourceHost, {
     vmId,
@@ -138,6 +195,7 @@ export async function runSoakMigration(
     });
   }
 
+  await recordNextBatch(env, forger.get, sourceHost, destinationHost);
   const watch = new CopiesWatch(cluster.env, [sourceHost, destinationHost], vmId);
   const startedAt = Date.now();
   let endedAt = 0;
@@ -166,10 +224,15 @@ export async function runSoakMigration(
   }
   const seen = await watch.stop();
   await fault?.afterEnd?.(ctx);
+  await forger.close();
   await restartMissingWorkers(cluster);
 
   const check = await checkMigration({ cluster, ferry, vmId, sourceHost, destinationHost }, end);
   problems.push(...check.problems);
+  const rejectedMessages = end.result?.rejectedMessages ?? 0;
+  const forges = fault?.forges === true && !missed && moment !== 'not injected';
+  const forgery = forges ? forgeryProblem(ctx.forged.messages, rejectedMessages, check.outcome) : undefined;
+  if (forgery !== undefined) problems.push(forgery);
   for (const host of [sourceHost, destinationHost]) {
     await ferry.destroyVm(host, vmId).catch((err: Error) => problems.push(`destroy on ${host}: ${err.message}`));
   }
@@ -190,6 +253,8 @@ export async function runSoakMigration(
     totalMs: endedAt - startedAt,
     precopyMs: Math.round((end.result?.rounds ?? []).reduce((sum, r) => sum + r.durationMs, 0)),
     corruptedPages: check.corruptedPages,
+    forgedMessages: fault?.forges === true ? ctx.forged.messages : undefined,
+    rejectedMessages,
     copiesRunning: check.runningHosts.length,
     twoCopiesEvents: twoCopies ? 1 : 0,
     longestNoCopyMs: seen.longestNoCopyMs,

@@ -65,19 +65,28 @@ export async function runningCopies(at: VmmLocator, hostIds: readonly string[], 
 }
 
 /**
- * The status of the incoming migration of workflow `workflowId` at the destination, if one is
- * there: its migration id is the workflow id made safe for subjects and file names, followed by
- * a suffix of the run.
+ * The migration id of workflow `workflowId` at the destination `hostId`, if its incoming migration
+ * is there: the workflow id made safe for subjects and file names, followed by a suffix of the run.
  */
+export async function incomingMigrationId(
+  at: VmmLocator,
+  hostId: string,
+  vmId: string,
+  workflowId: string,
+): Promise<string | undefined> {
+  const base = workflowId.replace(/[^A-Za-z0-9_-]/g, '_');
+  const { migrationIds } = await vmmCall<{ migrationIds: string[] }>(at, hostId, vmId, 'migration.activeIncoming');
+  return migrationIds.find((id) => id === base || id.startsWith(`${base}-`));
+}
+
+/** The status of the incoming migration of workflow `workflowId` at the destination, if one is there. */
 async function incomingStatusOf(
   at: VmmLocator,
   hostId: string,
   vmId: string,
   workflowId: string,
 ): Promise<IncomingStatus | undefined> {
-  const base = workflowId.replace(/[^A-Za-z0-9_-]/g, '_');
-  const { migrationIds } = await vmmCall<{ migrationIds: string[] }>(at, hostId, vmId, 'migration.activeIncoming');
-  const migrationId = migrationIds.find((id) => id === base || id.startsWith(`${base}-`));
+  const migrationId = await incomingMigrationId(at, hostId, vmId, workflowId);
   return migrationId === undefined
     ? undefined
     : vmmCall<IncomingStatus>(at, hostId, vmId, 'migration.incomingStatus', { migrationId });

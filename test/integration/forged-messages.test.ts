@@ -6,9 +6,19 @@
  * The guest dirties memory faster than the stream can converge (throttle off, 1 ms downtime
  * limit), so pre-copy lasts until the test calms it: every forged message lands mid pre-copy.
  */
-import { connect, type NatsConnection, type Subscription } from 'nats';
+import type { NatsConnection } from 'nats';
 import type { IncomingStatus } from '../../data-plane';
 import { migrationSubjects } from '../../data-plane/subjects';
+import {
+  answerControlRequests,
+  connectForger,
+  forgedCreditMessages,
+  forgedFinalMessages,
+  forgedSyncMessages,
+  garbageBatch,
+  malformedControlMessages,
+  recordOneBatch,
+} from '../../soak/forger';
 import type { MigrationResult } from '../../workflows/types';
 import { expectSameMemory, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
 
@@ -18,18 +28,8 @@ const fx = useCluster();
 let forger: NatsConnection;
 
 beforeAll(async () => {
-  // The forger holds the test cluster's admin user, which may publish and subscribe anywhere: the
-  // worst case of someone on NATS (a leaked host credential is narrower). No reconnecting: the
-  // server stops with the cluster, and the forger with it.
-  const { admin } = fx.cluster.nats;
-  if (admin === undefined) throw new Error('the test cluster has no NATS admin');
-  forger = await connect({
-    servers: fx.cluster.nats.url,
-    name: 'forger',
-    reconnect: false,
-    user: admin.user,
-    pass: admin.password,
-  });
+  // The forger holds the test cluster's admin user (soak/forger.ts): it stops with the cluster.
+  forger = await connectForger(fx.cluster.nats);
 });
 
 afterAll(async () => {
@@ -110,42 +110,16 @@ async function expectOneVerifiedCopy(vmId: string, result: MigrationResult): Pro
   await fx.ferry.destroyVm('h2', vmId);
 }
 
-const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
-/** An envelope shaped like a sealed message, with a MAC nobody computed. */
-const badlySealed = (kind: string, body: unknown): Buffer =>
-  json({ kind, body: JSON.stringify(body), mac: Buffer.alloc(16).toString('base64') });
-
 test('a forged sync with a huge sentSeq, a forged final, forged credit and malformed messages are dropped and counted; the migration completes', async () => {
   const vmId = 'forged-control';
   const { workflowId, migrationId } = await startBusyMigration(vmId, 31);
   const subjects = migrationSubjects('h1', 'h2', migrationId);
   const before = await incomingStatus(vmId, migrationId);
-  const hugeSync = { type: 'sync', sentSeq: 0xffffffff };
-  const forgedFinal = {
-    type: 'final',
-    finalSeq: 1,
-    digest: '0'.repeat(64),
-    contentDigest: '0'.repeat(64),
-    stunAt: Date.now(),
-    workload: { type: 'idle' },
-    seed: 1,
-  };
-  const toDestination = [
-    json(hugeSync),
-    badlySealed('sync', hugeSync),
-    json(forgedFinal),
-    badlySealed('final', forgedFinal),
-    Buffer.from('{"type":"final",'),
-    Buffer.from([0xff, 0xfe, 0x00]),
-  ];
+  const toDestination = [...forgedSyncMessages(), ...forgedFinalMessages(), ...malformedControlMessages()];
   for (const data of toDestination) forger.publish(subjects.control, data);
-  forger.publish(subjects.pages, Buffer.from('FRYB but not a batch at all'));
+  forger.publish(subjects.pages, garbageBatch());
   // A grant this large, if believed, would let the source think every batch was applied.
-  const toSource = [
-    json({ grantedSeq: 0xffffffff, appliedSeq: 0xffffffff }),
-    badlySealed('credit', { grantedSeq: 0xffffffff, appliedSeq: 0xffffffff }),
-    Buffer.from('not json'),
-  ];
+  const toSource = forgedCreditMessages();
   for (const data of toSource) forger.publish(subjects.credit, data);
   await forger.flush();
 
@@ -171,44 +145,17 @@ test("a forged {ok:true} answer to the source's final request is dropped and cou
   const vmId = 'forged-reply';
   const { workflowId, migrationId } = await startBusyMigration(vmId, 32);
   const subjects = migrationSubjects('h1', 'h2', migrationId);
-  let finalRequestsSeen = 0;
   // The forger answers the final request at once, before the destination has verified anything.
-  const answering: Subscription = forger.subscribe(subjects.control, {
-    callback: (err, msg) => {
-      if (err || !msg.reply) return;
-      const kind = (() => {
-        try {
-          return (JSON.parse(Buffer.from(msg.data).toString('utf8')) as { kind?: unknown }).kind;
-        } catch {
-          return undefined;
-        }
-      })();
-      if (kind !== 'final') return;
-      finalRequestsSeen += 1;
-      const forgedReply = {
-        ok: true,
-        stunAt: Date.now(),
-        resumedAt: Date.now(),
-        digest: '0'.repeat(64),
-        contentDigest: '0'.repeat(64),
-        pagesFromStore: 0,
-        gapBatches: 0,
-        tornPagesRepaired: 0,
-        verifyMs: 0,
-      };
-      msg.respond(json(forgedReply));
-      msg.respond(badlySealed('final-reply', { finalSeq: 1, reply: forgedReply }));
-    },
-  });
+  const answering = answerControlRequests(forger, subjects.control, ['final']);
   await forger.flush();
   try {
     const result = await calmAndFinish(vmId, workflowId);
-    expect(finalRequestsSeen).toBeGreaterThanOrEqual(1);
+    expect(answering.requests).toBeGreaterThanOrEqual(1);
     expect(result.rejectedMessages).toBeGreaterThanOrEqual(1);
     expect(result.switchover?.handoverLane).toBe('network');
     await expectOneVerifiedCopy(vmId, result);
   } finally {
-    answering.unsubscribe();
+    answering.stop();
   }
 });
 
@@ -216,15 +163,7 @@ test('a batch replayed from an earlier migration is dropped and counted; both mi
   // The earlier migration: the forger records one of its batches as it passes.
   const earlierVm = 'replay-earlier';
   const earlier = await startBusyMigration(earlierVm, 33);
-  const recorded = await new Promise<Uint8Array>((resolve) => {
-    const sub = forger.subscribe(migrationSubjects('h1', 'h2', earlier.migrationId).pages, {
-      max: 1,
-      callback: (err, msg) => {
-        if (!err) resolve(Uint8Array.from(msg.data));
-        sub.unsubscribe();
-      },
-    });
-  });
+  const { data: recorded } = await recordOneBatch(forger, migrationSubjects('h1', 'h2', earlier.migrationId).pages);
   await expectOneVerifiedCopy(earlierVm, await calmAndFinish(earlierVm, earlier.workflowId));
 
   const vmId = 'replay-target';
