@@ -15,11 +15,12 @@
  * Zero pages travel as entries without data. Sequence numbers start at 1 and grow by one per batch
  * across the whole migration, so a receiver notices a lost batch by the gap.
  *
- * An encrypted batch (flag bit 2, `policy.encrypt`; page-cipher.ts) carries its key's salt
- * (PAGE_CIPHER_SALT_BYTES) between the id and the entry table, its pages as AES-256-GCM ciphertext,
- * and in each non-zero entry the page's GCM tag where a clear batch has its content hash. The MAC
- * covers the salt and the tags, the tags cover the ciphertext. The buffer handed to the page file
- * (`pageData` of `finish`) still holds the pages in clear: only the stream is encrypted.
+ * An encrypted batch (flag bit 2, `policy.encrypt`; page-cipher.ts) carries its key's salt and its
+ * GCM tag (PAGE_CIPHER_SALT_BYTES + PAGE_TAG_BYTES) between the id and the entry table, its pages as
+ * AES-256-GCM ciphertext, and zeros where a clear batch has each non-zero page's content hash. The
+ * MAC covers the salt and the tag, the tag the ciphertext and the entry table. The buffer handed
+ * to the page file (`pageData` of `finish`) still holds the pages in clear: only the stream is
+ * encrypted.
  */
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import { MAC_BYTES, type MessageAuth } from './message-auth';
@@ -33,6 +34,8 @@ const ZERO_FLAG = 0x80000000;
 const FIXED_BYTES = 24;
 /** Where a guest page keeps its generation (see vmm/guest-memory). */
 const PAGE_GENERATION_OFFSET = 4;
+/** What an encrypted batch adds after the id: its key's salt and its GCM tag. */
+const ENCRYPTION_BYTES = PAGE_CIPHER_SALT_BYTES + PAGE_TAG_BYTES;
 
 /** Batch flag: the batch belongs to the final (post-stun) round. */
 export const BATCH_FLAG_FINAL = 1;
@@ -75,7 +78,7 @@ export function batchSizeBytes(migrationId: string, entryCount: number, dataPage
   return (
     FIXED_BYTES +
     paddedIdLength(Buffer.byteLength(migrationId)) +
-    (encrypted ? PAGE_CIPHER_SALT_BYTES : 0) +
+    (encrypted ? ENCRYPTION_BYTES : 0) +
     entryCount * ENTRY_BYTES +
     dataPages * PAGE_SIZE_BYTES +
     MAC_BYTES
@@ -187,25 +190,21 @@ export class BatchBuilder {
   private encryptedFrame(b: Buffer, flags: number, pageData: Buffer): Buffer {
     const cipher = this.cipher as PageCipher;
     const key = cipher.newBatchKey();
-    const entriesOffset = this.entriesOffset + PAGE_CIPHER_SALT_BYTES;
+    const entriesOffset = this.entriesOffset + ENCRYPTION_BYTES;
     const dataStart = entriesOffset + this.entryCount * ENTRY_BYTES;
     const frame = Buffer.allocUnsafeSlow(dataStart + pageData.length + MAC_BYTES);
     b.copy(frame, 0, 0, this.entriesOffset);
     frame.writeUInt16LE(flags | BATCH_FLAG_ENCRYPTED, 6);
     key.salt.copy(frame, this.entriesOffset);
     b.copy(frame, entriesOffset, this.entriesOffset, this.entriesOffset + this.entryCount * ENTRY_BYTES);
-    let k = 0;
     for (let i = 0; i < this.entryCount; i += 1) {
       const entry = entriesOffset + i * ENTRY_BYTES;
-      const raw = frame.readUInt32LE(entry);
-      if ((raw & ZERO_FLAG) !== 0) continue;
-      const page = pageData.subarray(k * PAGE_SIZE_BYTES, (k + 1) * PAGE_SIZE_BYTES);
-      const version = frame.readUInt32LE(entry + 4);
-      cipher.seal(key, i, raw, version, page, frame, dataStart + k * PAGE_SIZE_BYTES, frame, entry + 8);
-      k += 1;
+      if ((frame.readUInt32LE(entry) & ZERO_FLAG) === 0) frame.fill(0, entry + 8, entry + ENTRY_BYTES);
     }
-    const macAt = dataStart + pageData.length;
-    this.auth.mac('batch', frame.subarray(0, dataStart)).copy(frame, macAt);
+    cipher
+      .seal(key, frame.subarray(entriesOffset, dataStart), pageData, frame, dataStart)
+      .copy(frame, this.entriesOffset + PAGE_CIPHER_SALT_BYTES);
+    this.auth.mac('batch', frame.subarray(0, dataStart)).copy(frame, dataStart + pageData.length);
     return frame;
   }
 }
@@ -227,7 +226,7 @@ export function decodeBatch(msg: Uint8Array, auth: MessageAuth, cipher?: PageCip
   const idLength = b.readUInt16LE(20);
   const encrypted = (b.readUInt16LE(6) & BATCH_FLAG_ENCRYPTED) !== 0;
   const saltAt = FIXED_BYTES + paddedIdLength(idLength);
-  const entriesOffset = saltAt + (encrypted ? PAGE_CIPHER_SALT_BYTES : 0);
+  const entriesOffset = saltAt + (encrypted ? ENCRYPTION_BYTES : 0);
   if (entriesOffset + entryCount * ENTRY_BYTES > macAt)
     throw new BatchFormatError(`batch of ${b.length} bytes cannot hold ${entryCount} entries`);
   const dataStart = entriesOffset + entryCount * ENTRY_BYTES;
@@ -255,7 +254,7 @@ export function decodeBatch(msg: Uint8Array, auth: MessageAuth, cipher?: PageCip
     throw new BatchFormatError('batch length does not match its entries');
   if (encrypted) {
     if (!cipher) throw new BatchFormatError('encrypted batch, but this receiver has no page cipher');
-    return decryptedBatch(b, entries, cipher, b.subarray(saltAt, entriesOffset), dataStart, macAt, migrationId);
+    return decryptedBatch(b, entries, cipher, saltAt, entriesOffset, dataStart, macAt, migrationId);
   }
   const pageData = b.subarray(dataStart, macAt);
   let k = 0;
@@ -281,24 +280,23 @@ function decryptedBatch(
   b: Buffer,
   entries: BatchEntry[],
   cipher: PageCipher,
-  salt: Buffer,
+  saltAt: number,
+  entriesOffset: number,
   dataStart: number,
   macAt: number,
   migrationId: string,
 ): DecodedBatch {
-  const key = cipher.batchKey(salt);
+  const key = cipher.batchKey(b.subarray(saltAt, saltAt + PAGE_CIPHER_SALT_BYTES));
+  const tag = b.subarray(saltAt + PAGE_CIPHER_SALT_BYTES, entriesOffset);
   const pageData = Buffer.allocUnsafe(macAt - dataStart);
+  if (!cipher.open(key, b.subarray(entriesOffset, dataStart), b.subarray(dataStart, macAt), tag, pageData, 0))
+    throw new BatchFormatError(`batch ${b.readUInt32LE(12)} fails its encryption tag`);
   let k = 0;
-  entries.forEach((entry, position) => {
-    if (entry.zero) return;
-    if (entry.hash.length !== PAGE_TAG_BYTES) throw new BatchFormatError('batch entry has no room for a page tag');
-    const at = k * PAGE_SIZE_BYTES;
-    const ciphertext = b.subarray(dataStart + at, dataStart + at + PAGE_SIZE_BYTES);
-    if (!cipher.open(key, position, entry.index, entry.version, ciphertext, entry.hash, pageData, at))
-      throw new BatchFormatError(`page ${entry.index} of batch ${b.readUInt32LE(12)} fails its encryption tag`);
-    entry.hash = pageHash(pageData.subarray(at, at + PAGE_SIZE_BYTES));
+  for (const entry of entries) {
+    if (entry.zero) continue;
+    entry.hash = pageHash(pageData.subarray(k * PAGE_SIZE_BYTES, (k + 1) * PAGE_SIZE_BYTES));
     k += 1;
-  });
+  }
   return {
     migrationId,
     flags: b.readUInt16LE(6),

@@ -1,21 +1,22 @@
 /**
- * Optional encryption of page data on the wire (`policy.encrypt`): each page of a batch is sealed
- * with AES-256-GCM; its 16-byte tag takes the place of the page's content hash in the batch's entry
- * table (batch-format.ts), which the batch MAC then covers. Ciphertext is as long as plaintext.
+ * Optional encryption of page data on the wire (`policy.encrypt`): the pages of a batch are sealed
+ * together with AES-256-GCM, as one message whose 16-byte tag travels in the batch's header
+ * (batch-format.ts), which the batch MAC covers. The batch's entry table (page indexes, versions,
+ * zero flags) is the GCM's additional data. Ciphertext is as long as plaintext.
  *
  * Keys. A batch's key is `HKDF-SHA256(migrationKey, salt, info = "ferry-page-cipher/1")`, where
  * `salt` is PAGE_CIPHER_SALT_BYTES random bytes drawn for that batch and carried in its header. The
  * HMAC key of message-auth.ts is the migration key itself, used only with HMAC: the HKDF output
  * under a label of its own is a key independent of it, so the cipher never uses the MAC key.
  *
- * Nonces, and why none repeats under one key. A page's nonce is its position in the batch (u32 LE,
- * then eight zero bytes), and its AAD is its index and version. One key seals one batch only, in
- * which positions are distinct, so no (key, nonce) pair is used twice with different plaintext. A
- * page sent twice at the same version (torn by a concurrent write, or resent after a source VMM
- * restarted and its sequence numbers began again) travels in another batch, under another salt and
- * hence another key. Two batches share a key only if their 128-bit random salts collide: with 2^32
- * batches, a chance below 2^-64. No counter needs to survive a crash, which is why a per-sender
- * counter (page index, version or sequence number) was not used as the nonce.
+ * Nonces, and why none repeats under one key. Every key seals exactly one message (one batch), so
+ * its nonce may be fixed (all zeros): no (key, nonce) pair is ever used for two plaintexts. A page
+ * sent twice at the same version (torn by a concurrent write, or resent after a source VMM restarted
+ * and its sequence numbers began again) travels in another batch, under another salt and hence
+ * another key. Two batches share a key only if their 128-bit random salts collide: with 2^32
+ * batches, a chance below 2^-64. No counter has to survive a crash, which is why neither the page
+ * index and version nor a per-sender counter was used as the nonce. One GCM pass per batch, not
+ * per page, also because setting up a cipher costs about as much as sealing a 4 KiB page.
  *
  * What stays visible: the batch header and entry table (page indexes, versions, which pages are
  * zero: zero pages travel as entries without data, as before), and the sizes. The content hash of a
@@ -28,14 +29,15 @@ import { MIGRATION_KEY_BYTES } from './migration-key';
 
 /** Length of a batch's key salt (bytes), carried in the header of an encrypted batch. */
 export const PAGE_CIPHER_SALT_BYTES = 16;
-/** Length of a page's GCM tag (bytes). */
+/** Length of a batch's GCM tag (bytes). */
 export const PAGE_TAG_BYTES = 16;
 
 const CIPHER = 'aes-256-gcm';
-const NONCE_BYTES = 12;
+/** The nonce of every key: each key seals one batch only (see the header). */
+const NONCE = Buffer.alloc(12);
 const INFO = Buffer.from('ferry-page-cipher/1', 'utf8');
 
-/** The key of one batch (see the header): seals and opens the pages at their positions. */
+/** The key of one batch (see the header). */
 export interface BatchKey {
   /** The random salt the key was derived with; the batch carries it. */
   readonly salt: Buffer;
@@ -67,40 +69,28 @@ export class PageCipher {
   }
 
   /**
-   * Encrypts `page` (4 KiB) as the page at `position` of the batch keyed by `key`, with `index` and
-   * `version` authenticated alongside; writes the ciphertext to `out` at `outOffset` and the tag
-   * (PAGE_TAG_BYTES) to `tagOut` at `tagOffset`. `out` may be `page` itself (in place).
+   * Encrypts `pages` (the batch's page data) under `key`, with `aad` (the batch's entry table)
+   * authenticated alongside; writes the ciphertext to `out` at `outOffset` and returns the tag
+   * (PAGE_TAG_BYTES). Call once per key.
    */
-  seal(
-    key: BatchKey,
-    position: number,
-    index: number,
-    version: number,
-    page: Uint8Array,
-    out: Buffer,
-    outOffset: number,
-    tagOut: Buffer,
-    tagOffset: number,
-  ): void {
-    const cipher = createCipheriv(CIPHER, key.key, nonce(position), { authTagLength: PAGE_TAG_BYTES });
-    cipher.setAAD(aad(index, version));
-    const head = cipher.update(page);
+  seal(key: BatchKey, aad: Uint8Array, pages: Uint8Array, out: Buffer, outOffset: number): Buffer {
+    const cipher = createCipheriv(CIPHER, key.key, NONCE, { authTagLength: PAGE_TAG_BYTES });
+    cipher.setAAD(aad);
+    const head = cipher.update(pages);
     const tail = cipher.final();
     head.copy(out, outOffset);
     tail.copy(out, outOffset + head.length);
-    cipher.getAuthTag().copy(tagOut, tagOffset);
+    return cipher.getAuthTag();
   }
 
   /**
-   * Decrypts `ciphertext` sealed by `seal` at `position` for `index` and `version` into `out` at
-   * `outOffset`. Returns false, leaving `out` unspecified, if the tag does not check (the page, its
-   * index, version, position or key was changed).
+   * Decrypts `ciphertext` sealed by `seal` under `key` with `aad` into `out` at `outOffset`.
+   * Returns false, leaving `out` unspecified, if the tag does not check (the pages, the entry
+   * table, the tag or the key was changed).
    */
   open(
     key: BatchKey,
-    position: number,
-    index: number,
-    version: number,
+    aad: Uint8Array,
     ciphertext: Uint8Array,
     tag: Uint8Array,
     out: Buffer,
@@ -108,8 +98,8 @@ export class PageCipher {
   ): boolean {
     if (tag.length !== PAGE_TAG_BYTES) return false;
     try {
-      const decipher = createDecipheriv(CIPHER, key.key, nonce(position), { authTagLength: PAGE_TAG_BYTES });
-      decipher.setAAD(aad(index, version));
+      const decipher = createDecipheriv(CIPHER, key.key, NONCE, { authTagLength: PAGE_TAG_BYTES });
+      decipher.setAAD(aad);
       decipher.setAuthTag(tag);
       const head = decipher.update(ciphertext);
       const tail = decipher.final();
@@ -120,18 +110,4 @@ export class PageCipher {
       return false;
     }
   }
-}
-
-/** The nonce of the page at `position` of a batch: unique within the batch, whose key is its own. */
-function nonce(position: number): Buffer {
-  const n = Buffer.alloc(NONCE_BYTES);
-  n.writeUInt32LE(position >>> 0, 0);
-  return n;
-}
-
-function aad(index: number, version: number): Buffer {
-  const a = Buffer.allocUnsafe(8);
-  a.writeUInt32LE(index >>> 0, 0);
-  a.writeUInt32LE(version >>> 0, 4);
-  return a;
 }

@@ -9,7 +9,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { BATCH_FLAG_ENCRYPTED } from '../../data-plane/batch-format';
-import { PAGE_CIPHER_SALT_BYTES } from '../../data-plane/page-cipher';
+import { PAGE_CIPHER_SALT_BYTES, PAGE_TAG_BYTES } from '../../data-plane/page-cipher';
 import { PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 import { expectSameMemory, useCluster } from './support/cluster-fixture';
 
@@ -42,8 +42,8 @@ function framePages(frame: Uint8Array): { flags: number; pageHashes: string[] } 
   const flags = b.readUInt16LE(6);
   const entryCount = b.readUInt32LE(16);
   const idLength = b.readUInt16LE(20);
-  const salt = (flags & BATCH_FLAG_ENCRYPTED) !== 0 ? PAGE_CIPHER_SALT_BYTES : 0;
-  const dataStart = 24 + ((idLength + 3) & ~3) + salt + entryCount * 24;
+  const saltAndTag = (flags & BATCH_FLAG_ENCRYPTED) !== 0 ? PAGE_CIPHER_SALT_BYTES + PAGE_TAG_BYTES : 0;
+  const dataStart = 24 + ((idLength + 3) & ~3) + saltAndTag + entryCount * 24;
   const pageHashes: string[] = [];
   for (let at = dataStart; at + PAGE_SIZE_BYTES <= b.length - 16; at += PAGE_SIZE_BYTES)
     pageHashes.push(sha(b.subarray(at, at + PAGE_SIZE_BYTES)));

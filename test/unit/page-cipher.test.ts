@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { BATCH_FLAG_ENCRYPTED, BatchBuilder, batchSizeBytes, decodeBatch } from '../../data-plane/batch-format';
 import { MessageAuth } from '../../data-plane/message-auth';
-import { PAGE_CIPHER_SALT_BYTES, PAGE_TAG_BYTES, PageCipher } from '../../data-plane/page-cipher';
+import { PAGE_CIPHER_SALT_BYTES, PAGE_TAG_BYTES, PageCipher, type BatchKey } from '../../data-plane/page-cipher';
 import { PageHashes, pageHash } from '../../data-plane/page-hashes';
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 
@@ -10,11 +10,12 @@ const KEY = randomBytes(32);
 /** A page of random bytes. */
 const randomPage = (): Buffer => randomBytes(PAGE_SIZE_BYTES);
 
-/** Seals `page` at `position` under `key` and returns ciphertext and tag. */
-function seal(cipher: PageCipher, key: ReturnType<PageCipher['newBatchKey']>, position: number, page: Buffer) {
-  const ciphertext = Buffer.alloc(PAGE_SIZE_BYTES);
-  const tag = Buffer.alloc(PAGE_TAG_BYTES);
-  cipher.seal(key, position, 7, 3, page, ciphertext, 0, tag, 0);
+const AAD = Buffer.from('entry table');
+
+/** Seals `pages` under `key` and returns ciphertext and tag. */
+function seal(cipher: PageCipher, key: BatchKey, pages: Buffer) {
+  const ciphertext = Buffer.alloc(pages.length);
+  const tag = cipher.seal(key, AAD, pages, ciphertext, 0);
   return { ciphertext, tag };
 }
 
@@ -35,53 +36,56 @@ function encryptedBatch(memory: GuestMemory, indexes: readonly number[], hashes?
 }
 
 describe('page cipher', () => {
-  it('opens what it sealed, and the ciphertext is as long as the page and unlike it', () => {
+  it('opens what it sealed, and the ciphertext is as long as the pages and unlike them', () => {
     const cipher = new PageCipher(KEY);
     const key = cipher.newBatchKey();
-    const page = randomPage();
-    const { ciphertext, tag } = seal(cipher, key, 0, page);
-    expect(ciphertext.equals(page)).toBe(false);
+    const pages = Buffer.concat([randomPage(), randomPage()]);
+    const { ciphertext, tag } = seal(cipher, key, pages);
+    expect(tag.length).toBe(PAGE_TAG_BYTES);
+    expect(ciphertext.length).toBe(pages.length);
+    expect(ciphertext.equals(pages)).toBe(false);
 
-    const out = Buffer.alloc(PAGE_SIZE_BYTES);
+    const out = Buffer.alloc(pages.length);
     const receiver = new PageCipher(KEY);
-    expect(receiver.open(receiver.batchKey(key.salt), 0, 7, 3, ciphertext, tag, out, 0)).toBe(true);
-    expect(out.equals(page)).toBe(true);
+    expect(receiver.open(receiver.batchKey(key.salt), AAD, ciphertext, tag, out, 0)).toBe(true);
+    expect(out.equals(pages)).toBe(true);
   });
 
-  it('refuses a page with one bit flipped in its ciphertext or tag, or opened as another page, version or position', () => {
+  it('refuses pages with one bit flipped in the ciphertext, the tag or the entry table, or under another key', () => {
     const cipher = new PageCipher(KEY);
     const key = cipher.newBatchKey();
-    const { ciphertext, tag } = seal(cipher, key, 1, randomPage());
+    const { ciphertext, tag } = seal(cipher, key, randomPage());
     const out = Buffer.alloc(PAGE_SIZE_BYTES);
     const flippedData = Buffer.from(ciphertext);
     flippedData[1234] = (flippedData[1234] as number) ^ 0x10;
     const flippedTag = Buffer.from(tag);
     flippedTag[0] = (flippedTag[0] as number) ^ 1;
+    const flippedAad = Buffer.from(AAD);
+    flippedAad[3] = (flippedAad[3] as number) ^ 4;
 
-    expect(cipher.open(key, 1, 7, 3, flippedData, tag, out, 0)).toBe(false);
-    expect(cipher.open(key, 1, 7, 3, ciphertext, flippedTag, out, 0)).toBe(false);
-    expect(cipher.open(key, 1, 8, 3, ciphertext, tag, out, 0)).toBe(false);
-    expect(cipher.open(key, 1, 7, 4, ciphertext, tag, out, 0)).toBe(false);
-    expect(cipher.open(key, 2, 7, 3, ciphertext, tag, out, 0)).toBe(false);
+    expect(cipher.open(key, AAD, ciphertext, tag, out, 0)).toBe(true);
+    expect(cipher.open(key, AAD, flippedData, tag, out, 0)).toBe(false);
+    expect(cipher.open(key, AAD, ciphertext, flippedTag, out, 0)).toBe(false);
+    expect(cipher.open(key, flippedAad, ciphertext, tag, out, 0)).toBe(false);
+    expect(cipher.open(key, AAD, ciphertext, tag.subarray(0, 12), out, 0)).toBe(false);
+    expect(cipher.open(cipher.newBatchKey(), AAD, ciphertext, tag, out, 0)).toBe(false);
     const otherMigration = new PageCipher(randomBytes(32));
-    expect(otherMigration.open(otherMigration.batchKey(key.salt), 1, 7, 3, ciphertext, tag, out, 0)).toBe(false);
-    expect(cipher.open(cipher.newBatchKey(), 1, 7, 3, ciphertext, tag, out, 0)).toBe(false);
+    expect(otherMigration.open(otherMigration.batchKey(key.salt), AAD, ciphertext, tag, out, 0)).toBe(false);
   });
 
-  it('never seals twice under one key and nonce: every batch key has a salt of its own', () => {
+  it('never seals twice under one key and nonce: every batch gets a key of its own', () => {
     const cipher = new PageCipher(KEY);
-    const page = randomPage();
     const keys = Array.from({ length: 1000 }, () => cipher.newBatchKey());
     expect(new Set(keys.map((k) => k.salt.toString('hex'))).size).toBe(1000);
     expect(new Set(keys.map((k) => k.key.toString('hex'))).size).toBe(1000);
     expect(keys.every((k) => k.salt.length === PAGE_CIPHER_SALT_BYTES && !k.key.equals(KEY))).toBe(true);
     // The same page at the same index and version, sent again in another batch: other ciphertext.
-    const first = seal(cipher, keys[0] as never, 0, page);
-    const again = seal(cipher, keys[1] as never, 0, page);
+    const page = randomPage();
+    const first = seal(cipher, keys[0] as BatchKey, page);
+    const again = seal(cipher, keys[1] as BatchKey, page);
     expect(first.ciphertext.equals(again.ciphertext)).toBe(false);
-    // Two positions of one batch: other nonces, other keystreams for the same page.
-    const other = seal(cipher, keys[0] as never, 1, page);
-    expect(first.ciphertext.equals(other.ciphertext)).toBe(false);
+    // The key is a function of the migration key and the salt alone, so the receiver finds it.
+    expect(new PageCipher(KEY).batchKey((keys[0] as BatchKey).salt).key.equals((keys[0] as BatchKey).key)).toBe(true);
   });
 
   it('puts no page in clear on the wire and decodes to the pages, their hashes and versions', () => {
