@@ -50,7 +50,10 @@ export interface BatchEntry {
   version: number;
   /** True when the page is all zeros and carries no data. */
   zero: boolean;
-  /** Content hash of the page (PAGE_HASH_BYTES, a view of the message; checked against the data). */
+  /**
+   * Content hash of the page (PAGE_HASH_BYTES, a view of the message; checked against the data). In
+   * a decoded encrypted batch, computed from the decrypted page.
+   */
   hash: Buffer;
 }
 
