@@ -184,6 +184,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         batchPages: input.batchPages,
         leaseTtlMs: host.leaseTtlMs,
         key: migrationKey(input.migrationId, input.keyNonce),
+        ...(input.encrypt ? { encrypt: true } : {}),
       });
       // The VMM runs each round once: a retry after an agent restart rejoins the round under way,
       // which has gone on from the last checkpoint this activity's heartbeats recorded.

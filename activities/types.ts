@@ -99,6 +99,8 @@ export interface SendRoundInput extends MigrationRefInput {
   keyNonce: string;
   /** The destination depends on the store (it replaced a crashed one): the store's writer goes full speed. */
   storeFirst?: boolean;
+  /** Encrypt page data on the stream (MigrationOptions.encrypt); absent, in clear. */
+  encrypt?: boolean;
   /** The vCPU throttle for the round; absent, the source leaves it as it is. */
   throttle?: RoundThrottleInput;
 }

@@ -13,17 +13,21 @@
  * guests writing at 0.5× to 4× S under every throttle policy, three runs each, and judges the
  * targets; it writes an SVG plot per policy next to the JSON (convergence-plots.ts).
  *
+ * The encrypt part (encrypt-bench.ts) runs first, in this process and in seconds: what
+ * `policy.encrypt` costs the build and decode of a batch, against the clear batch with its HMAC.
+ *
  * Every completed migration is checked page by page. Prints a table per part and writes
  * bench/results/<time>.json and bench/results/latest.json.
  *
  * The JSON keeps, at its top level, the directory store's figures under the names they always
  * had (so earlier results stay comparable); the S3 store's are under `s3`, with the same names and
- * its own additions; the convergence part's under `convergence`. `parts` names the parts that ran;
+ * its own additions; the convergence part's under `convergence`; the encrypt part's under `encrypt`. `parts` names the parts that ran;
  * `allPageChecksOk` covers all of them.
  *
- * Options: --runs n (default 3), --memory 1GiB, --only stores|convergence (default both),
+ * Options: --runs n (default 3), --memory 1GiB, --only stores|convergence|encrypt (default all three),
  * --store directory|s3|both (store part; default both), --scenarios full|reduced (convergence
- * part; default full: hot sets of 128 and 512 MiB at every rate).
+ * part; default full: hot sets of 128 and 512 MiB at every rate), --encrypt-pages n (pages per batch
+ * of the encrypt part; default 256).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -37,6 +41,7 @@ import { convergenceReportLines } from './convergence-report';
 import { parseScenarioSet } from './convergence-scenarios';
 import { storeReportLines } from './report-table';
 import { benchStore } from './store-bench';
+import { benchEncrypt, encryptReportLines, DEFAULT_ENCRYPT_BENCH_PAGES } from './encrypt-bench';
 import { summarizeStore, type StoreSummary } from './store-summary';
 
 const STORE_CHOICES: Record<string, BenchStore[]> = {
@@ -45,12 +50,13 @@ const STORE_CHOICES: Record<string, BenchStore[]> = {
   both: ['directory', 's3'],
 };
 
-type Part = 'stores' | 'convergence';
+type Part = 'stores' | 'convergence' | 'encrypt';
 
 const PART_CHOICES: Record<string, Part[]> = {
   stores: ['stores'],
   convergence: ['convergence'],
-  both: ['stores', 'convergence'],
+  encrypt: ['encrypt'],
+  both: ['encrypt', 'stores', 'convergence'],
 };
 
 function arg(name: string, fallback: string): string {
@@ -68,7 +74,7 @@ function storesToRun(): BenchStore[] {
 function partsToRun(): Part[] {
   const choice = arg('only', 'both');
   const parts = PART_CHOICES[choice];
-  if (!parts) throw new Error(`--only must be stores or convergence, got ${JSON.stringify(choice)}`);
+  if (!parts) throw new Error(`--only must be stores, convergence or encrypt, got ${JSON.stringify(choice)}`);
   return parts;
 }
 
@@ -93,6 +99,10 @@ async function main(): Promise<void> {
   const stores = parts.includes('stores') ? storesToRun() : [];
   const scenarioSet = parseScenarioSet(arg('scenarios', 'full'));
   const messageBytes = batchSizeBytes('migrate-bench-idle-0', DEFAULT_BATCH_PAGES, DEFAULT_BATCH_PAGES);
+  const encrypt = parts.includes('encrypt')
+    ? benchEncrypt({ pages: Number(arg('encrypt-pages', String(DEFAULT_ENCRYPT_BENCH_PAGES))) })
+    : undefined;
+  if (encrypt) console.log(encryptReportLines(encrypt).join('\n'));
   const summaries: StoreSummary[] = [];
   for (const store of stores)
     summaries.push(summarizeStore(await benchStore(store, { runs, memoryBytes, messageBytes })));
@@ -122,6 +132,7 @@ async function main(): Promise<void> {
     ...(directory ?? {}),
     ...(s3 ? { s3 } : {}),
     ...(convergence ? { convergence } : {}),
+    ...(encrypt ? { encrypt } : {}),
     allPageChecksOk,
   });
   if (!allPageChecksOk) process.exitCode = 1;

@@ -19,6 +19,7 @@ export interface PolicyFlags {
   throttle?: string;
   store?: string;
   keepSource?: boolean;
+  encrypt?: boolean;
 }
 
 /** The workload flags of `vm create` (and `demo`), as given. */
@@ -212,6 +213,7 @@ export function buildProgram(actions: CommandActions, version: string): Command 
     true,
   )
     .option('--keep-source', 'keep the source VM stunned after the switchover, for comparison')
+    .option('--encrypt', 'encrypt page data on the stream with AES-256-GCM (the page file stays in clear)')
     .option('--json', 'print the result as one JSON object')
     .option('--no-progress', 'no progress bar')
     .action((vmId: string, flags: MigrateFlags) => actions.migrate(vmId, flags));

@@ -22,6 +22,7 @@ export function policyFromFlags(flags: PolicyFlags): MigrationOptions {
   if (flags.throttle !== undefined) raw['throttle'] = flags.throttle;
   if (flags.store !== undefined) raw['store'] = absoluteStore(flags.store);
   if (flags.keepSource === true) raw['keepSourceAfterSwitchover'] = true;
+  if (flags.encrypt === true) raw['encrypt'] = true;
   try {
     resolveMigrationOptions(raw);
   } catch (err) {

@@ -14,10 +14,18 @@
  * content digest.
  * Zero pages travel as entries without data. Sequence numbers start at 1 and grow by one per batch
  * across the whole migration, so a receiver notices a lost batch by the gap.
+ *
+ * An encrypted batch (flag bit 2, `policy.encrypt`; page-cipher.ts) carries its key's salt and its
+ * GCM tag (PAGE_CIPHER_SALT_BYTES + PAGE_TAG_BYTES) between the id and the entry table, its pages as
+ * AES-256-GCM ciphertext, and zeros where a clear batch has each non-zero page's content hash. The
+ * MAC covers the salt and the tag, the tag the ciphertext and the entry table. The buffer handed
+ * to the page file (`pageData` of `finish`) still holds the pages in clear: only the stream is
+ * encrypted.
  */
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import { MAC_BYTES, type MessageAuth } from './message-auth';
 import { PAGE_HASH_BYTES, ZERO_PAGE_HASH, pageHash, type PageHashes } from './page-hashes';
+import { PAGE_CIPHER_SALT_BYTES, PAGE_TAG_BYTES, type PageCipher } from './page-cipher';
 
 const MAGIC = 0x42595246; // "FRYB" read as little endian
 const FORMAT = 2;
@@ -26,11 +34,15 @@ const ZERO_FLAG = 0x80000000;
 const FIXED_BYTES = 24;
 /** Where a guest page keeps its generation (see vmm/guest-memory). */
 const PAGE_GENERATION_OFFSET = 4;
+/** What an encrypted batch adds after the id: its key's salt and its GCM tag. */
+const ENCRYPTION_BYTES = PAGE_CIPHER_SALT_BYTES + PAGE_TAG_BYTES;
 
 /** Batch flag: the batch belongs to the final (post-stun) round. */
 export const BATCH_FLAG_FINAL = 1;
 /** Batch flag: the last batch of a round; the receiver acknowledges it at once. */
 export const BATCH_FLAG_ROUND_END = 2;
+/** Batch flag: the pages are encrypted (page-cipher.ts); set by a builder given a cipher. */
+export const BATCH_FLAG_ENCRYPTED = 4;
 
 /** One page entry of a batch. */
 export interface BatchEntry {
@@ -38,7 +50,10 @@ export interface BatchEntry {
   version: number;
   /** True when the page is all zeros and carries no data. */
   zero: boolean;
-  /** Content hash of the page (PAGE_HASH_BYTES, a view of the message; checked against the data). */
+  /**
+   * Content hash of the page (PAGE_HASH_BYTES, a view of the message; checked against the data). In
+   * a decoded encrypted batch, computed from the decrypted page.
+   */
   hash: Buffer;
 }
 
@@ -61,11 +76,12 @@ function paddedIdLength(idBytes: number): number {
   return (idBytes + 3) & ~3;
 }
 
-/** Bytes a batch takes for the given id, entry count and number of non-zero pages. */
-export function batchSizeBytes(migrationId: string, entryCount: number, dataPages: number): number {
+/** Bytes a batch takes for the given id, entry count and number of non-zero pages (encrypted or not). */
+export function batchSizeBytes(migrationId: string, entryCount: number, dataPages: number, encrypted = false): number {
   return (
     FIXED_BYTES +
     paddedIdLength(Buffer.byteLength(migrationId)) +
+    (encrypted ? ENCRYPTION_BYTES : 0) +
     entryCount * ENTRY_BYTES +
     dataPages * PAGE_SIZE_BYTES +
     MAC_BYTES
@@ -75,7 +91,8 @@ export function batchSizeBytes(migrationId: string, entryCount: number, dataPage
 /**
  * Builds batches into one reusable buffer: `begin`, then `addPage` for each page (copying it and
  * hashing the copy), then `finish`, which seals the MAC and returns the batch. With `hashes`, each
- * page's hash is also recorded there as the content sent for it.
+ * page's hash is also recorded there as the content sent for it. With `cipher`, every batch is
+ * encrypted (see the header).
  */
 export class BatchBuilder {
   private buffer: Buffer;
@@ -90,6 +107,7 @@ export class BatchBuilder {
     private readonly auth: MessageAuth,
     readonly maxPages: number,
     private readonly hashes?: PageHashes,
+    private readonly cipher?: PageCipher,
   ) {
     this.migrationId = auth.migrationId;
     this.idBytes = Buffer.from(this.migrationId, 'utf8');
@@ -143,8 +161,9 @@ export class BatchBuilder {
   }
 
   /**
-   * Seals the batch with its header and MAC. Returns the frame and, inside it, the non-zero
-   * pages contiguous in entry order (views of this batch's own buffer).
+   * Seals the batch with its header and MAC. Returns the frame and the non-zero pages in clear,
+   * contiguous in entry order (views of this batch's own buffer; for an encrypted batch the frame
+   * is a buffer of its own).
    */
   finish(round: number, seq: number, flags: number): { frame: Buffer; pageData: Buffer } {
     const b = this.buffer;
@@ -164,17 +183,43 @@ export class BatchBuilder {
       b.copy(b, dataStart, reservedStart, reservedStart + this.dataPages * PAGE_SIZE_BYTES);
     }
     const end = dataStart + this.dataPages * PAGE_SIZE_BYTES;
+    const pageData = b.subarray(dataStart, end);
+    if (this.cipher) return { frame: this.encryptedFrame(b, flags, pageData), pageData };
     this.auth.mac('batch', b.subarray(0, dataStart)).copy(b, end);
-    return { frame: b.subarray(0, end + MAC_BYTES), pageData: b.subarray(dataStart, end) };
+    return { frame: b.subarray(0, end + MAC_BYTES), pageData };
+  }
+
+  /** The encrypted frame of the batch whose clear header and entries are in `b` (see the header). */
+  private encryptedFrame(b: Buffer, flags: number, pageData: Buffer): Buffer {
+    const cipher = this.cipher as PageCipher;
+    const key = cipher.newBatchKey();
+    const entriesOffset = this.entriesOffset + ENCRYPTION_BYTES;
+    const dataStart = entriesOffset + this.entryCount * ENTRY_BYTES;
+    const frame = Buffer.allocUnsafeSlow(dataStart + pageData.length + MAC_BYTES);
+    b.copy(frame, 0, 0, this.entriesOffset);
+    frame.writeUInt16LE(flags | BATCH_FLAG_ENCRYPTED, 6);
+    key.salt.copy(frame, this.entriesOffset);
+    b.copy(frame, entriesOffset, this.entriesOffset, this.entriesOffset + this.entryCount * ENTRY_BYTES);
+    for (let i = 0; i < this.entryCount; i += 1) {
+      const entry = entriesOffset + i * ENTRY_BYTES;
+      if ((frame.readUInt32LE(entry) & ZERO_FLAG) === 0) frame.fill(0, entry + 8, entry + ENTRY_BYTES);
+    }
+    cipher
+      .seal(key, frame.subarray(entriesOffset, dataStart), pageData, frame, dataStart)
+      .copy(frame, this.entriesOffset + PAGE_CIPHER_SALT_BYTES);
+    this.auth.mac('batch', frame.subarray(0, dataStart)).copy(frame, dataStart + pageData.length);
+    return frame;
   }
 }
 
 /**
  * Decodes and verifies a batch of the migration `auth` is for: its MAC under the migration's key,
- * its framing, and each page against its content hash. Throws BatchFormatError on any
- * inconsistency, and nothing else whatever `msg` holds.
+ * its framing, and each page against its content hash, or for an encrypted batch its GCM tag under
+ * `cipher` (then `pageData` is the decrypted pages, in a buffer of its own, and each entry's `hash`
+ * the content hash of its page in clear). Throws BatchFormatError on any inconsistency (an
+ * encrypted batch without `cipher` among them), and nothing else whatever `msg` holds.
  */
-export function decodeBatch(msg: Uint8Array, auth: MessageAuth): DecodedBatch {
+export function decodeBatch(msg: Uint8Array, auth: MessageAuth, cipher?: PageCipher): DecodedBatch {
   const b = Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
   if (b.length < FIXED_BYTES + MAC_BYTES || b.readUInt32LE(0) !== MAGIC)
     throw new BatchFormatError('not a ferry page batch');
@@ -182,7 +227,9 @@ export function decodeBatch(msg: Uint8Array, auth: MessageAuth): DecodedBatch {
   const macAt = b.length - MAC_BYTES;
   const entryCount = b.readUInt32LE(16);
   const idLength = b.readUInt16LE(20);
-  const entriesOffset = FIXED_BYTES + paddedIdLength(idLength);
+  const encrypted = (b.readUInt16LE(6) & BATCH_FLAG_ENCRYPTED) !== 0;
+  const saltAt = FIXED_BYTES + paddedIdLength(idLength);
+  const entriesOffset = saltAt + (encrypted ? ENCRYPTION_BYTES : 0);
   if (entriesOffset + entryCount * ENTRY_BYTES > macAt)
     throw new BatchFormatError(`batch of ${b.length} bytes cannot hold ${entryCount} entries`);
   const dataStart = entriesOffset + entryCount * ENTRY_BYTES;
@@ -208,6 +255,10 @@ export function decodeBatch(msg: Uint8Array, auth: MessageAuth): DecodedBatch {
   }
   if (dataStart + dataPages * PAGE_SIZE_BYTES !== macAt)
     throw new BatchFormatError('batch length does not match its entries');
+  if (encrypted) {
+    if (!cipher) throw new BatchFormatError('encrypted batch, but this receiver has no page cipher');
+    return decryptedBatch(b, entries, cipher, saltAt, entriesOffset, dataStart, macAt, migrationId);
+  }
   const pageData = b.subarray(dataStart, macAt);
   let k = 0;
   for (const entry of entries) {
@@ -215,6 +266,38 @@ export function decodeBatch(msg: Uint8Array, auth: MessageAuth): DecodedBatch {
     const page = pageData.subarray(k * PAGE_SIZE_BYTES, (k + 1) * PAGE_SIZE_BYTES);
     if (!pageHash(page).equals(entry.hash))
       throw new BatchFormatError(`page ${entry.index} of batch ${b.readUInt32LE(12)} does not match its content hash`);
+    k += 1;
+  }
+  return {
+    migrationId,
+    flags: b.readUInt16LE(6),
+    round: b.readUInt32LE(8),
+    seq: b.readUInt32LE(12),
+    entries,
+    pageData,
+  };
+}
+
+/** The decoded batch of encrypted batch `b`, whose MAC and framing were checked; see decodeBatch. */
+function decryptedBatch(
+  b: Buffer,
+  entries: BatchEntry[],
+  cipher: PageCipher,
+  saltAt: number,
+  entriesOffset: number,
+  dataStart: number,
+  macAt: number,
+  migrationId: string,
+): DecodedBatch {
+  const key = cipher.batchKey(b.subarray(saltAt, saltAt + PAGE_CIPHER_SALT_BYTES));
+  const tag = b.subarray(saltAt + PAGE_CIPHER_SALT_BYTES, entriesOffset);
+  const pageData = Buffer.allocUnsafe(macAt - dataStart);
+  if (!cipher.open(key, b.subarray(entriesOffset, dataStart), b.subarray(dataStart, macAt), tag, pageData, 0))
+    throw new BatchFormatError(`batch ${b.readUInt32LE(12)} fails its encryption tag`);
+  let k = 0;
+  for (const entry of entries) {
+    if (entry.zero) continue;
+    entry.hash = pageHash(pageData.subarray(k * PAGE_SIZE_BYTES, (k + 1) * PAGE_SIZE_BYTES));
     k += 1;
   }
   return {

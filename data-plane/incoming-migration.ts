@@ -23,6 +23,7 @@ import { untilAnswered } from '../store/store-answer';
 import { BATCH_FLAG_ROUND_END, decodeBatch, type DecodedBatch } from './batch-format';
 import { MessageAuth } from './message-auth';
 import { PageHashes, ZERO_PAGE_HASH } from './page-hashes';
+import { PageCipher } from './page-cipher';
 import { decodeControl, encodeSyncReply, openFinalRequest, sealFinalReply } from './control-messages';
 import { migrationSubjects, type MigrationSubjects } from './subjects';
 import { connectNats } from './nats-client';
@@ -61,6 +62,8 @@ export class IncomingMigration {
   /** Why this side cannot tell whether its ownership claim landed (the store did not answer). */
   private undecided: Error | undefined;
   private readonly auth: MessageAuth;
+  /** Opens encrypted batches, whichever the source sends (their MAC says the source chose so). */
+  private readonly cipher: PageCipher;
   /** Content hash of every page memory holds, for the switchover's content digest. */
   private readonly hashes: PageHashes;
   /** Batches and control messages dropped as not authentic or malformed. */
@@ -74,6 +77,7 @@ export class IncomingMigration {
   ) {
     this.subjects = migrationSubjects(input.sourceHost, input.hostId, input.migrationId);
     this.auth = new MessageAuth(Buffer.from(input.key, 'base64'), input.migrationId);
+    this.cipher = new PageCipher(Buffer.from(input.key, 'base64'));
     this.hashes = new PageHashes(ctx.memory.pageCount);
     this.store = openPageStore(input.store);
     this.credit = new ReceiverCredit(
@@ -140,7 +144,7 @@ export class IncomingMigration {
     if (this.status.state !== 'receiving') return;
     let batch: DecodedBatch;
     try {
-      batch = decodeBatch(msg.data, this.auth);
+      batch = decodeBatch(msg.data, this.auth, this.cipher);
     } catch (err) {
       // Treated like a lost batch: its pages come from the file at switchover.
       this.reject('a batch', err instanceof Error ? err.message : String(err));

@@ -31,6 +31,7 @@ import type { FinalRequest, OutgoingStartInput, RoundStats, RoundThrottleInput, 
 import { MigrationThrottle } from './round-throttle';
 import { MessageAuth } from './message-auth';
 import { PageHashes } from './page-hashes';
+import { PageCipher } from './page-cipher';
 import { sealFinalRequest } from './control-messages';
 import { connectNats } from './nats-client';
 import { migrationSubjects } from './subjects';
@@ -92,9 +93,20 @@ export class OutgoingMigration {
     );
     const subjects = migrationSubjects(input.hostId, input.destinationHost, input.migrationId);
     const nc = await connectNats(input.nats, input.hostId, `ferry-source-${input.migrationId}`, (msg) => ctx.log(msg));
-    const auth = new MessageAuth(Buffer.from(input.key, 'base64'), input.migrationId);
+    const key = Buffer.from(input.key, 'base64');
+    const auth = new MessageAuth(key, input.migrationId);
     const hashes = new PageHashes(memory.pageCount);
-    const sender = new PageSender(nc, auth, subjects, ctx.memory, pageFile, { batchPages: input.batchPages }, hashes);
+    const cipher = input.encrypt === true ? new PageCipher(key) : undefined;
+    const sender = new PageSender(
+      nc,
+      auth,
+      subjects,
+      ctx.memory,
+      pageFile,
+      { batchPages: input.batchPages },
+      hashes,
+      cipher,
+    );
     return new OutgoingMigration(ctx, input, nc, store, pageFile, sender, faults, auth, hashes);
   }
 

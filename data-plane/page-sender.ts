@@ -15,6 +15,7 @@ import type { CreditGrant, MigrationSubjects } from './subjects';
 import { TransportStalledError } from './errors';
 import type { MessageAuth } from './message-auth';
 import type { PageHashes } from './page-hashes';
+import type { PageCipher } from './page-cipher';
 import { decodeCredit, decodeSyncReply, encodeSync } from './control-messages';
 import { authenticatedRequest } from './authenticated-request';
 
@@ -95,7 +96,11 @@ export class PageSender {
   rejectedMessages = 0;
   readonly migrationId: string;
 
-  /** `hashes` records the content hash of every page copy sent (the source's content digest). */
+  /**
+   * `hashes` records the content hash of every page copy sent (the source's content digest). With
+   * `cipher`, the batches published on NATS carry their pages encrypted (page-cipher.ts); the page
+   * file is handed them in clear.
+   */
   constructor(
     private readonly nc: NatsConnection,
     private readonly auth: MessageAuth,
@@ -105,9 +110,10 @@ export class PageSender {
     private readonly pageFile: PageFile,
     private readonly options: PageSenderOptions,
     hashes: PageHashes,
+    cipher?: PageCipher,
   ) {
     this.migrationId = auth.migrationId;
-    this.builder = new BatchBuilder(auth, options.batchPages, hashes);
+    this.builder = new BatchBuilder(auth, options.batchPages, hashes, cipher);
     void (async () => {
       for await (const status of nc.status()) {
         if (status.type === 'reconnect') this.reconnectedAt = Date.now();

@@ -61,6 +61,8 @@ export interface OutgoingStartInput {
    * control socket. Never logged, never in Temporal history.
    */
   key: string;
+  /** Encrypt page data on the stream (data-plane/page-cipher.ts); absent, in clear. */
+  encrypt?: boolean;
 }
 
 /** Starts the destination side (`migration.startIncoming`). */

@@ -81,6 +81,12 @@ export interface MigrationOptions {
   /** Keep the migration's page file and manifests after it completes (for inspection, or to check
    * the destination against what the source wrote when the source is gone); default false. */
   keepPageFile?: boolean;
+  /**
+   * Encrypt page data on the stream (NATS) with AES-256-GCM under a key derived from the
+   * migration's key (data-plane/page-cipher.ts); default false. The page file still holds pages
+   * in clear, and which pages are zero stays visible.
+   */
+  encrypt?: boolean;
 }
 
 /** Input of `migrateVm` (what `temporal workflow start --input` takes). */
@@ -121,6 +127,7 @@ export const migrationOptionsSchema = z
     switchoverEagerly: optional(booleanValue()),
     keepSourceAfterSwitchover: optional(booleanValue()),
     keepPageFile: optional(booleanValue()),
+    encrypt: optional(booleanValue()),
   })
   .strict() as unknown as z.ZodType<MigrationOptions, z.ZodTypeDef, unknown>;
 

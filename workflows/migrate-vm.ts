@@ -262,6 +262,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
           baseEpoch: ready.baseEpoch,
           batchPages: options.batchPages,
           keyNonce: ready.keyNonce,
+          ...(options.encrypt ? { encrypt: true } : {}),
           ...(destinationReplacements > 0 ? { storeFirst: true } : {}),
           throttle: throttle.roundInput(),
         });

@@ -66,6 +66,8 @@ export interface ResolvedMigrationOptions {
   keepSourceAfterSwitchover: boolean;
   keepPageFile: boolean;
   switchoverEagerly: boolean;
+  /** Encrypt page data on the stream (MigrationOptions.encrypt). */
+  encrypt: boolean;
 }
 
 /** Thrown for an invalid option; the message names the option and the bad value. */
@@ -122,6 +124,7 @@ export function resolveMigrationOptions(raw: MigrationOptions | undefined | null
     keepSourceAfterSwitchover: o.keepSourceAfterSwitchover === true,
     keepPageFile: o.keepPageFile === true,
     switchoverEagerly: o.switchoverEagerly === true,
+    encrypt: o.encrypt === true,
   };
 }
 

@@ -69,6 +69,14 @@ describe('the ferry command line', () => {
     );
   });
 
+  it('takes --encrypt on migrate and maps it onto policy.encrypt', async () => {
+    const { actions, error } = await parse(['migrate', 'vm1', '--to', 'h2', '--encrypt']);
+    expect(error).toBeUndefined();
+    expect(actions.migrate).toHaveBeenCalledWith('vm1', expect.objectContaining({ encrypt: true }));
+    expect(policyFromFlags({ encrypt: true })).toEqual({ encrypt: true });
+    expect(policyFromFlags({})).toEqual({});
+  });
+
   it('refuses an unknown flag, naming it and the flag it resembles, and runs nothing', async () => {
     const { actions, error } = await parse(['migrate', 'vm1', '--to', 'h2', '--downtime', '50']);
     expect(error).toMatchObject({

@@ -10,7 +10,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BatchBuilder, decodeBatch, type DecodedBatch } from '../../data-plane/batch-format';
+import { BATCH_FLAG_ENCRYPTED, BatchBuilder, decodeBatch, type DecodedBatch } from '../../data-plane/batch-format';
+import { PageCipher } from '../../data-plane/page-cipher';
 import { MAC_BYTES, MessageAuth } from '../../data-plane/message-auth';
 import {
   decodeControl,
@@ -170,6 +171,38 @@ describe('fuzzed decoders', () => {
     }
     totals.inputs += 10_000;
     expect(counts.crashed).toBe(0);
+  });
+
+  it('the batch decoder, given 10,000 mutated encrypted batches sealed again under the MAC key, crashes on none and yields only the pages sent', () => {
+    const memory = GuestMemory.create(4);
+    for (let i = 0; i < 4; i += 1) memory.writePage(i, 9, 5);
+    const cipher = new PageCipher(KEY);
+    const builder = new BatchBuilder(auth, 4, undefined, cipher);
+    builder.begin();
+    builder.addPage(0, memory.page(0));
+    builder.addPage(2, null);
+    builder.addPage(3, memory.page(3));
+    const { frame, pageData } = builder.finish(2, 40, 0);
+    const seed = Buffer.from(frame);
+    const rng = prng(0xc1fe2);
+    const counts = { accepted: 0, refused: 0, crashed: 0 };
+    for (let n = 0; n < 10_000; n += 1) {
+      const input = mutate(seed, rng);
+      // Sealed again, so that the mutation reaches the decryption: only the cipher stands in its way.
+      if (input.length >= 24 + MAC_BYTES) {
+        const encrypted = (input.readUInt16LE(6) & BATCH_FLAG_ENCRYPTED) !== 0;
+        const entriesOffset = 24 + ((input.readUInt16LE(20) + 3) & ~3) + (encrypted ? 32 : 0);
+        const dataStart = entriesOffset + input.readUInt32LE(16) * 24;
+        if (dataStart <= input.length - MAC_BYTES)
+          auth.mac('batch', input.subarray(0, dataStart)).copy(input, input.length - MAC_BYTES);
+      }
+      let decoded: DecodedBatch | undefined;
+      counts[outcome(() => (decoded = decodeBatch(input, auth, cipher)), 'BatchFormatError')] += 1;
+      if (decoded && (decoded.flags & BATCH_FLAG_ENCRYPTED) !== 0) expect(decoded.pageData.equals(pageData)).toBe(true);
+    }
+    totals.inputs += 10_000;
+    expect(counts.crashed).toBe(0);
+    expect(counts.refused).toBeGreaterThan(9_000);
   });
 
   it('the manifest reader refuses 30,000 mutated manifests with ManifestFormatError, crashing on none and accepting none', () => {

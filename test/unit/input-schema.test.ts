@@ -51,7 +51,7 @@ describe('unknown keys are refused with their full path and the closest known ke
 
   it('lists the options when no key is close', () => {
     expect(refusal(migrateVmInputSchema, { ...GOOD, policy: { colour: 'red' } })).toMatch(
-      /^policy\.colour is not an option; the options are downtimeLimitMs, maxRounds, .*keepPageFile$/,
+      /^policy\.colour is not an option; the options are downtimeLimitMs, maxRounds, .*keepPageFile, encrypt$/,
     );
   });
 

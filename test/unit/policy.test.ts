@@ -34,6 +34,7 @@ describe('resolveMigrationOptions', () => {
       keepSourceAfterSwitchover: false,
       keepPageFile: false,
       switchoverEagerly: false,
+      encrypt: false,
     });
     expect(DEFAULT_DOWNTIME_LIMIT_MS).toBe(300);
     expect(resolveMigrationOptions({})).toEqual(resolveMigrationOptions(undefined));
@@ -52,6 +53,7 @@ describe('resolveMigrationOptions', () => {
       keepSourceAfterSwitchover: true,
       keepPageFile: true,
       switchoverEagerly: true,
+      encrypt: true,
     };
     expect(resolveMigrationOptions(options)).toEqual({ ...options });
     // storeDir is the older name of a directory store.
