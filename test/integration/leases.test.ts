@@ -131,10 +131,16 @@ test('a second migration of a VM being migrated is refused whatever its workflow
   });
   const input: MigrateVmInput = { vmId, sourceHost: 'h1', destinationHost: 'h2' };
   // The first migration cannot converge (unthrottled, a 1 ms limit) and stays in pre-copy, its
-  // source claimed, until its limit is raised below.
+  // source claimed, until its limit is raised below; its give-up limits are out of reach.
   await startWorkflow('lease-twice-first', {
     ...input,
-    policy: { throttle: 'none', downtimeLimitMs: 1, keepSourceAfterSwitchover: true },
+    policy: {
+      throttle: 'none',
+      downtimeLimitMs: 1,
+      maxRounds: 1_000,
+      completionBudgetSecPerGiB: 100_000,
+      keepSourceAfterSwitchover: true,
+    },
   });
   const claimed = await eventually('the first migration claims the VM', async () => {
     const outgoing = (await describeEngine('h1', vmId)).outgoing;
