@@ -174,13 +174,15 @@ export async function startTestNats(opts: TestNatsOptions = {}): Promise<TestNat
 /** Starts a headless Temporal dev server on random free ports with a temp database (a few s). */
 export async function startTestTemporal(): Promise<TestTemporal> {
   const stateDir = makeTestStateDir();
-  const [port = 0, uiPort = 0] = await pickFreePorts(2);
+  let [port = 0, uiPort = 0] = await pickFreePorts(2);
   const start = async (): Promise<void> => {
     await startTemporalDevServer({ stateDir, port, uiPort, headless: true, detached: false });
   };
   const ref = { name: TEMPORAL_SERVICE_NAME, stateDir };
   try {
-    await start();
+    await startOnFreePorts('Temporal', start, async () => {
+      [port = 0, uiPort = 0] = await pickFreePorts(2);
+    });
   } catch (error) {
     fs.rmSync(stateDir, { recursive: true, force: true });
     throw error;
@@ -196,8 +198,33 @@ export async function startTestTemporal(): Promise<TestTemporal> {
   };
 }
 
-/** Starts of a test SeaweedFS, each on other ports, before its failure to start is reported. */
-const SEAWEED_START_ATTEMPTS = 3;
+/** Starts of a test service, each on other ports, before its failure to start is reported. */
+const TEST_START_ATTEMPTS = 3;
+
+/**
+ * Runs `start`; if the service's process exited while starting, picks other ports (`freshPorts`)
+ * and starts it again, up to TEST_START_ATTEMPTS in all. Ports free a moment ago need not be free
+ * when the service binds them: another service starting beside it (weed's eight, the Temporal dev
+ * server's) takes ports the kernel hands out too, and the loser exits at once with "address
+ * already in use". Any other failure is thrown as it is.
+ */
+async function startOnFreePorts(
+  name: string,
+  start: () => Promise<void>,
+  freshPorts: () => Promise<void>,
+): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await start();
+      return;
+    } catch (error) {
+      if (attempt >= TEST_START_ATTEMPTS || !(error instanceof ServiceStartError) || error.reason !== 'exited')
+        throw error;
+      process.stderr.write(`test ${name} exited while starting (attempt ${attempt}), trying other ports\n`);
+      await freshPorts();
+    }
+  }
+}
 
 /** Eight distinct ports that were free on 127.0.0.1 a moment ago, for one SeaweedFS server. */
 export async function pickFreeSeaweedPorts(): Promise<SeaweedPorts> {
@@ -217,24 +244,15 @@ export async function startTestSeaweed(): Promise<TestSeaweed> {
     await startSeaweedServer({ stateDir, port, internalPorts, credentials, detached: false });
   };
   const ref = { name: SEAWEED_SERVICE_NAME, stateDir };
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      await start();
-      break;
-    } catch (error) {
-      // Eight ports free a moment ago need not be free when weed binds them: a Temporal dev server
-      // starting beside it takes ports the kernel hands out too. weed then exits at once; a start
-      // on eight other ports is the cure.
-      if (attempt < SEAWEED_START_ATTEMPTS && error instanceof ServiceStartError && error.reason === 'exited') {
-        process.stderr.write(`test SeaweedFS exited while starting (attempt ${attempt}), trying other ports\n`);
-        // The master's raft state names its old port: start from empty data.
-        fs.rmSync(seaweedPaths(stateDir).dataDir, { recursive: true, force: true });
-        ({ s3: port, ...internalPorts } = await pickFreeSeaweedPorts());
-        continue;
-      }
-      fs.rmSync(stateDir, { recursive: true, force: true });
-      throw error;
-    }
+  try {
+    await startOnFreePorts('SeaweedFS', start, async () => {
+      // The master's raft state names its old port: start from empty data.
+      fs.rmSync(seaweedPaths(stateDir).dataDir, { recursive: true, force: true });
+      ({ s3: port, ...internalPorts } = await pickFreeSeaweedPorts());
+    });
+  } catch (error) {
+    fs.rmSync(stateDir, { recursive: true, force: true });
+    throw error;
   }
   return {
     endpoint: `http://127.0.0.1:${port}`,
