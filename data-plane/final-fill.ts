@@ -14,7 +14,7 @@
  * apply a page from the stream meanwhile.
  */
 import { PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
-import type { PageStore } from '../store/page-store';
+import type { PageFileKey, PageStore } from '../store/page-store';
 import { untilAnswered, type AnswerOptions } from '../store/store-answer';
 import { VerificationError } from './errors';
 import { prefetchPass } from './store-prefetch';
@@ -46,6 +46,8 @@ export interface FinalFillInput {
   digest: string;
   /** The destination's page content hashes, the migration's key, and the source's content digest. */
   content: { hashes: PageHashes; auth: MessageAuth; digest: string };
+  /** The migration key, to open a page file sealed at rest. */
+  pageFileKey?: PageFileKey;
 }
 
 /** What the final fill did. */
@@ -169,9 +171,10 @@ async function catchUp(
 }
 
 /** Reads from the page file every page memory lacks; returns how many it read. */
-async function fillFromStore({ store, migrationId, memory, torn, content }: FinalFillInput): Promise<number> {
+async function fillFromStore(input: FinalFillInput): Promise<number> {
+  const { store, migrationId, memory, torn, content } = input;
   const { hashes } = content;
-  const pageFile = await store.openPageFile(migrationId);
+  const pageFile = await store.openPageFile(migrationId, input.pageFileKey);
   try {
     if (pageFile.header.pageCount !== memory.pageCount)
       throw new VerificationError(

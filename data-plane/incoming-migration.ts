@@ -17,7 +17,7 @@
 import type { Msg, NatsConnection, Subscription } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
-import type { PageStore, PreparedClaim } from '../store/page-store';
+import type { PageFileKey, PageStore, PreparedClaim } from '../store/page-store';
 import { openPageStore } from '../store/open-store';
 import { untilAnswered } from '../store/store-answer';
 import { BATCH_FLAG_ROUND_END, decodeBatch, type DecodedBatch } from './batch-format';
@@ -93,6 +93,7 @@ export class IncomingMigration {
       log: (msg) => ctx.log(msg),
       eager: input.rebuildFromStore === true,
       hashes: this.hashes,
+      pageFileKey: this.pageFileKey(),
     });
     this.mailbox = new FinalMailboxWatch(
       this.store,
@@ -265,6 +266,7 @@ export class IncomingMigration {
         torn: this.torn,
         digest: request.digest,
         content: { hashes: this.hashes, auth: this.auth, digest: request.contentDigest },
+        pageFileKey: this.pageFileKey(),
       },
       { onError: (err, attempt) => this.ctx.log(`final fill: the store failed (attempt ${attempt}): ${String(err)}`) },
     );
@@ -303,6 +305,11 @@ export class IncomingMigration {
   }
 
   /** Writes and syncs the claim on the epoch after the migration's base epoch, for this host. */
+  /** The migration key, for a page file the source seals at rest (it says so in the file's header). */
+  private pageFileKey(): PageFileKey {
+    return { migrationKey: Buffer.from(this.input.key, 'base64') };
+  }
+
   private prepareOwnershipClaim(): Promise<PreparedClaim> {
     return this.store.prepareClaim({
       vmId: this.ctx.vmId,

@@ -87,13 +87,15 @@ export class OutgoingMigration {
   static async start(ctx: VmmContext, input: OutgoingStartInput, faults: FaultPoints): Promise<OutgoingMigration> {
     const store = openPageStore(input.store);
     const memory = ctx.memory;
+    const key = Buffer.from(input.key, 'base64');
+    // `encrypt` seals the page file at rest as well as the stream (store/page-seal.ts).
     const pageFile = await store.createPageFile(
       { migrationId: input.migrationId, vmId: ctx.vmId, pageCount: memory.pageCount },
       { pageCount: memory.pageCount, copyPage: (index, target) => memory.page(index).copy(target) },
+      input.encrypt === true ? { migrationKey: key } : {},
     );
     const subjects = migrationSubjects(input.hostId, input.destinationHost, input.migrationId);
     const nc = await connectNats(input.nats, input.hostId, `ferry-source-${input.migrationId}`, (msg) => ctx.log(msg));
-    const key = Buffer.from(input.key, 'base64');
     const auth = new MessageAuth(key, input.migrationId);
     const hashes = new PageHashes(memory.pageCount);
     const cipher = input.encrypt === true ? new PageCipher(key) : undefined;

@@ -19,7 +19,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { PAGE_HEADER_BYTES, PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
 import type { Manifest } from '../store/manifest-format';
-import type { PageFile, PageStore } from '../store/page-store';
+import type { PageFile, PageFileKey, PageStore } from '../store/page-store';
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 /** Manifest entries a pass looks at between two turns of the event loop when it reads nothing. */
@@ -169,6 +169,8 @@ export interface StorePrefetcherOptions {
   log?: (msg: string) => void;
   /** Where the content hash of every page applied is recorded (the destination's content digest). */
   hashes?: PageHashes;
+  /** The migration key, to open a page file sealed at rest. */
+  pageFileKey?: PageFileKey;
 }
 
 /**
@@ -235,7 +237,7 @@ export class StorePrefetcher {
 
   private async pass(): Promise<PrefetchPassStats | undefined> {
     if (this.stopped) return undefined;
-    this.pageFile ??= this.store.openPageFile(this.migrationId);
+    this.pageFile ??= this.store.openPageFile(this.migrationId, this.options.pageFileKey);
     // A failed open is tried again by the next pass.
     const pageFile = await this.pageFile.catch((err: unknown) => {
       this.pageFile = undefined;

@@ -4,11 +4,13 @@
  * a ranged GET against the object's checksum, so nothing is checked here: every page checks itself
  * (its header names its index and holds the crc32 of its content), and the data plane applies
  * only pages that pass. A chunk never uploaded, or shorter than the piece, reads as zeros, which the
- * data plane takes as "not held".
+ * data plane takes as "not held". A sealed file's slots (page-seal.ts) are read the same way, a
+ * piece's slots in one GET, and opened into the target: a slot that fails its tag reads as zeros.
  */
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import { PageStoreError } from './errors';
 import { CHUNK_PAGES, chunkKey } from './object-page-layout';
+import { slotBytesOf, type PageSealer } from './page-seal';
 import type { ObjectStore } from './object-store';
 
 /** Most ranged GETs of one read in flight at once. */
@@ -23,13 +25,13 @@ interface Piece {
   pages: number;
 }
 
-/** Splits pages [firstIndex, firstIndex + count) at chunk boundaries. */
-function piecesOf(firstIndex: number, count: number): Piece[] {
+/** Splits pages [firstIndex, firstIndex + count) at chunk boundaries; slots of `slotBytes`. */
+function piecesOf(firstIndex: number, count: number, slotBytes: number): Piece[] {
   const pieces: Piece[] = [];
   for (let index = firstIndex; index < firstIndex + count;) {
     const chunk = Math.floor(index / CHUNK_PAGES);
     const pages = Math.min(firstIndex + count, (chunk + 1) * CHUNK_PAGES) - index;
-    pieces.push({ chunk, at: index - firstIndex, offset: (index - chunk * CHUNK_PAGES) * PAGE_SIZE_BYTES, pages });
+    pieces.push({ chunk, at: index - firstIndex, offset: (index - chunk * CHUNK_PAGES) * slotBytes, pages });
     index += pages;
   }
   return pieces;
@@ -37,28 +39,37 @@ function piecesOf(firstIndex: number, count: number): Piece[] {
 
 /**
  * Reads `count` pages from page `firstIndex` of the migration's chunks into `target`, as the store
- * holds them now. Throws RangeError for a run outside [0, pageCount) or a target too small, and
- * PageStoreError naming the chunk's key if a GET fails.
+ * holds them now (opened by `sealer` if the file is sealed). Throws RangeError for a run outside
+ * [0, pageCount) or a target too small, and PageStoreError naming the chunk's key if a GET fails.
  */
 export async function readChunkPages(
   objects: ObjectStore,
   migrationId: string,
   pageCount: number,
   run: { firstIndex: number; count: number; target: Buffer },
+  sealer?: PageSealer,
 ): Promise<void> {
   const { firstIndex, count, target } = run;
   if (!Number.isInteger(firstIndex) || !Number.isInteger(count) || firstIndex < 0 || firstIndex + count > pageCount)
     throw new RangeError(`pages ${firstIndex}..${firstIndex + count - 1} are outside [0, ${pageCount})`);
   if (target.length < count * PAGE_SIZE_BYTES)
     throw new RangeError(`target of ${target.length} bytes cannot hold ${count} pages`);
-  const pieces = piecesOf(firstIndex, count);
+  const slotBytes = slotBytesOf(sealer);
+  const pieces = piecesOf(firstIndex, count, slotBytes);
   const readPiece = async (piece: Piece): Promise<void> => {
     const key = chunkKey(migrationId, piece.chunk);
     const start = piece.at * PAGE_SIZE_BYTES;
-    const length = piece.pages * PAGE_SIZE_BYTES;
+    const length = piece.pages * slotBytes;
     try {
       const stored = await objects.get(key, { range: { offset: piece.offset, length } });
       const body = stored?.body ?? Buffer.alloc(0);
+      if (sealer) {
+        const slots = Buffer.alloc(length);
+        body.copy(slots, 0, 0, Math.min(body.length, length));
+        const pages = target.subarray(start, start + piece.pages * PAGE_SIZE_BYTES);
+        sealer.openAll(firstIndex + piece.at, piece.pages, slots, pages);
+        return;
+      }
       body.copy(target, start, 0, Math.min(body.length, length));
       target.fill(0, start + Math.min(body.length, length), start + length);
     } catch (error) {

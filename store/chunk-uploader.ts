@@ -9,6 +9,9 @@
  * a guest write during the copy is copied again, and if it stays torn it is marked again under its
  * old mark number (so a sync waits for it) and counts as not held.
  *
+ * Sealed at rest (page-seal.ts): each page is copied and checked as in clear, then sealed into its
+ * slot of the chunk image; a zero page is left as a never-written slot, which reads as zeros.
+ *
  * Failures: a transient one (see chunk-upload-health.ts) puts the chunk's marks back and the loop
  * waits (50 ms doubling to 1 s) and goes on, one upload at a time, for as long as it takes; the
  * outage is recorded. A permanent one stops the loop, and every later sync rejects with it.
@@ -18,7 +21,8 @@ import { PAGE_HEADER_BYTES, PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import { PageStoreError } from './errors';
 import { ChunkMarks, type TakenChunk } from './chunk-marks';
 import { UploadHealth, isTransientStoreFailure, reasonOf, type StoreHealth } from './chunk-upload-health';
-import { CHUNK_BYTES, CHUNK_PAGES, chunkKey, migrationPrefix, pagesInChunk } from './object-page-layout';
+import { CHUNK_PAGES, chunkKey, migrationPrefix, pagesInChunk } from './object-page-layout';
+import { slotBytesOf, type PageSealer } from './page-seal';
 import type { ObjectStore } from './object-store';
 import type { PageSource, WriterPace } from './page-store';
 
@@ -67,15 +71,24 @@ export class ChunkUploader {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private pace: UploadPace = 'full';
+  /** Bytes of one page's place in a chunk: a page, or a sealed slot. */
+  private readonly slotBytes: number;
+  /** Where a page is copied before it is sealed into its slot. */
+  private readonly scratch = Buffer.alloc(PAGE_SIZE_BYTES);
 
-  /** Reads pages from `source`; `syncedVersions` (one per page) is updated in place. */
+  /**
+   * Reads pages from `source`; `syncedVersions` (one per page) is updated in place. With `sealer`,
+   * pages are uploaded sealed.
+   */
   constructor(
     private readonly objects: ObjectStore,
     private readonly migrationId: string,
     private readonly source: PageSource,
     private readonly syncedVersions: Uint32Array,
+    private readonly sealer?: PageSealer,
   ) {
     this.marks = new ChunkMarks(source.pageCount);
+    this.slotBytes = slotBytesOf(sealer);
   }
 
   /** Marks pages `indexes` for upload. Ignored once the loop has stopped. */
@@ -161,9 +174,9 @@ export class ChunkUploader {
   }
 
   private start(taken: TakenChunk): void {
-    const buffer = this.buffers.pop() ?? Buffer.alloc(CHUNK_BYTES);
+    const buffer = this.buffers.pop() ?? Buffer.alloc(CHUNK_PAGES * this.slotBytes);
     const pageCount = pagesInChunk(taken.chunk, this.source.pageCount);
-    const image = buffer.subarray(0, pageCount * PAGE_SIZE_BYTES);
+    const image = buffer.subarray(0, pageCount * this.slotBytes);
     const versions = this.copyChunk(taken.chunk, image);
     const key = chunkKey(this.migrationId, taken.chunk);
     const startedAt = Date.now();
@@ -188,18 +201,23 @@ export class ChunkUploader {
     });
   }
 
-  /** Copies the chunk's pages into `image`; returns each page's checked version (-1: torn). */
+  /** Copies the chunk's pages into `image` (sealing them); returns each page's checked version (-1: torn). */
   private copyChunk(chunk: number, image: Buffer): Float64Array {
     const first = chunk * CHUNK_PAGES;
-    const versions = new Float64Array(image.length / PAGE_SIZE_BYTES);
+    const slotBytes = this.slotBytes;
+    const versions = new Float64Array(image.length / slotBytes);
     for (let k = 0; k < versions.length; k += 1) {
-      const page = image.subarray(k * PAGE_SIZE_BYTES, (k + 1) * PAGE_SIZE_BYTES);
+      const slot = image.subarray(k * slotBytes, (k + 1) * slotBytes);
+      const page = this.sealer ? this.scratch : slot;
       let version = -1;
       for (let attempt = 0; attempt < COPY_ATTEMPTS && version < 0; attempt += 1) {
         this.source.copyPage(first + k, page);
         version = checkedVersion(page, first + k);
       }
       versions[k] = version;
+      if (!this.sealer) continue;
+      if (version === 0) slot.fill(0);
+      else this.sealer.seal(first + k, page, slot);
     }
     return versions;
   }

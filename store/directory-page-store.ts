@@ -9,7 +9,15 @@ import { PageFile, assertStoreWritable, removeMigrationFiles } from './page-file
 import * as ownership from './ownership';
 import { postMessage, readMessage } from './mailbox';
 import { readDirectoryVmHistory, writeDirectoryVmHistory, type VmHistoryRecord } from './vm-history';
-import type { OwnershipRecord, PageFile as PageFileApi, PageFileHeader, PageStore, PreparedClaim } from './page-store';
+import type {
+  OwnershipRecord,
+  PageFile as PageFileApi,
+  PageFileHeader,
+  PageFileKey,
+  PageSource,
+  PageStore,
+  PreparedClaim,
+} from './page-store';
 
 /** The page store in directory `dir`. */
 export class DirectoryPageStore implements PageStore {
@@ -27,12 +35,16 @@ export class DirectoryPageStore implements PageStore {
     return assertStoreWritable(this.dir);
   }
 
-  createPageFile(header: PageFileHeader): Promise<PageFileApi> {
-    return PageFile.create(this.dir, header);
+  createPageFile(
+    header: Omit<PageFileHeader, 'sealed'>,
+    _source?: PageSource,
+    key?: PageFileKey,
+  ): Promise<PageFileApi> {
+    return PageFile.create(this.dir, header, key);
   }
 
-  openPageFile(migrationId: string): Promise<PageFileApi> {
-    return PageFile.open(this.dir, migrationId);
+  openPageFile(migrationId: string, key?: PageFileKey): Promise<PageFileApi> {
+    return PageFile.open(this.dir, migrationId, key);
   }
 
   removeMigration(migrationId: string): Promise<void> {

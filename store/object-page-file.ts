@@ -4,6 +4,9 @@
  * which reads pages with ranged GETs (chunk-reader.ts); both read and write manifests
  * (object-page-manifests.ts).
  *
+ * Sealed at rest (`policy.encrypt`, page-seal.ts): the header says `"sealed": true`, each chunk
+ * holds sealed slots, and both sides need the migration key.
+ *
  * Opening (either way) starts `syncedVersions` from the newest round manifest and the final one,
  * so a source that reopens its page file after a crash knows what the store already holds.
  */
@@ -14,6 +17,7 @@ import type { StoreHealth } from './chunk-upload-health';
 import type { Manifest } from './manifest-format';
 import { headerKey, migrationPrefix } from './object-page-layout';
 import { ObjectPageManifests } from './object-page-manifests';
+import { PageSealer } from './page-seal';
 import type { ObjectStore } from './object-store';
 import {
   MAX_PAGE_FILE_PAGES,
@@ -21,6 +25,7 @@ import {
   type PageEntry,
   type PageFile,
   type PageFileHeader,
+  type PageFileKey,
   type PageSource,
   type WriterPace,
 } from './page-store';
@@ -35,12 +40,21 @@ function storeError(message: string, objects: ObjectStore, migrationId: string, 
 
 function parseHeader(body: Buffer, migrationId: string): PageFileHeader {
   const header = JSON.parse(body.toString('utf8')) as Partial<PageFileHeader>;
-  const { vmId, pageCount } = header;
+  const { vmId, pageCount, sealed } = header;
   if (header.migrationId !== migrationId || typeof vmId !== 'string' || !Number.isInteger(pageCount))
     throw new Error(`header is not that of migration ${migrationId}: ${body.toString('utf8').slice(0, 200)}`);
   if ((pageCount as number) < 1 || (pageCount as number) > MAX_PAGE_FILE_PAGES)
     throw new Error(`header names ${pageCount} pages, expected 1..${MAX_PAGE_FILE_PAGES}`);
-  return { migrationId, vmId, pageCount: pageCount as number };
+  if (sealed !== undefined && sealed !== true)
+    throw new Error(`header's sealed is ${JSON.stringify(sealed)}, not true`);
+  return { migrationId, vmId, pageCount: pageCount as number, ...(sealed ? { sealed } : {}) };
+}
+
+/** The sealer of a sealed file; throws if there is no key to open it. */
+function sealerFor(header: PageFileHeader, key: PageFileKey): PageSealer | undefined {
+  if (header.sealed !== true) return undefined;
+  if (!key.migrationKey) throw new Error('the page file is sealed at rest, and no migration key was given');
+  return new PageSealer(key.migrationKey, header.migrationId);
 }
 
 /** A page file on an object store; see the module comment. */
@@ -53,13 +67,15 @@ export class ObjectPageFile implements PageFile {
   private constructor(
     private readonly objects: ObjectStore,
     readonly header: PageFileHeader,
+    private readonly sealer: PageSealer | undefined,
     source: PageSource | undefined,
     uploads?: ObjectStore,
   ) {
     this.location = `${objects.location} ${migrationPrefix(header.migrationId)}`;
     this.syncedVersions = new Uint32Array(header.pageCount);
     this.manifests = new ObjectPageManifests(objects, header.migrationId);
-    this.uploader = source && new ChunkUploader(uploads ?? objects, header.migrationId, source, this.syncedVersions);
+    this.uploader =
+      source && new ChunkUploader(uploads ?? objects, header.migrationId, source, this.syncedVersions, sealer);
   }
 
   /**
@@ -72,11 +88,13 @@ export class ObjectPageFile implements PageFile {
    */
   static async create(
     objects: ObjectStore,
-    header: PageFileHeader,
+    created: Omit<PageFileHeader, 'sealed'>,
     source: PageSource,
     uploads: ObjectStore = objects,
+    secret: PageFileKey = {},
   ): Promise<ObjectPageFile> {
-    const { migrationId, vmId, pageCount } = header;
+    const { migrationId, vmId, pageCount } = created;
+    const header: PageFileHeader = { migrationId, vmId, pageCount, ...(secret.migrationKey ? { sealed: true } : {}) };
     const key = headerKey(migrationId);
     if (source.pageCount !== pageCount)
       throw new RangeError(`page source has ${source.pageCount} pages, the header of ${migrationId} ${pageCount}`);
@@ -85,8 +103,14 @@ export class ObjectPageFile implements PageFile {
       const existing = stored && parseHeader(stored.body, migrationId);
       if (existing && (existing.vmId !== vmId || existing.pageCount !== pageCount))
         throw new Error(`the store holds the header of VM ${existing.vmId} with ${existing.pageCount} pages`);
-      if (!existing) await objects.put(key, Buffer.from(JSON.stringify({ migrationId, vmId, pageCount })));
-      const file = new ObjectPageFile(objects, { migrationId, vmId, pageCount }, source, uploads);
+      if (existing && existing.sealed !== header.sealed)
+        throw new Error(
+          existing.sealed === true
+            ? 'the store holds a page file sealed at rest, and this migration does not encrypt'
+            : 'the store holds a page file of clear pages, and this migration encrypts them',
+        );
+      if (!existing) await objects.put(key, Buffer.from(JSON.stringify(header)));
+      const file = new ObjectPageFile(objects, header, sealerFor(header, secret), source, uploads);
       await file.manifests.loadInto(file.syncedVersions);
       return file;
     } catch (error) {
@@ -94,13 +118,17 @@ export class ObjectPageFile implements PageFile {
     }
   }
 
-  /** Opens the migration's page file for reading; throws PageStoreError if its header is missing or foreign. */
-  static async open(objects: ObjectStore, migrationId: string): Promise<ObjectPageFile> {
+  /**
+   * Opens the migration's page file for reading; throws PageStoreError if its header is missing or
+   * foreign, or the file is sealed and `secret.migrationKey` is absent.
+   */
+  static async open(objects: ObjectStore, migrationId: string, secret: PageFileKey = {}): Promise<ObjectPageFile> {
     const key = headerKey(migrationId);
     try {
       const stored = await objects.get(key);
       if (!stored) throw new Error('its header is missing (never created, or removed)');
-      const file = new ObjectPageFile(objects, parseHeader(stored.body, migrationId), undefined);
+      const header = parseHeader(stored.body, migrationId);
+      const file = new ObjectPageFile(objects, header, sealerFor(header, secret), undefined);
       await file.manifests.loadInto(file.syncedVersions);
       return file;
     } catch (error) {
@@ -179,7 +207,12 @@ export class ObjectPageFile implements PageFile {
 
   readPages(firstIndex: number, count: number, target: Buffer): Promise<void> {
     const { migrationId, pageCount } = this.header;
-    return readChunkPages(this.objects, migrationId, pageCount, { firstIndex, count, target });
+    return readChunkPages(this.objects, migrationId, pageCount, { firstIndex, count, target }, this.sealer);
+  }
+
+  /** Slots that failed their tag when read (see page-seal.ts); 0 for a clear file. */
+  get rejectedSlots(): number {
+    return this.sealer?.rejectedSlots ?? 0;
   }
 
   /** Stops the uploads after those in flight; pages still only marked are not uploaded (sync() first). */

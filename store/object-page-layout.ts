@@ -4,7 +4,8 @@
  *
  * - `migrations/<id>/header.json` — the PageFileHeader;
  * - `migrations/<id>/chunks/<c, 8 digits>` — pages [CHUNK_PAGES·c, CHUNK_PAGES·(c+1)) back to back,
- *   page i at byte (i − CHUNK_PAGES·c)·4096; the last chunk stops at the page count;
+ *   page i at byte (i − CHUNK_PAGES·c)·4096; the last chunk stops at the page count. In a file
+ *   sealed at rest (page-seal.ts) the chunk holds slots of SEALED_SLOT_BYTES in the same order;
  * - `migrations/<id>/manifests/round-<n, 5 digits>` and `migrations/<id>/manifests/final`;
  * - `migrations/<id>/complete` — the completion mark;
  * - `migrations/<id>/control/<name>.json` — mailbox messages;

@@ -41,7 +41,15 @@ import { headerKey, messageKey, migrationPrefix } from './object-page-layout';
 import { commitObjectClaim, readObjectOwner, releaseObjectOwnership } from './object-page-ownership';
 import type { ObjectStore } from './object-store';
 import { historyKey, readObjectVmHistory, writeObjectVmHistory, type VmHistoryRecord } from './vm-history';
-import type { OwnershipRecord, PageFile, PageFileHeader, PageSource, PageStore, PreparedClaim } from './page-store';
+import type {
+  OwnershipRecord,
+  PageFile,
+  PageFileHeader,
+  PageFileKey,
+  PageSource,
+  PageStore,
+  PreparedClaim,
+} from './page-store';
 
 /** Most deletes in flight at once when a migration is removed. */
 export const MAX_PARALLEL_DELETES = 8;
@@ -74,12 +82,16 @@ export class ObjectPageStore implements PageStore {
   }
 
   /** Creates (or reopens) the page file; it uploads pages from `source`. Throws PageStoreError. */
-  createPageFile(header: PageFileHeader, source: PageSource): Promise<ObjectPageFile> {
-    return ObjectPageFile.create(this.objects, header, source, this.uploads);
+  createPageFile(
+    header: Omit<PageFileHeader, 'sealed'>,
+    source: PageSource,
+    key?: PageFileKey,
+  ): Promise<ObjectPageFile> {
+    return ObjectPageFile.create(this.objects, header, source, this.uploads, key);
   }
 
-  openPageFile(migrationId: string): Promise<PageFile> {
-    return ObjectPageFile.open(this.objects, migrationId);
+  openPageFile(migrationId: string, key?: PageFileKey): Promise<PageFile> {
+    return ObjectPageFile.open(this.objects, migrationId, key);
   }
 
   /** Deletes the header first (no message is posted after it), then every other key of the migration. */

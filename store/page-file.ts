@@ -1,7 +1,9 @@
 /**
  * The migration's page file on a shared directory, laid out like QEMU's mapped-ram: a 4 KiB header,
  * then page i at the fixed offset HEADER_BYTES + i * PAGE_SIZE_BYTES (sparse: zero pages are never
- * written). Beside it, one manifest per round and a final manifest say which version of which page
+ * written). A file sealed at rest (format version 2, page-seal.ts) holds slots of SEALED_SLOT_BYTES
+ * instead, slot i at HEADER_BYTES + i * SEALED_SLOT_BYTES; pages are sealed as they are queued and
+ * opened as they are read, so the rest of the file's logic is the same. Beside it, one manifest per round and a final manifest say which version of which page
  * the file holds; a manifest is written only after the pages it lists are fdatasync'ed, so a
  * manifest never claims more than the file durably holds.
  *
@@ -21,16 +23,21 @@ import {
   type PageEntry,
   type PageFile as PageFileApi,
   type PageFileHeader,
+  type PageFileKey,
 } from './page-store';
 import { readNewestRoundManifest } from './round-manifests';
 import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from './safe-path';
+import { PageSealer, SEALED_SLOT_BYTES, slotBytesOf } from './page-seal';
 
 export type { PageEntry, PageFileHeader } from './page-store';
 
 /** Bytes of the page file header; the page region starts right after it. */
 export const PAGE_FILE_HEADER_BYTES = 4096;
 const PAGE_FILE_MAGIC = 'FRYPAGE1';
-const PAGE_FILE_FORMAT_VERSION = 1;
+/** Format version of a file of clear pages. */
+const CLEAR_FORMAT_VERSION = 1;
+/** Format version of a file of sealed slots (page-seal.ts). */
+const SEALED_FORMAT_VERSION = 2;
 /** Byte where the header's JSON (migration and VM id) starts, after its length. */
 const META_OFFSET = 28;
 /** Name of the page file inside the migration's folder. */
@@ -63,7 +70,7 @@ export async function assertStoreWritable(storeDir: string): Promise<void> {
 function encodeHeader(header: PageFileHeader): Buffer {
   const buf = Buffer.alloc(PAGE_FILE_HEADER_BYTES);
   buf.write(PAGE_FILE_MAGIC, 0, 'ascii');
-  buf.writeUInt32LE(PAGE_FILE_FORMAT_VERSION, 8);
+  buf.writeUInt32LE(header.sealed === true ? SEALED_FORMAT_VERSION : CLEAR_FORMAT_VERSION, 8);
   buf.writeUInt32LE(PAGE_SIZE_BYTES, 12);
   buf.writeUInt32LE(header.pageCount, 16);
   buf.writeUInt32LE(PAGE_FILE_HEADER_BYTES, 20);
@@ -74,9 +81,10 @@ function encodeHeader(header: PageFileHeader): Buffer {
 }
 
 /**
- * The header in `buf`, checked against what the reader expects: the magic and format version,
- * this build's page size and page offset, a page count of 1..MAX_PAGE_FILE_PAGES that matches the
- * file's size (`fileBytes`), and `migrationId`. Throws PageFileHeaderError naming the field.
+ * The header in `buf`, checked against what the reader expects: the magic and format version (1:
+ * clear, 2: sealed), this build's page size and page offset, a page count of 1..MAX_PAGE_FILE_PAGES
+ * that matches the file's size (`fileBytes`), and `migrationId`. Throws PageFileHeaderError naming
+ * the field.
  */
 export function decodePageFileHeader(
   buf: Buffer,
@@ -90,7 +98,9 @@ export function decodePageFileHeader(
   if (buf.length < PAGE_FILE_HEADER_BYTES) bad(`it is ${buf.length} bytes, shorter than ${PAGE_FILE_HEADER_BYTES}`);
   if (buf.toString('ascii', 0, 8) !== PAGE_FILE_MAGIC) bad('it is not a ferry page file (wrong magic)');
   const version = buf.readUInt32LE(8);
-  if (version !== PAGE_FILE_FORMAT_VERSION) bad(`format version ${version}, expected ${PAGE_FILE_FORMAT_VERSION}`);
+  if (version !== CLEAR_FORMAT_VERSION && version !== SEALED_FORMAT_VERSION)
+    bad(`format version ${version}, expected ${CLEAR_FORMAT_VERSION} or ${SEALED_FORMAT_VERSION}`);
+  const sealed = version === SEALED_FORMAT_VERSION;
   const pageSize = buf.readUInt32LE(12);
   if (pageSize !== PAGE_SIZE_BYTES) bad(`page size ${pageSize}, expected ${PAGE_SIZE_BYTES}`);
   const pageCount = buf.readUInt32LE(16);
@@ -98,8 +108,9 @@ export function decodePageFileHeader(
     bad(`page count ${pageCount}, expected 1..${MAX_PAGE_FILE_PAGES}`);
   const pagesOffset = buf.readUInt32LE(20);
   if (pagesOffset !== PAGE_FILE_HEADER_BYTES) bad(`pages start at ${pagesOffset}, expected ${PAGE_FILE_HEADER_BYTES}`);
-  const expectedBytes = PAGE_FILE_HEADER_BYTES + pageCount * PAGE_SIZE_BYTES;
-  if (fileBytes !== expectedBytes) bad(`${pageCount} pages need a file of ${expectedBytes} bytes, it has ${fileBytes}`);
+  const expectedBytes = pageFileBytes(pageCount, sealed);
+  if (fileBytes !== expectedBytes)
+    bad(`${pageCount} ${sealed ? 'sealed ' : ''}pages need a file of ${expectedBytes} bytes, it has ${fileBytes}`);
   const metaLength = buf.readUInt32LE(24);
   if (metaLength > PAGE_FILE_HEADER_BYTES - META_OFFSET) bad(`its id field claims ${metaLength} bytes`);
   let meta: { migrationId?: unknown; vmId?: unknown } = {};
@@ -111,7 +122,12 @@ export function decodePageFileHeader(
   if (meta.migrationId !== migrationId)
     bad(`it belongs to migration ${JSON.stringify(meta.migrationId)}, expected ${JSON.stringify(migrationId)}`);
   if (typeof meta.vmId !== 'string' || meta.vmId === '') bad(`its VM id ${JSON.stringify(meta.vmId)} is not an id`);
-  return { migrationId, vmId: meta.vmId as string, pageCount };
+  return { migrationId, vmId: meta.vmId as string, pageCount, ...(sealed ? { sealed } : {}) };
+}
+
+/** Bytes of a page file of `pageCount` pages, clear or sealed. */
+function pageFileBytes(pageCount: number, sealed: boolean | undefined): number {
+  return PAGE_FILE_HEADER_BYTES + pageCount * (sealed === true ? SEALED_SLOT_BYTES : PAGE_SIZE_BYTES);
 }
 
 /** The page file of one migration, opened by the source (writer) or the destination (reader). */
@@ -122,18 +138,31 @@ export class PageFile implements PageFileApi {
   private queue: Promise<void> = Promise.resolve();
   private queuedBytes = 0;
   private failure: unknown;
+  /** Bytes of one page's place in the file: a page, or a sealed slot. */
+  private readonly slotBytes: number;
 
   private constructor(
     readonly dir: string,
     readonly header: PageFileHeader,
     private readonly handle: fs.FileHandle,
+    private readonly sealer: PageSealer | undefined,
   ) {
     this.syncedVersions = new Uint32Array(header.pageCount);
     this.writtenVersions = new Uint32Array(header.pageCount);
+    this.slotBytes = slotBytesOf(sealer);
   }
 
-  /** Creates the page file and its header, or reopens it if it exists (idempotent). */
-  static async create(storeDir: string, header: PageFileHeader): Promise<PageFile> {
+  /**
+   * Creates the page file and its header, or reopens it if it exists (idempotent); sealed at rest
+   * with `key.migrationKey`. Throws PageStoreError if an existing file is another VM's, of another
+   * size, or sealed the other way.
+   */
+  static async create(
+    storeDir: string,
+    created: Omit<PageFileHeader, 'sealed'>,
+    key: PageFileKey = {},
+  ): Promise<PageFile> {
+    const header: PageFileHeader = { ...created, ...(key.migrationKey ? { sealed: true } : {}) };
     const dir = migrationDir(storeDir, header.migrationId);
     const file = path.join(dir, PAGES_FILE);
     try {
@@ -143,32 +172,16 @@ export class PageFile implements PageFileApi {
         await h.close();
         return fs.open(file, 'r+');
       });
-      const { size } = await handle.stat();
-      if (size < PAGE_FILE_HEADER_BYTES) {
-        await handle.write(encodeHeader(header), 0, PAGE_FILE_HEADER_BYTES, 0);
-        await handle.truncate(PAGE_FILE_HEADER_BYTES + header.pageCount * PAGE_SIZE_BYTES);
-        await handle.datasync();
-      }
-      const pageFile = new PageFile(dir, header, handle);
-      await pageFile.loadManifests();
-      return pageFile;
-    } catch (err) {
-      throw new PageStoreError('cannot create page file', { migrationId: header.migrationId, path: file, cause: err });
-    }
-  }
-
-  /** Opens an existing page file for reading; throws PageStoreError if it is missing or foreign. */
-  static async open(storeDir: string, migrationId: string): Promise<PageFile> {
-    const dir = migrationDir(storeDir, migrationId);
-    const file = path.join(dir, PAGES_FILE);
-    try {
-      const handle = await fs.open(file, 'r');
       try {
-        const buf = Buffer.alloc(PAGE_FILE_HEADER_BYTES);
-        const { bytesRead } = await handle.read(buf, 0, PAGE_FILE_HEADER_BYTES, 0);
         const { size } = await handle.stat();
-        const header = decodePageFileHeader(buf.subarray(0, bytesRead), file, migrationId, size);
-        const pageFile = new PageFile(dir, header, handle);
+        if (size < PAGE_FILE_HEADER_BYTES) {
+          await handle.write(encodeHeader(header), 0, PAGE_FILE_HEADER_BYTES, 0);
+          await handle.truncate(pageFileBytes(header.pageCount, header.sealed));
+          await handle.datasync();
+        } else {
+          assertSameFile(await readHeader(handle, file, header.migrationId), header, file);
+        }
+        const pageFile = new PageFile(dir, header, handle, sealerFor(header, key, file));
         await pageFile.loadManifests();
         return pageFile;
       } catch (err) {
@@ -176,8 +189,40 @@ export class PageFile implements PageFileApi {
         throw err;
       }
     } catch (err) {
-      throw new PageStoreError('cannot open page file', { migrationId, path: file, cause: err });
+      throw new PageStoreError(`cannot create page file: ${reasonOf(err)}`, {
+        migrationId: header.migrationId,
+        path: file,
+        cause: err,
+      });
     }
+  }
+
+  /**
+   * Opens an existing page file for reading; throws PageStoreError if it is missing or foreign, or
+   * sealed and `key.migrationKey` is absent.
+   */
+  static async open(storeDir: string, migrationId: string, key: PageFileKey = {}): Promise<PageFile> {
+    const dir = migrationDir(storeDir, migrationId);
+    const file = path.join(dir, PAGES_FILE);
+    try {
+      const handle = await fs.open(file, 'r');
+      try {
+        const header = await readHeader(handle, file, migrationId);
+        const pageFile = new PageFile(dir, header, handle, sealerFor(header, key, file));
+        await pageFile.loadManifests();
+        return pageFile;
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
+    } catch (err) {
+      throw new PageStoreError(`cannot open page file: ${reasonOf(err)}`, { migrationId, path: file, cause: err });
+    }
+  }
+
+  /** Slots that failed their tag when read (see page-seal.ts); 0 for a clear file. */
+  get rejectedSlots(): number {
+    return this.sealer?.rejectedSlots ?? 0;
   }
 
   /** The page file's path. */
@@ -205,8 +250,11 @@ export class PageFile implements PageFileApi {
    * is written as is, without a copy, so the caller must not reuse it. Pages with consecutive indexes
    * go out in one call. Errors surface from the next `sync()`.
    */
-  writePages(entries: readonly PageEntry[], data: Buffer): void {
+  writePages(entries: readonly PageEntry[], clear: Buffer): void {
     if (entries.length === 0) return;
+    const data = this.sealer ? Buffer.allocUnsafe(entries.length * this.slotBytes) : clear;
+    this.sealer?.sealAll(entries.length, (k) => (entries[k] as PageEntry).index, clear, data);
+    const slotBytes = this.slotBytes;
     const runs: { offset: number; data: Buffer; entries: PageEntry[] }[] = [];
     entries.forEach((entry, i) => {
       const last = runs[runs.length - 1];
@@ -215,8 +263,8 @@ export class PageFile implements PageFileApi {
         last.entries.push(entry);
       } else {
         runs.push({
-          offset: PAGE_FILE_HEADER_BYTES + entry.index * PAGE_SIZE_BYTES,
-          data: data.subarray(i * PAGE_SIZE_BYTES),
+          offset: PAGE_FILE_HEADER_BYTES + entry.index * slotBytes,
+          data: data.subarray(i * slotBytes),
           entries: [entry],
         });
       }
@@ -227,7 +275,7 @@ export class PageFile implements PageFileApi {
       try {
         if (this.failure === undefined) {
           for (const run of runs) {
-            await this.handle.write(run.data, 0, run.entries.length * PAGE_SIZE_BYTES, run.offset);
+            await this.handle.write(run.data, 0, run.entries.length * slotBytes, run.offset);
             for (const e of run.entries) this.writtenVersions[e.index] = e.version;
           }
         }
@@ -328,28 +376,26 @@ export class PageFile implements PageFileApi {
   }
 
   /** Reads page `index` into `target` (4 KiB). */
-  async readPage(index: number, target: Buffer): Promise<void> {
-    const offset = PAGE_FILE_HEADER_BYTES + index * PAGE_SIZE_BYTES;
-    const { bytesRead } = await this.handle.read(target, 0, PAGE_SIZE_BYTES, offset);
-    if (bytesRead !== PAGE_SIZE_BYTES) {
-      throw new PageStoreError(`short read of page ${index}`, {
-        migrationId: this.header.migrationId,
-        path: path.join(this.dir, PAGES_FILE),
-      });
-    }
+  readPage(index: number, target: Buffer): Promise<void> {
+    return this.readPages(index, 1, target);
   }
 
-  /** Reads `count` consecutive pages from page `firstIndex` into `target` in one read (`count` × 4 KiB). */
+  /**
+   * Reads `count` consecutive pages from page `firstIndex` into `target` in one read (`count` × 4 KiB),
+   * opening them if the file is sealed.
+   */
   async readPages(firstIndex: number, count: number, target: Buffer): Promise<void> {
-    const bytes = count * PAGE_SIZE_BYTES;
-    const offset = PAGE_FILE_HEADER_BYTES + firstIndex * PAGE_SIZE_BYTES;
-    const { bytesRead } = await this.handle.read(target, 0, bytes, offset);
+    const bytes = count * this.slotBytes;
+    const offset = PAGE_FILE_HEADER_BYTES + firstIndex * this.slotBytes;
+    const into = this.sealer ? Buffer.allocUnsafe(bytes) : target;
+    const { bytesRead } = await this.handle.read(into, 0, bytes, offset);
     if (bytesRead !== bytes) {
       throw new PageStoreError(`short read of pages ${firstIndex}..${firstIndex + count - 1}`, {
         migrationId: this.header.migrationId,
         path: path.join(this.dir, PAGES_FILE),
       });
     }
+    this.sealer?.openAll(firstIndex, count, into, target);
   }
 
   /** Marks as synced what the round manifests on disk say (used when reopening after a crash). */
@@ -370,6 +416,41 @@ export class PageFile implements PageFileApi {
     await this.queue;
     await this.handle.close();
   }
+}
+
+function reasonOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The header of the open file `handle`, checked (see decodePageFileHeader). */
+async function readHeader(handle: fs.FileHandle, file: string, migrationId: string): Promise<PageFileHeader> {
+  const buf = Buffer.alloc(PAGE_FILE_HEADER_BYTES);
+  const { bytesRead } = await handle.read(buf, 0, PAGE_FILE_HEADER_BYTES, 0);
+  const { size } = await handle.stat();
+  return decodePageFileHeader(buf.subarray(0, bytesRead), file, migrationId, size);
+}
+
+/** Throws PageFileHeaderError unless the file found holds what the writer is about to write. */
+function assertSameFile(found: PageFileHeader, wanted: PageFileHeader, file: string): void {
+  if (found.vmId !== wanted.vmId || found.pageCount !== wanted.pageCount)
+    throw new PageFileHeaderError(
+      file,
+      `it holds ${found.pageCount} pages of VM ${found.vmId}, this writer ${wanted.pageCount} of VM ${wanted.vmId}`,
+    );
+  if (found.sealed !== wanted.sealed)
+    throw new PageFileHeaderError(
+      file,
+      found.sealed === true
+        ? 'it is sealed at rest, and this migration does not encrypt'
+        : 'it holds clear pages, and this migration encrypts them',
+    );
+}
+
+/** The sealer of a sealed file; throws PageFileHeaderError if there is no key to open it. */
+function sealerFor(header: PageFileHeader, key: PageFileKey, file: string): PageSealer | undefined {
+  if (header.sealed !== true) return undefined;
+  if (!key.migrationKey) throw new PageFileHeaderError(file, 'it is sealed at rest, and no migration key was given');
+  return new PageSealer(key.migrationKey, header.migrationId);
 }
 
 /**

@@ -24,6 +24,16 @@ export interface PageFileHeader {
   migrationId: string;
   vmId: string;
   pageCount: number;
+  /** The pages are sealed at rest (page-seal.ts); absent, in clear. */
+  sealed?: boolean;
+}
+
+/**
+ * The migration key (32 bytes) of a page file sealed at rest (page-seal.ts). Creating a page file
+ * with it seals its pages; opening one needs it if the file is sealed.
+ */
+export interface PageFileKey {
+  migrationKey?: Buffer;
 }
 
 /** A page entry of a write: its index and version. */
@@ -55,6 +65,8 @@ export interface PageFile {
   readonly location: string;
   /** Version of each page as durably held (after the last sync). */
   readonly syncedVersions: Uint32Array;
+  /** Slots of a sealed file that failed their tag when read (see page-seal.ts); 0 for a clear file. */
+  readonly rejectedSlots: number;
   /** Bytes handed to `writePages` and not yet written to the store. */
   readonly pendingBytes: number;
   /** Bytes of memory the writer holds for them (0 for a writer that reads from its PageSource). */
@@ -157,10 +169,17 @@ export interface PageStore {
 
   /** Checks that the store can be written; throws StoreUnavailableError naming it and why. */
   assertWritable(): Promise<void>;
-  /** Creates a migration's page file, or reopens it (idempotent); `source` is the guest's memory. */
-  createPageFile(header: PageFileHeader, source: PageSource): Promise<PageFile>;
-  /** Opens an existing page file for reading; throws PageStoreError if it is missing or foreign. */
-  openPageFile(migrationId: string): Promise<PageFile>;
+  /**
+   * Creates a migration's page file, or reopens it (idempotent); `source` is the guest's memory.
+   * With `key.migrationKey` the pages are sealed at rest. Throws PageStoreError if the store holds
+   * the file of another VM, another size, or sealed the other way.
+   */
+  createPageFile(header: Omit<PageFileHeader, 'sealed'>, source: PageSource, key?: PageFileKey): Promise<PageFile>;
+  /**
+   * Opens an existing page file for reading; throws PageStoreError if it is missing or foreign, or
+   * sealed and `key.migrationKey` is absent.
+   */
+  openPageFile(migrationId: string, key?: PageFileKey): Promise<PageFile>;
   /** Deletes everything of the migration (idempotent). */
   removeMigration(migrationId: string): Promise<void>;
 

@@ -8,7 +8,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
-import type { PageStore } from '../store/page-store';
+import type { PageFileKey, PageStore } from '../store/page-store';
 import { compareMemory, type MemoryComparison } from './compare-memory';
 import type { MemoryDumper } from './compare-migrated';
 
@@ -19,10 +19,11 @@ const PARALLEL_READS = 4;
 
 /**
  * The memory at stun as the page file records it: pages of the final manifest, zero elsewhere.
- * Throws if there is no final manifest, or a page is held at another generation than it says.
+ * Throws if there is no final manifest, or a page is held at another generation than it says. A
+ * page file sealed at rest needs the migration's `key`.
  */
-export async function memoryFromPageFile(store: PageStore, migrationId: string): Promise<Buffer> {
-  const pageFile = await store.openPageFile(migrationId);
+export async function memoryFromPageFile(store: PageStore, migrationId: string, key?: PageFileKey): Promise<Buffer> {
+  const pageFile = await store.openPageFile(migrationId, key);
   try {
     const manifest = await pageFile.readFinalManifest();
     if (!manifest) throw new Error(`migration ${migrationId} has no final manifest in ${store.location}`);

@@ -1,17 +1,18 @@
 /**
  * `policy.encrypt`: a migration whose pages travel AES-256-GCM-encrypted on the real nats-server
- * completes with the destination's memory equal to the source's page by page, and no page of the
- * guest crosses NATS in clear. An observer holding the test cluster's NATS admin user records every
- * page batch; the source's memory, dumped after the switchover, is then looked for in them.
+ * and rest sealed in the page file completes with the destination's memory equal to the source's
+ * page by page, and no page of the guest crosses NATS or lands in the store in clear. An observer
+ * holding the test cluster's NATS admin user records every page batch; the source's memory, dumped
+ * after the switchover, is then looked for in them and in the page file, kept for the purpose.
  */
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { BATCH_FLAG_ENCRYPTED } from '../../data-plane/batch-format';
 import { PAGE_CIPHER_SALT_BYTES, PAGE_TAG_BYTES } from '../../data-plane/page-cipher';
 import { PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
+import { openPageStore } from '../../store/open-store';
 import { expectSameMemory, useCluster } from './support/cluster-fixture';
+import { guestMemoryOn, pagesInClear, storedMigrationBytes } from './support/stored-pages';
 
 jest.setTimeout(180_000);
 
@@ -50,7 +51,7 @@ function framePages(frame: Uint8Array): { flags: number; pageHashes: string[] } 
   return { flags, pageHashes };
 }
 
-it('migrates with encrypted pages on NATS, memory equal page by page, and no guest page seen there in clear', async () => {
+it('migrates with encrypted pages on NATS and in the store, memory equal page by page, no guest page seen in clear', async () => {
   const vmId = 'vm-encrypted';
   const frames: { flags: number; pageHashes: string[] }[] = [];
   const sub = observer.subscribe(`*.h1.h2.>`, {
@@ -69,7 +70,7 @@ it('migrates with encrypted pages on NATS, memory equal page by page, and no gue
     vmId,
     sourceHost: 'h1',
     destinationHost: 'h2',
-    policy: { keepSourceAfterSwitchover: true, encrypt: true },
+    policy: { keepSourceAfterSwitchover: true, keepPageFile: true, encrypt: true },
   });
 
   const result = await fx.ferry.result(workflowId);
@@ -79,11 +80,7 @@ it('migrates with encrypted pages on NATS, memory equal page by page, and no gue
   expect(result.verified).toBe(true);
   expect(result.destinationDigest).toBe(result.sourceDigest);
 
-  const dump = path.join(fx.cluster.env.stateDir, 'dumps', `${vmId}-source.bin`);
-  await fs.mkdir(path.dirname(dump), { recursive: true });
-  await fx.ferry.dumpVmMemory('h1', vmId, dump);
-  const memory = await fs.readFile(dump);
-  await fs.rm(dump);
+  const memory = await guestMemoryOn(fx, 'h1', vmId);
   await expectSameMemory(fx, vmId);
 
   // Most of the guest is never written after round 0: sent in clear, its pages would be found here.
@@ -96,4 +93,12 @@ it('migrates with encrypted pages on NATS, memory equal page by page, and no gue
   expect(seen.size).toBeGreaterThanOrEqual(guestPages / 2);
   expect(inClear).toBe(0);
   expect(frames.filter((f) => (f.flags & BATCH_FLAG_ENCRYPTED) === 0).length).toBe(0);
+
+  // The page file holds every page sent (the guest's whole memory at least once), sealed.
+  const stored = await storedMigrationBytes(fx.cluster, result.migrationId);
+  const inStore = pagesInClear(memory, stored);
+  expect(stored.length).toBeGreaterThan(memory.length);
+  expect(inStore.nonZero).toBeGreaterThanOrEqual(guestPages / 2);
+  expect(inStore.inClear).toBe(0);
+  await openPageStore(fx.cluster.env.store, fx.cluster.processEnv).removeMigration(result.migrationId);
 });

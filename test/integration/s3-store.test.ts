@@ -24,6 +24,7 @@ import {
   vmmCall,
 } from './support/cluster-fixture';
 import { runFerryCli } from './support/run-cli';
+import { guestMemoryOn, pagesInClear, storedMigrationBytes } from './support/stored-pages';
 
 jest.setTimeout(180_000);
 
@@ -131,8 +132,41 @@ test('a migration on the S3 store leaves its chunks and final manifest in the bu
   });
   expect(check.details).toEqual([]);
   expect(check.identical).toBe(check.pages);
+  // Unencrypted, the chunks hold the guest's pages as they are (the sealed test below finds none).
+  const memory = await guestMemoryOn(fx, 'h1', vmId);
+  const { inClear, nonZero } = pagesInClear(memory, await storedMigrationBytes(fx.cluster, result.migrationId));
+  expect(inClear).toBeGreaterThan(nonZero / 2);
   await store.removeMigration(result.migrationId);
   closePageStores();
+  await fx.ferry.destroyVm('h1', vmId);
+  await fx.ferry.destroyVm('h2', vmId);
+});
+
+test('an encrypted migration on the S3 store leaves only sealed chunks in the bucket', async () => {
+  const vmId = 's3-sealed';
+  await fx.ferry.createVm('h1', {
+    vmId,
+    memoryBytes: 16 * 2 ** 20,
+    workload: { type: 'hotset', rateBytesPerSec: 10e6, hotSetBytes: 2 ** 20 },
+    seed: 83,
+  });
+  const workflowId = await fx.ferry.startMigration({
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    policy: { keepSourceAfterSwitchover: true, keepPageFile: true, encrypt: true },
+  });
+  const result = await fx.ferry.result(workflowId);
+  expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true });
+  await expectSameMemory(fx, vmId);
+
+  const memory = await guestMemoryOn(fx, 'h1', vmId);
+  const stored = await storedMigrationBytes(fx.cluster, result.migrationId);
+  const { inClear, nonZero } = pagesInClear(memory, stored);
+  expect(nonZero).toBeGreaterThan(memory.length / 4096 / 2);
+  expect(stored.length).toBeGreaterThan(memory.length);
+  expect(inClear).toBe(0);
+  await openPageStore(fx.cluster.env.store, fx.cluster.processEnv).removeMigration(result.migrationId);
   await fx.ferry.destroyVm('h1', vmId);
   await fx.ferry.destroyVm('h2', vmId);
 });
