@@ -86,8 +86,11 @@ async function probeFaultHook(cluster: TestCluster, ferry: FerryClient): Promise
 /** Runs one migration; an error of the soak itself becomes an unexpected row, so the soak goes on. */
 async function migrate(env: SoakEnv, index: number, seed: number, vmId: string, fault?: SoakFault): Promise<SoakRow> {
   const [sourceHost, destinationHost] = index % 2 === 0 ? ['h1', 'h2'] : ['h2', 'h1'];
+  // Every other pair of migrations encrypts, so both directions and every fault meet sealed pages.
+  const encrypt = Math.floor(index / 2) % 2 === 1;
   try {
-    return await runSoakMigration(env, { vmId, sourceHost, destinationHost, seed, ...(fault ? { fault } : {}) });
+    const spec = { vmId, sourceHost, destinationHost, seed, encrypt, ...(fault ? { fault } : {}) };
+    return await runSoakMigration(env, spec);
   } catch (err) {
     for (const host of [sourceHost, destinationHost]) await env.ferry.destroyVm(host, vmId).catch(() => undefined);
     const message = err instanceof Error ? err.message : String(err);
@@ -95,6 +98,7 @@ async function migrate(env: SoakEnv, index: number, seed: number, vmId: string, 
       vmId,
       sourceHost,
       destinationHost,
+      encrypted: encrypt,
       fault: fault?.name ?? 'none',
       item: fault?.item ?? 0,
       moment: '-',

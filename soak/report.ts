@@ -117,6 +117,7 @@ const COLUMNS: { title: string; width: number; cell(r: SoakRow, i: number): stri
   { title: 'fault', width: 25, cell: (r) => r.fault },
   { title: 'moment', width: 34, cell: (r) => r.moment },
   { title: 'route', width: 6, cell: (r) => `${r.sourceHost}>${r.destinationHost}` },
+  { title: 'enc', width: 3, cell: (r) => (r.encrypted ? 'yes' : '-') },
   { title: 'outcome', width: 12, cell: (r) => r.outcome },
   { title: 'runningOn', width: 9, cell: (r) => r.runningOn },
   { title: 'total ms', width: 8, cell: (r) => String(r.totalMs) },

@@ -47,6 +47,8 @@ export interface SoakRow {
   missed: boolean;
   sourceHost: string;
   destinationHost: string;
+  /** The migration ran with `policy.encrypt` (pages sealed on the stream and in the page file). */
+  encrypted: boolean;
   outcome: SoakOutcome;
   /** The workflow's own outcome and reason. */
   workflowOutcome: string;
@@ -163,7 +165,14 @@ async function restartMissingWorkers(cluster: TestCluster): Promise<void> {
 /** Runs one migration of a new guest `vmId` from `sourceHost` to `destinationHost`, with `fault` if given. */
 export async function runSoakMigration(
   env: SoakEnv,
-  spec: { vmId: string; sourceHost: string; destinationHost: string; seed: number; fault?: SoakFault },
+  spec: {
+    vmId: string;
+    sourceHost: string;
+    destinationHost: string;
+    seed: number;
+    fault?: SoakFault;
+    encrypt?: boolean;
+  },
 ): Promise<SoakRow> {
   const { cluster, ferry } = env;
   const { vmId, sourceHost, destinationHost, fault } = spec;
@@ -201,7 +210,13 @@ export async function runSoakMigration(
   let endedAt = 0;
   let end: MigrationEnd;
   try {
-    await ferry.startMigration({ vmId, sourceHost, destinationHost, policy: { keepSourceAfterSwitchover: true } });
+    const encrypt = spec.encrypt === true ? { encrypt: true } : {};
+    await ferry.startMigration({
+      vmId,
+      sourceHost,
+      destinationHost,
+      policy: { keepSourceAfterSwitchover: true, ...encrypt },
+    });
     const ending = waitForEnd(ferry, workflowId, MIGRATION_TIMEOUT_MS).finally(() => (endedAt = Date.now()));
     if (fault?.whileFlowing) {
       try {
@@ -246,6 +261,7 @@ export async function runSoakMigration(
     missed,
     sourceHost,
     destinationHost,
+    encrypted: spec.encrypt === true,
     outcome: check.outcome,
     workflowOutcome: end.result?.outcome ?? (end.hung ? 'hung' : 'unknown'),
     reason: end.result?.reason ?? end.error ?? '',

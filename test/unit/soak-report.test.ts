@@ -16,6 +16,7 @@ function row(
     missed: false,
     sourceHost: 'h1',
     destinationHost: 'h2',
+    encrypted: false,
     outcome: 'completed',
     workflowOutcome: 'completed',
     reason: '',
