@@ -6,6 +6,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import * as path from 'node:path';
 import type { NatsClientConfig } from '../data-plane/nats-client';
+import { callEngine, type EngineMethod, type EngineParams, type EngineResults } from '../data-plane/engine-methods';
 import type { HypervisorDriver } from '../vmm/driver';
 import { ferryEnvironment, migrationLeaseTtlMs, TIMEOUTS } from '../temporal-config';
 import { assertStoreAllowed, parseStoreRef } from '../store/open-store';
@@ -142,6 +143,12 @@ export interface HostContext extends HostDeps {
   leaseTtlMs: number;
   /** Calls `method` on the VMM of `vmId`, without a client-side timeout. */
   call<T>(vmId: string, method: string, params?: unknown): Promise<T>;
+  /** Calls engine method `method` on the VMM of `vmId` (data-plane/engine-methods.ts), as `call` does. */
+  engine<M extends EngineMethod>(
+    vmId: string,
+    method: M,
+    ...params: undefined extends EngineParams<M> ? [EngineParams<M>?] : [EngineParams<M>]
+  ): Promise<EngineResults[M]>;
   /** Wraps an activity so known errors become non-retryable failures. */
   guarded<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R>;
   /** Ids of the migrations the VMM of `vmId` takes part in, in `role`. */
@@ -167,6 +174,8 @@ export function createHostContext(deps: HostDeps): HostContext {
       client.close();
     }
   };
+  const engine: HostContext['engine'] = (vmId, method, ...params) =>
+    callEngine((name, p) => call(vmId, name, p), method, ...params);
   const guarded =
     <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
@@ -178,12 +187,7 @@ export function createHostContext(deps: HostDeps): HostContext {
     };
 
   const activeMigrations = async (vmId: string, role: 'outgoing' | 'incoming'): Promise<string[]> =>
-    (
-      await call<{ migrationIds: string[] }>(
-        vmId,
-        role === 'outgoing' ? 'migration.activeOutgoing' : 'migration.activeIncoming',
-      )
-    ).migrationIds;
+    (await engine(vmId, role === 'outgoing' ? 'migration.activeOutgoing' : 'migration.activeIncoming')).migrationIds;
 
   const summarize = async (vmId: string): Promise<VmSummary | undefined> => {
     const record = await driver.getVm(vmId);
@@ -207,6 +211,7 @@ export function createHostContext(deps: HostDeps): HostContext {
     dumpsDir,
     allowedStore,
     call,
+    engine,
     guarded,
     activeMigrations,
     summarize,

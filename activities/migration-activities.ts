@@ -11,6 +11,7 @@ import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/
 import { claimOwnership } from '../store/page-store';
 import { deriveMigrationKey, loadClusterSecret, newKeyNonce } from '../data-plane/migration-key';
 import { openPageStore } from '../store/open-store';
+import { callEngine } from '../data-plane/engine-methods';
 import { activityAttempt, FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
 import type {
   AbortDestinationInput,
@@ -36,7 +37,7 @@ export type MigrationActivities = Omit<HostActivities, 'createVm' | 'listVms' | 
 
 /** Builds the migration activities of the host in `host`. */
 export function createMigrationActivities(host: HostContext): MigrationActivities {
-  const { driver, hostId, call, guarded, activeMigrations } = host;
+  const { driver, hostId, call, engine, guarded, activeMigrations } = host;
   // The key goes to the VMM over its local control socket only; it is never returned or logged.
   const migrationKey = (migrationId: string, keyNonce: string): string =>
     deriveMigrationKey(loadClusterSecret(host.clusterSecretFile), keyNonce, migrationId).toString('base64');
@@ -57,7 +58,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       }
       // From here on the VM is this migration's (one migration per VM, whatever the workflow id):
       // the VMM refuses another migration id until the claim is released or its lease lapses.
-      await call(input.vmId, 'migration.claimOutgoing', {
+      await engine(input.vmId, 'migration.claimOutgoing', {
         migrationId: input.migrationId,
         leaseTtlMs: host.leaseTtlMs,
       });
@@ -110,7 +111,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       await driver.prepareIncoming(input.vmId, input.memoryBytes);
       // The reservation lives on the migration's lease: if its workflow ends without a word, the
       // VMM goes away by itself.
-      await call(input.vmId, 'migration.renewLease', {
+      await engine(input.vmId, 'migration.renewLease', {
         migrationId: input.migrationId,
         role: 'incoming',
         leaseTtlMs: host.leaseTtlMs,
@@ -120,7 +121,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
 
     renewLease: guarded(async (input: RenewLeaseInput): Promise<{ renewed: boolean }> =>
       (await driver.getVm(input.vmId))
-        ? call<{ renewed: boolean }>(input.vmId, 'migration.renewLease', {
+        ? engine(input.vmId, 'migration.renewLease', {
             migrationId: input.migrationId,
             role: input.role,
             leaseTtlMs: host.leaseTtlMs,
@@ -136,7 +137,9 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
             ? vmmExitedFailure(vmId, hostId, 'the receiving of pages', err)
             : err;
         });
-      await call(input.vmId, 'migration.startIncoming', {
+      const engine: HostContext['engine'] = (vmId, method, ...params) =>
+        callEngine((name, p) => call(vmId, name, p), method, ...params);
+      await engine(input.vmId, 'migration.startIncoming', {
         migrationId: input.migrationId,
         nats: host.nats,
         store: host.allowedStore(input.store),
@@ -148,8 +151,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         key: migrationKey(input.migrationId, input.keyNonce),
         ...(input.rebuildFromStore ? { rebuildFromStore: true } : {}),
       });
-      const status = () =>
-        call<IncomingStatus>(input.vmId, 'migration.incomingStatus', { migrationId: input.migrationId });
+      const status = () => engine(input.vmId, 'migration.incomingStatus', { migrationId: input.migrationId });
       const done = (async () => {
         for (;;) {
           const s = await status();
@@ -167,14 +169,16 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         return { ...(await withHeartbeat(done, status)), activityAttempt: activityAttempt() };
       } catch (err) {
         if (Context.current().cancellationSignal.aborted) {
-          await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId }).catch(() => undefined);
+          await engine(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId }).catch(
+            () => undefined,
+          );
         }
         throw err;
       }
     }),
 
     sendRound: guarded(async (input: SendRoundInput): Promise<RoundStats> => {
-      await call(input.vmId, 'migration.startOutgoing', {
+      await engine(input.vmId, 'migration.startOutgoing', {
         migrationId: input.migrationId,
         nats: host.nats,
         store: host.allowedStore(input.store),
@@ -190,7 +194,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       // which has gone on from the last checkpoint this activity's heartbeats recorded.
       const { attempt, heartbeatDetails } = Context.current().info;
       const checkpoint = heartbeatDetails as { round?: number; pagesSent?: number } | undefined;
-      const round = call<RoundStats>(input.vmId, 'migration.sendRound', {
+      const round = engine(input.vmId, 'migration.sendRound', {
         migrationId: input.migrationId,
         round: input.round,
         ...(input.storeFirst ? { storeFirst: true } : {}),
@@ -199,11 +203,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       // Each heartbeat is a checkpoint of this round; the progress call may overtake the sendRound
       // call (separate connections), in which case the round has sent nothing yet.
       const checkpointNow = async () => {
-        const p = await call<{ round: number; pagesSent: number; bytesSent: number; state: string }>(
-          input.vmId,
-          'migration.outgoingProgress',
-          { migrationId: input.migrationId },
-        );
+        const p = await engine(input.vmId, 'migration.outgoingProgress', { migrationId: input.migrationId });
         return p.round === input.round ? p : { ...p, round: input.round, pagesSent: 0, bytesSent: 0 };
       };
       const stats = await withHeartbeat(round, checkpointNow);
@@ -219,11 +219,11 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
     switchover: guarded(async (input: SwitchoverInput): Promise<SwitchoverStats> => {
       const ref = { migrationId: input.migrationId };
       try {
-        const switched = call<SwitchoverStats>(input.vmId, 'migration.switchover', {
+        const switched = engine(input.vmId, 'migration.switchover', {
           ...ref,
           resumeTimeoutMs: input.resumeTimeoutMs,
         });
-        return await withHeartbeat(switched, () => call(input.vmId, 'migration.outgoingProgress', ref));
+        return await withHeartbeat(switched, () => engine(input.vmId, 'migration.outgoingProgress', ref));
       } catch (err) {
         if ((err as { remoteName?: unknown }).remoteName !== 'SwitchoverError') throw err;
         // The workflow needs to know whether the source holds the VM again or is fenced off by the
@@ -231,7 +231,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         // source that failed before the stun (its store down) never sent the final request, and one
         // that handed over never runs again (vmm/guest-run.ts).
         const [after, status] = await Promise.all([
-          call<{ state: string }>(input.vmId, 'migration.outgoingProgress', ref).catch(() => undefined),
+          engine(input.vmId, 'migration.outgoingProgress', ref).catch(() => undefined),
           call<{ vcpu: { state: string } }>(input.vmId, 'status').catch(() => undefined),
         ]);
         throw ApplicationFailure.create({
@@ -245,7 +245,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
     }),
 
     rollbackSource: guarded(async (input: MigrationRefInput): Promise<{ running: boolean }> => {
-      const result = await call<{ running: boolean }>(input.vmId, 'migration.abortOutgoing', {
+      const result = await engine(input.vmId, 'migration.abortOutgoing', {
         migrationId: input.migrationId,
       });
       return { running: result.running };
@@ -264,11 +264,11 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       // The VMM settles before it aborts: a destination that finished (or finishes now, because the
       // source committed the handover in the page file and then died) owns the VM and stays. A
       // source whose guest runs again holds the VM: nothing to settle then.
-      const aborted = await call<{ state?: IncomingStatus['state'] }>(input.vmId, 'migration.abortIncoming', {
+      const aborted = await engine(input.vmId, 'migration.abortIncoming', {
         migrationId: input.migrationId,
         settle: input.sourceRuns !== true,
       });
-      if (aborted.state === 'resumed') {
+      if (aborted.known && aborted.state === 'resumed') {
         if (record.mode === 'incoming') await driver.markRunning(input.vmId);
         return { resumed: true };
       }
@@ -279,7 +279,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
     settleDestination: guarded(async (input: MigrationRefInput) => {
       const active = await activeMigrations(input.vmId, 'incoming').catch(() => [] as string[]);
       if (!active.includes(input.migrationId)) return { resumed: false };
-      const status = await call<IncomingStatus>(input.vmId, 'migration.settleIncoming', {
+      const status = await engine(input.vmId, 'migration.settleIncoming', {
         migrationId: input.migrationId,
       });
       return { resumed: status.state === 'resumed', status };
@@ -288,16 +288,17 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
     releaseSource: guarded(async (input: ReleaseSourceInput): Promise<void> => {
       // A page file that is kept must be whole: a store that trails the stream catches up first.
       if (input.keepPageFile)
-        await call(input.vmId, 'migration.settleOutgoing', { migrationId: input.migrationId }).catch(() => undefined);
+        await engine(input.vmId, 'migration.settleOutgoing', { migrationId: input.migrationId }).catch(() => undefined);
       if (!input.keepSource) await driver.destroyVm(input.vmId);
       // A kept source stops writing to the store before its files go, or its uploads would bring
       // some back.
-      else await call(input.vmId, 'migration.abortOutgoing', { migrationId: input.migrationId }).catch(() => undefined);
+      else
+        await engine(input.vmId, 'migration.abortOutgoing', { migrationId: input.migrationId }).catch(() => undefined);
       if (!input.keepPageFile) await openPageStore(host.allowedStore(input.store)).removeMigration(input.migrationId);
     }),
 
     setSourceThrottle: guarded(async (input: SetSourceThrottleInput): Promise<{ percent: number }> =>
-      call<{ percent: number }>(input.vmId, 'migration.setThrottle', {
+      engine(input.vmId, 'migration.setThrottle', {
         migrationId: input.migrationId,
         percent: input.percent,
       }),
@@ -315,7 +316,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       await driver.markRunning(input.vmId);
       // The guest runs here: the receiver's connection, subscriptions and timers go now, not with
       // the lease. abortIncoming settles first, so it never stops a VM that runs.
-      await call(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId });
+      await engine(input.vmId, 'migration.abortIncoming', { migrationId: input.migrationId });
     }),
   };
 }

@@ -23,11 +23,9 @@ import { MigrationInProgressError, UnknownMigrationError, VmAlreadyMigratingErro
 import { FaultPoints } from './fault-points';
 import { MigrationLease, resolveLeaseTtlMs } from './migration-lease';
 import { openNatsConnections } from './nats-connections';
-import type { IncomingStartInput, OutgoingStartInput, RoundThrottleInput } from './protocol';
+import { servedEngineHandlers, type EngineMethod, type MigrationEngineState } from './engine-methods';
 
-interface MigrationRef {
-  migrationId: string;
-}
+export type { MigrationEngineState } from './engine-methods';
 
 /** The migration that claimed this VM's source side, and its engine once a round started it. */
 interface SourceClaim {
@@ -36,24 +34,14 @@ interface SourceClaim {
   started?: Promise<OutgoingMigration>;
 }
 
-/** What `migration.describe` reports: the engine's state in this VMM and its leases. */
-export interface MigrationEngineState {
-  outgoing: { migrationId: string; state: string; leaseExpiresInMs: number } | null;
-  incoming: { migrationIds: string[]; leaseExpiresInMs: number | null };
-  /** NATS connections the engine holds open in this VMM. */
-  natsConnections: number;
-  /** Whether this VMM owns its VM (see vmm/guest-run.ts). */
-  owner: boolean;
-}
-
-/** Builds the `migration.*` handlers for one VMM process. */
-export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
+/** Builds the `migration.*` handlers for one VMM process (their params checked: engine-methods.ts). */
+export function migrationHandlers(ctx: VmmContext): Record<EngineMethod, VmmHandler> {
   let source: SourceClaim | undefined;
   const incoming = new Map<string, Promise<IncomingMigration>>();
   let destinationLease: MigrationLease | undefined;
   const faults = new FaultPoints((msg) => ctx.log(msg));
 
-  const claimSource = (migrationId: string, leaseTtlMs: unknown): SourceClaim => {
+  const claimSource = (migrationId: string, leaseTtlMs: number | undefined): SourceClaim => {
     if (source && source.migrationId !== migrationId)
       throw new VmAlreadyMigratingError(ctx.vmId, source.migrationId, migrationId);
     if (source) {
@@ -88,7 +76,7 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
     return source.started;
   };
 
-  const renewDestination = (leaseTtlMs?: unknown): void => {
+  const renewDestination = (leaseTtlMs?: number): void => {
     if (destinationLease) destinationLease.renew();
     else destinationLease = new MigrationLease(resolveLeaseTtlMs(leaseTtlMs), () => void lapseDestination());
   };
@@ -123,7 +111,7 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
     return migration;
   };
 
-  return {
+  return servedEngineHandlers({
     // Test and soak hook: see fault-points.ts.
     'migration.armFault': async (params) => faults.arm(params),
     'migration.activeOutgoing': async () => ({ migrationIds: source ? [source.migrationId] : [] }),
@@ -140,16 +128,11 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       natsConnections: openNatsConnections(),
       owner: ctx.run.owner,
     }),
-    'migration.claimOutgoing': async (params) => {
-      const { migrationId, leaseTtlMs } = params as MigrationRef & { leaseTtlMs?: number };
+    'migration.claimOutgoing': async ({ migrationId, leaseTtlMs }) => {
       const claim = claimSource(migrationId, leaseTtlMs);
       return { migrationId: claim.migrationId, leaseTtlMs: claim.lease.ttlMs };
     },
-    'migration.renewLease': async (params) => {
-      const { migrationId, role, leaseTtlMs } = params as MigrationRef & {
-        role: 'outgoing' | 'incoming';
-        leaseTtlMs?: number;
-      };
+    'migration.renewLease': async ({ migrationId, role, leaseTtlMs }) => {
       if (role === 'outgoing') {
         if (source?.migrationId !== migrationId) return { renewed: false };
         source.lease.renew();
@@ -160,8 +143,7 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       renewDestination(leaseTtlMs);
       return { renewed: true };
     },
-    'migration.startOutgoing': async (params) => {
-      const input = params as OutgoingStartInput & { leaseTtlMs?: number };
+    'migration.startOutgoing': async (input) => {
       const claim = claimSource(input.migrationId, input.leaseTtlMs);
       if (!claim.started) {
         const started = OutgoingMigration.start(ctx, input, faults);
@@ -173,30 +155,19 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       const migration = await claim.started;
       return { state: migration.state };
     },
-    'migration.sendRound': async (params) => {
-      const { migrationId, round, storeFirst, throttle } = params as MigrationRef & {
-        round: number;
-        storeFirst?: boolean;
-        throttle?: RoundThrottleInput;
-      };
+    'migration.sendRound': async ({ migrationId, round, storeFirst, throttle }) => {
       return (await getOutgoing(migrationId)).sendRound(round, storeFirst === true, throttle);
     },
-    'migration.setThrottle': async (params) => {
-      const { migrationId, percent } = params as MigrationRef & { percent: number };
-      return (await getOutgoing(migrationId)).requestThrottle(percent);
-    },
-    'migration.outgoingProgress': async (params) =>
-      (await getOutgoing((params as MigrationRef).migrationId)).progress(),
-    'migration.switchover': async (params) => {
-      const { migrationId, resumeTimeoutMs } = params as MigrationRef & { resumeTimeoutMs: number };
-      return (await getOutgoing(migrationId)).switchover(resumeTimeoutMs);
-    },
-    'migration.settleOutgoing': async (params) => {
-      await (await getOutgoing((params as MigrationRef).migrationId)).storeSettled();
+    'migration.setThrottle': async ({ migrationId, percent }) =>
+      (await getOutgoing(migrationId)).requestThrottle(percent),
+    'migration.outgoingProgress': async ({ migrationId }) => (await getOutgoing(migrationId)).progress(),
+    'migration.switchover': async ({ migrationId, resumeTimeoutMs }) =>
+      (await getOutgoing(migrationId)).switchover(resumeTimeoutMs),
+    'migration.settleOutgoing': async ({ migrationId }) => {
+      await (await getOutgoing(migrationId)).storeSettled();
       return { settled: true };
     },
-    'migration.abortOutgoing': async (params) => {
-      const { migrationId } = params as MigrationRef;
+    'migration.abortOutgoing': async ({ migrationId }) => {
       const claim = source?.migrationId === migrationId ? source : undefined;
       if (!claim) return { known: false, running: ctx.vcpu.stats().state === 'running' };
       const migration = await claim.started?.catch(() => undefined);
@@ -210,8 +181,7 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
         running: ctx.vcpu.stats().state === 'running',
       };
     },
-    'migration.startIncoming': async (params) => {
-      const input = params as IncomingStartInput & { leaseTtlMs?: number };
+    'migration.startIncoming': async (input) => {
       const other = [...incoming.keys()].find((id) => id !== input.migrationId);
       if (other !== undefined) throw new MigrationInProgressError(ctx.vmId, other);
       renewDestination(input.leaseTtlMs);
@@ -223,15 +193,14 @@ export function migrationHandlers(ctx: VmmContext): Record<string, VmmHandler> {
       }
       return (await started).snapshot();
     },
-    'migration.incomingStatus': async (params) => (await getIncoming((params as MigrationRef).migrationId)).snapshot(),
-    'migration.settleIncoming': async (params) => (await getIncoming((params as MigrationRef).migrationId)).settle(),
-    'migration.abortIncoming': async (params) => {
-      const { migrationId, settle } = params as MigrationRef & { settle?: boolean };
+    'migration.incomingStatus': async ({ migrationId }) => (await getIncoming(migrationId)).snapshot(),
+    'migration.settleIncoming': async ({ migrationId }) => (await getIncoming(migrationId)).settle(),
+    'migration.abortIncoming': async ({ migrationId, settle }) => {
       const started = incoming.get(migrationId);
       if (!started) return { known: false };
       const migration = await started;
       await closeIncoming(migrationId, migration, settle !== false);
       return { known: true, state: migration.snapshot().state };
     },
-  };
+  });
 }

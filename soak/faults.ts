@@ -12,7 +12,7 @@ import type { TestCluster } from '../infra/test-cluster';
 import { FaultMissedError } from './errors';
 import type { RecordedBatch } from './forger';
 import type { SeededRandom } from './seeded-random';
-import { liveVmm, vmmCall } from './vmm-probe';
+import { liveVmm, engineCall } from './vmm-probe';
 
 /** How a soak migration ended, as seen from the workflow and the hosts. */
 export type SoakOutcome = 'completed' | 'rolledBack' | 'cancelled' | 'failedVmLost' | 'failed' | 'hung';
@@ -96,7 +96,7 @@ export async function atRandomMoment(
 }
 
 async function armFault(ctx: FaultContext, hostId: string, spec: FaultSpec): Promise<string> {
-  await vmmCall(ctx.cluster.env, hostId, ctx.vmId, 'migration.armFault', spec);
+  await engineCall(ctx.cluster.env, hostId, ctx.vmId, 'migration.armFault', spec);
   return `${spec.point} ${spec.action}`;
 }
 

@@ -9,6 +9,7 @@ import type { IncomingStatus } from '../data-plane';
 import { isVmmAlive, VmRecordStore, type VmRecord } from '../vmm/vm-records';
 import { VmmClient } from '../vmm/vmm-client';
 import type { VmmStatus } from '../vmm/vmm-methods';
+import { callEngine, type EngineMethod, type EngineParams, type EngineResults } from '../data-plane/engine-methods';
 
 /** How long a probe waits to connect and for an answer (ms). */
 export const PROBE_TIMEOUT_MS = 2_000;
@@ -49,6 +50,17 @@ export async function vmmCall<T>(
   }
 }
 
+/** Calls engine method `method` on the VMM of `vmId` on `hostId` (data-plane/engine-methods.ts). */
+export function engineCall<M extends EngineMethod>(
+  at: VmmLocator,
+  hostId: string,
+  vmId: string,
+  method: M,
+  ...params: undefined extends EngineParams<M> ? [EngineParams<M>?] : [EngineParams<M>]
+): Promise<EngineResults[M]> {
+  return callEngine((name, p) => vmmCall(at, hostId, vmId, name, p), method, ...params);
+}
+
 /** The vCPU state of `vmId` on `hostId` ('running', 'paused', 'stopped'), or 'absent' if no VMM answers. */
 export async function vcpuState(at: VmmLocator, hostId: string, vmId: string): Promise<string> {
   try {
@@ -75,7 +87,7 @@ export async function incomingMigrationId(
   workflowId: string,
 ): Promise<string | undefined> {
   const base = workflowId.replace(/[^A-Za-z0-9_-]/g, '_');
-  const { migrationIds } = await vmmCall<{ migrationIds: string[] }>(at, hostId, vmId, 'migration.activeIncoming');
+  const { migrationIds } = await engineCall(at, hostId, vmId, 'migration.activeIncoming');
   return migrationIds.find((id) => id === base || id.startsWith(`${base}-`));
 }
 
@@ -89,7 +101,7 @@ async function incomingStatusOf(
   const migrationId = await incomingMigrationId(at, hostId, vmId, workflowId);
   return migrationId === undefined
     ? undefined
-    : vmmCall<IncomingStatus>(at, hostId, vmId, 'migration.incomingStatus', { migrationId });
+    : engineCall(at, hostId, vmId, 'migration.incomingStatus', { migrationId });
 }
 
 /**
@@ -121,7 +133,7 @@ export async function pagesFlowing(
  */
 export async function faultHookAvailable(at: VmmLocator, hostId: string, vmId: string): Promise<boolean> {
   try {
-    await vmmCall(at, hostId, vmId, 'migration.armFault', { point: 'soak.probe', action: 'delay' });
+    await engineCall(at, hostId, vmId, 'migration.armFault', { point: 'soak.probe', action: 'delay' });
     return true;
   } catch (err) {
     const { kind, remoteName } = err as { kind?: string; remoteName?: string };

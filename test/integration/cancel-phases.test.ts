@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { CONTROL_TASK_QUEUE } from '../../temporal-config';
 import { compareMigratedMemory } from '../../verification';
 import type { MigrateVmInput, MigrationResult } from '../../workflows/types';
-import { endedResult, pagesFlowing, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
+import { endedResult, pagesFlowing, runningCopies, useCluster, vmmCall, engineCall } from './support/cluster-fixture';
 import { runFerryCli } from './support/run-cli';
 
 jest.setTimeout(240_000);
@@ -106,7 +106,7 @@ async function migrateIntoHeldSwitchover(vmId: string, seed: number): Promise<st
   const workflowId = await fx.ferry.startMigration({ vmId, sourceHost: 'h1', destinationHost: 'h2' });
   await pagesFlowing(fx.cluster, vmId, workflowId);
   // Holds the destination for 3 s when it is asked to finish, so the cancel lands in the switchover.
-  await vmmCall(fx.cluster, 'h2', vmId, 'migration.armFault', {
+  await engineCall(fx.cluster, 'h2', vmId, 'migration.armFault', {
     point: 'destination.final',
     action: 'delay',
     delayMs: 3_000,

@@ -20,7 +20,7 @@ import {
   recordOneBatch,
 } from '../../soak/forger';
 import type { MigrationResult } from '../../workflows/types';
-import { expectSameMemory, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
+import { expectSameMemory, runningCopies, useCluster, vmmCall, engineCall } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
 
@@ -47,11 +47,11 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>): Prom
 }
 
 function incomingStatus(vmId: string, migrationId: string): Promise<IncomingStatus> {
-  return vmmCall<IncomingStatus>(fx.cluster, 'h2', vmId, 'migration.incomingStatus', { migrationId });
+  return engineCall(fx.cluster, 'h2', vmId, 'migration.incomingStatus', { migrationId });
 }
 
 function outgoingRejected(vmId: string, migrationId: string): Promise<number> {
-  return vmmCall<{ rejectedMessages: number }>(fx.cluster, 'h1', vmId, 'migration.outgoingProgress', {
+  return engineCall(fx.cluster, 'h1', vmId, 'migration.outgoingProgress', {
     migrationId,
   }).then((p) => p.rejectedMessages);
 }
@@ -82,12 +82,7 @@ async function startBusyMigration(vmId: string, seed: number): Promise<{ workflo
   });
   const prefix = `${workflowId.replace(/[^A-Za-z0-9_-]/g, '_')}-`;
   const migrationId = await until('batches on the destination', async () => {
-    const { migrationIds } = await vmmCall<{ migrationIds: string[] }>(
-      fx.cluster,
-      'h2',
-      vmId,
-      'migration.activeIncoming',
-    );
+    const { migrationIds } = await engineCall(fx.cluster, 'h2', vmId, 'migration.activeIncoming');
     const id = migrationIds.find((m) => m.startsWith(prefix));
     return id !== undefined && (await incomingStatus(vmId, id)).batches > 0 ? id : undefined;
   });

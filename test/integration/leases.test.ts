@@ -15,7 +15,7 @@ import type { VmmStatus } from '../../vmm/vmm-methods';
 import type { MigrationEngineState } from '../../data-plane';
 import { compareMigratedMemory } from '../../verification';
 import type { MigrateVmInput, MigrationResult } from '../../workflows/types';
-import { expectSameMemory, useCluster, vmmCall } from './support/cluster-fixture';
+import { expectSameMemory, useCluster, vmmCall, engineCall } from './support/cluster-fixture';
 
 jest.setTimeout(240_000);
 
@@ -30,7 +30,7 @@ const fx = useCluster();
 const MiB = 2 ** 20;
 
 function describeEngine(hostId: string, vmId: string): Promise<MigrationEngineState> {
-  return vmmCall<MigrationEngineState>(fx.cluster, hostId, vmId, 'migration.describe');
+  return engineCall(fx.cluster, hostId, vmId, 'migration.describe');
 }
 
 function status(hostId: string, vmId: string): Promise<VmmStatus> {
@@ -85,12 +85,7 @@ test('a migration terminated mid-round releases both VMMs once its lease lapses,
   await fx.cluster.client.workflow.getHandle(workflowId).terminate('the lease test terminates it mid-round');
 
   await eventually('the outgoing entry released', async () => {
-    const { migrationIds } = await vmmCall<{ migrationIds: string[] }>(
-      fx.cluster,
-      'h1',
-      vmId,
-      'migration.activeOutgoing',
-    );
+    const { migrationIds } = await engineCall(fx.cluster, 'h1', vmId, 'migration.activeOutgoing');
     return migrationIds.length === 0 ? true : undefined;
   });
   expect((await status('h1', vmId)).vcpu).toMatchObject({ state: 'running', throttlePercent: 0 });
@@ -166,7 +161,7 @@ test('a second migration of a VM being migrated is refused whatever its workflow
   expect((await status('h1', vmId)).vcpu.state).toBe('running');
   // A retried prepare of the first migration is answered from its claim.
   await expect(
-    vmmCall(fx.cluster, 'h1', vmId, 'migration.claimOutgoing', { migrationId: claimed.migrationId }),
+    engineCall(fx.cluster, 'h1', vmId, 'migration.claimOutgoing', { migrationId: claimed.migrationId }),
   ).resolves.toMatchObject({ migrationId: claimed.migrationId });
 
   const first = fx.cluster.client.workflow.getHandle('lease-twice-first');
@@ -187,7 +182,7 @@ test('a migration terminated during its switchover leaves the VM running on the 
     seed: 13,
   });
   // A long stun, so that the workflow is terminated while the switchover runs in the source VMM.
-  await vmmCall(fx.cluster, 'h1', vmId, 'migration.armFault', {
+  await engineCall(fx.cluster, 'h1', vmId, 'migration.armFault', {
     point: 'source.after-stun',
     action: 'delay',
     delayMs: 2_000,

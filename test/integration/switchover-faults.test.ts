@@ -15,6 +15,7 @@ import {
   runningCopies,
   useCluster,
   vmmCall,
+  engineCall,
 } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
@@ -22,7 +23,7 @@ jest.setTimeout(180_000);
 const fx = useCluster();
 
 async function armFault(hostId: string, vmId: string, fault: Record<string, unknown>): Promise<void> {
-  await vmmCall(fx.cluster, hostId, vmId, 'migration.armFault', fault);
+  await engineCall(fx.cluster, hostId, vmId, 'migration.armFault', fault);
 }
 
 async function vmsOn(hostId: string): Promise<string[]> {

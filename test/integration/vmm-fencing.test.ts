@@ -11,7 +11,7 @@ import { SimulatedDriver } from '../../vmm/driver';
 import { isVmmAlive } from '../../vmm/vm-records';
 import type { VmmStatus } from '../../vmm/vmm-methods';
 import type { VmSummary } from '../../activities/types';
-import { expectSameMemory, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
+import { expectSameMemory, runningCopies, useCluster, vmmCall, engineCall } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);
 
@@ -41,7 +41,7 @@ async function createGuest(vmId: string, memoryBytes = 512 * MiB): Promise<void>
 test('memory dumps and checks that overlap the switchover leave the source stunned and one copy running', async () => {
   await createGuest('fence-stun');
   // A long stun, so that a dump under way when the switchover stuns the guest ends inside it.
-  await vmmCall(fx.cluster, 'h1', 'fence-stun', 'migration.armFault', {
+  await engineCall(fx.cluster, 'h1', 'fence-stun', 'migration.armFault', {
     point: 'source.after-stun',
     action: 'delay',
     delayMs: 1_500,

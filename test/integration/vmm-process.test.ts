@@ -99,6 +99,31 @@ describe('VMM process', () => {
     expect(log).toMatch(/shutting down: SIGTERM[\s\S]*stopped/);
   });
 
+  it('refuses engine calls whose params are not what the method takes, naming each wrong key', async () => {
+    await driver.createVm({ vmId: 'vm-params', memoryBytes: MEMORY_BYTES, workload: { type: 'idle' } });
+    const client = await driver.control('vm-params');
+    try {
+      await expect(
+        client.call('migration.sendRound', { migrationId: 'm1', round: -1, storFirst: true }),
+      ).rejects.toMatchObject({
+        remoteName: 'InvalidInputError',
+        message: expect.stringMatching(
+          /storFirst is not an option; did you mean storeFirst\?.*round must be an integer/,
+        ),
+      });
+      await expect(client.call('migration.claimOutgoing', { migrationId: '../m1' })).rejects.toMatchObject({
+        remoteName: 'InvalidInputError',
+        message: expect.stringContaining('migrationId must be'),
+      });
+      // Nothing was claimed by the refused call: a well-formed one is taken.
+      await expect(client.call('migration.claimOutgoing', { migrationId: 'm1' })).resolves.toMatchObject({
+        migrationId: 'm1',
+      });
+    } finally {
+      client.close();
+    }
+  });
+
   it('reports the tail of the log when a VMM dies before serving', async () => {
     const logPath = path.join(stateDir, 'bad.log');
     await expect(

@@ -5,10 +5,15 @@
 import { startTestCluster, type TestCluster, type TestClusterOptions } from '../../../infra/test-cluster';
 import { FerryClient } from '../../../cli/ferry-client';
 import { SimulatedDriver } from '../../../vmm/driver';
-import type { IncomingStatus } from '../../../data-plane';
 import { compareMigratedMemory, type MigratedMemoryCheck } from '../../../verification';
 import type { MigrationResult } from '../../../workflows/types';
 import type { MigrationOptions } from '../../../workflows/policy';
+import {
+  callEngine,
+  type EngineMethod,
+  type EngineParams,
+  type EngineResults,
+} from '../../../data-plane/engine-methods';
 
 /** What a test file gets: filled in by `beforeAll`. */
 export interface ClusterFixture {
@@ -42,6 +47,17 @@ export function useCluster(
   return fixture;
 }
 
+/** Calls engine method `method` on the VMM of `vmId` on `hostId`, typed by data-plane/engine-methods.ts. */
+export function engineCall<M extends EngineMethod>(
+  cluster: TestCluster,
+  hostId: string,
+  vmId: string,
+  method: M,
+  ...params: undefined extends EngineParams<M> ? [EngineParams<M>?] : [EngineParams<M>]
+): Promise<EngineResults[M]> {
+  return callEngine((name, p) => vmmCall(cluster, hostId, vmId, name, p), method, ...params);
+}
+
 /** Calls `method` on the VMM of `vmId` on `hostId`, as its host agent would. */
 export async function vmmCall<T>(
   cluster: TestCluster,
@@ -69,12 +85,12 @@ export async function pagesFlowing(cluster: TestCluster, vmId: string, workflowI
     const record = await driver.getVm(vmId);
     // The record appears when the VMM is spawned, its socket a moment later.
     const status = record
-      ? await vmmCall<{ migrationIds: string[] }>(cluster, 'h2', vmId, 'migration.activeIncoming')
+      ? await engineCall(cluster, 'h2', vmId, 'migration.activeIncoming')
           .then(({ migrationIds }) => migrationIds.find((id) => id.startsWith(prefix)))
           .then((migrationId) =>
             migrationId === undefined
               ? undefined
-              : vmmCall<IncomingStatus>(cluster, 'h2', vmId, 'migration.incomingStatus', { migrationId }),
+              : engineCall(cluster, 'h2', vmId, 'migration.incomingStatus', { migrationId }),
           )
           .catch(() => undefined)
       : undefined;
