@@ -48,6 +48,14 @@ function typed<T>(schema: z.ZodTypeAny): z.ZodType<T, z.ZodTypeDef, unknown> {
   return schema as z.ZodType<T, z.ZodTypeDef, unknown>;
 }
 
+/** A throttle in percent: any number from 0 to MAX_THROTTLE_PERCENT (policies compute fractions). */
+function throttlePercent(): z.ZodType<number, z.ZodTypeDef, unknown> {
+  return checked(
+    (v): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_THROTTLE_PERCENT,
+    `a number from 0 to ${MAX_THROTTLE_PERCENT}`,
+  );
+}
+
 /** An integer of 0 or more. */
 function nonNegativeInteger(): z.ZodType<number, z.ZodTypeDef, unknown> {
   return checked(
@@ -56,17 +64,10 @@ function nonNegativeInteger(): z.ZodType<number, z.ZodTypeDef, unknown> {
   );
 }
 
-/** An integer from `min` to `max`. */
-function integerIn(min: number, max: number): z.ZodType<number, z.ZodTypeDef, unknown> {
-  return checked(
-    (v): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max,
-    `an integer from ${min} to ${max}`,
-  );
-}
-
 const migrationRef = { migrationId: idSchema() };
 const leaseTtl = { leaseTtlMs: optional(positiveInteger()) };
-const noParams = z.object({}).strict().optional();
+/** No params: absent, or null (as VmmClient sends none). */
+const noParams = z.object({}).strict().nullish();
 const natsConfig = z
   .object({
     url: nonEmptyString('a nats:// URL'),
@@ -77,7 +78,7 @@ const natsConfig = z
 const roundThrottle = z
   .object({
     policy: oneOf(THROTTLE_POLICIES),
-    percent: integerIn(0, MAX_THROTTLE_PERCENT),
+    percent: throttlePercent(),
     adjustWithinRound: booleanValue(),
   })
   .strict();
@@ -124,7 +125,7 @@ export const ENGINE_PARAMS = {
       throttle: optional(typed<RoundThrottleInput>(roundThrottle)),
     })
     .strict(),
-  'migration.setThrottle': z.object({ ...migrationRef, percent: integerIn(0, MAX_THROTTLE_PERCENT) }).strict(),
+  'migration.setThrottle': z.object({ ...migrationRef, percent: throttlePercent() }).strict(),
   'migration.outgoingProgress': z.object(migrationRef).strict(),
   'migration.switchover': z.object({ ...migrationRef, resumeTimeoutMs: positiveInteger() }).strict(),
   'migration.settleOutgoing': z.object(migrationRef).strict(),

@@ -47,15 +47,21 @@ describe('the engine method table', () => {
     await served['migration.sendRound']({
       migrationId: 'm1',
       round: 3,
-      throttle: { policy: 'sdps', percent: 20, adjustWithinRound: true },
+      throttle: { policy: 'sdps', percent: 37.5, adjustWithinRound: true },
     });
     await served['migration.describe'](undefined);
+    await served['migration.activeIncoming'](null);
 
-    expect(seen.map((s) => s.method)).toEqual(['migration.startOutgoing', 'migration.sendRound', 'migration.describe']);
+    expect(seen.map((s) => s.method)).toEqual([
+      'migration.startOutgoing',
+      'migration.sendRound',
+      'migration.describe',
+      'migration.activeIncoming',
+    ]);
     expect(seen[1]?.params).toEqual({
       migrationId: 'm1',
       round: 3,
-      throttle: { policy: 'sdps', percent: 20, adjustWithinRound: true },
+      throttle: { policy: 'sdps', percent: 37.5, adjustWithinRound: true },
     });
   });
 
@@ -69,9 +75,9 @@ describe('the engine method table', () => {
     [
       'migration.sendRound',
       { migrationId: 'm1', round: 1, throttle: { policy: 'fast', percent: 120, adjustWithinRound: true } },
-      /throttle.policy must be one of sdps.*throttle.percent must be an integer from 0 to 99/,
+      /throttle.policy must be one of sdps.*throttle.percent must be a number from 0 to 99/,
     ],
-    ['migration.setThrottle', { migrationId: 'm1', percent: 100 }, /percent must be an integer from 0 to 99/],
+    ['migration.setThrottle', { migrationId: 'm1', percent: 100 }, /percent must be a number from 0 to 99/],
     ['migration.claimOutgoing', { migrationId: 'a/../b' }, /migrationId must be 1-64 letters/],
     [
       'migration.startOutgoing',

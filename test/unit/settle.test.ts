@@ -167,7 +167,7 @@ describe('settling a destination whose source may be gone', () => {
       summarize: async () => undefined,
       guarded: <A extends unknown[], R>(fn: (...args: A) => Promise<R>) => fn,
       // The destination VMM's abortIncoming settles first, and settling could not learn the answer.
-      call: async (_vmId: string, method: string) => {
+      engine: async (_vmId: string, method: string) => {
         if (method !== 'migration.abortIncoming') throw new Error(`unexpected ${method}`);
         return settleIncoming({ ...target(), migrationId: 'm1' }, { ...FAST, limitMs: 20 });
       },
