@@ -5,7 +5,7 @@
  * The file installs QEMU itself (infra/qemu/setup-qemu.sh) and skips only where that fails.
  * Figures (boot time, device-state bytes, migrate time) are printed for the record.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { buildGuestImage, guestKernelCommandLine, qemuSetupFailureSync, type GuestImage } from '../../infra/qemu';
@@ -47,6 +47,34 @@ function countingRelay(listenPath: string, target: string): Promise<{ bytes: () 
   );
 }
 
+/** The inodes of the sockets process `pid` holds open. */
+function socketInodes(pid: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`, 'utf8'));
+    if (m?.[1] !== undefined) inodes.add(m[1]);
+  }
+  return inodes;
+}
+
+/** Inodes of the sockets listed in a /proc/net table (tcp, udp, raw...: inode is column 10). */
+function inetSocketInodes(): Set<string> {
+  const inodes = new Set<string>();
+  for (const table of ['tcp', 'tcp6', 'udp', 'udp6', 'raw', 'raw6']) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/net/${table}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.trim().split('\n').slice(1)) {
+      const inode = line.trim().split(/\s+/)[9];
+      if (inode !== undefined) inodes.add(inode);
+    }
+  }
+  return inodes;
+}
+
 function expectIntact(hb: GuestHeartbeat): void {
   expect({ state: hb.state, bad: hb.bad }).toEqual({ state: 'ok', bad: 0 });
 }
@@ -85,23 +113,36 @@ describe('QEMU guest', () => {
     return vm;
   }
 
-  qemuIt('boots a 128 MiB guest whose program prints heartbeats and verifies its whole memory', async () => {
-    const started = Date.now();
-    const vm = await launch('boot');
-    const first = await vm.waitForHeartbeat(undefined, { timeoutMs: BOOT_TIMEOUT_MS });
-    const bootMs = Date.now() - started;
-    const swept = await vm.waitForHeartbeat((hb) => hb.sweeps >= 2, { description: 'two full verification passes' });
+  qemuIt(
+    'boots a 128 MiB guest that prints heartbeats, verifies its memory and listens on unix sockets only',
+    async () => {
+      const started = Date.now();
+      const vm = await launch('boot');
+      const first = await vm.waitForHeartbeat(undefined, { timeoutMs: BOOT_TIMEOUT_MS });
+      const bootMs = Date.now() - started;
+      const swept = await vm.waitForHeartbeat((hb) => hb.sweeps >= 2, { description: 'two full verification passes' });
 
-    expectIntact(first);
-    expectIntact(swept);
-    expect(swept.seq).toBeGreaterThan(first.seq);
-    expect(swept.writtenBytes).toBeGreaterThan(first.writtenBytes);
-    expect(swept.verifiedPages).toBeGreaterThanOrEqual(2 * WORKLOAD.fillMib * 256);
-    console.log(
-      `[qemu-guest] boot to first heartbeat: ${bootMs} ms (guest ${MEMORY_MIB} MiB, fill ${WORKLOAD.fillMib} MiB); ` +
-        `QEMU ${vm.qmp.version.major}.${vm.qmp.version.minor}.${vm.qmp.version.micro}`,
-    );
-  });
+      expectIntact(first);
+      expectIntact(swept);
+      expect(swept.seq).toBeGreaterThan(first.seq);
+      expect(swept.writtenBytes).toBeGreaterThan(first.writtenBytes);
+      expect(swept.verifiedPages).toBeGreaterThanOrEqual(2 * WORKLOAD.fillMib * 256);
+
+      const held = socketInodes(vm.pid);
+      const inet = inetSocketInodes();
+      expect(held.size).toBeGreaterThan(0);
+      expect([...held].filter((inode) => inet.has(inode))).toEqual([]);
+      await expect(vm.qmp.execute('no-such-command')).rejects.toMatchObject({
+        name: 'QmpCommandError',
+        command: 'no-such-command',
+        errorClass: 'CommandNotFound',
+      });
+      console.log(
+        `[qemu-guest] boot to first heartbeat: ${bootMs} ms (guest ${MEMORY_MIB} MiB, fill ${WORKLOAD.fillMib} MiB); ` +
+          `QEMU ${vm.qmp.version.major}.${vm.qmp.version.minor}.${vm.qmp.version.micro}`,
+      );
+    },
+  );
 
   qemuIt('leaves the RAM file untouched while stopped and carries on where it was after cont', async () => {
     const vm = await launch('stopcont');
