@@ -9,6 +9,7 @@ export {
   DEFAULT_GUEST_RATE_MB_PER_SEC,
   DEFAULT_GUEST_VERIFY_MB_PER_SEC,
   guestKernelCommandLine,
+  maxGuestFillMib,
   type GuestImage,
   type GuestImageOptions,
   type GuestWorkloadOptions,

@@ -8,7 +8,13 @@
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { buildGuestImage, guestKernelCommandLine, qemuSetupFailureSync, type GuestImage } from '../../infra/qemu';
+import {
+  buildGuestImage,
+  guestKernelCommandLine,
+  maxGuestFillMib,
+  qemuSetupFailureSync,
+  type GuestImage,
+} from '../../infra/qemu';
 import {
   enableDeviceStateOnly,
   migrateDeviceState,
@@ -23,8 +29,7 @@ import { copyInPlace, differingPages, hashFile, nonZeroPages } from './support/r
 jest.setTimeout(90_000);
 
 const MEMORY_MIB = 128;
-/** The Debian kernel leaves ~70 MiB of a 128 MiB guest to user space: 48 MiB fill fits. */
-const WORKLOAD = { fillMib: 48, hotMib: 16, rateMbPerSec: 50, verifyMbPerSec: 64 };
+const WORKLOAD = { fillMib: maxGuestFillMib(MEMORY_MIB), hotMib: 16, rateMbPerSec: 50, verifyMbPerSec: 64 };
 const BOOT_TIMEOUT_MS = 60_000;
 
 const setupFailure = qemuSetupFailureSync();

@@ -1,4 +1,4 @@
-import { guestKernelCommandLine } from '../../infra/qemu/guest-image';
+import { guestKernelCommandLine, maxGuestFillMib } from '../../infra/qemu/guest-image';
 import { encodeNewcArchive } from '../../infra/qemu/newc-archive';
 import { qemuArgs } from '../../vmm/qemu/qemu-process';
 
@@ -63,6 +63,10 @@ describe('guest image', () => {
   it('refuses archive paths that are absolute or climb out', () => {
     expect(() => encodeNewcArchive([{ type: 'dir', path: '/etc' }])).toThrow(/relative/);
     expect(() => encodeNewcArchive([{ type: 'dir', path: 'a/../../b' }])).toThrow(/relative/);
+  });
+
+  it('leaves the guest kernel room: at most 48 MiB of fill in 128 MiB, 832 in 1 GiB, none in 64 MiB', () => {
+    expect([maxGuestFillMib(128), maxGuestFillMib(1024), maxGuestFillMib(64)]).toEqual([48, 832, 0]);
   });
 
   it('puts the workload on the kernel command line and refuses a hot set larger than the fill', () => {
