@@ -24,7 +24,7 @@ import {
   type GuestHeartbeat,
   type QemuProcessOptions,
 } from '../../vmm/qemu';
-import { copyInPlace, differingPages, hashFile, nonZeroPages } from './support/ram-files';
+import { copyInPlace, differingPages, flipBytes, hashFile, nonZeroPages, steadyRandomPages } from './support/ram-files';
 
 jest.setTimeout(90_000);
 
@@ -172,6 +172,39 @@ describe('QEMU guest', () => {
     expectIntact(after);
     expect(hashFile(vm.ramPath)).not.toBe(before);
   });
+
+  qemuIt(
+    'reports CORRUPT when bytes of its memory are changed behind its back, and fails waiters when QEMU dies',
+    async () => {
+      const vm = await launch('corrupt');
+      const settled = await vm.waitForHeartbeat((hb) => hb.seq >= 3, { timeoutMs: BOOT_TIMEOUT_MS });
+      const earlier = readFileSync(vm.ramPath);
+      await vm.waitForHeartbeat((hb) => hb.seq >= settled.seq + 10);
+      await vm.stop();
+      // Random-looking pages the guest did not rewrite in the last second: its cold buffer, its hash
+      // table, and some leftovers of the boot that nobody checks. 16 of them make a hit near certain.
+      const candidates = steadyRandomPages(vm.ramPath, earlier);
+      expect(candidates.length).toBeGreaterThan(1000);
+      const step = Math.floor(candidates.length / 16);
+      flipBytes(
+        vm.ramPath,
+        Array.from({ length: 16 }, (_, i) => candidates[i * step]!),
+      );
+
+      const corrupt = vm.waitForHeartbeat((hb) => hb.state === 'CORRUPT', { description: 'state=CORRUPT' });
+      await vm.cont();
+      const found = await corrupt;
+      expect(found.bad).toBeGreaterThan(0);
+      console.log(
+        `[qemu-guest] 16 bytes flipped among ${candidates.length} steady random-looking pages: ` +
+          `the guest reported CORRUPT (bad=${found.bad}) at heartbeat ${found.seq}`,
+      );
+
+      const never = vm.waitForHeartbeat(() => false, { timeoutMs: 30_000 });
+      await vm.kill();
+      await expect(never).rejects.toMatchObject({ name: 'QemuProcessError', reason: 'exited' });
+    },
+  );
 
   qemuIt(
     'hands a stopped guest to a destination QEMU with device state only, its memory identical page by page',

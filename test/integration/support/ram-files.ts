@@ -73,3 +73,42 @@ export function nonZeroPages(file: string): number {
   });
   return count;
 }
+
+/** Whether a 4 KiB page looks like uniform random bytes: every byte value present, none above 48 times. */
+function looksRandom(page: Buffer): boolean {
+  const counts = new Uint16Array(256);
+  for (const byte of page) counts[byte] = (counts[byte] ?? 0) + 1;
+  return counts.every((n) => n > 0 && n <= 48);
+}
+
+/**
+ * Pages of `file` whose bytes look random and are the same in `earlier` (a copy of the file taken
+ * before): for a memwriter guest, mostly its cold buffer and its hash table.
+ */
+export function steadyRandomPages(file: string, earlier: Buffer): number[] {
+  const pages: number[] = [];
+  forEachChunk(file, (chunk, offset) => {
+    for (let p = 0; p < chunk.length; p += PAGE_BYTES) {
+      const page = chunk.subarray(p, p + PAGE_BYTES);
+      if (looksRandom(page) && page.equals(earlier.subarray(offset + p, offset + p + PAGE_BYTES)))
+        pages.push((offset + p) / PAGE_BYTES);
+    }
+  });
+  return pages;
+}
+
+/** Inverts one byte in the middle of each of `pages` of `file`, in place. */
+export function flipBytes(file: string, pages: readonly number[]): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    const byte = Buffer.alloc(1);
+    for (const page of pages) {
+      const at = page * PAGE_BYTES + PAGE_BYTES / 2;
+      fs.readSync(fd, byte, 0, 1, at);
+      byte[0] = (byte[0] ?? 0) ^ 0xff;
+      fs.writeSync(fd, byte, 0, 1, at);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
