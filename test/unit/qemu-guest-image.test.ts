@@ -1,6 +1,6 @@
 import { guestKernelCommandLine, maxGuestFillMib } from '../../infra/qemu/guest-image';
 import { encodeNewcArchive } from '../../infra/qemu/newc-archive';
-import { qemuArgs } from '../../vmm/qemu/qemu-process';
+import { qemuArgs } from '../../vmm/qemu/qemu-command-line';
 
 interface Member {
   name: string;

@@ -24,11 +24,9 @@ export {
   DEFAULT_QEMU_BINARY,
   DEFAULT_QEMU_START_TIMEOUT_MS,
   DEFAULT_QEMU_STOP_GRACE_MS,
-  defaultShmDir,
-  qemuArgs,
   QemuProcess,
-  type QemuAccel,
   type QemuExit,
-  type QemuProcessOptions,
 } from './qemu-process';
+export { qemuArgs, type QemuAccel, type QemuProcessOptions } from './qemu-command-line';
+export { createRamFile, defaultShmDir } from './ram-file';
 export { DEFAULT_QMP_CONNECT_TIMEOUT_MS, QmpClient, type QmpEvent, type QmpVersion } from './qmp-client';

@@ -14,7 +14,6 @@
  * it (as a VM survives a libvirtd restart). destroy() quits it, waits, and removes the RAM file.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { validateId } from '../../model/ids';
@@ -22,7 +21,9 @@ import { EventChannel, type WaitOptions } from './event-channel';
 import { QemuProcessError } from './errors';
 import { FileTail } from './file-tail';
 import { type GuestConsoleMessage, type GuestHeartbeat, parseGuestConsoleLine } from './guest-console';
+import { qemuArgs, type QemuProcessOptions } from './qemu-command-line';
 import { QmpClient, type QmpEvent } from './qmp-client';
+import { createRamFile, defaultShmDir } from './ram-file';
 
 /** The QEMU binary looked up on PATH. */
 export const DEFAULT_QEMU_BINARY = 'qemu-system-x86_64';
@@ -34,89 +35,6 @@ export const DEFAULT_QEMU_STOP_GRACE_MS = 3_000;
 const CONSOLE_TAIL_LINES = 40;
 /** Longest unix socket path Linux accepts (sun_path is 108 bytes with its NUL). */
 const MAX_UNIX_SOCKET_PATH = 107;
-
-/** The accelerator: TCG (emulation, works everywhere) or KVM (a host with usable /dev/kvm). */
-export type QemuAccel = 'tcg' | 'kvm';
-
-/** What to run and where; see each field. */
-export interface QemuProcessOptions {
-  /** The VM's id (ferry's id pattern); names the RAM file and the QEMU process. */
-  vmId: string;
-  /** Folder for this QEMU's sockets, console log, QEMU log and pid file; created 0700. */
-  stateDir: string;
-  /** Guest RAM, MiB. */
-  memoryMib: number;
-  /** Kernel for `-kernel`. */
-  kernelPath: string;
-  /** Initramfs for `-initrd`. */
-  initrdPath: string;
-  /** Kernel command line for `-append` (see infra/qemu guestKernelCommandLine). */
-  kernelCommandLine: string;
-  /** Start as a migration destination: `-incoming defer -S`. Default false. */
-  incoming?: boolean;
-  /** Default `tcg`. */
-  accel?: QemuAccel;
-  /** Folder of RAM files; default `/dev/shm/ferry-<uid>`. Must be ours and mode 0700 if it exists. */
-  shmDir?: string;
-  /** Default DEFAULT_QEMU_BINARY. */
-  qemuBinary?: string;
-  /** Default DEFAULT_QEMU_START_TIMEOUT_MS. */
-  startTimeoutMs?: number;
-}
-
-/** The default folder of RAM files for this user. */
-export function defaultShmDir(): string {
-  return path.join('/dev/shm', `ferry-${process.getuid?.() ?? 0}`);
-}
-
-function ensurePrivateDir(dir: string, vmId: string, logFile: string): void {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const st = fs.lstatSync(dir);
-  const uid = process.getuid?.() ?? st.uid;
-  // /dev/shm is writable by everyone: a folder someone else made there must not hold guest RAM.
-  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0)
-    throw new QemuProcessError(
-      vmId,
-      'ram-file',
-      `${dir} must be a directory owned by uid ${uid} with mode 0700 (found uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}); remove it`,
-      logFile,
-    );
-}
-
-/**
- * The QEMU command line for `options` with RAM in `ramPath` (exported for tests and docs). Throws
- * when a path holds a comma, which QEMU's option syntax would read as a separator.
- */
-export function qemuArgs(options: QemuProcessOptions, ramPath: string): string[] {
-  const dir = options.stateDir;
-  for (const p of [dir, ramPath, options.kernelPath, options.initrdPath])
-    if (p.includes(',')) throw new Error(`QEMU paths must not contain ',', got ${JSON.stringify(p)}`);
-  const size = `${options.memoryMib}M`;
-  const flags: Array<[string] | [string, string]> = [
-    ['-name', `ferry-${options.vmId},debug-threads=on`],
-    ['-accel', options.accel ?? 'tcg'],
-    ['-machine', 'pc,memory-backend=ram0'],
-    ['-m', size],
-    ['-object', `memory-backend-file,id=ram0,size=${size},mem-path=${ramPath},share=on`],
-    ['-smp', '1'],
-    // Nothing but what is listed here: no default NIC, VGA, monitor, parallel port or config file.
-    ['-nodefaults'],
-    ['-no-user-config'],
-    ['-display', 'none'],
-    ['-vga', 'none'],
-    ['-nic', 'none'],
-    ['-no-reboot'],
-    ['-chardev', `file,id=serial0,path=${path.join(dir, 'serial.log')}`],
-    ['-serial', 'chardev:serial0'],
-    ['-qmp', `unix:${path.join(dir, 'qmp.sock')},server=on,wait=off`],
-    ['-pidfile', path.join(dir, 'qemu.pid')],
-    ['-kernel', options.kernelPath],
-    ['-initrd', options.initrdPath],
-    ['-append', options.kernelCommandLine],
-  ];
-  if (options.incoming) flags.push(['-incoming', 'defer'], ['-S']);
-  return flags.flat();
-}
 
 function logTail(logFile: string): string {
   try {
@@ -215,15 +133,7 @@ export class QemuProcess {
     fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     for (const stale of ['qmp.sock', 'serial.log', 'qemu.pid']) fs.rmSync(path.join(stateDir, stale), { force: true });
 
-    const shmDir = path.resolve(options.shmDir ?? defaultShmDir());
-    ensurePrivateDir(shmDir, vmId, logFile);
-    const ramPath = path.join(shmDir, `${vmId}-${randomBytes(4).toString('hex')}.ram`);
-    const ramFd = fs.openSync(ramPath, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_RDWR, 0o600);
-    try {
-      fs.ftruncateSync(ramFd, options.memoryMib * 1024 * 1024);
-    } finally {
-      fs.closeSync(ramFd);
-    }
+    const ramPath = createRamFile(path.resolve(options.shmDir ?? defaultShmDir()), vmId, options.memoryMib, logFile);
 
     const logFd = fs.openSync(logFile, 'w', 0o600);
     let child: ChildProcess;
