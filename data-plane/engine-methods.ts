@@ -64,7 +64,19 @@ function nonNegativeInteger(): z.ZodType<number, z.ZodTypeDef, unknown> {
   );
 }
 
-const migrationRef = { migrationId: idSchema() };
+/**
+ * Longest migration id: a file name (the store names a folder after it). A migration id is the
+ * workflow id and run id joined (workflows/migrate-vm.ts), so it may be longer than MAX_ID_CHARS.
+ */
+export const MAX_MIGRATION_ID_CHARS = 255;
+const MIGRATION_ID = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+
+const migrationRef = {
+  migrationId: checked(
+    (v): v is string => typeof v === 'string' && v.length <= MAX_MIGRATION_ID_CHARS && MIGRATION_ID.test(v),
+    `1-${MAX_MIGRATION_ID_CHARS} letters, digits, _ or -, starting with a letter or digit`,
+  ),
+};
 const leaseTtl = { leaseTtlMs: optional(positiveInteger()) };
 /** No params: absent, or null (as VmmClient sends none). */
 const noParams = z.object({}).strict().nullish();

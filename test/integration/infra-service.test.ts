@@ -86,6 +86,9 @@ describe('managed service process', () => {
     const swept = sweepTestServices();
     expect(swept.some((line) => line.includes(stateDir))).toBe(true);
     expect(fs.existsSync(stateDir)).toBe(false);
+    // SIGKILL is sent, not awaited: the kernel closes the killed server's socket as its exit completes.
+    const closedBy = Date.now() + 5_000;
+    while ((await isPortAnswering(port)) && Date.now() < closedBy) await new Promise((r) => setTimeout(r, 20));
     expect(await isPortAnswering(port)).toBe(false);
   });
 });

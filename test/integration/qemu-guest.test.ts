@@ -56,7 +56,13 @@ function countingRelay(listenPath: string, target: string): Promise<{ bytes: () 
 function socketInodes(pid: number): Set<string> {
   const inodes = new Set<string>();
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`, 'utf8'));
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`, 'utf8');
+    } catch {
+      continue; // closed between the listing and the read
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(target);
     if (m?.[1] !== undefined) inodes.add(m[1]);
   }
   return inodes;

@@ -51,12 +51,15 @@ describe('the engine method table', () => {
     });
     await served['migration.describe'](undefined);
     await served['migration.activeIncoming'](null);
+    // A migration id is the workflow id and the run id joined: longer than a VM or host id may be.
+    await served['migration.incomingStatus']({ migrationId: `migrate-${'v'.repeat(40)}-${'0'.repeat(36)}` });
 
     expect(seen.map((s) => s.method)).toEqual([
       'migration.startOutgoing',
       'migration.sendRound',
       'migration.describe',
       'migration.activeIncoming',
+      'migration.incomingStatus',
     ]);
     expect(seen[1]?.params).toEqual({
       migrationId: 'm1',
@@ -78,7 +81,8 @@ describe('the engine method table', () => {
       /throttle.policy must be one of sdps.*throttle.percent must be a number from 0 to 99/,
     ],
     ['migration.setThrottle', { migrationId: 'm1', percent: 100 }, /percent must be a number from 0 to 99/],
-    ['migration.claimOutgoing', { migrationId: 'a/../b' }, /migrationId must be 1-64 letters/],
+    ['migration.claimOutgoing', { migrationId: 'a/../b' }, /migrationId must be 1-255 letters/],
+    ['migration.claimOutgoing', { migrationId: 'm'.repeat(256) }, /migrationId must be 1-255 letters/],
     [
       'migration.startOutgoing',
       { ...start, destinationHost: 'h2', batchPages: 0 },
