@@ -3,9 +3,10 @@
  * then page i at the fixed offset HEADER_BYTES + i * PAGE_SIZE_BYTES (sparse: zero pages are never
  * written). A file sealed at rest (format version 2, page-seal.ts) holds slots of SEALED_SLOT_BYTES
  * instead, slot i at HEADER_BYTES + i * SEALED_SLOT_BYTES; pages are sealed as they are queued and
- * opened as they are read, so the rest of the file's logic is the same. Beside it, one manifest per round and a final manifest say which version of which page
- * the file holds; a manifest is written only after the pages it lists are fdatasync'ed, so a
- * manifest never claims more than the file durably holds.
+ * opened as they are read, so the rest of the file's logic is the same. Beside it, one manifest per
+ * round and a final manifest say which version of which page the file holds; a manifest is written
+ * only after the pages it lists are fdatasync'ed, so a manifest never claims more than the file
+ * durably holds.
  *
  * Semantics: writes are positional and idempotent (writing the same batch twice leaves the same
  * file), so a retried activity may rewrite what it wrote before. Writes are applied strictly in
@@ -246,9 +247,10 @@ export class PageFile implements PageFileApi {
   }
 
   /**
-   * Queues positional writes of the pages in `data` (4 KiB each, in the order of `entries`). `data`
-   * is written as is, without a copy, so the caller must not reuse it. Pages with consecutive indexes
-   * go out in one call. Errors surface from the next `sync()`.
+   * Queues positional writes of the pages in `clear` (4 KiB each, in the order of `entries`). A clear
+   * file writes `clear` as is, without a copy, so the caller must not reuse it; a sealed file seals
+   * the pages into slots of its own first. Pages with consecutive indexes go out in one call. Errors
+   * surface from the next `sync()`.
    */
   writePages(entries: readonly PageEntry[], clear: Buffer): void {
     if (entries.length === 0) return;
