@@ -140,9 +140,16 @@ test("a forged {ok:true} answer to the source's final request is dropped and cou
   const vmId = 'forged-reply';
   const { workflowId, migrationId } = await startBusyMigration(vmId, 32);
   const subjects = migrationSubjects('h1', 'h2', migrationId);
-  // The forger answers the final request at once, before the destination has verified anything.
+  // The forger answers the final request at once. The destination is held for a second when asked
+  // to finish, so the forged answers reach the source first even on a loaded machine (without the
+  // hold, the authentic answer sometimes won, and the source never read the forgeries).
   const answering = answerControlRequests(forger, subjects.control, ['final']);
   await forger.flush();
+  await engineCall(fx.cluster, 'h2', vmId, 'migration.armFault', {
+    point: 'destination.final',
+    action: 'delay',
+    delayMs: 1_000,
+  });
   try {
     const result = await calmAndFinish(vmId, workflowId);
     expect(answering.requests).toBeGreaterThanOrEqual(1);
