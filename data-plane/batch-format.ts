@@ -131,14 +131,14 @@ export class BatchBuilder {
   }
 
   /**
-   * Adds a page, copying it, and returns its version: the generation in the header of the copy
-   * (so the version always describes the bytes that travel). `page` is null for a zero page,
-   * whose version is 0.
+   * Adds a page, copying it, and returns its version: `version` when given (a guest port that keeps
+   * versions itself), else the generation in the header of the copy (so the version always
+   * describes the bytes that travel). `page` is null for a zero page, whose version is 0.
    */
-  addPage(index: number, page: Buffer | null): number {
+  addPage(index: number, page: Buffer | null, version?: number): number {
     if (this.entryCount >= this.maxPages) throw new RangeError('batch is full');
     const entry = this.entriesOffset + this.entryCount * ENTRY_BYTES;
-    let version = 0;
+    let pageVersion = 0;
     if (page === null) {
       this.buffer.writeUInt32LE((index | ZERO_FLAG) >>> 0, entry);
       ZERO_PAGE_HASH.copy(this.buffer, entry + 8);
@@ -147,7 +147,7 @@ export class BatchBuilder {
       // Page data is laid out after the maximum entry table and compacted in `finish`.
       const offset = this.entriesOffset + this.maxPages * ENTRY_BYTES + this.dataPages * PAGE_SIZE_BYTES;
       page.copy(this.buffer, offset, 0, PAGE_SIZE_BYTES);
-      version = this.buffer.readUInt32LE(offset + PAGE_GENERATION_OFFSET);
+      pageVersion = version ?? this.buffer.readUInt32LE(offset + PAGE_GENERATION_OFFSET);
       // The hash of the copy, not of the guest's page: it describes the bytes that travel.
       const digest = pageHash(this.buffer.subarray(offset, offset + PAGE_SIZE_BYTES));
       digest.copy(this.buffer, entry + 8);
@@ -155,9 +155,9 @@ export class BatchBuilder {
       this.buffer.writeUInt32LE(index, entry);
       this.dataPages += 1;
     }
-    this.buffer.writeUInt32LE(version, entry + 4);
+    this.buffer.writeUInt32LE(pageVersion, entry + 4);
     this.entryCount += 1;
-    return version;
+    return pageVersion;
   }
 
   /**

@@ -13,7 +13,8 @@
  * arriving (bounded in all), unless the source marked the store complete without it. Nothing may
  * apply a page from the stream meanwhile.
  */
-import { PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
+import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
+import type { GuestPages } from '../vmm/guest-port';
 import type { PageFileKey, PageStore } from '../store/page-store';
 import { untilAnswered, type AnswerOptions } from '../store/store-answer';
 import { VerificationError } from './errors';
@@ -39,7 +40,7 @@ const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 export interface FinalFillInput {
   store: PageStore;
   migrationId: string;
-  memory: GuestMemory;
+  memory: GuestPages;
   /** Pages whose last received copy failed its self-check; a page read whole from the file leaves the set. */
   torn: Set<number>;
   /** The source's whole-memory digest at stun. */
@@ -111,7 +112,7 @@ async function catchUp(
   pending: number[],
   manifest: { indexes: Uint32Array; versions: Uint32Array },
   readRun: (first: number, count: number, target: Buffer) => Promise<void>,
-  memory: GuestMemory,
+  memory: GuestPages,
   torn: Set<number>,
   complete: () => Promise<boolean>,
   migrationId: string,
@@ -141,7 +142,13 @@ async function catchUp(
         const k = pending[i + j] as number;
         const index = first + j;
         const ok =
-          applyHashedPage(memory, hashes, index, buffer.subarray(j * PAGE_SIZE_BYTES, (j + 1) * PAGE_SIZE_BYTES)) &&
+          applyHashedPage(
+            memory,
+            hashes,
+            index,
+            buffer.subarray(j * PAGE_SIZE_BYTES, (j + 1) * PAGE_SIZE_BYTES),
+            manifest.versions[k] as number,
+          ) &&
           memory.meta[index * 2] === manifest.versions[k];
         if (ok) torn.delete(index);
         else {
@@ -189,6 +196,13 @@ async function fillFromStore(input: FinalFillInput): Promise<number> {
         migrationId,
         `the final manifest names page ${beyond} of a ${memory.pageCount}-page guest`,
       );
+    // A page without a self-check cannot show that its slot holds the version the manifest names
+    // yet: such a guest is filled only from a file the source has marked complete.
+    if (!memory.selfChecking && !(await pageFile.waitForComplete(MAX_STORE_CATCH_UP_MS)))
+      throw new VerificationError(
+        migrationId,
+        `the source did not mark the page file complete within ${MAX_STORE_CATCH_UP_MS} ms`,
+      );
     const meta = memory.meta;
     const inManifest = new Uint8Array(memory.pageCount);
     // Runs of consecutive pages first, one read each; what that did not bring to its final version
@@ -219,7 +233,7 @@ async function fillFromStore(input: FinalFillInput): Promise<number> {
     // A page the source holds as zero but this side received earlier must be zero again.
     for (let index = 0; index < memory.pageCount; index += 1) {
       if (inManifest[index] === 0 && meta[index * 2] !== 0) {
-        applyHashedPage(memory, hashes, index, ZERO_PAGE);
+        applyHashedPage(memory, hashes, index, ZERO_PAGE, 0);
         torn.delete(index);
       }
     }

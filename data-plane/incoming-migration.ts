@@ -163,12 +163,13 @@ export class IncomingMigration {
     for (const entry of batch.entries) {
       let ok: boolean;
       if (entry.zero) {
-        ok = this.ctx.memory.applyPage(entry.index, ZERO_PAGE);
+        ok = this.ctx.memory.applyPage(entry.index, ZERO_PAGE, 0);
         this.hashes.set(entry.index, ZERO_PAGE_HASH);
       } else {
         ok = this.ctx.memory.applyPage(
           entry.index,
           batch.pageData.subarray(dataIndex * PAGE_SIZE_BYTES, (dataIndex + 1) * PAGE_SIZE_BYTES),
+          entry.version,
         );
         // decodeBatch checked the page against this hash.
         this.hashes.set(entry.index, entry.hash);

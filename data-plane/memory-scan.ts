@@ -1,9 +1,8 @@
 /**
- * What the source reads from guest memory's bookkeeping without touching a page: how many pages
- * are dirty after a round, and the final page table at stun. Both use typed arrays only, since
- * the final table is built while the guest is stunned.
+ * What the source reads from guest memory's bookkeeping without touching a page: the final page
+ * table at stun. It uses typed arrays only, since it is built while the guest is stunned.
  */
-import type { GuestMemory } from '../vmm/guest-memory';
+import type { GuestPages } from '../vmm/guest-port';
 
 /** Page indexes in ascending order, and each page's generation at the same position. */
 export interface FinalPageTable {
@@ -11,21 +10,8 @@ export interface FinalPageTable {
   versions: Uint32Array;
 }
 
-/** Counts set bits of the dirty bitmap without clearing it. */
-export function countDirty(dirty: Int32Array): number {
-  let count = 0;
-  for (let i = 0; i < dirty.length; i += 1) {
-    let word = Atomics.load(dirty, i);
-    while (word !== 0) {
-      word &= word - 1;
-      count += 1;
-    }
-  }
-  return count;
-}
-
 /** Every page of `memory` whose generation is not 0 (a zero page), with that generation. */
-export function finalPageTable(memory: GuestMemory): FinalPageTable {
+export function finalPageTable(memory: GuestPages): FinalPageTable {
   const meta = memory.meta;
   const pageCount = memory.pageCount;
   let count = 0;

@@ -24,7 +24,7 @@ import { BATCH_FLAG_FINAL } from './batch-format';
 import { FILE_ONLY_MAX_LAG_BYTES, PageSender } from './page-sender';
 import type { FaultPoints } from './fault-points';
 import { SwitchoverError } from './errors';
-import { countDirty, finalPageTable } from './memory-scan';
+import { finalPageTable } from './memory-scan';
 import { handOver, NETWORK_FINAL_TIMEOUT_MS, type HandoverOutcome } from './handover';
 import { PageFileDurability } from './page-file-durability';
 import type { FinalRequest, OutgoingStartInput, RoundStats, RoundThrottleInput, SwitchoverStats } from './protocol';
@@ -166,7 +166,7 @@ export class OutgoingMigration {
     });
     await this.sender.waitForDrain();
     const durationMs = Math.max(performance.now() - startedAt, 0.001);
-    const pendingDirtyPages = countDirty(this.ctx.memory.dirty);
+    const pendingDirtyPages = this.ctx.memory.pendingDirtyCount();
     this.durability.queueRoundManifest(round);
     return {
       round,

@@ -9,7 +9,8 @@
  * only catches accidents (a forger can give any content the crc32 it wants).
  */
 import { hash } from 'node:crypto';
-import { PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
+import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
+import type { GuestPages } from '../vmm/guest-port';
 import type { MessageAuth } from './message-auth';
 
 /** Length of a page's content hash (bytes). */
@@ -51,16 +52,17 @@ export class PageHashes {
 }
 
 /**
- * Destination side: applies `page` to guest memory as page `index` (GuestMemory.applyPage) and
- * records its hash. Returns the page's self-check.
+ * Destination side: applies `page` to guest memory as page `index`, version `version`
+ * (GuestPages.applyPage) and records its hash. Returns the page's self-check.
  */
 export function applyHashedPage(
-  memory: GuestMemory,
+  memory: GuestPages,
   hashes: PageHashes | undefined,
   index: number,
   page: Buffer,
+  version: number,
 ): boolean {
-  const ok = memory.applyPage(index, page);
+  const ok = memory.applyPage(index, page, version);
   hashes?.record(index, page);
   return ok;
 }

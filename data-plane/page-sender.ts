@@ -8,7 +8,7 @@
  * counted in `rejectedMessages`.
  */
 import type { NatsConnection, Subscription } from 'nats';
-import type { GuestMemory } from '../vmm/guest-memory';
+import type { GuestPages } from '../vmm/guest-port';
 import type { PageFile } from '../store/page-store';
 import { BATCH_FLAG_FINAL, BATCH_FLAG_ROUND_END, BatchBuilder } from './batch-format';
 import type { CreditGrant, MigrationSubjects } from './subjects';
@@ -106,7 +106,7 @@ export class PageSender {
     private readonly auth: MessageAuth,
     /** The migration's subjects (subjects.ts). */
     readonly subjects: MigrationSubjects,
-    private readonly memory: GuestMemory,
+    private readonly memory: GuestPages,
     private readonly pageFile: PageFile,
     private readonly options: PageSenderOptions,
     hashes: PageHashes,
@@ -283,7 +283,8 @@ export class PageSender {
       } else {
         // The version is read from the copy, so it always matches the content that was sent; a page
         // torn by a concurrent write is redirtied by that write and sent again.
-        entries.push({ index, version: this.builder.addPage(index, page) });
+        const version = this.memory.selfChecking ? undefined : (this.memory.meta[index * 2] as number);
+        entries.push({ index, version: this.builder.addPage(index, page, version) });
         stats.pagesSent += 1;
       }
       if (this.builder.size >= this.options.batchPages) await flush(i === indexes.length - 1);

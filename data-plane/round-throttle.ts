@@ -11,11 +11,10 @@
  * guest dirties meanwhile is sent again by round 1 however hard it is throttled, so slowing it then
  * would cost the guest work and buy nothing.
  */
-import type { GuestMemory } from '../vmm/guest-memory';
+import type { GuestCpu, GuestPages } from '../vmm/guest-port';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
-import type { Vcpu, VcpuStats } from '../vmm/vcpu';
+import type { VcpuStats } from '../vmm/vcpu';
 import { nextThrottle } from '../workflows/throttle-policy';
-import { countDirty } from './memory-scan';
 import type { RoundThrottleInput, RoundThrottleStats, ThrottleChange } from './protocol';
 
 /** How often a round is sampled (ms). */
@@ -56,8 +55,8 @@ export class MigrationThrottle {
   private pinned = false;
 
   constructor(
-    private readonly vcpu: Vcpu,
-    private readonly memory: GuestMemory,
+    private readonly vcpu: GuestCpu,
+    private readonly memory: GuestPages,
   ) {}
 
   /** The throttle in force (percent). */
@@ -129,7 +128,7 @@ export class MigrationThrottle {
       { throttlePercent: current, highDirtyRounds: 0 },
       {
         sendRateBytesPerSec: bytesSent / seconds,
-        dirtyRateBytesPerSec: (countDirty(this.memory.dirty) * PAGE_SIZE_BYTES) / seconds,
+        dirtyRateBytesPerSec: (this.memory.pendingDirtyCount() * PAGE_SIZE_BYTES) / seconds,
         throttlePercent: active > 0 ? ((now.throttledMs - from.throttledMs) / active) * 100 : current,
       },
     ).throttlePercent;

@@ -17,7 +17,8 @@
 import { applyHashedPage, type PageHashes } from './page-hashes';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
-import { PAGE_HEADER_BYTES, PAGE_SIZE_BYTES, type GuestMemory } from '../vmm/guest-memory';
+import { PAGE_HEADER_BYTES, PAGE_SIZE_BYTES } from '../vmm/guest-memory';
+import type { GuestPages } from '../vmm/guest-port';
 import type { Manifest } from '../store/manifest-format';
 import type { PageFile, PageFileKey, PageStore } from '../store/page-store';
 
@@ -72,7 +73,7 @@ function checkedGeneration(page: Buffer, index: number): number {
 export async function prefetchPass(
   pageFile: PageFile,
   manifest: Manifest,
-  memory: GuestMemory,
+  memory: GuestPages,
   torn: Set<number>,
   options: PrefetchPassOptions = {},
 ): Promise<PrefetchPassStats> {
@@ -123,6 +124,7 @@ export async function prefetchPass(
         memory,
         torn,
         first + i,
+        manifest.versions[k - count + i] as number,
         buffer.subarray(i * PAGE_SIZE_BYTES, (i + 1) * PAGE_SIZE_BYTES),
         stats,
         options.hashes,
@@ -131,23 +133,27 @@ export async function prefetchPass(
   return stats;
 }
 
-/** The check and the apply of one page read, with no await in between (see the module comment). */
+/**
+ * The check and the apply of one page read, with no await in between (see the module comment).
+ * `listed` is the version the manifest names; a self-checking page's own header decides instead.
+ */
 function applyIfNewer(
-  memory: GuestMemory,
+  memory: GuestPages,
   torn: Set<number>,
   index: number,
+  listed: number,
   page: Buffer,
   stats: PrefetchPassStats,
   hashes: PageHashes | undefined,
 ): void {
-  const generation = checkedGeneration(page, index);
+  const generation = memory.selfChecking ? checkedGeneration(page, index) : listed;
   if (generation < 0) {
     stats.pagesTorn += 1;
     return;
   }
   const held = memory.meta[index * 2] as number;
   if (generation > held || (generation === held && generation > 0 && torn.has(index))) {
-    if (applyHashedPage(memory, hashes, index, page)) torn.delete(index);
+    if (applyHashedPage(memory, hashes, index, page, generation)) torn.delete(index);
     else torn.add(index);
     stats.pagesApplied += 1;
   } else {
@@ -194,7 +200,7 @@ export class StorePrefetcher {
   constructor(
     private readonly store: PageStore,
     private readonly migrationId: string,
-    private readonly memory: GuestMemory,
+    private readonly memory: GuestPages,
     private readonly torn: Set<number>,
     private readonly options: StorePrefetcherOptions = {},
   ) {}

@@ -9,9 +9,8 @@
  * many seconds as long as it awaits now and then: a synchronous stretch blocks the whole
  * control channel. A thrown error reaches the caller as a VmmCallError with its name and message.
  */
-import type { GuestMemory } from './guest-memory';
+import type { GuestCpu, GuestPages } from './guest-port';
 import type { GuestRun } from './guest-run';
-import type { Vcpu } from './vcpu';
 import { migrationHandlers } from '../data-plane';
 
 /** A VMM method: takes the request's `params` (untrusted JSON, validate it), resolves to a JSON-able result. */
@@ -27,8 +26,8 @@ export type VmmHandler = (params: unknown) => Promise<unknown>;
 export interface VmmContext {
   vmId: string;
   seed: number;
-  memory: GuestMemory;
-  vcpu: Vcpu;
+  memory: GuestPages;
+  vcpu: GuestCpu;
   run: GuestRun;
   mode: 'run' | 'incoming';
   log(msg: string): void;

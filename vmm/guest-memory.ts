@@ -10,7 +10,9 @@
  * means identical memory.
  */
 import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
+import type { GuestPages } from './guest-port';
 
 /** Size of a guest page (bytes). */
 export const PAGE_SIZE_BYTES = 4096;
@@ -40,7 +42,9 @@ function fmix32(value: number): number {
 }
 
 /** Guest memory shared between threads; see the module comment for the page format. */
-export class GuestMemory {
+export class GuestMemory implements GuestPages {
+  /** Every page carries its version (generation) and crc32 in its header. */
+  readonly selfChecking = true;
   /** Number of pages. */
   readonly pageCount: number;
   /** Buffer view over the whole memory (pageCount × 4096 bytes), no copy. */
@@ -169,6 +173,13 @@ export class GuestMemory {
     return result;
   }
 
+  /** How many pages are dirty now (the bitmap is read, not cleared). */
+  pendingDirtyCount(): number {
+    let count = 0;
+    for (let w = 0; w < this.dirty.length; w += 1) count += popcount32(Atomics.load(this.dirty, w));
+    return count;
+  }
+
   /** Marks every page dirty (bits past the last page stay clear). */
   markAllDirty(): void {
     const full = Math.floor(this.pageCount / 32);
@@ -199,10 +210,10 @@ export class GuestMemory {
    * Destination side: copies the 4096 bytes of `src` into page `index`, sets meta to the header's
    * generation and the crc computed here (a zero page gets [0, 0]) and returns the page's
    * self-check. A page torn by a guest write during pre-copy returns false; the caller keeps track
-   * of it (it is dirty on the source and will come again). Throws RangeError for a bad index or
-   * a `src` that is not 4096 bytes.
+   * of it (it is dirty on the source and will come again). `_version` is not needed: the header
+   * holds it. Throws RangeError for a bad index or a `src` that is not 4096 bytes.
    */
-  applyPage(index: number, src: Buffer): boolean {
+  applyPage(index: number, src: Buffer, _version?: number): boolean {
     if (src.length !== PAGE_SIZE_BYTES) {
       throw new RangeError(`page source must be ${PAGE_SIZE_BYTES} bytes, got ${src.length}`);
     }
@@ -245,6 +256,12 @@ export class GuestMemory {
       if (!metaOk || !this.checkPage(i)) badPages.push(i);
     }
     return { badPages, checked: this.pageCount };
+  }
+
+  /** Writes the whole memory into the file at `path`; resolves to the bytes written. */
+  async dumpTo(path: string): Promise<number> {
+    await writeFile(path, this.bytes);
+    return this.bytes.length;
   }
 
   private assertIndex(index: number): void {

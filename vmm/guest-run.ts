@@ -8,7 +8,7 @@
  * it meanwhile, and no `resume` call runs a guest whose ownership moved away.
  */
 import { VmmNotOwnerError } from './errors';
-import type { Vcpu } from './vcpu';
+import type { GuestCpu } from './guest-port';
 
 /** One holder's hold on the guest; `release` is idempotent. */
 export interface GuestHold {
@@ -23,7 +23,7 @@ export class GuestRun {
 
   /** `owner`: whether this VMM owns the VM at start (mode run) or not yet (mode incoming). */
   constructor(
-    private readonly vcpu: Vcpu,
+    private readonly vcpu: GuestCpu,
     private readonly vmId: string,
     owner: boolean,
   ) {

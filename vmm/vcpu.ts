@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { VcpuStoppedError, VmmParamsError } from './errors';
 import type { GuestMemory } from './guest-memory';
+import type { GuestCpu } from './guest-port';
 import {
   ACK_PAUSED,
   ACK_RUNNING,
@@ -66,7 +67,7 @@ type WaitAsync = (
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 /** Handle on a running vCPU worker thread. */
-export class Vcpu {
+export class Vcpu implements GuestCpu {
   private readonly worker: Worker;
   private readonly control: VcpuControl;
   private readonly exited: Promise<void>;

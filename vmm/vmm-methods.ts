@@ -2,7 +2,6 @@
  * The built-in methods of a VMM process's control channel. Each takes untrusted JSON params and
  * throws VmmParamsError when they are malformed.
  */
-import { promises as fs } from 'node:fs';
 import { VmmParamsError } from './errors';
 import type { VmmContext, VmmHandler } from './extensions';
 import type { GuestHold } from './guest-run';
@@ -123,8 +122,8 @@ export function createBuiltinMethods(
       if (typeof path !== 'string' || path === '') {
         throw new VmmParamsError('path', `dumpMemory path must be a non-empty string, got ${JSON.stringify(path)}`);
       }
-      await whilePaused('dumpMemory', () => fs.writeFile(path, memory.bytes));
-      return { path, bytes: memory.bytes.length };
+      const bytes = await whilePaused('dumpMemory', () => memory.dumpTo(path));
+      return { path, bytes };
     },
     shutdown: async (): Promise<{ shuttingDown: true }> => {
       setImmediate(hooks.shutdown);
