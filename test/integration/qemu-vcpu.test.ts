@@ -134,27 +134,37 @@ describe('QemuVcpu', () => {
     vcpu.setThrottle(50);
     await vm.waitForHeartbeat();
     await vcpu.pause();
+    const atPause = vcpu.stats();
     await expectNoHeartbeatFor(vm, QUIET_MS);
-    expect(vcpu.stats()).toMatchObject({ state: 'paused', throttlePercent: 50 });
+    const paused = vcpu.stats();
+    expect(paused).toMatchObject({ state: 'paused', throttlePercent: 50 });
+    expect(paused.throttledMs).toBe(atPause.throttledMs);
+    expect(paused.runMs).toBe(atPause.runMs);
     expect((await vm.status()).running).toBe(false);
 
     const last = vm.lastHeartbeat!.seq;
     vcpu.resume();
     const next = await vm.waitForHeartbeat((hb) => hb.seq > last);
     expect(next.seq).toBe(last + 1);
+    await vm.waitForHeartbeat((hb) => hb.seq >= next.seq + 3);
+    expect(vcpu.stats().throttledMs).toBeGreaterThan(paused.throttledMs + 100);
     await vcpu.stop();
     expect((await vm.status()).running).toBe(true);
     expect(vcpu.lastError).toBeUndefined();
   });
 
   cgroupIt('puts only the vCPU thread in its own cpu cgroup and removes the group on stop', async () => {
+    const cpuGroupOf = (tid: number): string | undefined =>
+      /^\d+:(?:[^:]*,)?cpu(?:,[^:]*)?:(.*)$/m.exec(readFileSync(`/proc/${vm.pid}/task/${tid}/cgroup`, 'utf8'))?.[1];
+    const [vcpuThread] = vcpuThreadIds(vm.pid);
+    const origin = cpuGroupOf(vcpuThread!);
     const vcpu = new QemuVcpu(vm, { workload: WORKLOAD, throttleMeans: 'cgroup' });
     expect(vcpu.throttleMeans).toBe('cgroup');
     vcpu.setThrottle(40);
     const dir = path.join(DEFAULT_CPU_CGROUP_ROOT, `ferry-vcpu-${vm.pid}`);
     const tasks = readFileSync(path.join(dir, 'tasks'), 'utf8').trim().split('\n').map(Number);
-    expect(tasks).toEqual(vcpuThreadIds(vm.pid));
-    expect(tasks).toHaveLength(1);
+    expect(tasks).toEqual([vcpuThread]);
+    expect(cpuGroupOf(vcpuThread!)).toBe(`/ferry-vcpu-${vm.pid}`);
     expect(readFileSync(path.join(dir, 'cpu.cfs_quota_us'), 'utf8').trim()).toBe('60000');
 
     await vcpu.pause();
@@ -163,5 +173,6 @@ describe('QemuVcpu', () => {
     await vm.waitForHeartbeat();
     await vcpu.stop();
     expect(existsSync(dir)).toBe(false);
+    expect(cpuGroupOf(vcpuThread!)).toBe(origin);
   });
 });

@@ -13,6 +13,7 @@ export {
 } from './device-state';
 export {
   QemuProcessError,
+  QemuThrottleError,
   QemuTimeoutError,
   QmpCommandError,
   QmpConnectionError,

@@ -49,6 +49,7 @@ import { VcpuStoppedError, VmmParamsError } from '../errors';
 import type { GuestCpu } from '../guest-port';
 import type { VcpuStats } from '../vcpu';
 import { resolveWorkload, type Workload } from '../workload';
+import { QemuThrottleError } from './errors';
 import type { QemuProcess } from './qemu-process';
 
 /** Root of the cgroup v1 `cpu` controller. */
@@ -128,22 +129,37 @@ export function vcpuThreadIds(pid: number): number[] {
     .map(Number);
 }
 
-/** A cpu cgroup holding the vCPU threads of one QEMU; removed by remove(). */
+/** The cpu cgroup (v1) directory thread `tid` of `pid` is in now, under `root`. */
+function cpuCgroupOf(root: string, pid: number, tid: number): string {
+  const text = fs.readFileSync(`/proc/${pid}/task/${tid}/cgroup`, 'utf8');
+  const m = /^\d+:(?:[^:]*,)?cpu(?:,[^:]*)?:(.*)$/m.exec(text);
+  return path.join(root, m?.[1] ?? '/');
+}
+
+/** A cpu cgroup holding the vCPU threads of one QEMU; remove() puts them back where they were. */
 class VcpuCgroup {
   private constructor(
     readonly dir: string,
-    private readonly root: string,
-    private readonly tids: number[],
+    private readonly origins: Map<number, string>,
   ) {}
 
+  /** Creates `ferry-<vmId>-<pid>` and moves the vCPU threads in; throws QemuThrottleError (leaving nothing). */
   static create(root: string, vmId: string, pid: number): VcpuCgroup {
-    const tids = vcpuThreadIds(pid);
-    if (tids.length === 0) throw new Error(`no vCPU thread (CPU n/…) in QEMU process ${pid}`);
     const dir = path.join(root, `ferry-${vmId}-${pid}`);
-    fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, 'cpu.cfs_period_us'), String(DEFAULT_CFS_PERIOD_US));
-    for (const tid of tids) fs.writeFileSync(path.join(dir, 'tasks'), String(tid));
-    return new VcpuCgroup(dir, root, tids);
+    let group: VcpuCgroup | undefined;
+    try {
+      const tids = vcpuThreadIds(pid);
+      if (tids.length === 0) throw new Error(`no vCPU thread (CPU n/…) in QEMU process ${pid}`);
+      const origins = new Map(tids.map((tid) => [tid, cpuCgroupOf(root, pid, tid)]));
+      fs.mkdirSync(dir, { recursive: true });
+      group = new VcpuCgroup(dir, origins);
+      fs.writeFileSync(path.join(dir, 'cpu.cfs_period_us'), String(DEFAULT_CFS_PERIOD_US));
+      for (const tid of tids) fs.writeFileSync(path.join(dir, 'tasks'), String(tid));
+      return group;
+    } catch (error) {
+      group?.remove();
+      throw new QemuThrottleError(vmId, dir, (error as Error).message, { cause: error });
+    }
   }
 
   setPercent(percent: number): void {
@@ -161,11 +177,11 @@ class VcpuCgroup {
     }
   }
 
-  /** Moves the threads back to the root group and removes this one; never throws. */
+  /** Moves the threads back to their groups and removes this one; never throws. */
   remove(): void {
-    for (const tid of this.tids) {
+    for (const [tid, origin] of this.origins) {
       try {
-        fs.writeFileSync(path.join(this.root, 'tasks'), String(tid));
+        fs.writeFileSync(path.join(origin, 'tasks'), String(tid));
       } catch {
         // the thread is gone (QEMU exited): the group empties by itself
       }
@@ -232,7 +248,8 @@ export class QemuVcpu implements GuestCpu {
 
   /**
    * Deschedules the guest for `percent` (0..99) of its time; 0 lifts the throttle. Throws
-   * VmmParamsError for a value outside 0..99, VcpuStoppedError after stop().
+   * VmmParamsError for a value outside 0..99, VcpuStoppedError after stop(), and QemuThrottleError
+   * when the cgroup means cannot set up its group.
    */
   setThrottle(percent: number): void {
     if (typeof percent !== 'number' || !(percent >= 0 && percent <= 99)) {
