@@ -35,7 +35,9 @@ describe('QemuVcpu arguments', () => {
   it('rejects a throttle outside 0..99 before touching QEMU', () => {
     const vcpu = new QemuVcpu(silentQemu(), { workload: HOTSET, throttleMeans: 'slices' });
     for (const bad of [-1, 100, Number.NaN, '50' as unknown as number])
-      expect(() => vcpu.setThrottle(bad)).toThrow(expect.objectContaining({ name: 'VmmParamsError', option: 'percent' }));
+      expect(() => vcpu.setThrottle(bad)).toThrow(
+        expect.objectContaining({ name: 'VmmParamsError', option: 'percent' }),
+      );
     expect(vcpu.stats()).toMatchObject({ state: 'running', throttlePercent: 0, pagesWritten: 0 });
   });
 

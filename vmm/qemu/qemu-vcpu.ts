@@ -18,22 +18,25 @@
  *   Removed (threads moved back) by stop(), when QEMU exits, and when this Node process exits.
  *
  * Why slices. Measured here (2 shared cores, QEMU 7.2 TCG, 128 MiB guest, memwriter over a 16 MiB
- * hot set, verify 64 MB/s; rates from the guest's heartbeats over 4-5 s per setting; "desched" is
- * the measured descheduled share, "gap" the longest wall-clock gap between heartbeats, 100 ms idle):
- *   writer asked   throttle   cgroup: MB/s, desched, gap    slices: MB/s, desched, gap
- *   50 MB/s        50 %       50.0,   0 %,  101 ms          24.8, 49.5 %,  207 ms
- *   50 MB/s        90 %       50.0,  43 %,  169 ms           5.2, 89.5 %, 1015 ms
- *   50 MB/s        99 %        3.7,  99 %, 1399 ms           -
- *   150 MB/s       50 %      150.0,   0 %,  102 ms          74.5, 49.7 %,  204 ms
- *   1000 MB/s      25 %      999.9,   5 %,  131 ms         751.0, 24.9 %,  166 ms
- *   1000 MB/s      50 %      720.6,  46 %,  194 ms         502.1, 49.6 %,  263 ms
- *   1000 MB/s      75 %      347.4,  65 %,  380 ms         257.3, 74.5 %,  490 ms
- * Per descheduled share the cgroup harms a CPU-bound guest less (46 % descheduled cost it 28 % of
- * its writes, as its clock runs on and its pacing catches up), with shorter heartbeat gaps. But it
- * deschedules only a vCPU that wants more CPU than its quota: a paced writer (the migration case)
- * kept its full rate up to 90 % and then fell off a cliff at 99 %, which gives a throttle policy
- * nothing to steer by. Slices deschedule exactly the asked share (within 0.5 %) and cut the write
- * rate in proportion (within 1 %) whatever the guest does, at the price of heartbeat gaps of about
+ * hot set, verify 64 MB/s; rates from the guest's heartbeats over 4-5 s per setting, two runs where
+ * two figures are given; "desched" is the measured descheduled share (slices: stopped time; cgroup:
+ * cpu.stat throttled_time), "gap" the longest wall-clock gap between heartbeats, 100 ms unthrottled):
+ *   writer asked   throttle   cgroup: MB/s, desched, gap         slices: MB/s, desched, gap
+ *   50 MB/s        50 %       50.0,     0 %,      101 ms         24.8,  49.5 %,  207 ms
+ *   50 MB/s        90 %       50.0,     43 %,     169 ms          5.2,  89.5 %, 1015 ms
+ *   50 MB/s        99 %        3.7,     99 %,    1399 ms          -
+ *   150 MB/s       50 %      150.0,     0 %,      102 ms         74.5,  49.7 %,  206 ms
+ *   150 MB/s       90 %       83.2,     83 %,     289 ms         15.3,  89.6 %, 1008 ms
+ *   1000 MB/s      25 %      999.9,     5 %,      131 ms        751.0,  24.9 %,  166 ms
+ *   1000 MB/s      50 %      721/650,  46/47 %,  194/241 ms    502/503, 49.6/49.7 %, 263/254 ms
+ *   1000 MB/s      75 %      347/298,  65/69 %,  380/400 ms    257/264, 74.5/73.8 %, 490/502 ms
+ * Per descheduled share the cgroup harms a CPU-bound guest less (47 % descheduled cost it 28-35 %
+ * of its writes: its clock runs on and its pacing catches up), with shorter heartbeat gaps. But it
+ * deschedules only a vCPU that wants more CPU than its quota, so what a percentage does depends on
+ * the guest: a paced writer (the migration case) kept its full rate at 50 % (50 and 150 MB/s) and at
+ * 90 % (50 MB/s), then fell to 7 % of it at 99 %, which gives a throttle policy nothing steady to
+ * steer by. Slices deschedule the asked share (within 1.2 points) and cut the write rate to (1 - p)
+ * of it (within 1.5 points) whatever the guest does, at the price of heartbeat gaps of about
  * 100 ms / (1 - p) of wall time (none in the guest's own time) and 20 QMP commands a second.
  * Note for event timing: each slice emits QMP STOP and RESUME events.
  *
@@ -49,7 +52,7 @@ import { VcpuStoppedError, VmmParamsError } from '../errors';
 import type { GuestCpu } from '../guest-port';
 import type { VcpuStats } from '../vcpu';
 import { resolveWorkload, type Workload } from '../workload';
-import { QemuThrottleError } from './errors';
+import { QemuThrottleError, QmpCommandError } from './errors';
 import type { QemuProcess } from './qemu-process';
 
 /** Root of the cgroup v1 `cpu` controller. */
@@ -221,22 +224,29 @@ export class QemuVcpu implements GuestCpu {
     this.fixedWorkload = resolveWorkload(options.workload);
     this.phase = options.paused === true ? 'paused' : 'running';
     this.cgroupRoot = options.cgroupRoot ?? DEFAULT_CPU_CGROUP_ROOT;
-    this.throttleMeans =
-      options.throttleMeans === 'cgroup' && cpuCgroupWritable(this.cgroupRoot) ? 'cgroup' : 'slices';
+    this.throttleMeans = options.throttleMeans === 'cgroup' && cpuCgroupWritable(this.cgroupRoot) ? 'cgroup' : 'slices';
     void qemu.exited.then(() => {
       this.removeCgroup();
       this.enter('stopped');
     });
   }
 
-  /** Stops QEMU (QMP `stop`) and resolves once it is not running. Rejects with VcpuStoppedError after stop(). */
+  /**
+   * Stops QEMU (QMP `stop`) and resolves once it is not running. Rejects with VcpuStoppedError after
+   * stop(), with QmpCommandError or QmpConnectionError when QEMU refuses or is gone.
+   */
   async pause(): Promise<void> {
     this.assertAlive('pause');
     // Before the await: a slice ending meanwhile must not `cont` a guest pause() holds.
     this.enter('paused');
     await this.qemu.qmp.execute('stop');
     const status = await this.qemu.status();
-    if (status.running) throw new Error(`QEMU still running after stop [vm=${this.qemu.vmId}]: ${status.status}`);
+    if (status.running)
+      throw new QmpCommandError(
+        'stop',
+        'NotStopped',
+        `QEMU reports ${status.status} after stop [vm=${this.qemu.vmId}]`,
+      );
   }
 
   /** Sends `cont` (returns at once; a failure lands in lastError). Throws VcpuStoppedError after stop(). */
@@ -290,7 +300,10 @@ export class QemuVcpu implements GuestCpu {
     const current = now - this.phaseSinceMs;
     const runWallMs = this.runWallMs + (this.phase === 'running' ? current : 0);
     const throttledMs =
-      this.slicedMs + (this.phase === 'sliced' ? current : 0) + this.cgroupThrottledMs + (this.cgroup?.throttledMs() ?? 0);
+      this.slicedMs +
+      (this.phase === 'sliced' ? current : 0) +
+      this.cgroupThrottledMs +
+      (this.cgroup?.throttledMs() ?? 0);
     const hb = this.qemu.lastHeartbeat;
     const pagesWritten = hb === undefined ? 0 : Math.floor(hb.writtenBytes / PAGE_BYTES);
     return {
@@ -311,6 +324,7 @@ export class QemuVcpu implements GuestCpu {
     return Promise.resolve();
   }
 
+  // The timers are unref'd: a throttle is no reason to keep this process alive.
   private scheduleSlice(): void {
     const periodMs = THROTTLE_SLICE_PERIOD_MS;
     const offMs = (periodMs * this.percent) / 100;
@@ -327,11 +341,11 @@ export class QemuVcpu implements GuestCpu {
           this.enter('running');
           this.send('cont');
           this.scheduleSlice();
-        }, offMs);
+        }, offMs).unref();
       } else {
         this.scheduleSlice();
       }
-    }, periodMs - offMs);
+    }, periodMs - offMs).unref();
   }
 
   private enter(phase: Phase): void {
