@@ -6,7 +6,13 @@
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { buildGuestImage, guestKernelCommandLine, maxGuestFillMib, qemuSetupFailureSync } from '../../infra/qemu';
+import {
+  buildGuestImage,
+  guestKernelCommandLine,
+  maxGuestFillMib,
+  qemuSetupFailureSync,
+  type GuestImage,
+} from '../../infra/qemu';
 import type { Workload } from '../../vmm';
 import {
   cpuCgroupWritable,
@@ -61,21 +67,27 @@ async function expectNoHeartbeatFor(vm: QemuProcess, ms: number): Promise<void> 
 
 describe('QemuVcpu', () => {
   let root: string;
+  let image: GuestImage;
   let vm: QemuProcess;
 
-  beforeAll(async () => {
-    if (setupFailure !== undefined) return;
-    const image = await buildGuestImage();
-    root = mkdtempSync('/tmp/ferry-qvcpu-');
-    vm = await QemuProcess.launch({
-      vmId: 'vcpu',
-      stateDir: path.join(root, 'vcpu'),
+  async function launch(vmId: string): Promise<QemuProcess> {
+    const launched = await QemuProcess.launch({
+      vmId,
+      stateDir: path.join(root, vmId),
       memoryMib: MEMORY_MIB,
       kernelPath: image.kernelPath,
       initrdPath: image.initrdPath,
       kernelCommandLine: guestKernelCommandLine(memwriterArgs(WORKLOAD, maxGuestFillMib(MEMORY_MIB))),
     });
-    await vm.waitForHeartbeat((hb) => hb.seq >= 3, { timeoutMs: 40_000 });
+    await launched.waitForHeartbeat((hb) => hb.seq >= 3, { timeoutMs: 40_000 });
+    return launched;
+  }
+
+  beforeAll(async () => {
+    if (setupFailure !== undefined) return;
+    image = await buildGuestImage();
+    root = mkdtempSync('/tmp/ferry-qvcpu-');
+    vm = await launch('vcpu');
   });
 
   afterAll(async () => {
@@ -176,5 +188,22 @@ describe('QemuVcpu', () => {
     await vcpu.stop();
     expect(existsSync(dir)).toBe(false);
     expect(cpuGroupOf(vcpuThread!)).toBe(origin);
+  });
+
+  cgroupIt('removes its cgroup and reports stopped when QEMU dies under a throttle', async () => {
+    const doomed = await launch('doomed');
+    try {
+      const vcpu = new QemuVcpu(doomed, { workload: WORKLOAD, throttleMeans: 'cgroup' });
+      vcpu.setThrottle(30);
+      const dir = path.join(DEFAULT_CPU_CGROUP_ROOT, `ferry-doomed-${doomed.pid}`);
+      expect(existsSync(dir)).toBe(true);
+      await doomed.kill();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      expect(existsSync(dir)).toBe(false);
+      expect(vcpu.stats().state).toBe('stopped');
+      expect(() => vcpu.setThrottle(10)).toThrow(expect.objectContaining({ name: 'VcpuStoppedError' }));
+    } finally {
+      await doomed.destroy();
+    }
   });
 });
