@@ -73,3 +73,17 @@ export class QemuProcessError extends Error {
     this.logFile = logFile;
   }
 }
+
+/** The cgroup throttle of a QEMU guest's vCPU could not be set up (its cgroup was left removed). */
+export class QemuThrottleError extends Error {
+  override readonly name = 'QemuThrottleError';
+  readonly vmId: string;
+  /** The cgroup directory it tried to use. */
+  readonly cgroupDir: string;
+
+  constructor(vmId: string, cgroupDir: string, detail: string, options?: { cause?: unknown }) {
+    super(`vCPU throttle failed [vm=${vmId}, cgroup=${cgroupDir}]: ${detail}`, options);
+    this.vmId = vmId;
+    this.cgroupDir = cgroupDir;
+  }
+}

@@ -13,6 +13,7 @@ export {
 } from './device-state';
 export {
   QemuProcessError,
+  QemuThrottleError,
   QemuTimeoutError,
   QmpCommandError,
   QmpConnectionError,
@@ -30,3 +31,14 @@ export {
 export { qemuArgs, type QemuAccel, type QemuProcessOptions } from './qemu-command-line';
 export { createRamFile, defaultShmDir } from './ram-file';
 export { DEFAULT_QMP_CONNECT_TIMEOUT_MS, QmpClient, type QmpEvent, type QmpVersion } from './qmp-client';
+export {
+  cpuCgroupWritable,
+  DEFAULT_CFS_PERIOD_US,
+  DEFAULT_CPU_CGROUP_ROOT,
+  memwriterArgs,
+  QemuVcpu,
+  THROTTLE_SLICE_PERIOD_MS,
+  vcpuThreadIds,
+  type QemuThrottleMeans,
+  type QemuVcpuOptions,
+} from './qemu-vcpu';
