@@ -10,7 +10,7 @@
  */
 import type { MessageAuth, SealedMessage } from './message-auth';
 import type { CreditGrant } from './subjects';
-import type { FinalReply, FinalRequest } from './protocol';
+import { MAX_DEVICE_STATE_BASE64_CHARS, type FinalReply, type FinalRequest } from './protocol';
 
 /** The source's request to resynchronise: it has published every batch up to `sentSeq`. */
 export interface SyncRequest {
@@ -39,6 +39,16 @@ function asFinalRequest(value: unknown): FinalRequest | undefined {
   if (typeof value['digest'] !== 'string' || typeof value['contentDigest'] !== 'string') return undefined;
   if (typeof value['stunAt'] !== 'number' || typeof value['seed'] !== 'number') return undefined;
   if (!isRecord(value['workload']) || typeof value['workload']['type'] !== 'string') return undefined;
+  const deviceState = value['deviceState'];
+  if (
+    deviceState !== undefined &&
+    !(
+      typeof deviceState === 'string' &&
+      deviceState.length <= MAX_DEVICE_STATE_BASE64_CHARS &&
+      /^[A-Za-z0-9+/]*={0,2}$/.test(deviceState)
+    )
+  )
+    return undefined;
   return value as unknown as FinalRequest;
 }
 

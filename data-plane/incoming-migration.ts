@@ -272,6 +272,12 @@ export class IncomingMigration {
       { onError: (err, attempt) => this.ctx.log(`final fill: the store failed (attempt ${attempt}): ${String(err)}`) },
     );
     const verifyMs = performance.now() - verifyStarted;
+    // A real guest's devices are loaded before the claim: a destination that cannot load them never runs.
+    if (this.ctx.devices) {
+      if (request.deviceState === undefined)
+        throw new Error('the final request carries no device state, and this guest needs one');
+      await this.ctx.devices.load(Buffer.from(request.deviceState, 'base64'));
+    }
     // If the claim could not be prepared at start (the store was unreachable then), try again now.
     const prepared = await this.preparedClaim.catch(() =>
       untilAnswered(`whether the ownership claim of ${this.input.migrationId} can be written`, () =>

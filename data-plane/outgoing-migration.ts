@@ -250,6 +250,9 @@ export class OutgoingMigration {
     try {
       await this.faults.hit('source.after-stun');
       const round = this.currentRound + 1;
+      // A real guest's device state is saved while the last scan reads its memory.
+      const deviceState = this.ctx.devices?.save();
+      deviceState?.catch(() => undefined);
       const dirty = this.ctx.memory.collectDirty();
       // The last pages and the final manifest are the downtime: no new upload competes with them.
       this.pageFile.setPace?.('paused');
@@ -287,6 +290,7 @@ export class OutgoingMigration {
         stunAt,
         workload: this.ctx.vcpu.workload(),
         seed: this.ctx.seed,
+        ...(deviceState ? { deviceState: (await deviceState).toString('base64') } : {}),
       };
       // From here on the destination may finish (the request goes out, or into the mailbox once the
       // store is complete): only the ownership epoch may decide a rollback. A rollback that came

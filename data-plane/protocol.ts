@@ -130,7 +130,12 @@ export interface FinalRequest {
   stunAt: number;
   workload: Workload;
   seed: number;
+  /** The stunned guest's device state, base64 (a hypervisor with devices, such as QEMU; see GuestDevices). */
+  deviceState?: string;
 }
+
+/** Longest device state a final request may carry (base64 characters; QEMU's is ~430 K). */
+export const MAX_DEVICE_STATE_BASE64_CHARS = 16 * 1024 * 1024;
 
 /** The destination's answer to `final`. */
 export type FinalReply =

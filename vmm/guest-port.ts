@@ -53,6 +53,22 @@ export interface GuestPages {
   verifyAll(): { badPages: number[]; checked: number };
   /** Writes the whole memory into the file at `path`; resolves to the bytes written. */
   dumpTo(path: string): Promise<number>;
+  /**
+   * A destination whose guest runs and rewrites memory (QEMU) may keep the memory it held when the
+   * guest first ran: writes that into `path`. Throws when it has not kept it.
+   */
+  dumpAtResumeTo?(path: string): Promise<number>;
+}
+
+/**
+ * A real guest's device state (CPU registers, timers, interrupt controllers, devices): what moves
+ * besides memory. The simulated guest has none.
+ */
+export interface GuestDevices {
+  /** The device state of the paused guest, as bytes its hypervisor loads back. */
+  save(): Promise<Buffer>;
+  /** Loads `state` into this paused destination guest, before it first runs. */
+  load(state: Buffer): Promise<void>;
 }
 
 /** A guest's vCPU(s) as the engine and the VMM's built-in methods command them. */
