@@ -80,6 +80,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
       return {
         pageCount: record.pageCount,
         memoryBytes: record.memoryBytes,
+        ...(record.driver !== undefined && record.driver !== 'simulated' ? { driver: record.driver } : {}),
         store: storeRef,
         baseEpoch: owner.epoch,
         workload: record.workload,
@@ -108,7 +109,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         );
       }
       await openPageStore(host.allowedStore(input.store)).assertWritable();
-      await driver.prepareIncoming(input.vmId, input.memoryBytes);
+      await driver.prepareIncoming(input.vmId, input.memoryBytes, input.driver ?? 'simulated');
       // The reservation lives on the migration's lease: if its workflow ends without a word, the
       // VMM goes away by itself.
       await engine(input.vmId, 'migration.renewLease', {

@@ -3,6 +3,7 @@ import type { IncomingStatus, RoundStats, RoundThrottleInput, SwitchoverStats } 
 import type { VmHistoryRecord } from '../store/vm-history';
 import type { VmRecord } from '../vmm/driver';
 import type { Workload } from '../vmm/vcpu';
+import type { VmDriverName } from '../vmm/vm-spec';
 
 /** Identifies one migration on one host. */
 export interface MigrationRefInput {
@@ -21,6 +22,8 @@ export interface PrepareSourceInput extends MigrationRefInput {
 export interface PrepareSourceResult {
   pageCount: number;
   memoryBytes: number;
+  /** The hypervisor that runs the VM; the destination starts the same (absent: simulated). */
+  driver?: VmDriverName;
   store: string;
   /** Ownership epoch the source holds now. */
   baseEpoch: number;
@@ -71,6 +74,8 @@ export interface AbortDestinationInput extends MigrationRefInput {
 /** Input of `prepareDestination`. */
 export interface PrepareDestinationInput extends MigrationRefInput {
   memoryBytes: number;
+  /** The source's hypervisor (absent: simulated). */
+  driver?: VmDriverName;
   store: string;
 }
 
@@ -135,6 +140,8 @@ export interface CreateVmInput {
   memoryBytes: number;
   workload: Workload;
   seed?: number;
+  /** The hypervisor to run it (default simulated). */
+  driver?: VmDriverName;
 }
 
 /** A VM as listed by a host. */
@@ -170,5 +177,9 @@ export interface HostActivities {
   listVms(): Promise<VmSummary[]>;
   destroyVm(input: { vmId: string }): Promise<void>;
   /** Writes the VM's whole memory to `path` (for page-by-page checks), and its vCPU state. */
-  dumpVmMemory(input: { vmId: string; path: string }): Promise<{ state: string; pagesWritten: number }>;
+  dumpVmMemory(input: {
+    vmId: string;
+    path: string;
+    at?: 'now' | 'resume';
+  }): Promise<{ state: string; pagesWritten: number }>;
 }

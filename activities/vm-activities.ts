@@ -43,6 +43,7 @@ export function createVmActivities(host: HostContext): VmActivities {
         memoryBytes: input.memoryBytes,
         workload: input.workload,
         ...(input.seed !== undefined ? { seed: input.seed } : {}),
+        ...(input.driver !== undefined ? { driver: input.driver } : {}),
       };
       const running = await driver.getVm(input.vmId);
       if (running) {
@@ -98,21 +99,23 @@ export function createVmActivities(host: HostContext): VmActivities {
       await openPageStore(host.defaultStore).releaseOwnership(vmId, hostId);
     }),
 
-    dumpVmMemory: guarded(async ({ vmId, path: requested }: { vmId: string; path: string }) => {
-      checkedVmId(vmId);
-      const target = pathUnder(host.dumpsDir, requested, 'dump path');
-      if (!(await driver.getVm(vmId)))
-        throw ApplicationFailure.nonRetryable(`VM ${vmId} is not on host ${hostId}`, FAILURE_TYPES.vmNotFound);
-      await makePrivateDir(path.dirname(target));
-      // The folder is the host's own, whoever created it first (a client on this machine may have).
-      await fs.chmod(host.dumpsDir, PRIVATE_DIR_MODE);
-      // Created here 0600, so the VMM's write (which keeps an existing file's mode) never leaves
-      // guest memory readable by others, whatever its umask.
-      await (await fs.open(target, 'w', PRIVATE_FILE_MODE)).close();
-      await fs.chmod(target, PRIVATE_FILE_MODE);
-      await call(vmId, 'dumpMemory', { path: target });
-      const status = await call<{ vcpu: { state: string; pagesWritten: number } }>(vmId, 'status');
-      return { state: status.vcpu.state, pagesWritten: status.vcpu.pagesWritten };
-    }),
+    dumpVmMemory: guarded(
+      async ({ vmId, path: requested, at }: { vmId: string; path: string; at?: 'now' | 'resume' }) => {
+        checkedVmId(vmId);
+        const target = pathUnder(host.dumpsDir, requested, 'dump path');
+        if (!(await driver.getVm(vmId)))
+          throw ApplicationFailure.nonRetryable(`VM ${vmId} is not on host ${hostId}`, FAILURE_TYPES.vmNotFound);
+        await makePrivateDir(path.dirname(target));
+        // The folder is the host's own, whoever created it first (a client on this machine may have).
+        await fs.chmod(host.dumpsDir, PRIVATE_DIR_MODE);
+        // Created here 0600, so the VMM's write (which keeps an existing file's mode) never leaves
+        // guest memory readable by others, whatever its umask.
+        await (await fs.open(target, 'w', PRIVATE_FILE_MODE)).close();
+        await fs.chmod(target, PRIVATE_FILE_MODE);
+        await call(vmId, 'dumpMemory', { path: target, ...(at !== undefined ? { at } : {}) });
+        const status = await call<{ vcpu: { state: string; pagesWritten: number } }>(vmId, 'status');
+        return { state: status.vcpu.state, pagesWritten: status.vcpu.pagesWritten };
+      },
+    ),
   };
 }

@@ -40,6 +40,7 @@ export interface VmCreateFlags extends WorkloadFlags {
   host: string;
   memory: string;
   seed?: string;
+  driver?: string;
   json?: boolean;
 }
 
@@ -66,6 +67,7 @@ export interface DemoFlags extends Omit<PolicyFlags, 'store' | 'keepSource'>, Wo
   memory?: string;
   store?: string;
   vm?: string;
+  driver?: string;
 }
 
 /** What each command does once its command line has parsed; main.ts wires them to the commands. */
@@ -185,13 +187,14 @@ export function buildProgram(actions: CommandActions, version: string): Command 
     .action((flags: UpFlags) => actions.up(flags));
   sub(program, 'down', 'stop all of it, VMs and SeaweedFS included').action(() => actions.down());
 
-  const vm = sub(program, 'vm', 'create, list and destroy simulated VMs');
+  const vm = sub(program, 'vm', 'create, list and destroy VMs');
   addWorkloadFlags(
-    sub(vm, 'create', 'start a simulated VM')
+    sub(vm, 'create', 'start a VM: simulated, or a Linux guest in QEMU')
       .argument('<vm>', 'id of the new VM', id('vmId', 'vmId'))
       .option('--host <host>', 'host to start it on', id('hostId', '--host'), 'h1')
       .option('--memory <size>', 'guest memory, e.g. 256MiB', '256MiB')
       .option('--seed <n>', 'seed of page choice and content')
+      .option('--driver <name>', 'hypervisor: simulated or qemu (a Linux guest; 64MiB-4GiB)', 'simulated')
       .option('--json', 'print the VM as JSON'),
   ).action((vmId: string, flags: VmCreateFlags) => actions.vmCreate(vmId, flags));
   sub(vm, 'list', 'list VMs per host')
@@ -239,7 +242,8 @@ export function buildProgram(actions: CommandActions, version: string): Command 
         .option('--json', 'print the result as one JSON object, last')
         .option('--memory <size>', 'guest memory (default 256MiB)')
         .option('--store <kind>', 's3: run on the embedded SeaweedFS; dir: on the store directory')
-        .option('--vm <id>', 'id of the demo VM (default demo-<time>)', id('vmId', '--vm')),
+        .option('--vm <id>', 'id of the demo VM (default demo-<time>)', id('vmId', '--vm'))
+        .option('--driver <name>', 'hypervisor: simulated (default) or qemu'),
       false,
     ),
   ).action((flags: DemoFlags) => actions.demo(flags));

@@ -100,8 +100,17 @@ export class FerryClient {
   }
 
   /** Writes the memory of `vmId` on `hostId` to `path` (a path that host can write). */
-  dumpVmMemory(hostId: string, vmId: string, path: string): Promise<{ state: string; pagesWritten: number }> {
-    return this.admin('dumpVmMemory', { hostId, vmId, path }, `dump-${vmId}-${hostId}-${Date.now()}`);
+  dumpVmMemory(
+    hostId: string,
+    vmId: string,
+    path: string,
+    at?: 'now' | 'resume',
+  ): Promise<{ state: string; pagesWritten: number }> {
+    return this.admin(
+      'dumpVmMemory',
+      { hostId, vmId, path, ...(at !== undefined ? { at } : {}) },
+      `dump-${vmId}-${hostId}-${Date.now()}`,
+    );
   }
 
   /** Finds the host that runs `vmId`, or throws CliError (exit 3). */

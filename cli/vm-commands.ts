@@ -3,6 +3,7 @@ import { DEFAULT_HOSTS } from '../temporal-config';
 import { validateId } from '../model';
 import { parseSize } from '../vmm/size';
 import type { Workload } from '../vmm/vcpu';
+import { VM_DRIVERS, type VmDriverName } from '../vmm/vm-spec';
 import { numberOrText, type VmCreateFlags, type VmHostsFlags, type WorkloadFlags } from './args';
 import { usageError } from './errors';
 import type { FerryClient } from './ferry-client';
@@ -50,6 +51,14 @@ export function workloadFromFlags(flags: WorkloadFlags): Workload {
   }
 }
 
+/** The hypervisor named by `--driver` (default simulated). */
+export function driverFromFlag(raw: string | undefined): VmDriverName {
+  const name = raw ?? 'simulated';
+  if (!VM_DRIVERS.includes(name as VmDriverName))
+    throw usageError(`--driver must be one of ${VM_DRIVERS.join(', ')}, got ${JSON.stringify(name)}`);
+  return name as VmDriverName;
+}
+
 /** Hosts named by `--hosts a,b` (each a well-formed host id), or the embedded default. */
 export function hostsFromFlag(raw: string | undefined): string[] {
   if (!raw) return [...DEFAULT_HOSTS];
@@ -77,12 +86,19 @@ export async function vmCreateCommand(
   const workload = workloadFromFlags(flags);
   const seed = flags.seed === undefined ? undefined : numberOrText(flags.seed);
   if (typeof seed === 'string') throw usageError(`--seed must be a number, got ${JSON.stringify(seed)}`);
+  const driver = driverFromFlag(flags.driver);
   await client.requireHost(host);
-  const vm = await client.createVm(host, { vmId, memoryBytes, workload, ...(seed !== undefined ? { seed } : {}) });
+  const vm = await client.createVm(host, {
+    vmId,
+    memoryBytes,
+    workload,
+    ...(seed !== undefined ? { seed } : {}),
+    ...(driver !== 'simulated' ? { driver } : {}),
+  });
   out(
     flags.json === true
       ? JSON.stringify(vm)
-      : `created VM ${vm.vmId} on ${host}: ${formatBytes(vm.memoryBytes)}, ${describeWorkload(vm.workload)}, pid ${vm.pid}`,
+      : `created VM ${vm.vmId} on ${host}: ${vm.driver ?? 'simulated'}, ${formatBytes(vm.memoryBytes)}, ${describeWorkload(vm.workload)}, pid ${vm.pid}`,
   );
 }
 

@@ -14,6 +14,7 @@ export interface ProvisionVmInput {
   memoryBytes: number;
   workload: unknown;
   seed?: number;
+  driver?: unknown;
 }
 
 /** Input of `listVms`. */
@@ -27,11 +28,16 @@ export interface DestroyVmInput {
   vmId: string;
 }
 
-/** Input of `dumpVmMemory`: `path` is a file on that host. */
+/**
+ * Input of `dumpVmMemory`: `path` is a file on that host. `at` is `now` (default: the memory as it
+ * is, the guest held paused while it is written) or `resume` (a QEMU destination's memory as it
+ * was when the guest first ran there, which the engine kept; see vmm/qemu/qemu-guest-pages.ts).
+ */
 export interface DumpVmMemoryInput {
   hostId: string;
   vmId: string;
   path: string;
+  at?: 'now' | 'resume';
 }
 
 /** The schema of ProvisionVmInput; the VM's spec fields are checked by the host. */
@@ -42,6 +48,7 @@ export const provisionVmInputSchema = z
     memoryBytes: z.unknown(),
     workload: z.unknown(),
     seed: z.unknown(),
+    driver: z.unknown(),
   })
   .strict() as unknown as z.ZodType<ProvisionVmInput, z.ZodTypeDef, unknown>;
 
@@ -68,5 +75,6 @@ export const dumpVmMemoryInputSchema = z
     hostId: idSchema(),
     vmId: idSchema(),
     path: checked((v): v is string => typeof v === 'string' && v !== '', 'a non-empty path'),
+    at: z.enum(['now', 'resume']).optional(),
   })
   .strict() as unknown as z.ZodType<DumpVmMemoryInput, z.ZodTypeDef, unknown>;

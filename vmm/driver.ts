@@ -19,20 +19,23 @@ import { VmmClient } from './vmm-client';
 import type { VmmStatus } from './vmm-methods';
 import { isVmmAlive, VmRecordStore, waitForVmmExit } from './vm-records';
 import type { VmRecord } from './vm-records';
-import { pageCountOf, resolveVmSpec, validateVmId } from './vm-spec';
-import type { VmSpec } from './vm-spec';
+import { pageCountOf, resolveDriver, resolveVmSpec, validateVmId } from './vm-spec';
+import type { VmDriverName, VmSpec } from './vm-spec';
 import { DEFAULT_WORKLOAD } from './workload';
 
 export type { VmRecord } from './vm-records';
 export type { VmSpec } from './vm-spec';
 export type { Workload } from './workload';
 
+/** Least time a QEMU VMM gets to start serving: image build (first time) and boot included (ms). */
+export const QEMU_LAUNCH_TIMEOUT_MS = 100_000;
+
 /** The operations a host agent needs from a hypervisor. */
 export interface HypervisorDriver {
   /** Starts a VM (mode run). Throws InvalidVmSpecError, VmExistsError if the id exists here, VmmLaunchError. */
   createVm(spec: VmSpec): Promise<VmRecord>;
   /** Starts an empty, paused VM to migrate into (mode incoming); returns the existing one if already there. */
-  prepareIncoming(vmId: string, memoryBytes: number): Promise<VmRecord>;
+  prepareIncoming(vmId: string, memoryBytes: number, driver?: VmDriverName): Promise<VmRecord>;
   /** The VM's record, or undefined if there is none or its process is dead (the stale record is removed). */
   getVm(vmId: string): Promise<VmRecord | undefined>;
   /** Every live VM on the host. */
@@ -108,17 +111,24 @@ export class SimulatedDriver implements HypervisorDriver {
   }
 
   /** See HypervisorDriver. */
-  async prepareIncoming(vmId: string, memoryBytes: number): Promise<VmRecord> {
+  async prepareIncoming(vmId: string, memoryBytes: number, driver: VmDriverName = 'simulated'): Promise<VmRecord> {
     validateVmId(vmId);
     const pageCount = pageCountOf(memoryBytes);
+    const driverName = resolveDriver(driver, memoryBytes);
     return this.creating(vmId, async () => {
       const existing = await this.getVm(vmId);
-      if (existing?.mode === 'incoming' && existing.memoryBytes === memoryBytes) return existing;
+      const existingDriver = existing?.driver ?? 'simulated';
+      if (existing?.mode === 'incoming' && existing.memoryBytes === memoryBytes && existingDriver === driverName)
+        return existing;
       if (existing !== undefined) {
-        const what = `a ${existing.mode} VMM of ${existing.memoryBytes} bytes runs as pid ${existing.pid}`;
-        throw new VmExistsError(vmId, this.opts.hostId, `${what}, wanted incoming of ${memoryBytes} bytes`);
+        const what = `a ${existing.mode} ${existingDriver} VMM of ${existing.memoryBytes} bytes runs as pid ${existing.pid}`;
+        throw new VmExistsError(
+          vmId,
+          this.opts.hostId,
+          `${what}, wanted incoming ${driverName} of ${memoryBytes} bytes`,
+        );
       }
-      return this.launch(vmId, pageCount, 'incoming', { workload: DEFAULT_WORKLOAD });
+      return this.launch(vmId, pageCount, 'incoming', { workload: DEFAULT_WORKLOAD, driver: driverName });
     });
   }
 
@@ -181,7 +191,7 @@ export class SimulatedDriver implements HypervisorDriver {
     vmId: string,
     pageCount: number,
     mode: VmRecord['mode'],
-    spec: Pick<VmSpec, 'workload' | 'seed' | 'fillRatio'>,
+    spec: Pick<VmSpec, 'workload' | 'seed' | 'fillRatio' | 'driver'>,
   ): Promise<VmRecord> {
     const paths = this.store.paths(vmId);
     const record = (pid: number): VmRecord => ({
@@ -194,6 +204,7 @@ export class SimulatedDriver implements HypervisorDriver {
       mode,
       workload: spec.workload,
       createdAt: new Date().toISOString(),
+      ...(spec.driver !== undefined && spec.driver !== 'simulated' ? { driver: spec.driver } : {}),
     });
     // The record is written as soon as the pid is known: an agent that dies while a large VM
     // fills its memory finds the VM on restart instead of orphaning it.
@@ -206,7 +217,12 @@ export class SimulatedDriver implements HypervisorDriver {
       workload: spec.workload,
       ...(spec.seed === undefined ? {} : { seed: spec.seed }),
       ...(spec.fillRatio === undefined ? {} : { fillRatio: spec.fillRatio }),
-      timeoutMs: this.opts.launchTimeoutMs,
+      ...(spec.driver === undefined ? {} : { driver: spec.driver }),
+      // A QEMU guest boots its kernel and guest program before its VMM serves (5-9 s under TCG here).
+      timeoutMs:
+        spec.driver === 'qemu'
+          ? Math.max(this.opts.launchTimeoutMs, QEMU_LAUNCH_TIMEOUT_MS)
+          : this.opts.launchTimeoutMs,
       onSpawn: (pid) => this.store.write(record(pid)),
     });
     try {

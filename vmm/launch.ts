@@ -11,7 +11,7 @@ import { formatVmmArgs } from './vmm-args';
 import type { VmmMode } from './vmm-args';
 import type { VmmStatus } from './vmm-methods';
 import { VmmClient } from './vmm-client';
-import { DEFAULT_FILL_RATIO, DEFAULT_SEED } from './vm-spec';
+import { DEFAULT_FILL_RATIO, DEFAULT_SEED, type VmDriverName } from './vm-spec';
 import { DEFAULT_WORKLOAD } from './workload';
 import type { Workload } from './workload';
 
@@ -36,6 +36,8 @@ export interface LaunchVmmOptions {
   workload?: Workload;
   seed?: number;
   fillRatio?: number;
+  /** Which hypervisor runs the guest; default `simulated`. */
+  driver?: VmDriverName;
   timeoutMs?: number;
   /**
    * Called with the new process's pid as soon as it is spawned, before it serves (so a caller can
@@ -84,6 +86,7 @@ export async function launchVmm(opts: LaunchVmmOptions): Promise<{ pid: number }
     workload: opts.workload ?? DEFAULT_WORKLOAD,
     seed: opts.seed ?? DEFAULT_SEED,
     fillRatio: opts.fillRatio ?? DEFAULT_FILL_RATIO,
+    driver: opts.driver ?? 'simulated',
   });
   const logFd = openSync(opts.logPath, 'a');
   let child;

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from '../store/safe-path';
 import type { VmmMode } from './vmm-args';
 import type { Workload } from './workload';
+import type { VmDriverName } from './vm-spec';
 
 /**
  * What the driver knows of a VM on its host. `workload` is the one it was created with (it may
@@ -30,6 +31,8 @@ export interface VmRecord {
   mode: VmmMode;
   workload: Workload;
   createdAt: string;
+  /** Which hypervisor runs it; absent in records written before there were two (simulated). */
+  driver?: VmDriverName;
 }
 
 /** Where a VM's files live. */

@@ -15,10 +15,21 @@ export const DEFAULT_FILL_RATIO = 1;
 /** Largest memory of a simulated VM (bytes): 16 GiB, far beyond what a test host holds. */
 export const MAX_MEMORY_BYTES = 16 * 1024 ** 3;
 
+/** Which hypervisor runs a VM: ferry's simulated guest, or a Linux guest in QEMU. */
+export type VmDriverName = 'simulated' | 'qemu';
+/** The drivers, in the order help texts list them. */
+export const VM_DRIVERS: readonly VmDriverName[] = ['simulated', 'qemu'];
+/** Smallest memory of a QEMU guest (bytes): its kernel and initramfs need 64 MiB. */
+export const MIN_QEMU_MEMORY_BYTES = 64 * 1024 ** 2;
+/** Largest memory of a QEMU guest (bytes): a test host holds its RAM file and the source's shadow. */
+export const MAX_QEMU_MEMORY_BYTES = 4 * 1024 ** 3;
+
 /**
  * A VM to create. `memoryBytes` is a positive multiple of 4096; `workload` is what its vCPU does;
  * `seed` (integer, default DEFAULT_SEED) makes page choice and content reproducible; `fillRatio`
- * (0..1, default 1) is the share of pages, from page 0, written once at creation.
+ * (0..1, default 1) is the share of pages, from page 0, written once at creation (for a QEMU
+ * guest: the share of the most its guest program can fill). `driver` (default `simulated`) names
+ * the hypervisor; a QEMU guest's memory is a multiple of 1 MiB from 64 MiB to 4 GiB.
  */
 export interface VmSpec {
   vmId: string;
@@ -26,6 +37,7 @@ export interface VmSpec {
   workload: Workload;
   seed?: number;
   fillRatio?: number;
+  driver?: VmDriverName;
 }
 
 /** A validated VmSpec with defaults applied and the page count derived. */
@@ -36,6 +48,7 @@ export interface ResolvedVmSpec {
   workload: Workload;
   seed: number;
   fillRatio: number;
+  driver: VmDriverName;
 }
 
 /**
@@ -87,5 +100,28 @@ export function resolveVmSpec(spec: VmSpec): ResolvedVmSpec {
   if (typeof fillRatio !== 'number' || !(fillRatio >= 0 && fillRatio <= 1)) {
     throw new InvalidVmSpecError('fillRatio', `fillRatio must be a number in 0..1, got ${fillRatio}`);
   }
-  return { vmId, memoryBytes: spec.memoryBytes, pageCount, workload, seed, fillRatio };
+  const driver = resolveDriver(spec.driver, spec.memoryBytes);
+  return { vmId, memoryBytes: spec.memoryBytes, pageCount, workload, seed, fillRatio, driver };
+}
+
+/**
+ * Checks a driver name (default `simulated`) and that `memoryBytes` suits it. Throws
+ * InvalidVmSpecError: "driver must be one of simulated, qemu, got \"xen\"".
+ */
+export function resolveDriver(driver: unknown, memoryBytes: number): VmDriverName {
+  const name = driver ?? 'simulated';
+  if (!VM_DRIVERS.includes(name as VmDriverName))
+    throw new InvalidVmSpecError(
+      'driver',
+      `driver must be one of ${VM_DRIVERS.join(', ')}, got ${JSON.stringify(driver)}`,
+    );
+  if (
+    name === 'qemu' &&
+    (memoryBytes % (1024 * 1024) !== 0 || memoryBytes < MIN_QEMU_MEMORY_BYTES || memoryBytes > MAX_QEMU_MEMORY_BYTES)
+  )
+    throw new InvalidVmSpecError(
+      'memoryBytes',
+      `a QEMU guest's memoryBytes must be a multiple of 1 MiB from 64 MiB to 4 GiB, got ${memoryBytes}`,
+    );
+  return name as VmDriverName;
 }

@@ -3,12 +3,12 @@
  * (used by the process), so the two cannot drift apart.
  *
  *   --vm-id <id> --pages <n> --socket <path> --mode run|incoming
- *   [--workload <json>] [--seed <n>] [--fill-ratio <0..1>]
+ *   [--workload <json>] [--seed <n>] [--fill-ratio <0..1>] [--driver simulated|qemu]
  */
 import { parseArgs } from 'node:util';
 import { VmmParamsError } from './errors';
 import { PAGE_SIZE_BYTES } from './guest-memory';
-import { DEFAULT_FILL_RATIO, DEFAULT_SEED, resolveVmSpec } from './vm-spec';
+import { DEFAULT_FILL_RATIO, DEFAULT_SEED, resolveVmSpec, type VmDriverName } from './vm-spec';
 import { DEFAULT_WORKLOAD } from './workload';
 import type { Workload } from './workload';
 
@@ -24,6 +24,7 @@ export interface VmmProcessOptions {
   workload: Workload;
   seed: number;
   fillRatio: number;
+  driver: VmDriverName;
 }
 
 /** The command-line arguments (after the script path) that start a VMM with `opts`. */
@@ -43,6 +44,7 @@ export function formatVmmArgs(opts: VmmProcessOptions): string[] {
     String(opts.seed),
     '--fill-ratio',
     String(opts.fillRatio),
+    ...(opts.driver === 'simulated' ? [] : ['--driver', opts.driver]),
   ];
 }
 
@@ -68,6 +70,7 @@ export function parseVmmArgs(argv: readonly string[]): VmmProcessOptions {
         workload: { type: 'string' },
         seed: { type: 'string' },
         'fill-ratio': { type: 'string' },
+        driver: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -100,6 +103,7 @@ export function parseVmmArgs(argv: readonly string[]): VmmProcessOptions {
     workload: workload as Workload,
     seed: values['seed'] === undefined ? DEFAULT_SEED : Number(values['seed']),
     fillRatio: values['fill-ratio'] === undefined ? DEFAULT_FILL_RATIO : Number(values['fill-ratio']),
+    ...(values['driver'] === undefined ? {} : { driver: values['driver'] as VmDriverName }),
   });
   return {
     vmId: spec.vmId,
@@ -109,5 +113,6 @@ export function parseVmmArgs(argv: readonly string[]): VmmProcessOptions {
     workload: spec.workload,
     seed: spec.seed,
     fillRatio: spec.fillRatio,
+    driver: spec.driver,
   };
 }

@@ -223,6 +223,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
           destination.short.prepareDestination({
             ...ref,
             memoryBytes: ready.memoryBytes,
+            ...(ready.driver !== undefined ? { driver: ready.driver } : {}),
             store: ready.store,
           }),
           () => source.lease.renewLease({ ...ref, role: 'outgoing' }),

@@ -59,7 +59,8 @@ export async function dumpVmMemory(input: {
   hostId: string;
   vmId: string;
   path: string;
+  at?: 'now' | 'resume';
 }): Promise<{ state: string; pagesWritten: number }> {
-  const { hostId, vmId, path } = valid(dumpVmMemoryInputSchema, input, 'dumpVmMemory');
-  return onHost(hostId).dumpVmMemory({ vmId, path });
+  const { hostId, vmId, path, at } = valid(dumpVmMemoryInputSchema, input, 'dumpVmMemory');
+  return onHost(hostId).dumpVmMemory({ vmId, path, ...(at !== undefined ? { at } : {}) });
 }

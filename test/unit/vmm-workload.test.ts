@@ -59,7 +59,7 @@ describe('VM specs', () => {
   const base: VmSpec = { vmId: 'vm-1', memoryBytes: 64 * PAGE_SIZE_BYTES, workload: { type: 'idle' } };
 
   it('applies defaults and derives the page count', () => {
-    expect(resolveVmSpec(base)).toEqual({ ...base, pageCount: 64, seed: 1, fillRatio: 1 });
+    expect(resolveVmSpec(base)).toEqual({ ...base, pageCount: 64, seed: 1, fillRatio: 1, driver: 'simulated' });
   });
 
   it.each([
@@ -86,8 +86,22 @@ describe('VMM command line', () => {
       workload: { type: 'hotset' as const, rateBytesPerSec: 5, hotSetBytes: 8192 },
       seed: 77,
       fillRatio: 0.5,
+      driver: 'simulated' as const,
     };
     expect(parseVmmArgs(formatVmmArgs(opts))).toEqual(opts);
+    const qemu = { ...opts, pageCount: 32_768, mode: 'run' as const, driver: 'qemu' as const };
+    expect(formatVmmArgs(qemu)).toEqual(expect.arrayContaining(['--driver', 'qemu']));
+    expect(parseVmmArgs(formatVmmArgs(qemu))).toEqual(qemu);
+  });
+
+  it('refuses an unknown driver, and a QEMU guest of a size QEMU cannot boot', () => {
+    const base = ['--vm-id', 'v', '--socket', 's', '--mode', 'run'];
+    expect(errorOf(() => parseVmmArgs([...base, '--pages', '32768', '--driver', 'xen'])).message).toBe(
+      'driver must be one of simulated, qemu, got "xen"',
+    );
+    expect(errorOf(() => parseVmmArgs([...base, '--pages', '1000', '--driver', 'qemu'])).message).toBe(
+      "a QEMU guest's memoryBytes must be a multiple of 1 MiB from 64 MiB to 4 GiB, got 4096000",
+    );
   });
 
   it('says which flag is wrong', () => {
