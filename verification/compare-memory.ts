@@ -64,8 +64,45 @@ export function compareMemory(source: Buffer, destination: Buffer): MemoryCompar
   return result;
 }
 
-/** Compares two memory image files written by the VMMs' `dumpMemory`. */
-export async function compareMemoryFiles(sourcePath: string, destinationPath: string): Promise<MemoryComparison> {
+/**
+ * Compares two images that must be equal byte for byte: a real guest's memory at stun and the
+ * destination's at resume. Its pages carry no generation, so every differing page is a mismatch.
+ */
+export function compareMemoryExact(source: Buffer, destination: Buffer): MemoryComparison {
+  if (source.length !== destination.length) {
+    throw new Error(`memory sizes differ: source ${source.length} bytes, destination ${destination.length} bytes`);
+  }
+  const pages = source.length / PAGE_SIZE_BYTES;
+  const result: MemoryComparison = {
+    ok: true,
+    pages,
+    identical: 0,
+    rewrittenAfterResume: 0,
+    mismatched: [],
+    details: [],
+  };
+  for (let i = 0; i < pages; i += 1) {
+    const at = i * PAGE_SIZE_BYTES;
+    if (source.compare(destination, at, at + PAGE_SIZE_BYTES, at, at + PAGE_SIZE_BYTES) === 0) {
+      result.identical += 1;
+      continue;
+    }
+    result.ok = false;
+    result.mismatched.push(i);
+    if (result.details.length < 5) result.details.push(`page ${i}: the bytes differ`);
+  }
+  return result;
+}
+
+/**
+ * Compares two memory image files written by the VMMs' `dumpMemory`: by generation (the simulated
+ * guest), or byte for byte with `exact`.
+ */
+export async function compareMemoryFiles(
+  sourcePath: string,
+  destinationPath: string,
+  exact = false,
+): Promise<MemoryComparison> {
   const [source, destination] = await Promise.all([fs.readFile(sourcePath), fs.readFile(destinationPath)]);
-  return compareMemory(source, destination);
+  return exact ? compareMemoryExact(source, destination) : compareMemory(source, destination);
 }

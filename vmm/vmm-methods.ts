@@ -3,7 +3,7 @@
  * throws VmmParamsError when they are malformed.
  */
 import { VmmParamsError } from './errors';
-import type { VmmContext, VmmHandler } from './extensions';
+import type { GuestReport, HypervisorEvents, VmmContext, VmmHandler } from './extensions';
 import type { GuestHold } from './guest-run';
 import type { VcpuStats } from './vcpu';
 import { resolveWorkload } from './workload';
@@ -21,6 +21,14 @@ export interface VmmStatus {
   owner: boolean;
   /** Who holds the guest paused now (`switchover`, `verify`, `dumpMemory`, `pause`, …). */
   holds: string[];
+  /** Which hypervisor runs the guest. */
+  driver: 'simulated' | 'qemu';
+  /** The guest program's last heartbeat (QEMU guests). */
+  guest?: GuestReport;
+  /** The QEMU process's pid (QEMU guests). */
+  hypervisorPid?: number;
+  /** QEMU's last STOP and RESUME events (QEMU guests): the switchover's downtime as QEMU saw it. */
+  hypervisorEvents?: HypervisorEvents;
 }
 
 /** Answer of `verify`: how many pages fail their self-check, the first few of them, pages checked. */
@@ -78,16 +86,23 @@ export function createBuiltinMethods(
   };
   let operatorHold: Promise<GuestHold> | undefined;
   return {
-    status: async (): Promise<VmmStatus> => ({
-      vmId: ctx.vmId,
-      pid: hooks.pid,
-      pageCount: memory.pageCount,
-      mode: ctx.mode,
-      vcpu: vcpu.stats(),
-      workload: vcpu.workload(),
-      owner: run.owner,
-      holds: run.holders(),
-    }),
+    status: async (): Promise<VmmStatus> => {
+      const guest = ctx.guestReport?.();
+      return {
+        vmId: ctx.vmId,
+        pid: hooks.pid,
+        pageCount: memory.pageCount,
+        mode: ctx.mode,
+        vcpu: vcpu.stats(),
+        workload: vcpu.workload(),
+        owner: run.owner,
+        holds: run.holders(),
+        driver: ctx.devices ? 'qemu' : 'simulated',
+        ...(guest ? { guest } : {}),
+        ...(ctx.hypervisorPid !== undefined ? { hypervisorPid: ctx.hypervisorPid } : {}),
+        ...(ctx.hypervisorEvents ? { hypervisorEvents: ctx.hypervisorEvents() } : {}),
+      };
+    },
     pause: async (): Promise<VcpuStats> => {
       operatorHold ??= run.hold('pause');
       operatorHold.catch(() => (operatorHold = undefined));
@@ -113,6 +128,9 @@ export function createBuiltinMethods(
     },
     digest: async (): Promise<{ digest: string }> => ({ digest: memory.digest() }),
     verify: async (): Promise<VmmVerifyResult> =>
+      // A guest that checks its own memory (QEMU's guest program) is asked; the simulated guest's
+      // pages check themselves, read here while it is held paused.
+      ctx.verifyGuest?.() ??
       whilePaused('verify', async () => {
         const { badPages, checked } = memory.verifyAll();
         return { badPages: badPages.length, firstBadPages: badPages.slice(0, 16), checked };
@@ -121,6 +139,17 @@ export function createBuiltinMethods(
       const path = paramsObject(params, 'dumpMemory')['path'];
       if (typeof path !== 'string' || path === '') {
         throw new VmmParamsError('path', `dumpMemory path must be a non-empty string, got ${JSON.stringify(path)}`);
+      }
+      const at = paramsObject(params, 'dumpMemory')['at'] ?? 'now';
+      if (at !== 'now' && at !== 'resume')
+        throw new VmmParamsError('at', `dumpMemory at must be now or resume, got ${JSON.stringify(at)}`);
+      if (at === 'resume') {
+        if (!memory.dumpAtResumeTo)
+          throw new VmmParamsError(
+            'at',
+            'this guest keeps no image of its memory at resume (only a QEMU destination does)',
+          );
+        return { path, bytes: await memory.dumpAtResumeTo(path) };
       }
       const bytes = await whilePaused('dumpMemory', () => memory.dumpTo(path));
       return { path, bytes };

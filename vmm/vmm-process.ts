@@ -3,20 +3,25 @@
  *
  *   node dist/vmm/vmm-process.js --vm-id v1 --pages 262144 --socket /…/v1.sock --mode run
  *
- * Mode `run` writes every page (or the first fill-ratio share) once with generation 1, clears the
- * dirty log and starts the vCPU running. Mode `incoming` leaves memory zeroed and the vCPU paused,
- * waiting for a migration. Either way the process then serves its control socket, built-in
+ * The guest is ferry's simulated one, or with `--driver qemu` a Linux guest in QEMU that this
+ * process starts and serves (vmm/qemu/qemu-guest.ts); either way the migration engine sees the same
+ * guest port (guest-port.ts). Simulated: mode `run` writes every page (or the first fill-ratio
+ * share) once with generation 1, clears the dirty log and starts the vCPU running; mode `incoming`
+ * leaves memory zeroed and the vCPU paused, waiting for a migration. QEMU: `run` boots the guest
+ * program, `incoming` starts QEMU paused, waiting. Either way the process then serves its control socket, built-in
  * methods plus those of `registerExtensions`, and exits cleanly (socket removed) on `shutdown`,
  * SIGTERM or SIGINT. It is meant to be started detached, so its parent's death does not touch it;
  * it logs to stdout, which the launcher points at a file.
  */
 import { rmSync } from 'node:fs';
 import { GuestMemory } from './guest-memory';
+import type { GuestCpu, GuestDevices, GuestPages } from './guest-port';
 import { GuestRun } from './guest-run';
 import { registerExtensions } from './extensions';
-import type { VmmContext, VmmHandler } from './extensions';
+import type { GuestReport, HypervisorEvents, VmmContext, VmmHandler } from './extensions';
 import { fillPages } from './memory-fill';
-import { parseVmmArgs } from './vmm-args';
+import { startQemuGuest } from './qemu/qemu-guest';
+import { parseVmmArgs, type VmmProcessOptions } from './vmm-args';
 import { BUILTIN_METHODS, createBuiltinMethods } from './vmm-methods';
 import { startVmmServer } from './vmm-server';
 import { Vcpu } from './vcpu';
@@ -28,32 +33,29 @@ async function main(): Promise<void> {
   };
   log(`starting: mode=${opts.mode} pages=${opts.pageCount} workload=${JSON.stringify(opts.workload)}`);
 
-  const memory = GuestMemory.create(opts.pageCount);
-  if (opts.mode === 'run') {
-    const started = performance.now();
-    const filled = Math.floor(opts.pageCount * opts.fillRatio);
-    await fillPages(memory, { pageCount: filled, generation: 1, seed: opts.seed });
-    memory.collectDirty();
-    log(`filled ${filled} pages in ${(performance.now() - started).toFixed(0)} ms`);
-  } else {
-    // Like QEMU's -mem-prealloc on a migration target: fault guest RAM in now, so receiving pages
-    // later costs a copy, not a page fault and a kernel zero-fill per page.
-    const started = performance.now();
-    memory.prefault();
-    log(`pre-allocated ${opts.pageCount} pages in ${(performance.now() - started).toFixed(0)} ms`);
-  }
-  const vcpu = Vcpu.start(memory, opts.workload, opts.seed, { paused: opts.mode === 'incoming' });
+  const guest = opts.driver === 'qemu' ? await startQemu(opts, log) : await startSimulated(opts, log);
+  const { vcpu } = guest;
   const run = new GuestRun(vcpu, opts.vmId, opts.mode === 'run');
   const ctx: VmmContext = {
     vmId: opts.vmId,
     seed: opts.seed,
-    memory,
+    memory: guest.memory,
     vcpu,
+    ...(guest.devices ? { devices: guest.devices } : {}),
+    ...(guest.report ? { guestReport: guest.report } : {}),
+    ...(guest.verify ? { verifyGuest: guest.verify } : {}),
+    ...(guest.pid !== undefined ? { hypervisorPid: guest.pid } : {}),
+    ...(guest.events ? { hypervisorEvents: guest.events } : {}),
     run,
     mode: opts.mode,
     log,
     shutdown: (why) => shutdown(why),
   };
+  // A QEMU that exits (a guest that panicked or powered off, a kill) takes the VM with it.
+  guest.exited?.then(
+    (why) => shutdown(why),
+    () => undefined,
+  );
 
   const extensions = registerExtensions(ctx);
   const clash = Object.keys(extensions).filter((name) => (BUILTIN_METHODS as readonly string[]).includes(name));
@@ -71,6 +73,7 @@ async function main(): Promise<void> {
     log(`shutting down: ${why}`);
     void (async () => {
       await vcpu.stop();
+      await guest.destroy?.().catch((err: unknown) => log(`stopping the guest failed: ${String(err)}`));
       await server.then(
         (listening) => listening.close(),
         () => undefined,
@@ -88,6 +91,76 @@ async function main(): Promise<void> {
   // However the process ends from here on, do not leave a socket file for the next one to trip on.
   process.on('exit', () => rmSync(opts.socketPath, { force: true }));
   log(`serving ${opts.socketPath} (methods: ${Object.keys(handlers).join(', ')})`);
+}
+
+/** How long `verify` waits for a QEMU guest program to check all its memory again (ms). */
+const QEMU_VERIFY_TIMEOUT_MS = 60_000;
+
+/** What the VMM runs: the guest port's objects, and for a QEMU guest how it ends. */
+interface StartedGuest {
+  memory: GuestPages;
+  vcpu: GuestCpu;
+  devices?: GuestDevices;
+  report?: () => GuestReport | undefined;
+  pid?: number;
+  events?: () => HypervisorEvents;
+  verify?: () => Promise<{ badPages: number; firstBadPages: number[]; checked: number }>;
+  /** Resolves (with why) if the guest ends by itself. */
+  exited?: Promise<string>;
+  destroy?: () => Promise<void>;
+}
+
+/** ferry's simulated guest: memory in this process, its vCPU a worker thread. */
+async function startSimulated(opts: VmmProcessOptions, log: (msg: string) => void): Promise<StartedGuest> {
+  const memory = GuestMemory.create(opts.pageCount);
+  if (opts.mode === 'run') {
+    const started = performance.now();
+    const filled = Math.floor(opts.pageCount * opts.fillRatio);
+    await fillPages(memory, { pageCount: filled, generation: 1, seed: opts.seed });
+    memory.collectDirty();
+    log(`filled ${filled} pages in ${(performance.now() - started).toFixed(0)} ms`);
+  } else {
+    // Like QEMU's -mem-prealloc on a migration target: fault guest RAM in now, so receiving pages
+    // later costs a copy, not a page fault and a kernel zero-fill per page.
+    const started = performance.now();
+    memory.prefault();
+    log(`pre-allocated ${opts.pageCount} pages in ${(performance.now() - started).toFixed(0)} ms`);
+  }
+  return { memory, vcpu: Vcpu.start(memory, opts.workload, opts.seed, { paused: opts.mode === 'incoming' }) };
+}
+
+/** A Linux guest in QEMU (vmm/qemu/qemu-guest.ts). */
+async function startQemu(opts: VmmProcessOptions, log: (msg: string) => void): Promise<StartedGuest> {
+  const guest = await startQemuGuest({ ...opts, log });
+  const events: HypervisorEvents = {};
+  guest.qemu.qmp.events.subscribe((e) => {
+    if (e.event === 'STOP') events.lastStopUs = e.timestampUs;
+    if (e.event === 'RESUME') events.lastResumeUs = e.timestampUs;
+  });
+  return {
+    memory: guest.memory,
+    vcpu: guest.vcpu,
+    devices: guest.devices,
+    pid: guest.qemu.pid,
+    events: () => ({ ...events }),
+    report: () => {
+      const hb = guest.qemu.lastHeartbeat;
+      if (!hb) return undefined;
+      const { seq, writtenBytes, verifiedPages, sweeps, bad, state } = hb;
+      return { seq, writtenBytes, verifiedPages, sweeps, bad, state };
+    },
+    verify: async () => {
+      // The guest program re-checks all its memory in sweeps: wait for one that started after now.
+      const from = guest.qemu.lastHeartbeat?.sweeps ?? 0;
+      const hb = await guest.qemu.waitForHeartbeat((h) => h.sweeps >= from + 2 || h.bad > 0, {
+        timeoutMs: QEMU_VERIFY_TIMEOUT_MS,
+        description: 'a full check of its memory',
+      });
+      return { badPages: hb.bad, firstBadPages: [], checked: hb.verifiedPages };
+    },
+    exited: guest.qemu.exited.then((exit) => `QEMU exited (${exit.signal ?? `code ${String(exit.code)}`})`),
+    destroy: () => guest.destroy(),
+  };
 }
 
 main().catch((err: unknown) => {

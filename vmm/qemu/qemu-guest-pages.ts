@@ -11,8 +11,12 @@
  * meanwhile; a write after the scan is found by the next one. The last scan runs with QEMU stopped,
  * which makes what the destination gets exact by construction.
  *
- * Destination side. `applyPage` writes the page into the file at its offset and records the version
- * the source sent with it. A page the engine never applies stays zero, as the sparse file starts.
+ * Destination side. `applyPage` writes the page into the file at its offset, into the shadow, and
+ * records the version the source sent with it. A page the engine never applies stays zero, as the
+ * sparse file starts. Until the next scan (the VM's next migration away), the shadow is therefore
+ * the memory the guest held when it first ran here: `dumpAtResumeTo` writes it out, so a migration
+ * can be checked page by page against the stunned source although the guest already rewrote its
+ * memory here.
  *
  * Scans are synchronous (a 128 MiB guest reads in a few tens of milliseconds); the whole file is
  * compared chunk by chunk first, page by page only where a chunk differs.
@@ -37,6 +41,8 @@ export class QemuGuestPages implements GuestPages {
   private readonly shadow: Buffer;
   private readonly scratch = Buffer.allocUnsafeSlow(SCAN_CHUNK_BYTES);
   private fd: number | undefined;
+  /** True from the first page applied until the next scan: the shadow is the memory at resume. */
+  private keptAtResume = false;
 
   /**
    * Opens `ramPath` (read and write) as a guest of `pageCount` pages. Throws when the file cannot
@@ -73,6 +79,7 @@ export class QemuGuestPages implements GuestPages {
 
   /** Scans the file: every page changed since the last scan gets a new version and joins the shadow. */
   collectDirty(): Uint32Array {
+    this.keptAtResume = false;
     const changed: number[] = [];
     this.scan((index, offset) => {
       this.scratchPage(offset).copy(this.shadow, index * PAGE_SIZE_BYTES);
@@ -98,6 +105,7 @@ export class QemuGuestPages implements GuestPages {
       throw new RangeError(`page source must be ${PAGE_SIZE_BYTES} bytes, got ${src.length}`);
     fs.writeSync(this.openFd(), src, 0, PAGE_SIZE_BYTES, index * PAGE_SIZE_BYTES);
     src.copy(this.shadow, index * PAGE_SIZE_BYTES);
+    this.keptAtResume = true;
     const zero = version === 0 && src.equals(ZERO_PAGE);
     this.meta[index * 2] = zero ? 0 : version >>> 0;
     this.meta[index * 2 + 1] = zero ? 0 : crc32(src);
@@ -122,10 +130,29 @@ export class QemuGuestPages implements GuestPages {
     return { badPages, checked: this.pageCount };
   }
 
-  /** Copies the whole RAM file to `path`; resolves to the bytes written. */
+  /** Copies the whole RAM file (read through the open descriptor: its name may be gone) to `path`; resolves to the bytes written. */
   async dumpTo(path: string): Promise<number> {
-    await fs.promises.copyFile(this.ramPath, path);
-    return this.pageCount * PAGE_SIZE_BYTES;
+    const total = this.pageCount * PAGE_SIZE_BYTES;
+    const chunk = Buffer.allocUnsafe(SCAN_CHUNK_BYTES);
+    const out = await fs.promises.open(path, 'w');
+    try {
+      for (let at = 0; at < total; at += SCAN_CHUNK_BYTES) {
+        const length = Math.min(SCAN_CHUNK_BYTES, total - at);
+        this.readFully(chunk, length, at);
+        await out.write(chunk, 0, length, at);
+      }
+    } finally {
+      await out.close();
+    }
+    return total;
+  }
+
+  /** Writes the memory as it was when the guest first ran here (see the module comment). */
+  async dumpAtResumeTo(path: string): Promise<number> {
+    if (!this.keptAtResume)
+      throw new Error('no image of memory at resume is kept: no migration came in, or a scan has run since');
+    await fs.promises.writeFile(path, this.shadow);
+    return this.shadow.length;
   }
 
   /** Closes the file; the object is unusable afterwards. Idempotent. */
@@ -137,16 +164,10 @@ export class QemuGuestPages implements GuestPages {
 
   /** Calls `onChanged(index, offsetInScratch)` for every page whose file content differs from the shadow. */
   private scan(onChanged: (index: number, offset: number) => void): void {
-    const fd = this.openFd();
     const total = this.pageCount * PAGE_SIZE_BYTES;
     for (let base = 0; base < total; base += SCAN_CHUNK_BYTES) {
       const length = Math.min(SCAN_CHUNK_BYTES, total - base);
-      let read = 0;
-      while (read < length) {
-        const n = fs.readSync(fd, this.scratch, read, length - read, base + read);
-        if (n === 0) throw new RangeError(`RAM file ${this.ramPath} ended at byte ${base + read}`);
-        read += n;
-      }
+      this.readFully(this.scratch, length, base);
       if (this.shadow.compare(this.scratch, 0, length, base, base + length) === 0) continue;
       for (let offset = 0; offset < length; offset += PAGE_SIZE_BYTES) {
         if (
@@ -160,6 +181,17 @@ export class QemuGuestPages implements GuestPages {
         )
           onChanged((base + offset) / PAGE_SIZE_BYTES, offset);
       }
+    }
+  }
+
+  /** Reads `length` bytes of the file from `position` into the start of `target`. */
+  private readFully(target: Buffer, length: number, position: number): void {
+    const fd = this.openFd();
+    let read = 0;
+    while (read < length) {
+      const n = fs.readSync(fd, target, read, length - read, position + read);
+      if (n === 0) throw new RangeError(`RAM file ${this.ramPath} ended at byte ${position + read}`);
+      read += n;
     }
   }
 

@@ -27,6 +27,8 @@ import { createRamFile, defaultShmDir } from './ram-file';
 
 /** The QEMU binary looked up on PATH. */
 export const DEFAULT_QEMU_BINARY = 'qemu-system-x86_64';
+/** util-linux's setpriv, which sets the parent-death signal before it execs QEMU. */
+export const SETPRIV_BINARY = '/usr/bin/setpriv';
 /** How long launch() waits for QEMU's QMP socket to answer, in milliseconds. */
 export const DEFAULT_QEMU_START_TIMEOUT_MS = 15_000;
 /** How long destroy() waits after `quit` before SIGKILL, in milliseconds. */
@@ -138,7 +140,12 @@ export class QemuProcess {
     const logFd = fs.openSync(logFile, 'w', 0o600);
     let child: ChildProcess;
     try {
-      child = spawn(options.qemuBinary ?? DEFAULT_QEMU_BINARY, qemuArgs({ ...options, stateDir }, ramPath), {
+      const qemu = [options.qemuBinary ?? DEFAULT_QEMU_BINARY, ...qemuArgs({ ...options, stateDir }, ramPath)];
+      // QEMU dies with the process that started it (PR_SET_PDEATHSIG through setpriv, which then
+      // execs QEMU under the same pid): a VMM that crashed must not leave its guest running
+      // unowned beside the copy a migration may resume elsewhere.
+      const command = fs.existsSync(SETPRIV_BINARY) ? [SETPRIV_BINARY, '--pdeathsig', 'KILL', ...qemu] : qemu;
+      child = spawn(command[0] as string, command.slice(1), {
         detached: true,
         stdio: ['ignore', logFd, logFd],
       });

@@ -73,6 +73,11 @@ export interface QemuVcpuOptions {
   workload: Workload;
   /** QEMU is paused now (e.g. a destination started with -S). Default false. */
   paused?: boolean;
+  /**
+   * A migration destination: its guest program came with the memory, so the first setWorkload (the
+   * source's workload, from the final request) is taken as what it runs. Default false.
+   */
+  incoming?: boolean;
   /** Throttle means; default `slices`; `cgroup` falls back to `slices` where the cgroup root is not writable. */
   throttleMeans?: QemuThrottleMeans;
   /** Root of the cgroup v1 cpu controller; default DEFAULT_CPU_CGROUP_ROOT. */
@@ -203,7 +208,9 @@ type Phase = 'running' | 'paused' | 'sliced' | 'stopped';
 export class QemuVcpu implements GuestCpu {
   /** The throttle means in use. */
   readonly throttleMeans: QemuThrottleMeans;
-  private readonly fixedWorkload: Workload;
+  private fixedWorkload: Workload;
+  /** An incoming guest runs whatever program came with its memory: it learns it once, from the source. */
+  private workloadUnknown: boolean;
   private readonly cgroupRoot: string;
   private phase: Phase;
   private phaseSinceMs = performance.now();
@@ -222,6 +229,7 @@ export class QemuVcpu implements GuestCpu {
     options: QemuVcpuOptions,
   ) {
     this.fixedWorkload = resolveWorkload(options.workload);
+    this.workloadUnknown = options.incoming === true;
     this.phase = options.paused === true ? 'paused' : 'running';
     this.cgroupRoot = options.cgroupRoot ?? DEFAULT_CPU_CGROUP_ROOT;
     this.throttleMeans = options.throttleMeans === 'cgroup' && cpuCgroupWritable(this.cgroupRoot) ? 'cgroup' : 'slices';
@@ -281,6 +289,11 @@ export class QemuVcpu implements GuestCpu {
   /** Refuses any workload but the one the guest was booted with (VmmParamsError); that one is a no-op. */
   setWorkload(workload: Workload): void {
     const wanted = resolveWorkload(workload);
+    if (this.workloadUnknown) {
+      this.fixedWorkload = wanted;
+      this.workloadUnknown = false;
+      return;
+    }
     if (JSON.stringify(wanted) === JSON.stringify(this.fixedWorkload)) return;
     throw new VmmParamsError(
       'workload',

@@ -1,0 +1,102 @@
+/**
+ * A Linux guest in QEMU, with its memory-writing program running, migrated by ferry's own page
+ * engine through the same workflow, NATS stream and page file as the simulated guest: the stunned
+ * source's RAM and the destination's RAM at resume are equal byte for byte, and the guest program
+ * carries on on the destination (its heartbeat numbers go on from the source's, and it completes a
+ * full check of its own memory with no bad page). The file installs QEMU itself
+ * (infra/qemu/setup-qemu.sh) and skips only where that fails.
+ */
+import * as path from 'node:path';
+import { qemuSetupFailureSync } from '../../infra/qemu';
+import { compareMigratedMemory } from '../../verification';
+import type { VmmStatus } from '../../vmm/vmm-methods';
+import { runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
+
+jest.setTimeout(240_000);
+
+const MiB = 2 ** 20;
+const setupFailure = qemuSetupFailureSync();
+if (setupFailure !== undefined) console.warn(`skipping the QEMU migration tests: ${setupFailure}`);
+const qemuTest = setupFailure === undefined ? test : test.skip;
+
+const fx = useCluster();
+
+function guestStatus(hostId: string, vmId: string): Promise<VmmStatus> {
+  return vmmCall<VmmStatus>(fx.cluster, hostId, vmId, 'status');
+}
+
+/** Polls the VMM's status every 100 ms until `done` holds (at most `timeoutMs`). */
+async function untilStatus(
+  hostId: string,
+  vmId: string,
+  what: string,
+  done: (s: VmmStatus) => boolean,
+  timeoutMs = 60_000,
+): Promise<VmmStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: VmmStatus | undefined;
+  while (Date.now() < deadline) {
+    last = await guestStatus(hostId, vmId).catch(() => undefined);
+    if (last && done(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what} on ${hostId}; last status ${JSON.stringify(last)}`);
+}
+
+qemuTest(
+  'a running QEMU guest migrates with the page engine: RAM equal byte for byte at resume, and the guest program carries on intact',
+  async () => {
+    const vmId = 'qemu-guest-1';
+    const vm = await fx.ferry.createVm('h1', {
+      vmId,
+      memoryBytes: 128 * MiB,
+      workload: { type: 'hotset', rateBytesPerSec: 20e6, hotSetBytes: 16 * MiB },
+      driver: 'qemu',
+    });
+    expect(vm.driver).toBe('qemu');
+    const running = await untilStatus('h1', vmId, 'a heartbeat', (s) => (s.guest?.seq ?? -1) >= 1);
+    expect(running).toMatchObject({ driver: 'qemu', owner: true, guest: { state: 'ok', bad: 0 } });
+
+    const workflowId = await fx.ferry.startMigration({
+      vmId,
+      sourceHost: 'h1',
+      destinationHost: 'h2',
+      policy: { keepSourceAfterSwitchover: true },
+    });
+    const result = await fx.ferry.result(workflowId);
+    console.log(
+      `QEMU guest 128 MiB: ${result.rounds.length} rounds, ${result.totalMs.toFixed(0)} ms, downtime ${result.downtimeMs.toFixed(1)} ms, ${result.bytesViaNetwork} bytes over NATS`,
+    );
+    expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true });
+    expect(result.destinationDigest).toBe(result.sourceDigest);
+    expect(await runningCopies(fx, vmId)).toEqual(['h2']);
+
+    const check = await compareMigratedMemory(fx.ferry, {
+      vmId,
+      sourceHost: 'h1',
+      destinationHost: 'h2',
+      dir: path.join(fx.cluster.env.stateDir, 'dumps'),
+      driver: 'qemu',
+    });
+    expect(check.details).toEqual([]);
+    expect(check).toMatchObject({ ok: true, identical: 128 * 256, pages: 128 * 256 });
+    expect(check.sourceState).not.toBe('running');
+
+    // The guest program goes on where the stunned source left it, and checks all its memory again.
+    const atStun = (await guestStatus('h1', vmId)).guest;
+    expect(atStun).toMatchObject({ state: 'ok', bad: 0 });
+    const carriedOn = await untilStatus(
+      'h2',
+      vmId,
+      'a full check of the guest memory after the migration',
+      (s) => (s.guest?.sweeps ?? 0) >= (atStun?.sweeps ?? 0) + 2,
+    );
+    expect(carriedOn.guest?.seq).toBeGreaterThan(atStun?.seq ?? Infinity);
+    expect(carriedOn.guest?.writtenBytes).toBeGreaterThan(atStun?.writtenBytes ?? Infinity);
+    expect(carriedOn.guest).toMatchObject({ state: 'ok', bad: 0 });
+    expect(carriedOn.vcpu.state).toBe('running');
+
+    await fx.ferry.destroyVm('h1', vmId);
+    await fx.ferry.destroyVm('h2', vmId);
+  },
+);

@@ -1,0 +1,197 @@
+/**
+ * Robustness with a QEMU guest, real processes killed with real signals: the guarantees the
+ * simulated guest has (one running copy, nothing lost, the source untouched by a failed or
+ * cancelled migration) hold for a Linux guest in QEMU too. Every completed migration ends with the
+ * stunned source's RAM and the destination's RAM at resume compared byte for byte, and the guest
+ * program checking all its memory again where it runs. Skips only where QEMU cannot be installed.
+ */
+import * as path from 'node:path';
+import { qemuSetupFailureSync } from '../../infra/qemu';
+import { CONTROL_TASK_QUEUE } from '../../temporal-config';
+import { compareMigratedMemory } from '../../verification';
+import type { VmmStatus } from '../../vmm/vmm-methods';
+import type { MigrateVmInput, MigrationResult } from '../../workflows/types';
+import { endedResult, engineCall, pagesFlowing, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
+
+jest.setTimeout(240_000);
+
+const MiB = 2 ** 20;
+const setupFailure = qemuSetupFailureSync();
+if (setupFailure !== undefined) console.warn(`skipping the QEMU robustness tests: ${setupFailure}`);
+const qemuTest = setupFailure === undefined ? test : test.skip;
+
+const fx = useCluster();
+
+function status(hostId: string, vmId: string): Promise<VmmStatus> {
+  return vmmCall<VmmStatus>(fx.cluster, hostId, vmId, 'status');
+}
+
+/** Polls every 100 ms until `probe` returns a value (at most `timeoutMs`). */
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Boots a 128 MiB QEMU guest on h1 whose program rewrites a 16 MiB hot set; resolves once it beats. */
+async function bootGuest(vmId: string): Promise<VmmStatus> {
+  await fx.ferry.createVm('h1', {
+    vmId,
+    memoryBytes: 128 * MiB,
+    workload: { type: 'hotset', rateBytesPerSec: 20e6, hotSetBytes: 16 * MiB },
+    driver: 'qemu',
+  });
+  return until('the guest program to beat', async () => {
+    const s = await status('h1', vmId);
+    return (s.guest?.seq ?? -1) >= 1 ? s : undefined;
+  });
+}
+
+/** The guest runs on `hostId` alone, and its program checks all its memory again without a bad page. */
+async function expectGuestRunsIntactOn(vmId: string, hostId: string): Promise<void> {
+  expect(await runningCopies(fx, vmId)).toEqual([hostId]);
+  expect(await vmmCall(fx.cluster, hostId, vmId, 'verify')).toMatchObject({ badPages: 0 });
+  expect((await status(hostId, vmId)).guest).toMatchObject({ state: 'ok', bad: 0 });
+}
+
+/** A completed migration to h2: one copy, RAM equal byte for byte at resume, the guest program intact. */
+async function expectMigratedExactly(vmId: string, result: MigrationResult): Promise<void> {
+  expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true });
+  expect(result.destinationDigest).toBe(result.sourceDigest);
+  const check = await compareMigratedMemory(fx.ferry, {
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    dir: path.join(fx.cluster.env.stateDir, 'dumps'),
+    driver: 'qemu',
+  });
+  expect(check.details).toEqual([]);
+  expect(check).toMatchObject({ ok: true, identical: check.pages });
+  await expectGuestRunsIntactOn(vmId, 'h2');
+}
+
+async function destroyEverywhere(vmId: string): Promise<void> {
+  for (const host of fx.cluster.hosts) await fx.ferry.destroyVm(host, vmId);
+}
+
+async function startMigration(vmId: string): Promise<string> {
+  return fx.ferry.startMigration({
+    vmId,
+    sourceHost: 'h1',
+    destinationHost: 'h2',
+    policy: { keepSourceAfterSwitchover: true },
+  });
+}
+
+qemuTest('the VMM process SIGKILLed: its QEMU dies with it, so no guest runs unowned', async () => {
+  const vmId = 'qemu-vmm-killed';
+  const running = await bootGuest(vmId);
+  const qemuPid = running.hypervisorPid as number;
+  expect(alive(qemuPid)).toBe(true);
+  process.kill(running.pid, 'SIGKILL');
+  await until('QEMU to exit', async () => (alive(qemuPid) ? undefined : true), 10_000);
+  expect(await runningCopies(fx, vmId)).toEqual([]);
+  await destroyEverywhere(vmId);
+});
+
+qemuTest(
+  'nats-server killed mid pre-copy and not restarted: the QEMU guest migrates through the page file',
+  async () => {
+    const vmId = 'qemu-nats-dies';
+    await bootGuest(vmId);
+    const workflowId = await startMigration(vmId);
+    try {
+      await pagesFlowing(fx.cluster, vmId, workflowId);
+      fx.cluster.nats.kill('SIGKILL');
+      const result = await fx.ferry.result(workflowId);
+      expect(result.bytesViaStore).toBeGreaterThan(0);
+      await expectMigratedExactly(vmId, result);
+    } finally {
+      await fx.cluster.nats.restart();
+    }
+    await destroyEverywhere(vmId);
+  },
+);
+
+qemuTest(
+  'the destination host agent killed with SIGKILL mid pre-copy and restarted: the QEMU guest migrates',
+  async () => {
+    const vmId = 'qemu-agent-dies';
+    await bootGuest(vmId);
+    const workflowId = await startMigration(vmId);
+    await pagesFlowing(fx.cluster, vmId, workflowId);
+    await fx.cluster.killWorker('host-h2');
+    await fx.cluster.restartWorker('host-h2');
+    await expectMigratedExactly(vmId, await fx.ferry.result(workflowId));
+    await destroyEverywhere(vmId);
+  },
+);
+
+qemuTest(
+  'cancelled in prepare and in pre-copy: the QEMU guest runs on at the source, untouched, and nothing stays on h2',
+  async () => {
+    const vmId = 'qemu-cancelled';
+    await bootGuest(vmId);
+    const input: MigrateVmInput = { vmId, sourceHost: 'h1', destinationHost: 'h2' };
+    // Signal-with-start delivers the cancel with the workflow's first task, before prepare ends.
+    const inPrepare = await fx.cluster.client.workflow.signalWithStart('migrateVm', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: `qemu-cancel-prepare-${Date.now()}`,
+      args: [input],
+      signal: 'cancel',
+      signalArgs: [{ reason: 'test cancels in prepare' }],
+    });
+    const inPrepareResult = await endedResult(fx, inPrepare.workflowId);
+    expect(inPrepareResult).toMatchObject({ outcome: 'cancelled', runningOn: 'h1', rounds: [] });
+
+    const before = (await status('h1', vmId)).guest;
+    const inPrecopy = await startMigration(vmId);
+    await pagesFlowing(fx.cluster, vmId, inPrecopy);
+    await fx.ferry.cancel(inPrecopy, 'test cancels in pre-copy');
+    expect(await endedResult(fx, inPrecopy)).toMatchObject({ outcome: 'cancelled', runningOn: 'h1' });
+    const [listing] = await fx.ferry.listVms(['h2']);
+    expect((listing?.vms ?? []).map((vm) => vm.vmId)).not.toContain(vmId);
+    await expectGuestRunsIntactOn(vmId, 'h1');
+    expect((await status('h1', vmId)).guest?.seq).toBeGreaterThan(before?.seq ?? Infinity);
+    await destroyEverywhere(vmId);
+  },
+);
+
+qemuTest(
+  "the destination's QEMU killed before it resumes: the source resumes, one copy, its guest intact",
+  async () => {
+    const vmId = 'qemu-destination-dies';
+    await bootGuest(vmId);
+    const workflowId = await startMigration(vmId);
+    await pagesFlowing(fx.cluster, vmId, workflowId);
+    // Holds the destination when it is asked to finish, so its QEMU is killed inside the switchover.
+    await engineCall(fx.cluster, 'h2', vmId, 'migration.armFault', {
+      point: 'destination.final',
+      action: 'delay',
+      delayMs: 3_000,
+    });
+    const destinationQemu = (await status('h2', vmId)).hypervisorPid as number;
+    await until('the switchover', async () =>
+      (await fx.ferry.progress(workflowId)).phase === 'switchover' ? true : undefined,
+    );
+    process.kill(destinationQemu, 'SIGKILL');
+    const result = await endedResult(fx, workflowId);
+    expect(result.outcome).not.toBe('completed');
+    expect(result.runningOn).toBe('h1');
+    await expectGuestRunsIntactOn(vmId, 'h1');
+    await destroyEverywhere(vmId);
+  },
+);
