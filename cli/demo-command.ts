@@ -4,6 +4,9 @@
  * view, then compares the stunned source's memory with the destination's page by page, removes
  * the source and prints the result (`--json`: one JSON object as the last line, naming the store).
  * `--store s3` runs it on the embedded SeaweedFS store instead of the store directory.
+ * `--driver qemu` migrates a Linux guest in QEMU instead of the simulated one (QEMU is installed
+ * and the guest image built on first use); its check compares the stunned source's RAM with the
+ * destination's RAM at resume byte for byte.
  */
 import * as path from 'node:path';
 import { ferryEnvironment } from '../temporal-config';
@@ -16,7 +19,8 @@ import { CliError, EXIT, usageError } from './errors';
 import { FerryClient } from './ferry-client';
 import { policyFromFlags, runMigration } from './migrate-commands';
 import { resultSummary } from './progress-view';
-import { workloadFromFlags } from './vm-commands';
+import { driverFromFlag, workloadFromFlags } from './vm-commands';
+import { runQemuSetup } from '../infra/qemu';
 
 /** Guest of the demo unless `--memory` says otherwise. */
 export const DEMO_MEMORY = '256MiB';
@@ -58,8 +62,19 @@ export async function demoCommand(
       flags.workload !== undefined
         ? workloadFromFlags(flags)
         : { type: 'hotset' as const, rateBytesPerSec: 20e6, hotSetBytes: Math.min(16 * 2 ** 20, memoryBytes) };
-    const vm = await client.createVm('h1', { vmId, memoryBytes, workload, seed: 42 });
-    log(`VM ${vm.vmId} running on h1 (${memoryBytes} bytes, workload ${workload.type}, pid ${vm.pid})`);
+    const driver = driverFromFlag(flags.driver);
+    if (driver === 'qemu') {
+      log('installing QEMU if needed (infra/qemu/setup-qemu.sh)');
+      await runQemuSetup();
+    }
+    const vm = await client.createVm('h1', {
+      vmId,
+      memoryBytes,
+      workload,
+      seed: 42,
+      ...(driver !== 'simulated' ? { driver } : {}),
+    });
+    log(`VM ${vm.vmId} running on h1 (${driver}, ${memoryBytes} bytes, workload ${workload.type}, pid ${vm.pid})`);
     const result = await runMigration(
       client,
       { vmId, sourceHost: 'h1', destinationHost: 'h2', policy },
@@ -71,6 +86,7 @@ export async function demoCommand(
       sourceHost: 'h1',
       destinationHost: 'h2',
       dir: path.join(env.stateDir, 'dumps'),
+      driver,
     });
     await client.destroyVm('h1', vmId);
     const pageCheck = {

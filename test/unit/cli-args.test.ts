@@ -5,7 +5,7 @@ import { EXIT } from '../../cli/errors';
 import { main } from '../../cli/main';
 import { downtimeLimitFromArg, policyFromFlags, throttleFromArg } from '../../cli/migrate-commands';
 import { progressLine } from '../../cli/progress-view';
-import { hostsFromFlag, parseRate, workloadFromFlags } from '../../cli/vm-commands';
+import { driverFromFlag, hostsFromFlag, parseRate, workloadFromFlags } from '../../cli/vm-commands';
 import { projectRoot } from '../../temporal-config';
 
 /** Every command as a jest.fn that does nothing. */
@@ -189,6 +189,12 @@ describe('rates and workloads', () => {
     expect(() => workloadFromFlags({ workload: 'random', rate: 'fast' })).toThrow(
       '--rate must be a rate such as 50MB/s or 20MiB/s, got "fast"',
     );
+  });
+
+  it('takes the simulated driver by default, qemu when asked, and refuses any other', () => {
+    expect(driverFromFlag(undefined)).toBe('simulated');
+    expect(driverFromFlag('qemu')).toBe('qemu');
+    expect(() => driverFromFlag('xen')).toThrow('--driver must be one of simulated, qemu, got "xen"');
   });
 });
 
