@@ -22,6 +22,7 @@ import type { Workload } from '../workload';
 import { QemuDevices } from './qemu-devices';
 import { QemuGuestPages } from './qemu-guest-pages';
 import { QemuProcess } from './qemu-process';
+import type { QemuAccel } from './qemu-command-line';
 import { memwriterArgs, QemuVcpu } from './qemu-vcpu';
 
 /** How long a booting guest may take to print its first heartbeat (ms); TCG boots in 5-9 s here. */
@@ -53,6 +54,20 @@ export function sweepStateDirs(parent: string): void {
   }
 }
 
+/** The environment variable that picks QEMU's accelerator on a host (its agent passes it on). */
+export const QEMU_ACCEL_ENV = 'FERRY_QEMU_ACCEL';
+
+/**
+ * The accelerator named by FERRY_QEMU_ACCEL: `tcg` (the default; emulation, works everywhere) or
+ * `kvm` (a host whose /dev/kvm works). Throws for any other value.
+ */
+export function qemuAccelFromEnv(env: NodeJS.ProcessEnv = process.env): QemuAccel {
+  const value = env[QEMU_ACCEL_ENV] ?? 'tcg';
+  if (value !== 'tcg' && value !== 'kvm')
+    throw new Error(`${QEMU_ACCEL_ENV} must be tcg or kvm, got ${JSON.stringify(value)}`);
+  return value;
+}
+
 /** What a QEMU guest is started with. */
 export interface QemuGuestOptions {
   vmId: string;
@@ -80,6 +95,7 @@ export async function startQemuGuest(options: QemuGuestOptions): Promise<QemuGue
   const memoryMib = memoryBytes / (1024 * 1024);
   const fillMib = Math.max(1, Math.floor(maxGuestFillMib(memoryMib) * options.fillRatio));
   const args = memwriterArgs(options.workload, fillMib);
+  const accel = qemuAccelFromEnv();
   const image = await buildGuestImage();
   // Short: QMP and device-state sockets live here (unix socket paths are limited to 107 bytes).
   sweepStateDirs(STATE_DIR_PARENT);
@@ -95,6 +111,7 @@ export async function startQemuGuest(options: QemuGuestOptions): Promise<QemuGue
       initrdPath: image.initrdPath,
       kernelCommandLine: guestKernelCommandLine(args),
       incoming: options.mode === 'incoming',
+      accel,
     });
     options.log(`QEMU pid ${qemu.pid}, RAM ${qemu.ramPath}, guest program ${JSON.stringify(args)}`);
     memory = new QemuGuestPages(qemu.ramPath, options.pageCount);
