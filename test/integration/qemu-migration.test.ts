@@ -68,6 +68,11 @@ qemuTest(
       `QEMU guest 128 MiB: ${result.rounds.length} rounds, ${result.totalMs.toFixed(0)} ms, downtime ${result.downtimeMs.toFixed(1)} ms, ${result.bytesViaNetwork} bytes over NATS`,
     );
     expect(result).toMatchObject({ outcome: 'completed', runningOn: 'h2', verified: true });
+    // QEMU's own clocks: the source's STOP at the stun, the destination's RESUME once it owns the VM.
+    const stoppedUs = (await guestStatus('h1', vmId)).hypervisorEvents?.lastStopUs ?? NaN;
+    const resumedUs = (await guestStatus('h2', vmId)).hypervisorEvents?.lastResumeUs ?? NaN;
+    console.log(`QEMU's STOP on h1 to RESUME on h2: ${((resumedUs - stoppedUs) / 1000).toFixed(1)} ms`);
+    expect(resumedUs).toBeGreaterThan(stoppedUs);
     expect(result.destinationDigest).toBe(result.sourceDigest);
     expect(await runningCopies(fx, vmId)).toEqual(['h2']);
 
