@@ -135,7 +135,7 @@ export class OutgoingMigration {
     const startedAt = performance.now();
     // Clearing the dirty log before reading pages is what makes a concurrently written page show
     // up dirty again for the next round.
-    const dirty = this.ctx.memory.collectDirty();
+    const dirty = await this.ctx.memory.collectDirty();
     const indexes = round === 0 ? Uint32Array.from({ length: this.ctx.memory.pageCount }, (_, i) => i) : dirty;
     this.currentRound = round;
     this.currentRoundStats = { pagesSent: 0, bytesSent: 0 };
@@ -166,7 +166,7 @@ export class OutgoingMigration {
     });
     await this.sender.waitForDrain();
     const durationMs = Math.max(performance.now() - startedAt, 0.001);
-    const pendingDirtyPages = this.ctx.memory.pendingDirtyCount();
+    const pendingDirtyPages = await this.ctx.memory.pendingDirtyCount();
     this.durability.queueRoundManifest(round);
     return {
       round,
@@ -253,7 +253,7 @@ export class OutgoingMigration {
       // A real guest's device state is saved while the last scan reads its memory.
       const deviceState = this.ctx.devices?.save();
       deviceState?.catch(() => undefined);
-      const dirty = this.ctx.memory.collectDirty();
+      const dirty = await this.ctx.memory.collectDirty();
       // The last pages and the final manifest are the downtime: no new upload competes with them.
       this.pageFile.setPace?.('paused');
       const { indexes, versions } = finalPageTable(this.ctx.memory);

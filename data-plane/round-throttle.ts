@@ -51,6 +51,8 @@ export class MigrationThrottle {
   private roundMark: VcpuMark | undefined;
   private startPercent = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** A sample is counting dirty pages now. */
+  private sampling = false;
   /** Set by a request: no sampling until the workflow sends a round that is not pinned. */
   private pinned = false;
 
@@ -79,7 +81,7 @@ export class MigrationThrottle {
     this.roundMark = mark(this.vcpu.stats());
     if (input?.adjustWithinRound && round > 0) {
       const policy = input.policy;
-      this.timer = setInterval(() => this.sample(policy, bytesSent()), ROUND_SAMPLE_MS);
+      this.timer = setInterval(() => void this.sample(policy, bytesSent()), ROUND_SAMPLE_MS);
       this.timer.unref();
     }
   }
@@ -115,12 +117,26 @@ export class MigrationThrottle {
     if (this.percent !== 0) this.set(0, 'lifted');
   }
 
-  private sample(policy: RoundThrottleInput['policy'], bytesSent: number): void {
+  /**
+   * One sample within a round. Counting the dirty pages may take a scan of guest memory (QEMU), so
+   * samples never overlap, and one that ends after its round did changes nothing.
+   */
+  private async sample(policy: RoundThrottleInput['policy'], bytesSent: number): Promise<void> {
     const from = this.roundMark;
-    if (!from || this.pinned) return;
+    if (!from || this.pinned || this.sampling) return;
+    if (performance.now() - from.at < ROUND_SAMPLE_AFTER_MS || bytesSent <= 0) return;
+    this.sampling = true;
+    let pendingDirtyPages: number;
+    try {
+      pendingDirtyPages = await this.memory.pendingDirtyCount();
+    } catch {
+      return;
+    } finally {
+      this.sampling = false;
+    }
+    if (this.roundMark !== from || this.timer === undefined || this.pinned) return;
     const now = mark(this.vcpu.stats());
     const seconds = (now.at - from.at) / 1000;
-    if (seconds * 1000 < ROUND_SAMPLE_AFTER_MS || bytesSent <= 0) return;
     const active = now.runMs - from.runMs + (now.throttledMs - from.throttledMs);
     const current = this.percent;
     const next = nextThrottle(
@@ -128,7 +144,7 @@ export class MigrationThrottle {
       { throttlePercent: current, highDirtyRounds: 0 },
       {
         sendRateBytesPerSec: bytesSent / seconds,
-        dirtyRateBytesPerSec: (this.memory.pendingDirtyCount() * PAGE_SIZE_BYTES) / seconds,
+        dirtyRateBytesPerSec: (pendingDirtyPages * PAGE_SIZE_BYTES) / seconds,
         throttlePercent: active > 0 ? ((now.throttledMs - from.throttledMs) / active) * 100 : current,
       },
     ).throttlePercent;

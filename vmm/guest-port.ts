@@ -36,11 +36,12 @@ export interface GuestPages {
   /**
    * The pages changed since the last call, in ascending order, and forgets them: a page changed
    * during the call is in the result or in the next one, never lost. The first call on a source
-   * returns every page that is not zero.
+   * returns every page that is not zero. A guest that must read its memory to tell (QEMU) answers
+   * with a promise; the engine awaits either.
    */
-  collectDirty(): Uint32Array;
+  collectDirty(): Uint32Array | Promise<Uint32Array>;
   /** How many pages changed since the last `collectDirty`, without forgetting them. */
-  pendingDirtyCount(): number;
+  pendingDirtyCount(): number | Promise<number>;
   /**
    * Destination side: writes the 4096 bytes of `src` into page `index` as version `version` (the
    * version the source sent with it) and returns whether the page passed its self-check (always
@@ -50,7 +51,7 @@ export interface GuestPages {
   /** sha256 (hex) over `meta`: equal digests, equal versions and checks of every page. */
   digest(): string;
   /** Checks every page it can (the simulated guest's self-checks); for tests and after a migration. */
-  verifyAll(): { badPages: number[]; checked: number };
+  verifyAll(): { badPages: number[]; checked: number } | Promise<{ badPages: number[]; checked: number }>;
   /** Writes the whole memory into the file at `path`; resolves to the bytes written. */
   dumpTo(path: string): Promise<number>;
   /**

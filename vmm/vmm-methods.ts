@@ -132,7 +132,7 @@ export function createBuiltinMethods(
       // pages check themselves, read here while it is held paused.
       ctx.verifyGuest?.() ??
       whilePaused('verify', async () => {
-        const { badPages, checked } = memory.verifyAll();
+        const { badPages, checked } = await memory.verifyAll();
         return { badPages: badPages.length, firstBadPages: badPages.slice(0, 16), checked };
       }),
     dumpMemory: async (params): Promise<{ path: string; bytes: number }> => {

@@ -18,8 +18,10 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+let files = 0;
 function ramFile(name: string, pages = PAGES): string {
-  const file = path.join(dir, name);
+  files += 1;
+  const file = path.join(dir, `${files}-${name}`);
   fs.writeFileSync(file, Buffer.alloc(pages * PAGE_SIZE_BYTES));
   return file;
 }
@@ -36,100 +38,102 @@ function guestWrites(file: string, index: number): Buffer {
   return bytes;
 }
 
-test('the first scan lists every page the guest wrote, at version 1, and leaves zero pages out', () => {
-  const file = ramFile('first-scan.ram');
-  const written = [0, 3, 511, 512, 1_199];
-  for (const i of written) guestWrites(file, i);
-  const pages = new QemuGuestPages(file, PAGES);
-  try {
-    expect(Array.from(pages.collectDirty())).toEqual(written);
-    for (const i of written) expect(pages.meta[i * 2]).toBe(1);
-    expect(pages.meta[1 * 2]).toBe(0);
-    expect(pages.isZeroPage(1)).toBe(true);
-    expect(pages.isZeroPage(3)).toBe(false);
-    expect(pages.collectDirty()).toHaveLength(0);
-  } finally {
-    pages.close();
-  }
-});
+describe.each([0, 2])('with %i scan threads', (scanThreads) => {
+  test('the first scan lists every page the guest wrote, at version 1, and leaves zero pages out', async () => {
+    const file = ramFile('first-scan.ram');
+    const written = [0, 3, 511, 512, 1_199];
+    for (const i of written) guestWrites(file, i);
+    const pages = new QemuGuestPages(file, PAGES, { scanThreads });
+    try {
+      expect(Array.from(await pages.collectDirty())).toEqual(written);
+      for (const i of written) expect(pages.meta[i * 2]).toBe(1);
+      expect(pages.meta[1 * 2]).toBe(0);
+      expect(pages.isZeroPage(1)).toBe(true);
+      expect(pages.isZeroPage(3)).toBe(false);
+      expect(await pages.collectDirty()).toHaveLength(0);
+    } finally {
+      pages.close();
+    }
+  });
 
-test('later scans find exactly the rewritten pages, raise only their versions, and pending counts do not forget them', () => {
-  const file = ramFile('later-scan.ram');
-  for (let i = 0; i < PAGES; i += 7) guestWrites(file, i);
-  const pages = new QemuGuestPages(file, PAGES);
-  try {
-    pages.collectDirty();
-    const before = Uint32Array.from(pages.meta);
-    guestWrites(file, 7);
-    guestWrites(file, 700);
-    guestWrites(file, 701); // a zero page until now
-    expect(pages.pendingDirtyCount()).toBe(3);
-    expect(pages.pendingDirtyCount()).toBe(3);
-    expect(Array.from(pages.collectDirty())).toEqual([7, 700, 701]);
-    expect(pages.meta[7 * 2]).toBe(2);
-    expect(pages.meta[700 * 2]).toBe(2);
-    expect(pages.meta[701 * 2]).toBe(1);
-    for (let i = 0; i < PAGES; i += 1) if (![7, 700, 701].includes(i)) expect(pages.meta[i * 2]).toBe(before[i * 2]);
-    expect(pages.pendingDirtyCount()).toBe(0);
-  } finally {
-    pages.close();
-  }
-});
+  test('later scans find exactly the rewritten pages, raise only their versions, and pending counts do not forget them', async () => {
+    const file = ramFile('later-scan.ram');
+    for (let i = 0; i < PAGES; i += 7) guestWrites(file, i);
+    const pages = new QemuGuestPages(file, PAGES, { scanThreads });
+    try {
+      await pages.collectDirty();
+      const before = Uint32Array.from(pages.meta);
+      guestWrites(file, 7);
+      guestWrites(file, 700);
+      guestWrites(file, 701); // a zero page until now
+      expect(await pages.pendingDirtyCount()).toBe(3);
+      expect(await pages.pendingDirtyCount()).toBe(3);
+      expect(Array.from(await pages.collectDirty())).toEqual([7, 700, 701]);
+      expect(pages.meta[7 * 2]).toBe(2);
+      expect(pages.meta[700 * 2]).toBe(2);
+      expect(pages.meta[701 * 2]).toBe(1);
+      for (let i = 0; i < PAGES; i += 1) if (![7, 700, 701].includes(i)) expect(pages.meta[i * 2]).toBe(before[i * 2]);
+      expect(await pages.pendingDirtyCount()).toBe(0);
+    } finally {
+      pages.close();
+    }
+  });
 
-test("the engine's copy of a page is the scan's snapshot: a guest write after the scan changes it only at the next scan", () => {
-  const file = ramFile('snapshot.ram');
-  const first = guestWrites(file, 42);
-  const pages = new QemuGuestPages(file, PAGES);
-  try {
-    pages.collectDirty();
-    const second = guestWrites(file, 42);
-    expect(pages.page(42).equals(first)).toBe(true);
-    expect(Array.from(pages.collectDirty())).toEqual([42]);
-    expect(pages.page(42).equals(second)).toBe(true);
-    expect(pages.meta[42 * 2]).toBe(2);
-  } finally {
-    pages.close();
-  }
-});
+  test("the engine's copy of a page is the scan's snapshot: a guest write after the scan changes it only at the next scan", async () => {
+    const file = ramFile('snapshot.ram');
+    const first = guestWrites(file, 42);
+    const pages = new QemuGuestPages(file, PAGES, { scanThreads });
+    try {
+      await pages.collectDirty();
+      const second = guestWrites(file, 42);
+      expect(pages.page(42).equals(first)).toBe(true);
+      expect(Array.from(await pages.collectDirty())).toEqual([42]);
+      expect(pages.page(42).equals(second)).toBe(true);
+      expect(pages.meta[42 * 2]).toBe(2);
+    } finally {
+      pages.close();
+    }
+  });
 
-test('a destination that applies every page the source sent, with its version, holds the same file and digest', () => {
-  const sourceFile = ramFile('source.ram');
-  const destinationFile = ramFile('destination.ram');
-  for (let i = 0; i < PAGES; i += 3) guestWrites(sourceFile, i);
-  const source = new QemuGuestPages(sourceFile, PAGES);
-  const destination = new QemuGuestPages(destinationFile, PAGES);
-  try {
-    const send = (indexes: Uint32Array): void => {
-      for (const i of indexes)
-        expect(destination.applyPage(i, Buffer.from(source.page(i)), source.meta[i * 2] as number)).toBe(true);
-    };
-    send(source.collectDirty());
-    guestWrites(sourceFile, 3);
-    guestWrites(sourceFile, 1_000);
-    const changed = source.collectDirty();
-    expect(Array.from(changed)).toEqual([3, 1_000]);
-    expect(destination.digest()).not.toBe(source.digest());
-    send(changed);
-    expect(destination.digest()).toBe(source.digest());
-    expect(fs.readFileSync(destinationFile).equals(fs.readFileSync(sourceFile))).toBe(true);
-    expect(destination.verifyAll().badPages).toEqual([]);
-    // The file changed behind the engine's back: verify names the page.
-    guestWrites(destinationFile, 5);
-    expect(destination.verifyAll().badPages).toEqual([5]);
-  } finally {
-    source.close();
-    destination.close();
-  }
-});
+  test('a destination that applies every page the source sent, with its version, holds the same file and digest', async () => {
+    const sourceFile = ramFile('source.ram');
+    const destinationFile = ramFile('destination.ram');
+    for (let i = 0; i < PAGES; i += 3) guestWrites(sourceFile, i);
+    const source = new QemuGuestPages(sourceFile, PAGES, { scanThreads });
+    const destination = new QemuGuestPages(destinationFile, PAGES, { scanThreads });
+    try {
+      const send = (indexes: Uint32Array): void => {
+        for (const i of indexes)
+          expect(destination.applyPage(i, Buffer.from(source.page(i)), source.meta[i * 2] as number)).toBe(true);
+      };
+      send(await source.collectDirty());
+      guestWrites(sourceFile, 3);
+      guestWrites(sourceFile, 1_000);
+      const changed = await source.collectDirty();
+      expect(Array.from(changed)).toEqual([3, 1_000]);
+      expect(destination.digest()).not.toBe(source.digest());
+      send(changed);
+      expect(destination.digest()).toBe(source.digest());
+      expect(fs.readFileSync(destinationFile).equals(fs.readFileSync(sourceFile))).toBe(true);
+      expect((await destination.verifyAll()).badPages).toEqual([]);
+      // The file changed behind the engine's back: verify names the page.
+      guestWrites(destinationFile, 5);
+      expect((await destination.verifyAll()).badPages).toEqual([5]);
+    } finally {
+      source.close();
+      destination.close();
+    }
+  });
 
-test('a RAM file smaller than the guest, and page indexes out of range, are refused', () => {
-  const file = ramFile('small.ram', 10);
-  expect(() => new QemuGuestPages(file, 11)).toThrow(/holds 40960 bytes, less than 11 pages/);
-  const pages = new QemuGuestPages(file, 10);
-  try {
-    expect(() => pages.page(10)).toThrow(/page index must be an integer in \[0, 10\), got 10/);
-    expect(() => pages.applyPage(0, Buffer.alloc(10), 1)).toThrow(/4096 bytes, got 10/);
-  } finally {
-    pages.close();
-  }
+  test('a RAM file smaller than the guest, and page indexes out of range, are refused', async () => {
+    const file = ramFile('small.ram', 10);
+    expect(() => new QemuGuestPages(file, 11, { scanThreads })).toThrow(/holds 40960 bytes, less than 11 pages/);
+    const pages = new QemuGuestPages(file, 10, { scanThreads });
+    try {
+      expect(() => pages.page(10)).toThrow(/page index must be an integer in \[0, 10\), got 10/);
+      expect(() => pages.applyPage(0, Buffer.alloc(10), 1)).toThrow(/4096 bytes, got 10/);
+    } finally {
+      pages.close();
+    }
+  });
 });
