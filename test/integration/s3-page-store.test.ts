@@ -1,6 +1,6 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import type { TestSeaweed } from '../../infra';
-import { startTestSeaweed } from '../../infra';
+import type { TestSeaweed } from '../../harness';
+import { startTestSeaweed } from '../../harness';
 import type { Manifest } from '../../store/manifest-format';
 import type { ObjectPageFile } from '../../store/object/object-page-file';
 import { ObjectPageStore } from '../../store/object/object-page-store';
