@@ -8,7 +8,7 @@
  * checked page by page. The cluster is stopped before this returns.
  */
 import { FerryClient } from '../cli/ferry-client';
-import { startTestCluster } from '../infra/test-cluster';
+import { startTestCluster } from '../harness/test-cluster';
 import { CONVERGENCE_POLICIES, CONVERGENCE_DOWNTIME_LIMIT_MS, CONVERGENCE_MAX_ROUNDS } from './convergence-scenarios';
 import { convergenceScenarios, type ConvergenceScenario, type ScenarioSet } from './convergence-scenarios';
 import { measureSendRate, runConvergence, type ConvergenceRun, type MigrationFigures } from './convergence-run';

@@ -12,7 +12,7 @@
  */
 import { fork } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { S3ObjectStore } from '../store/s3-object-store';
+import { S3ObjectStore } from '../store/object/s3-object-store';
 
 /** Folder in the bucket that holds the measurement's objects while it runs. */
 export const RAW_S3_PREFIX = 'bench-raw';

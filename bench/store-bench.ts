@@ -5,9 +5,9 @@
  * cluster is stopped before this returns, so two stores' benches never compete for the machine.
  */
 import { FerryClient } from '../cli/ferry-client';
-import { startTestCluster, TEST_CLUSTER_BUCKET } from '../infra/test-cluster';
-import { MAX_PARALLEL_UPLOADS } from '../store/chunk-uploader';
-import { CHUNK_BYTES } from '../store/object-page-layout';
+import { startTestCluster, TEST_CLUSTER_BUCKET } from '../harness/test-cluster';
+import { MAX_PARALLEL_UPLOADS } from '../store/object/chunk-uploader';
+import { CHUNK_BYTES } from '../store/object/object-page-layout';
 import { DEFAULT_BATCH_PAGES, DEFAULT_CREDIT_WINDOW } from '../workflows/policy';
 import { migrateOnce, SCENARIOS, type BenchStore, type RunFigures } from './migration-run';
 import { measureRawNats, type RawNatsResult } from './raw-nats';

@@ -1,6 +1,8 @@
 /**
  * infra: brings the real services (Temporal dev server, nats-server, SeaweedFS) up and down, for
- * `ferry up` and for integration tests, and finds their pinned binaries. See each module's header.
+ * `ferry up` and for integration tests, finds their pinned binaries, and injects network faults
+ * (netns.ts, tcp-proxy.ts). The disposable test services and clusters built on it are in harness/.
+ * See each module's header.
  */
 export type { ServiceBinary } from './binaries';
 export { resolveBinary, toolsBinDir } from './binaries';
@@ -74,14 +76,3 @@ export {
   temporalDevServerArgs,
   waitForNamespace,
 } from './temporal-server';
-export type { TestNats, TestSeaweed, TestTemporal } from './test-services';
-export {
-  makeTestStateDir,
-  pickFreeSeaweedPorts,
-  startTestNats,
-  startTestSeaweed,
-  startTestTemporal,
-  timeSkippingEnvironmentOptions,
-  timeSkippingServerPath,
-} from './test-services';
-export { sweepTestServices } from './test-sweep';

@@ -10,7 +10,7 @@
  * Names carry a short random id, so parallel runs do not collide: namespaces `ferry-<id>-<host>`,
  * interfaces `ferry<id>…` (at most 15 characters). Addresses are two free /24s of 10.77.0.0/16.
  * Everything is recorded in `<stateDir>/network.json` before it is created, so `remove()` and the
- * sweep of a dead test run (test-sweep.ts) take away whatever exists, also after a failed setup.
+ * sweep of a dead test run (harness/test-sweep.ts) take away whatever exists, also after a failed setup.
  * Needs root and iproute2's `ip netns`; the ip commands run synchronously (a few ms each).
  */
 import { execFileSync } from 'node:child_process';

@@ -5,7 +5,7 @@
  * a vCPU while its memory is dumped or self-checked.
  */
 import type { FerryClient } from '../cli/ferry-client';
-import type { TestCluster } from '../infra/test-cluster';
+import type { TestCluster } from '../harness/test-cluster';
 import { compareMigratedMemory } from '../verification';
 import type { VmmVerifyResult } from '../vmm/vmm-methods';
 import type { MigrationResult } from '../workflows/types';

@@ -8,7 +8,7 @@ import type { NatsConnection } from 'nats';
 import type { FerryClient } from '../cli/ferry-client';
 import type { FaultSpec } from '../data-plane';
 import type { TcpProxy } from '../infra/tcp-proxy';
-import type { TestCluster } from '../infra/test-cluster';
+import type { TestCluster } from '../harness/test-cluster';
 import { FaultMissedError } from './errors';
 import type { RecordedBatch } from './forger';
 import type { SeededRandom } from './seeded-random';

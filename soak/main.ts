@@ -14,7 +14,7 @@
 import { Command, CommanderError } from 'commander';
 import { CliError, EXIT } from '../cli/errors';
 import { FerryClient } from '../cli/ferry-client';
-import { startTestCluster, type TestCluster } from '../infra/test-cluster';
+import { startTestCluster, type TestCluster } from '../harness/test-cluster';
 import { SOAK_FAULTS, type SoakFault } from './faults';
 import { FORGERY_FAULTS } from './forgery-faults';
 import { formatReport, soakPassed, summarize } from './report';

@@ -7,7 +7,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { NatsConnection } from 'nats';
 import { ApplicationFailure } from '@temporalio/common';
 import { migrationWorkflowId, type FerryClient } from '../cli/ferry-client';
-import type { TestCluster } from '../infra/test-cluster';
+import type { TestCluster } from '../harness/test-cluster';
 import type { Workload } from '../vmm/workload';
 import type { MigrationResult } from '../workflows/types';
 import { checkMigration, type MigrationEnd } from './checks';

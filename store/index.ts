@@ -1,4 +1,11 @@
-/** The shared store: on a directory or an S3 bucket; page files, manifests and VM ownership records. */
+/**
+ * The shared store: on a directory or an S3 bucket; page files, manifests and VM ownership records.
+ * Here: the PageStore interface (page-store.ts) and what both stores share (manifest format, page
+ * sealing, errors, safe paths, VM history, the store name and `openPageStore`). `directory/` holds
+ * the store on a shared directory (page file, manifests, mailbox, link(2) ownership); `object/` the
+ * store on an ObjectStore (chunks, manifests, ownership objects) with its S3 and directory adapters.
+ * Neither of the two imports the other.
+ */
 export {
   PAGE_FILE_HEADER_BYTES,
   PageFile,
@@ -7,7 +14,7 @@ export {
   removeMigrationFiles,
   type PageEntry,
   type PageFileHeader,
-} from './page-file';
+} from './directory/page-file';
 export { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
 export {
   claimOwnership,
@@ -18,7 +25,7 @@ export {
   releaseOwnership,
   type OwnershipRecord,
   type PreparedClaim,
-} from './ownership';
+} from './directory/ownership';
 export {
   ManifestFormatError,
   PageFileHeaderError,
@@ -40,9 +47,9 @@ export {
   type PutOptions,
   type RetryOptions,
   type StoredObject,
-} from './object-store';
-export { S3ObjectStore, type S3ObjectStoreOptions } from './s3-object-store';
-export { DirectoryObjectStore } from './directory-object-store';
+} from './object/object-store';
+export { S3ObjectStore, type S3ObjectStoreOptions } from './object/s3-object-store';
+export { DirectoryObjectStore } from './object/directory-object-store';
 export type {
   NewestRoundManifest,
   PageFile as StorePageFile,
@@ -52,9 +59,9 @@ export type {
   StoreOutage,
 } from './page-store';
 export { claimOwnership as claimStoreOwnership, waitForMessage } from './page-store';
-export { DirectoryPageStore } from './directory-page-store';
-export { ObjectPageStore } from './object-page-store';
-export { ObjectPageFile } from './object-page-file';
+export { DirectoryPageStore } from './directory/directory-page-store';
+export { ObjectPageStore } from './object/object-page-store';
+export { ObjectPageFile } from './object/object-page-file';
 export {
   assertStoreAllowed,
   closePageStores,
@@ -69,4 +76,4 @@ export {
   PreconditionFailedError,
   StoreAccessDeniedError,
   StoreUnreachableError,
-} from './object-store-errors';
+} from './object/object-store-errors';

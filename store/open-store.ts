@@ -6,9 +6,9 @@
  */
 import * as path from 'node:path';
 import { s3Environment } from '../temporal-config/environment';
-import { S3ObjectStore } from './s3-object-store';
-import { ObjectPageStore } from './object-page-store';
-import { DirectoryPageStore } from './directory-page-store';
+import { S3ObjectStore } from './object/s3-object-store';
+import { ObjectPageStore } from './object/object-page-store';
+import { DirectoryPageStore } from './directory/directory-page-store';
 import type { PageStore } from './page-store';
 import { parseStoreRef } from './store-ref';
 import { assertStoreDirAllowed } from './safe-path';

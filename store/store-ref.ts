@@ -2,7 +2,7 @@
  * What a user names as the shared store, parsed without I/O (the workflow validates it too): a
  * directory path, or `s3://bucket/prefix`.
  */
-import { assertValidKey } from './object-store';
+import { assertValidKey } from './object/object-store';
 
 /** A store name, parsed. */
 export type StoreRef = { kind: 'directory'; dir: string } | { kind: 's3'; bucket: string; prefix: string };

@@ -11,7 +11,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { writeFileDurably } from './durable-file';
 import { pathUnder } from './safe-path';
-import type { ObjectStore } from './object-store';
+import type { ObjectStore } from './object/object-store';
 
 /** The record of one VM. */
 export interface VmHistoryRecord {

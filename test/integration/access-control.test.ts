@@ -19,8 +19,8 @@ import { readPortsRecord, seaweedPaths } from '../../infra/seaweedfs-files';
 import { ensureNatsCredentials, hostNatsUsers } from '../../infra/nats-credentials';
 import { startNatsServer, stopNatsServer } from '../../infra/nats-server';
 import { pickFreePort } from '../../infra/ports';
-import { makeTestStateDir, startTestNats, startTestSeaweed } from '../../infra/test-services';
-import type { TestNats, TestSeaweed } from '../../infra/test-services';
+import { makeTestStateDir, startTestNats, startTestSeaweed } from '../../harness/test-services';
+import type { TestNats, TestSeaweed } from '../../harness/test-services';
 import { useCluster } from './support/cluster-fixture';
 
 jest.setTimeout(180_000);

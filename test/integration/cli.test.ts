@@ -12,7 +12,7 @@ import { killAllWorkers, stopAllVmms } from '../../infra/ferry-cluster';
 import { pickFreePorts } from '../../infra/ports';
 import { stopSeaweedServer } from '../../infra/seaweedfs';
 import { startEmbeddedSeaweed } from '../../infra/seaweedfs-embedded';
-import { makeTestStateDir } from '../../infra/test-services';
+import { makeTestStateDir } from '../../harness/test-services';
 import { openPageStore } from '../../store/open-store';
 import { projectRoot, s3Environment } from '../../temporal-config';
 import type { MigrationResult } from '../../workflows/types';

@@ -2,15 +2,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { connect } from 'nats';
 import { NATS_MAX_PAYLOAD_BYTES } from '../../temporal-config';
-import type { TestNats } from '../../infra';
-import {
-  makeTestStateDir,
-  pickFreePort,
-  serviceStatus,
-  startNatsServer,
-  startTestNats,
-  stopNatsServer,
-} from '../../infra';
+import type { TestNats } from '../../harness';
+import { makeTestStateDir, startTestNats } from '../../harness';
+import { pickFreePort, serviceStatus, startNatsServer, stopNatsServer } from '../../infra';
 
 jest.setTimeout(20_000);
 

@@ -11,19 +11,17 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import type { SeaweedPorts, TestSeaweed } from '../../infra';
+import type { TestSeaweed } from '../../harness';
+import { makeTestStateDir, pickFreeSeaweedPorts, startTestSeaweed, sweepTestServices } from '../../harness';
+import type { SeaweedPorts } from '../../infra';
 import {
   grpcSocketPaths,
   isPortAnswering,
-  makeTestStateDir,
-  pickFreeSeaweedPorts,
   SEAWEED_SERVICE_NAME,
   seaweedPaths,
   serviceStatus,
   startSeaweedServer,
-  startTestSeaweed,
   stopSeaweedServer,
-  sweepTestServices,
 } from '../../infra';
 import { isProcessAlive, waitForExit } from '../../infra/service-files';
 

@@ -1,16 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import {
-  isPortAnswering,
-  makeTestStateDir,
-  pickFreePort,
-  serviceStatus,
-  startService,
-  startNatsServer,
-  stopService,
-  sweepTestServices,
-} from '../../infra';
+import { makeTestStateDir, sweepTestServices } from '../../harness';
+import { isPortAnswering, pickFreePort, serviceStatus, startService, startNatsServer, stopService } from '../../infra';
 
 jest.setTimeout(20_000);
 

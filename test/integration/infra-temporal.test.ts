@@ -1,13 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NAMESPACE, SEARCH_ATTRIBUTES } from '../../temporal-config';
-import type { TestTemporal } from '../../infra';
-import {
-  startTemporalDevServer,
-  startTestTemporal,
-  stopTemporalDevServer,
-  timeSkippingEnvironmentOptions,
-} from '../../infra';
+import type { TestTemporal } from '../../harness';
+import { startTestTemporal, timeSkippingEnvironmentOptions } from '../../harness';
+import { startTemporalDevServer, stopTemporalDevServer } from '../../infra';
 
 jest.setTimeout(60_000);
 

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import { FerryClient } from '../../cli/ferry-client';
 import { workerPid } from '../../infra/ferry-cluster';
-import { startTestCluster, type TestClusterOptions } from '../../infra/test-cluster';
+import { startTestCluster, type TestClusterOptions } from '../../harness/test-cluster';
 import type { MigrationResult } from '../../workflows/types';
 import { SimulatedDriver } from '../../vmm/driver';
 import { expectSameMemory, migrateNewGuest, suiteStore, vmmCall, type ClusterFixture } from './support/cluster-fixture';

@@ -5,12 +5,13 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CreateBucketCommand, ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
-import type { TestSeaweed } from '../../infra';
-import { pickFreePort, startTestSeaweed } from '../../infra';
-import { DirectoryObjectStore } from '../../store/directory-object-store';
-import type { ObjectStore } from '../../store/object-store';
-import type { S3ObjectStoreOptions } from '../../store/s3-object-store';
-import { S3ObjectStore } from '../../store/s3-object-store';
+import type { TestSeaweed } from '../../harness';
+import { startTestSeaweed } from '../../harness';
+import { pickFreePort } from '../../infra';
+import { DirectoryObjectStore } from '../../store/object/directory-object-store';
+import type { ObjectStore } from '../../store/object/object-store';
+import type { S3ObjectStoreOptions } from '../../store/object/s3-object-store';
+import { S3ObjectStore } from '../../store/object/s3-object-store';
 
 jest.setTimeout(120_000);
 

@@ -1,10 +1,10 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import type { TestSeaweed } from '../../infra';
-import { startTestSeaweed } from '../../infra';
+import type { TestSeaweed } from '../../harness';
+import { startTestSeaweed } from '../../harness';
 import type { Manifest } from '../../store/manifest-format';
-import type { ObjectPageFile } from '../../store/object-page-file';
-import { ObjectPageStore } from '../../store/object-page-store';
-import { S3ObjectStore } from '../../store/s3-object-store';
+import type { ObjectPageFile } from '../../store/object/object-page-file';
+import { ObjectPageStore } from '../../store/object/object-page-store';
+import { S3ObjectStore } from '../../store/object/s3-object-store';
 import type { PageFile } from '../../store/page-store';
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 

@@ -12,7 +12,7 @@ import { EXIT } from '../../cli/errors';
 import { migrationWorkflowId } from '../../cli/ferry-client';
 import { pickFreePort } from '../../infra/ports';
 import { closePageStores, openPageStore, parseStoreRef } from '../../store/open-store';
-import { S3ObjectStore } from '../../store/s3-object-store';
+import { S3ObjectStore } from '../../store/object/s3-object-store';
 import { compareWithPageFile } from '../../verification';
 import type { MigrationResult } from '../../workflows/types';
 import {

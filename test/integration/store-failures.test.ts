@@ -25,7 +25,7 @@ import {
   useTimeSkipping,
   withWorkers,
 } from './support/time-skipping';
-import { makeTestStateDir, startTestNats, type TestNats } from '../../infra/test-services';
+import { makeTestStateDir, startTestNats, type TestNats } from '../../harness/test-services';
 import { newKeyNonce } from '../../data-plane/migration-key';
 import { DEFAULT_ANSWER_LIMIT_MS } from '../../store/store-answer';
 import { SimulatedDriver } from '../../vmm/driver';

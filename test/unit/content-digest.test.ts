@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { GuestMemory, PAGE_HEADER_BYTES, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
-import { DirectoryPageStore } from '../../store/directory-page-store';
+import { DirectoryPageStore } from '../../store/directory/directory-page-store';
 import { fillAndVerify } from '../../data-plane/final-fill';
 import { MessageAuth } from '../../data-plane/message-auth';
 import { PageHashes } from '../../data-plane/page-hashes';

@@ -27,7 +27,7 @@ import {
 } from '../../data-plane/control-messages';
 import type { FinalReply, FinalRequest } from '../../data-plane/protocol';
 import { decodeManifest, encodeManifest } from '../../store/manifest-format';
-import { readNewestRoundManifest } from '../../store/round-manifests';
+import { readNewestRoundManifest } from '../../store/directory/round-manifests';
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */

@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DirectoryObjectStore } from '../../store/directory-object-store';
+import { DirectoryObjectStore } from '../../store/object/directory-object-store';
 import { encodeManifest, type Manifest } from '../../store/manifest-format';
-import { ObjectPageStore } from '../../store/object-page-store';
+import { ObjectPageStore } from '../../store/object/object-page-store';
 import type { PageFile } from '../../store/page-store';
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 import { batchOf, memorySource } from './support/test-object-store';

@@ -1,17 +1,17 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { isTransientStoreFailure } from '../../store/chunk-upload-health';
-import { COPY_ATTEMPTS } from '../../store/chunk-uploader';
-import { DirectoryObjectStore } from '../../store/directory-object-store';
-import type { ObjectPageFile } from '../../store/object-page-file';
-import { ObjectPageStore } from '../../store/object-page-store';
+import { isTransientStoreFailure } from '../../store/object/chunk-upload-health';
+import { COPY_ATTEMPTS } from '../../store/object/chunk-uploader';
+import { DirectoryObjectStore } from '../../store/object/directory-object-store';
+import type { ObjectPageFile } from '../../store/object/object-page-file';
+import { ObjectPageStore } from '../../store/object/object-page-store';
 import {
   BucketNotFoundError,
   ObjectStoreError,
   StoreAccessDeniedError,
   StoreUnreachableError,
-} from '../../store/object-store-errors';
+} from '../../store/object/object-store-errors';
 import type { PageSource } from '../../store/page-store';
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 import { TestObjectStore, batchOf, memorySource } from './support/test-object-store';

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { claimOwnership, readOwner } from '../../store/ownership';
+import { claimOwnership, readOwner } from '../../store/directory/ownership';
 
 describe('VM ownership record', () => {
   let storeDir: string;

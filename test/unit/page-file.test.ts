@@ -8,7 +8,7 @@ import {
   PageFile,
   removeMigrationFiles,
   type PageEntry,
-} from '../../store/page-file';
+} from '../../store/directory/page-file';
 
 const PAGE_COUNT = 16;
 

@@ -11,12 +11,12 @@ import { settleIncoming, type SettleTarget } from '../../data-plane/incoming-set
 import type { FinalReply, FinalRequest } from '../../data-plane/protocol';
 import { createMigrationActivities } from '../../activities/migration-activities';
 import type { HostContext } from '../../activities/host-context';
-import { DirectoryObjectStore } from '../../store/directory-object-store';
-import { DirectoryPageStore } from '../../store/directory-page-store';
-import { commitObjectClaim } from '../../store/object-page-ownership';
-import { ObjectPageStore } from '../../store/object-page-store';
-import type { ObjectStore } from '../../store/object-store';
-import { claimOwnership, readOwner, releaseOwnership } from '../../store/ownership';
+import { DirectoryObjectStore } from '../../store/object/directory-object-store';
+import { DirectoryPageStore } from '../../store/directory/directory-page-store';
+import { commitObjectClaim } from '../../store/object/object-page-ownership';
+import { ObjectPageStore } from '../../store/object/object-page-store';
+import type { ObjectStore } from '../../store/object/object-store';
+import { claimOwnership, readOwner, releaseOwnership } from '../../store/directory/ownership';
 import type { PageStore } from '../../store/page-store';
 import type { HypervisorDriver, VmRecord } from '../../vmm/driver';
 import { GuestMemory } from '../../vmm/guest-memory';

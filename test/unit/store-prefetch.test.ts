@@ -2,11 +2,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
-import { PAGE_FILE_HEADER_BYTES, PageFile } from '../../store/page-file';
-import { readNewestRoundManifest } from '../../store/round-manifests';
+import { PAGE_FILE_HEADER_BYTES, PageFile } from '../../store/directory/page-file';
+import { readNewestRoundManifest } from '../../store/directory/round-manifests';
 import type { Manifest } from '../../store/manifest-format';
 import { prefetchPass, StorePrefetcher } from '../../data-plane/store-prefetch';
-import { DirectoryPageStore } from '../../store/directory-page-store';
+import { DirectoryPageStore } from '../../store/directory/directory-page-store';
 
 const PAGE_COUNT = 64;
 const SEED = 7;

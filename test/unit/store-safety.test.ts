@@ -11,12 +11,12 @@ import { createHostContext, type HostContext } from '../../activities/host-conte
 import { createMigrationActivities } from '../../activities/migration-activities';
 import { createVmActivities } from '../../activities/vm-activities';
 import { fillAndVerify, MAX_FILL_RUN_PAGES } from '../../data-plane/final-fill';
-import { DirectoryObjectStore } from '../../store/directory-object-store';
-import { DirectoryPageStore } from '../../store/directory-page-store';
-import { postMessage } from '../../store/mailbox';
-import { ObjectPageStore } from '../../store/object-page-store';
-import { claimOwnership, readOwner, releaseOwnership } from '../../store/ownership';
-import { PAGE_FILE_HEADER_BYTES, PageFile, removeMigrationFiles } from '../../store/page-file';
+import { DirectoryObjectStore } from '../../store/object/directory-object-store';
+import { DirectoryPageStore } from '../../store/directory/directory-page-store';
+import { postMessage } from '../../store/directory/mailbox';
+import { ObjectPageStore } from '../../store/object/object-page-store';
+import { claimOwnership, readOwner, releaseOwnership } from '../../store/directory/ownership';
+import { PAGE_FILE_HEADER_BYTES, PageFile, removeMigrationFiles } from '../../store/directory/page-file';
 import type { PageFile as PageFileApi, PageStore } from '../../store/page-store';
 import { pathUnder } from '../../store/safe-path';
 import { writeDirectoryVmHistory } from '../../store/vm-history';

@@ -6,9 +6,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { RoundStats, RoundThrottleStats } from '../../data-plane/protocol';
-import { DirectoryObjectStore } from '../../store/directory-object-store';
-import { DirectoryPageStore } from '../../store/directory-page-store';
-import { ObjectPageStore } from '../../store/object-page-store';
+import { DirectoryObjectStore } from '../../store/object/directory-object-store';
+import { DirectoryPageStore } from '../../store/directory/directory-page-store';
+import { ObjectPageStore } from '../../store/object/object-page-store';
 import { historyKey, parseVmHistory, type VmHistoryRecord } from '../../store/vm-history';
 import { validateDowntimeLimit, validateThrottleRequest } from '../../workflows/policy';
 import {

@@ -1,8 +1,8 @@
 /**
  * Shared fixture of the integration tests: one real cluster per test file (see
- * infra/test-cluster.ts), a FerryClient on it, and small probes into the VMMs.
+ * harness/test-cluster.ts), a FerryClient on it, and small probes into the VMMs.
  */
-import { startTestCluster, type TestCluster, type TestClusterOptions } from '../../../infra/test-cluster';
+import { startTestCluster, type TestCluster, type TestClusterOptions } from '../../../harness/test-cluster';
 import { FerryClient } from '../../../cli/ferry-client';
 import { SimulatedDriver } from '../../../vmm/driver';
 import { compareMigratedMemory, type MigratedMemoryCheck } from '../../../verification';
@@ -23,7 +23,7 @@ export interface ClusterFixture {
 
 /**
  * The store the suite runs on unless a file names one: FERRY_TEST_STORE=s3 runs it on a SeaweedFS
- * store (infra/run-tests.ts runs the integration suite once per store).
+ * store (harness/run-tests.ts runs the integration suite once per store).
  */
 export function suiteStore(): 'directory' | 's3' {
   return process.env['FERRY_TEST_STORE'] === 's3' ? 's3' : 'directory';

@@ -7,11 +7,11 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseStoreRef } from '../../../store/open-store';
-import { migrationDir } from '../../../store/page-file';
-import { S3ObjectStore } from '../../../store/s3-object-store';
+import { migrationDir } from '../../../store/directory/page-file';
+import { S3ObjectStore } from '../../../store/object/s3-object-store';
 import { s3Environment } from '../../../temporal-config/environment';
 import { PAGE_SIZE_BYTES } from '../../../vmm/guest-memory';
-import type { TestCluster } from '../../../infra/test-cluster';
+import type { TestCluster } from '../../../harness/test-cluster';
 import type { ClusterFixture } from './cluster-fixture';
 
 /** The memory of `vmId` on `hostId` as it is now, dumped by its VMM and read back (the dump is removed). */

@@ -15,7 +15,7 @@ import {
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
 import type { HostActivities } from '../../../activities/types';
-import { timeSkippingEnvironmentOptions } from '../../../infra';
+import { timeSkippingEnvironmentOptions } from '../../../harness';
 import { CONTROL_TASK_QUEUE, hostTaskQueue, NAMESPACE, SEARCH_ATTRIBUTES } from '../../../temporal-config';
 
 /** temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD (@temporalio/proto is not imported here). */

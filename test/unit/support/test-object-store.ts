@@ -3,7 +3,7 @@
  * interface: it can fail the next puts with a given error, hold puts until the test releases them,
  * and records what it saw (keys put, most puts in flight, overlapping puts of one key).
  */
-import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, StoredObject } from '../../../store/object-store';
+import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, StoredObject } from '../../../store/object/object-store';
 import { PAGE_SIZE_BYTES, type GuestMemory } from '../../../vmm/guest-memory';
 import type { PageEntry, PageSource } from '../../../store/page-store';
 

@@ -7,10 +7,10 @@
  * data plane takes as "not held". A sealed file's slots (page-seal.ts) are read the same way, a
  * piece's slots in one GET, and opened into the target: a slot that fails its tag reads as zeros.
  */
-import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
-import { PageStoreError } from './errors';
+import { PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
+import { PageStoreError } from '../errors';
 import { CHUNK_PAGES, chunkKey } from './object-page-layout';
-import { slotBytesOf, type PageSealer } from './page-seal';
+import { slotBytesOf, type PageSealer } from '../page-seal';
 import type { ObjectStore } from './object-store';
 
 /** Most ranged GETs of one read in flight at once. */

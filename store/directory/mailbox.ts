@@ -7,9 +7,9 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { migrationDir } from './page-file';
-import { writeFileDurably } from './durable-file';
-import { PageStoreError } from './errors';
-import { pathUnder } from './safe-path';
+import { writeFileDurably } from '../durable-file';
+import { PageStoreError } from '../errors';
+import { pathUnder } from '../safe-path';
 
 function messageFile(storeDir: string, migrationId: string, name: string): string {
   return pathUnder(path.join(migrationDir(storeDir, migrationId), 'control'), `${name}.json`, 'message name');

@@ -35,12 +35,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { PageStoreError, StoreUnavailableError } from './errors';
+import { PageStoreError, StoreUnavailableError } from '../errors';
 import { ObjectPageFile } from './object-page-file';
 import { headerKey, messageKey, migrationPrefix } from './object-page-layout';
 import { commitObjectClaim, readObjectOwner, releaseObjectOwnership } from './object-page-ownership';
 import type { ObjectStore } from './object-store';
-import { historyKey, readObjectVmHistory, writeObjectVmHistory, type VmHistoryRecord } from './vm-history';
+import { historyKey, readObjectVmHistory, writeObjectVmHistory, type VmHistoryRecord } from '../vm-history';
 import type {
   OwnershipRecord,
   PageFile,
@@ -49,7 +49,7 @@ import type {
   PageSource,
   PageStore,
   PreparedClaim,
-} from './page-store';
+} from '../page-store';
 
 /** Most deletes in flight at once when a migration is removed. */
 export const MAX_PARALLEL_DELETES = 8;

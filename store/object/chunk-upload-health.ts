@@ -5,14 +5,14 @@
  * started after it and succeeded, so "the store was unreachable from T1 to T2" can be reported as an
  * incident while the uploads go on.
  */
-import type { StoreHealth, StoreOutage } from './page-store';
+import type { StoreHealth, StoreOutage } from '../page-store';
 
 /** First wait after a transient failure (ms); it doubles with each further one. */
 export const UPLOAD_RETRY_INITIAL_DELAY_MS = 50;
 /** Longest wait between two attempts during an outage (ms). */
 export const UPLOAD_RETRY_MAX_DELAY_MS = 1_000;
 
-export type { StoreHealth, StoreOutage } from './page-store';
+export type { StoreHealth, StoreOutage } from '../page-store';
 type StoreFailure = NonNullable<StoreHealth['failure']>;
 
 /** errno codes of a shared filesystem (the directory adapter) that may pass by themselves. */

@@ -8,9 +8,9 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { PageStoreError } from './errors';
-import { decodeManifest } from './manifest-format';
-import type { NewestRoundManifest } from './page-store';
+import { PageStoreError } from '../errors';
+import { decodeManifest } from '../manifest-format';
+import type { NewestRoundManifest } from '../page-store';
 
 /** What this reads of a page file on a directory. */
 interface DirectoryFile {

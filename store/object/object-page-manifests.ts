@@ -7,11 +7,11 @@
  * The newest round manifest is the one with the highest round number; its stamp is its key and
  * etag, so a manifest replaced within its round gets a new stamp (unless its bytes are the same).
  */
-import { PageStoreError } from './errors';
-import { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
+import { PageStoreError } from '../errors';
+import { decodeManifest, encodeManifest, type Manifest } from '../manifest-format';
 import { completeKey, manifestKey, roundManifestPrefix } from './object-page-layout';
 import type { ObjectStore } from './object-store';
-import type { NewestRoundManifest } from './page-store';
+import type { NewestRoundManifest } from '../page-store';
 
 /** The manifests of one migration. Every method throws PageStoreError naming the migration and the key. */
 export class ObjectPageManifests {

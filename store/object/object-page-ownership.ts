@@ -9,8 +9,8 @@
  */
 import type { ObjectStore } from './object-store';
 import { epochOfOwnerKey, ownerKey, ownersPrefix } from './object-page-layout';
-import type { OwnershipRecord } from './page-store';
-import { untilAnswered, type AnswerOptions } from './store-answer';
+import type { OwnershipRecord } from '../page-store';
+import { untilAnswered, type AnswerOptions } from '../store-answer';
 
 /** Times a read retries a record deleted between its listing and its read (a release racing it). */
 const READ_ATTEMPTS = 3;

@@ -12,7 +12,7 @@
  * - `owners/<vmId>/<epoch, 10 digits>.json` — ownership records;
  * - `probes/<unique>` — written and deleted by assertWritable.
  */
-import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
+import { PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 
 /** Pages per chunk object: 256 pages, 1 MiB (see object-page-store.ts for why). */
 export const CHUNK_PAGES = 256;

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { formatSummary, readJestTotals } from '../../infra/run-tests';
+import { formatSummary, readJestTotals } from '../../harness/run-tests';
 
 describe('test run summary', () => {
   let dir: string;

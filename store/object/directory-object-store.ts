@@ -20,8 +20,8 @@ import * as path from 'node:path';
 import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, StoredObject } from './object-store';
 import { assertValidKey, assertValidRange } from './object-store';
 import { ObjectStoreError, PreconditionFailedError } from './object-store-errors';
-import { makePrivateDir, PRIVATE_FILE_MODE } from './safe-path';
-import { syncDir } from './durable-file';
+import { makePrivateDir, PRIVATE_FILE_MODE } from '../safe-path';
+import { syncDir } from '../durable-file';
 
 /** Age after which a key's lock is taken to be left by a dead process and removed (ms). */
 export const STALE_LOCK_MS = 30_000;

@@ -10,14 +10,14 @@
  * Opening (either way) starts `syncedVersions` from the newest round manifest and the final one,
  * so a source that reopens its page file after a crash knows what the store already holds.
  */
-import { PageStoreError } from './errors';
+import { PageStoreError } from '../errors';
 import { ChunkUploader } from './chunk-uploader';
 import { readChunkPages } from './chunk-reader';
 import type { StoreHealth } from './chunk-upload-health';
-import type { Manifest } from './manifest-format';
+import type { Manifest } from '../manifest-format';
 import { headerKey, migrationPrefix } from './object-page-layout';
 import { ObjectPageManifests } from './object-page-manifests';
-import { PageSealer } from './page-seal';
+import { PageSealer } from '../page-seal';
 import type { ObjectStore } from './object-store';
 import {
   MAX_PAGE_FILE_PAGES,
@@ -28,7 +28,7 @@ import {
   type PageFileKey,
   type PageSource,
   type WriterPace,
-} from './page-store';
+} from '../page-store';
 
 /** Default interval at which `waitForComplete` heads the completion mark (ms). */
 export const DEFAULT_COMPLETE_POLL_MS = 20;

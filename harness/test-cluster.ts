@@ -6,7 +6,7 @@
  *
  * By default everything talks over 127.0.0.1. For network faults the host agents (and so their
  * VMMs) can reach nats-server through a TCP proxy the test stalls, or run in network namespaces of
- * their own (netns.ts) whose migration link the test cuts. The services themselves stay on
+ * their own (infra/netns.ts) whose migration link the test cuts. The services themselves stay on
  * 127.0.0.1: in namespaces, the host agents reach them through proxies that listen on the root
  * namespace's address of each link, so taking a link down cuts exactly that path.
  */
@@ -14,12 +14,19 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NAMESPACE, type FerryEnvironment } from '../temporal-config';
-import { clusterEnv, clusterWorkers, startWorker, stopAllVmms, stopWorker, type WorkerSpec } from './ferry-cluster';
-import { createTestNetwork, type TestNetwork } from './netns';
-import { startTcpProxy, type TcpProxy } from './tcp-proxy';
+import {
+  clusterEnv,
+  clusterWorkers,
+  startWorker,
+  stopAllVmms,
+  stopWorker,
+  type WorkerSpec,
+} from '../infra/ferry-cluster';
+import { createTestNetwork, type TestNetwork } from '../infra/netns';
+import { startTcpProxy, type TcpProxy } from '../infra/tcp-proxy';
 import { makeTestStateDir, startTestNats, startTestSeaweed, startTestTemporal } from './test-services';
 import type { TestNats, TestSeaweed, TestTemporal } from './test-services';
-import { createBucket } from './seaweedfs-bucket';
+import { createBucket } from '../infra/seaweedfs-bucket';
 
 /** How a test cluster differs from the default, where everything talks over 127.0.0.1. */
 export interface TestClusterOptions {
@@ -31,7 +38,7 @@ export interface TestClusterOptions {
    */
   natsProxy?: boolean;
   /**
-   * Each host agent runs in a network namespace of its own (see netns.ts): it reaches Temporal
+   * Each host agent runs in a network namespace of its own (see infra/netns.ts): it reaches Temporal
    * over the control link and nats-server over the migration link, through proxies on the links'
    * root addresses (`cluster.natsProxy` is the migration link's); `cluster.network.cut()` takes the
    * migration link down. Needs root. Default false.

@@ -17,14 +17,14 @@
  * outage is recorded. A permanent one stops the loop, and every later sync rejects with it.
  */
 import { crc32 } from 'node:zlib';
-import { PAGE_HEADER_BYTES, PAGE_SIZE_BYTES } from '../vmm/guest-memory';
-import { PageStoreError } from './errors';
+import { PAGE_HEADER_BYTES, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
+import { PageStoreError } from '../errors';
 import { ChunkMarks, type TakenChunk } from './chunk-marks';
 import { UploadHealth, isTransientStoreFailure, reasonOf, type StoreHealth } from './chunk-upload-health';
 import { CHUNK_PAGES, chunkKey, migrationPrefix, pagesInChunk } from './object-page-layout';
-import { slotBytesOf, type PageSealer } from './page-seal';
+import { slotBytesOf, type PageSealer } from '../page-seal';
 import type { ObjectStore } from './object-store';
-import type { PageSource, WriterPace } from './page-store';
+import type { PageSource, WriterPace } from '../page-store';
 
 /** Most chunk uploads in flight at once (1 MiB × 8 was the best PUT throughput measured here). */
 export const MAX_PARALLEL_UPLOADS = 8;

@@ -14,10 +14,10 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
-import { PageFileHeaderError, PageStoreError, StoreUnavailableError } from './errors';
-import { decodeManifest, encodeManifest, type Manifest } from './manifest-format';
-import { writeFileDurably } from './durable-file';
+import { PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
+import { PageFileHeaderError, PageStoreError, StoreUnavailableError } from '../errors';
+import { decodeManifest, encodeManifest, type Manifest } from '../manifest-format';
+import { writeFileDurably } from '../durable-file';
 import {
   MAX_PAGE_FILE_PAGES,
   type NewestRoundManifest,
@@ -25,12 +25,12 @@ import {
   type PageFile as PageFileApi,
   type PageFileHeader,
   type PageFileKey,
-} from './page-store';
+} from '../page-store';
 import { readNewestRoundManifest } from './round-manifests';
-import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from './safe-path';
-import { PageSealer, SEALED_SLOT_BYTES, slotBytesOf } from './page-seal';
+import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from '../safe-path';
+import { PageSealer, SEALED_SLOT_BYTES, slotBytesOf } from '../page-seal';
 
-export type { PageEntry, PageFileHeader } from './page-store';
+export type { PageEntry, PageFileHeader } from '../page-store';
 
 /** Bytes of the page file header; the page region starts right after it. */
 export const PAGE_FILE_HEADER_BYTES = 4096;

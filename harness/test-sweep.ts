@@ -1,18 +1,18 @@
 /**
  * Clean-up after test runs that died before their `afterAll`: finds the temp state dirs that
- * infra/test-services.ts creates, and for each whose owning process is gone, kills the services
+ * harness/test-services.ts creates, and for each whose owning process is gone, kills the services
  * recorded in it (by pid, after checking the pid still runs the recorded binary), removes the
- * network namespaces and links it records (netns.ts) and the sockets SeaweedFS leaves in /tmp, and
+ * network namespaces and links it records (infra/netns.ts) and the sockets SeaweedFS leaves in /tmp, and
  * deletes it.
  * Dirs of a live owner, such as a test run going on in another shell, are left alone.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { isProcessAlive, isRecordAlive, readPidRecord } from './service-files';
-import { killAllWorkers, stopAllVmms } from './ferry-cluster';
-import { removeRecordedNetwork } from './netns';
-import { removeGrpcSockets, SEAWEED_SERVICE_NAME } from './seaweedfs-files';
+import { isProcessAlive, isRecordAlive, readPidRecord } from '../infra/service-files';
+import { killAllWorkers, stopAllVmms } from '../infra/ferry-cluster';
+import { removeRecordedNetwork } from '../infra/netns';
+import { removeGrpcSockets, SEAWEED_SERVICE_NAME } from '../infra/seaweedfs-files';
 
 /** Name prefix of test state dirs under the OS temp dir. */
 export const TEST_STATE_PREFIX = 'ferry-test-';
@@ -72,7 +72,7 @@ export function sweepTestServices(tmpDir: string = os.tmpdir()): string[] {
       const seaweedWasAlive = isServiceAlive(dir, SEAWEED_SERVICE_NAME);
       messages.push(...killRecordedServices(dir), ...killAllWorkers(dir), ...stopAllVmms(dir));
       removeGrpcSockets(dir, { evenIfListening: seaweedWasAlive });
-      // The dir holds the only record of the test's namespaces and links (netns.ts): if they
+      // The dir holds the only record of the test's namespaces and links (infra/netns.ts): if they
       // cannot be removed now, it stays for the next sweep.
       try {
         messages.push(...removeRecordedNetwork(dir));

@@ -8,7 +8,7 @@
 import { PageFile, assertStoreWritable, removeMigrationFiles } from './page-file';
 import * as ownership from './ownership';
 import { postMessage, readMessage } from './mailbox';
-import { readDirectoryVmHistory, writeDirectoryVmHistory, type VmHistoryRecord } from './vm-history';
+import { readDirectoryVmHistory, writeDirectoryVmHistory, type VmHistoryRecord } from '../vm-history';
 import type {
   OwnershipRecord,
   PageFile as PageFileApi,
@@ -17,7 +17,7 @@ import type {
   PageSource,
   PageStore,
   PreparedClaim,
-} from './page-store';
+} from '../page-store';
 
 /** The page store in directory `dir`. */
 export class DirectoryPageStore implements PageStore {

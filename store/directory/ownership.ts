@@ -9,12 +9,12 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { OwnershipRecord } from './page-store';
-import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from './safe-path';
-import { syncDir } from './durable-file';
-import { untilAnswered, type AnswerOptions } from './store-answer';
+import type { OwnershipRecord } from '../page-store';
+import { makePrivateDir, pathUnder, PRIVATE_FILE_MODE } from '../safe-path';
+import { syncDir } from '../durable-file';
+import { untilAnswered, type AnswerOptions } from '../store-answer';
 
-export type { OwnershipRecord } from './page-store';
+export type { OwnershipRecord } from '../page-store';
 
 const EPOCH_FILE = /^\d{10}\.json$/;
 

@@ -3,7 +3,7 @@
  * own real server (nats-server, Temporal dev server, SeaweedFS) on random 127.0.0.1 ports in a
  * fresh temp state dir, and `stop()`s it in `afterAll` (stop also deletes the state dir). The
  * processes are not detached, so Ctrl-C on the test run ends them too; anything a crashed test run
- * leaves behind is removed by `sweepTestServices()`, which infra/run-tests.ts calls after jest.
+ * leaves behind is removed by `sweepTestServices()`, which harness/run-tests.ts calls after jest.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -12,18 +12,18 @@ import * as path from 'node:path';
 import type { TimeSkippingTestWorkflowEnvironmentOptions } from '@temporalio/testing';
 import { NAMESPACE } from '../temporal-config';
 import { DEFAULT_S3_REGION } from '../temporal-config';
-import { resolveBinary } from './binaries';
-import { ServiceStartError } from './errors';
-import { ensureNatsCredentials, hostNatsUsers, type NatsUser } from './nats-credentials';
-import { NATS_SERVICE_NAME, startNatsServer, stopNatsServer, type NatsServerTlsOptions } from './nats-server';
-import { pickFreePort, pickFreePorts } from './ports';
-import { startSeaweedServer, stopSeaweedServer } from './seaweedfs';
-import type { SeaweedPorts } from './seaweedfs-files';
-import { generateCredentials, SEAWEED_PORT_NAMES, SEAWEED_SERVICE_NAME, seaweedPaths } from './seaweedfs-files';
-import type { ServiceRef } from './service';
-import { serviceStatus, signalService } from './service';
-import { waitForExit } from './service-files';
-import { startTemporalDevServer, stopTemporalDevServer, TEMPORAL_SERVICE_NAME } from './temporal-server';
+import { resolveBinary } from '../infra/binaries';
+import { ServiceStartError } from '../infra/errors';
+import { ensureNatsCredentials, hostNatsUsers, type NatsUser } from '../infra/nats-credentials';
+import { NATS_SERVICE_NAME, startNatsServer, stopNatsServer, type NatsServerTlsOptions } from '../infra/nats-server';
+import { pickFreePort, pickFreePorts } from '../infra/ports';
+import { startSeaweedServer, stopSeaweedServer } from '../infra/seaweedfs';
+import type { SeaweedPorts } from '../infra/seaweedfs-files';
+import { generateCredentials, SEAWEED_PORT_NAMES, SEAWEED_SERVICE_NAME, seaweedPaths } from '../infra/seaweedfs-files';
+import type { ServiceRef } from '../infra/service';
+import { serviceStatus, signalService } from '../infra/service';
+import { waitForExit } from '../infra/service-files';
+import { startTemporalDevServer, stopTemporalDevServer, TEMPORAL_SERVICE_NAME } from '../infra/temporal-server';
 import { TEST_OWNER_FILE, TEST_STATE_PREFIX } from './test-sweep';
 
 export { sweepTestServices } from './test-sweep';
