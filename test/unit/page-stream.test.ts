@@ -142,3 +142,19 @@ test('a batch overtaken by a later one is written off, and the switchover takes 
   expect(switchover.destination).toMatchObject({ ok: true });
   expect(differingPages(pair.source.memory, pair.destination.memory)).toEqual([]);
 });
+
+test('a sender whose receiver drops off the bus carries on through the page file and hands over through the mailbox', async () => {
+  pair = await startEnginePair({ pageCount: 64, batchPages: 4 }, (_broker, _subjects, memory) =>
+    writePages(memory, range(0, 48), 1),
+  );
+  // Its subscriptions gone, the receiver grants nothing and every sync finds no responder.
+  pair.destinationBus.cut();
+
+  const round = await pair.outgoing.sendRound(0);
+
+  expect(round).toMatchObject({ pagesSent: 48, lane: 'store' });
+  expect(pair.incoming.snapshot()).toMatchObject({ batches: 0 });
+  const switchover = await pair.outgoing.switchover(10_000);
+  expect(switchover).toMatchObject({ handoverLane: 'store', destination: { ok: true } });
+  expect(differingPages(pair.source.memory, pair.destination.memory)).toEqual([]);
+});
