@@ -7,7 +7,8 @@
  * The request has an inbox of its own and a timer of its own: nothing here waits for the server
  * (nats.js's `requestMany` drains its inbox on timeout, which never ends while the link is stalled).
  */
-import { createInbox, ErrorCode, type NatsConnection } from 'nats';
+import { createInbox, ErrorCode } from 'nats';
+import type { MessageBus } from './message-bus';
 
 /**
  * Publishes `data` on `subject` and resolves with the first reply that `accept` turns into a
@@ -15,7 +16,7 @@ import { createInbox, ErrorCode, type NatsConnection } from 'nats';
  * or at once if NATS reports no responder or the publish fails.
  */
 export function authenticatedRequest<T>(
-  nc: NatsConnection,
+  nc: MessageBus,
   subject: string,
   data: Uint8Array,
   timeoutMs: number,
@@ -25,7 +26,7 @@ export function authenticatedRequest<T>(
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     // The connection's own inbox prefix, where its permissions allow replies.
-    const inbox = createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
+    const inbox = createInbox(nc.options?.inboxPrefix);
     const finish = (settle: () => void): void => {
       if (settled) return;
       settled = true;

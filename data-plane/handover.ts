@@ -18,13 +18,13 @@
  * A `drop` fault at `source.final-reply` makes the source deaf to every answer of this switchover,
  * as if each were lost: it waits out the whole timeout and fails.
  */
-import type { NatsConnection } from 'nats';
 import { DEFAULT_MAILBOX_POLL_MS, type PageStore } from '../store/page-store';
 import type { FaultPoints } from './fault-points';
 import type { FinalReply, FinalRequest } from './protocol';
 import type { MessageAuth } from './message-auth';
 import { openFinalAck, openFinalReply, sealFinalRequest } from './control-messages';
 import { authenticatedRequest } from './authenticated-request';
+import type { MessageBus } from './message-bus';
 
 /** How long the final request waits for an answer over NATS before using the store's mailbox (ms). */
 export const NETWORK_FINAL_TIMEOUT_MS = 5_000;
@@ -36,7 +36,7 @@ export const MAILBOX_ACK_TIMEOUT_MS = 2_000;
 
 /** What the handover uses of the source side. */
 export interface HandoverContext {
-  nc: NatsConnection;
+  nc: MessageBus;
   /** Where the destination takes control requests (MigrationSubjects.control). */
   controlSubject: string;
   store: PageStore;

@@ -14,11 +14,9 @@
  * Idempotency: starting twice returns the running instance. A `final` request repeated after a
  * success gets the same answer; the guest is resumed once.
  */
-import type { Msg, NatsConnection, Subscription } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import type { PageFileKey, PageStore, PreparedClaim } from '../store/page-store';
-import { openPageStore } from '../store/open-store';
 import { untilAnswered } from '../store/store-answer';
 import { BATCH_FLAG_ROUND_END, decodeBatch, type DecodedBatch } from './batch-format';
 import { MessageAuth } from './message-auth';
@@ -26,7 +24,8 @@ import { PageHashes, ZERO_PAGE_HASH } from './page-hashes';
 import { PageCipher } from './page-cipher';
 import { decodeControl, encodeSyncReply, openFinalRequest, sealFinalReply } from './control-messages';
 import { migrationSubjects, type MigrationSubjects } from './subjects';
-import { connectNats } from './nats-client';
+import { resolveEngineDeps, type EngineDeps } from './engine-deps';
+import type { BusMessage, BusSubscription, MessageBus } from './message-bus';
 import { fillAndVerifyUntilAnswered } from './final-fill';
 import { settleIncoming } from './incoming-settle';
 import { FinalMailboxWatch } from './final-mailbox';
@@ -45,7 +44,7 @@ const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 /** Destination side of one migration. */
 export class IncomingMigration {
   private readonly subjects: MigrationSubjects;
-  private readonly subs: Subscription[] = [];
+  private readonly subs: BusSubscription[] = [];
   /** Pages whose last received copy failed its self-check (torn while the source wrote it). */
   private readonly torn = new Set<number>();
   private readonly status: IncomingStatus;
@@ -58,7 +57,6 @@ export class IncomingMigration {
   private readonly preparedClaim: Promise<PreparedClaim>;
   /** Reads the page file while no batch arrives, so the switchover reads little (see store-prefetch.ts). */
   private readonly prefetcher: StorePrefetcher;
-  private readonly store: PageStore;
   /** Why this side cannot tell whether its ownership claim landed (the store did not answer). */
   private undecided: Error | undefined;
   private readonly auth: MessageAuth;
@@ -72,14 +70,14 @@ export class IncomingMigration {
   private constructor(
     private readonly ctx: VmmContext,
     readonly input: IncomingStartInput,
-    private readonly nc: NatsConnection,
+    private readonly nc: MessageBus,
+    private readonly store: PageStore,
     private readonly faults: FaultPoints,
   ) {
     this.subjects = migrationSubjects(input.sourceHost, input.hostId, input.migrationId);
     this.auth = new MessageAuth(Buffer.from(input.key, 'base64'), input.migrationId);
     this.cipher = new PageCipher(Buffer.from(input.key, 'base64'));
     this.hashes = new PageHashes(ctx.memory.pageCount);
-    this.store = openPageStore(input.store);
     this.credit = new ReceiverCredit(
       nc,
       this.auth,
@@ -113,12 +111,19 @@ export class IncomingMigration {
     };
   }
 
-  /** Subscribes to the stream and starts granting credit. */
-  static async start(ctx: VmmContext, input: IncomingStartInput, faults: FaultPoints): Promise<IncomingMigration> {
-    const nc = await connectNats(input.nats, input.hostId, `ferry-destination-${input.migrationId}`, (msg) =>
-      ctx.log(msg),
-    );
-    const incoming = new IncomingMigration(ctx, input, nc, faults);
+  /**
+   * Subscribes to the stream and starts granting credit. `deps` replaces the bus and the store
+   * (engine-deps.ts); by default, a NATS connection as `input.nats` says and the store `input.store` names.
+   */
+  static async start(
+    ctx: VmmContext,
+    input: IncomingStartInput,
+    faults: FaultPoints,
+    deps: Partial<EngineDeps> = {},
+  ): Promise<IncomingMigration> {
+    const { connect, openStore } = resolveEngineDeps(deps);
+    const nc = await connect(input.nats, input.hostId, `ferry-destination-${input.migrationId}`, (msg) => ctx.log(msg));
+    const incoming = new IncomingMigration(ctx, input, nc, openStore(input.store), faults);
     incoming.listen();
     await nc.flush();
     incoming.credit.start();
@@ -141,7 +146,7 @@ export class IncomingMigration {
     this.ctx.log(`dropped ${what}: ${why}`);
   }
 
-  private onBatch(msg: Msg): void {
+  private onBatch(msg: BusMessage): void {
     if (this.status.state !== 'receiving') return;
     let batch: DecodedBatch;
     try {
@@ -206,7 +211,7 @@ export class IncomingMigration {
     return this.finalReply;
   }
 
-  private onControl(msg: Msg): void {
+  private onControl(msg: BusMessage): void {
     const request = decodeControl(this.auth, msg.data);
     if (!request) {
       this.reject('a control message', 'not an authentic sync or final request of this migration');
@@ -228,7 +233,7 @@ export class IncomingMigration {
   }
 
   /** Answers `msg`; an answer that cannot be sent (the connection closing) is the sender's timeout. */
-  private respond(msg: Msg, data: Uint8Array): void {
+  private respond(msg: BusMessage, data: Uint8Array): void {
     try {
       msg.respond(data);
     } catch (err) {

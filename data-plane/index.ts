@@ -9,6 +9,8 @@ export {
 } from './batch-format';
 export type { BatchEntry, DecodedBatch } from './batch-format';
 export { migrationHandlers, type MigrationEngineState } from './vmm-handlers';
+export { DEFAULT_ENGINE_DEPS, resolveEngineDeps, type EngineDeps } from './engine-deps';
+export type { BusHeaders, BusMessage, BusStatus, BusSubscription, MessageBus } from './message-bus';
 export { MigrationLease, MIN_LEASE_TTL_MS, resolveLeaseTtlMs } from './migration-lease';
 export { MAC_BYTES, MessageAuth, type MessageKind, type SealedMessage } from './message-auth';
 export {

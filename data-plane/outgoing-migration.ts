@@ -14,12 +14,10 @@
  * not confirm, the source claims the next ownership epoch for itself and, only if it wins, resumes
  * the guest.
  */
-import type { NatsConnection } from 'nats';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VmmContext } from '../vmm/extensions';
 import type { GuestHold } from '../vmm/guest-run';
 import { claimOwnership, type PageFile, type PageStore } from '../store/page-store';
-import { openPageStore } from '../store/open-store';
 import { BATCH_FLAG_FINAL } from './batch-format';
 import { FILE_ONLY_MAX_LAG_BYTES, PageSender } from './page-sender';
 import type { FaultPoints } from './fault-points';
@@ -33,7 +31,8 @@ import { MessageAuth } from './message-auth';
 import { PageHashes } from './page-hashes';
 import { PageCipher } from './page-cipher';
 import { sealFinalRequest } from './control-messages';
-import { connectNats } from './nats-client';
+import { resolveEngineDeps, type EngineDeps } from './engine-deps';
+import type { MessageBus } from './message-bus';
 import { migrationSubjects } from './subjects';
 import type { StoreOutage } from '../store/page-store';
 
@@ -71,7 +70,7 @@ export class OutgoingMigration {
   private constructor(
     private readonly ctx: VmmContext,
     readonly input: OutgoingStartInput,
-    private readonly nc: NatsConnection,
+    private readonly nc: MessageBus,
     private readonly store: PageStore,
     private readonly pageFile: PageFile,
     private readonly sender: PageSender,
@@ -83,9 +82,18 @@ export class OutgoingMigration {
     this.throttle = new MigrationThrottle(ctx.vcpu, ctx.memory);
   }
 
-  /** Connects to NATS and creates (or reopens) the page file. */
-  static async start(ctx: VmmContext, input: OutgoingStartInput, faults: FaultPoints): Promise<OutgoingMigration> {
-    const store = openPageStore(input.store);
+  /**
+   * Connects to NATS and creates (or reopens) the page file. `deps` replaces the bus and the store
+   * (engine-deps.ts); by default, a NATS connection as `input.nats` says and the store `input.store` names.
+   */
+  static async start(
+    ctx: VmmContext,
+    input: OutgoingStartInput,
+    faults: FaultPoints,
+    deps: Partial<EngineDeps> = {},
+  ): Promise<OutgoingMigration> {
+    const { connect, openStore } = resolveEngineDeps(deps);
+    const store = openStore(input.store);
     const memory = ctx.memory;
     const key = Buffer.from(input.key, 'base64');
     // `encrypt` seals the page file at rest as well as the stream (store/page-seal.ts).
@@ -95,7 +103,7 @@ export class OutgoingMigration {
       input.encrypt === true ? { migrationKey: key } : {},
     );
     const subjects = migrationSubjects(input.hostId, input.destinationHost, input.migrationId);
-    const nc = await connectNats(input.nats, input.hostId, `ferry-source-${input.migrationId}`, (msg) => ctx.log(msg));
+    const nc = await connect(input.nats, input.hostId, `ferry-source-${input.migrationId}`, (msg) => ctx.log(msg));
     const auth = new MessageAuth(key, input.migrationId);
     const hashes = new PageHashes(memory.pageCount);
     const cipher = input.encrypt === true ? new PageCipher(key) : undefined;

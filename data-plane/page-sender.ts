@@ -7,7 +7,7 @@
  * replies count only if authentic (control-messages.ts); whatever else arrives is dropped and
  * counted in `rejectedMessages`.
  */
-import type { NatsConnection, Subscription } from 'nats';
+import type { BusSubscription, MessageBus } from './message-bus';
 import type { GuestPages } from '../vmm/guest-port';
 import type { PageFile } from '../store/page-store';
 import { BATCH_FLAG_FINAL, BATCH_FLAG_ROUND_END, BatchBuilder } from './batch-format';
@@ -70,7 +70,7 @@ const ZERO_CHECK_HEADER = 12;
 /** Streams pages of one migration; one instance per migration, used by one round at a time. */
 export class PageSender {
   private readonly builder: BatchBuilder;
-  private readonly creditSub: Subscription;
+  private readonly creditSub: BusSubscription;
   private grant: CreditGrant = { grantedSeq: 0, appliedSeq: 0 };
   private creditWaiter: (() => void) | undefined;
   private bytesSinceSync = 0;
@@ -102,7 +102,7 @@ export class PageSender {
    * file is handed them in clear.
    */
   constructor(
-    private readonly nc: NatsConnection,
+    private readonly nc: MessageBus,
     private readonly auth: MessageAuth,
     /** The migration's subjects (subjects.ts). */
     readonly subjects: MigrationSubjects,

@@ -5,7 +5,7 @@
  * that starts after the receiver learns its credit only from a repeated grant. Each grant is sealed
  * under the migration's key (a replayed old grant is harmless: the sender keeps the highest).
  */
-import type { NatsConnection } from 'nats';
+import type { MessageBus } from './message-bus';
 import type { CreditGrant } from './subjects';
 import type { MessageAuth } from './message-auth';
 import { encodeCredit } from './control-messages';
@@ -20,7 +20,7 @@ export class ReceiverCredit {
 
   /** `appliedSeq` reads the highest batch sequence number the receiver has applied or written off. */
   constructor(
-    private readonly nc: NatsConnection,
+    private readonly nc: MessageBus,
     private readonly auth: MessageAuth,
     private readonly subject: string,
     private readonly creditWindow: number,

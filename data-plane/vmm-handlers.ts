@@ -24,6 +24,7 @@ import { FaultPoints } from './fault-points';
 import { MigrationLease, resolveLeaseTtlMs } from './migration-lease';
 import { openNatsConnections } from './nats-connections';
 import { servedEngineHandlers, type EngineMethod, type MigrationEngineState } from './engine-methods';
+import type { EngineDeps } from './engine-deps';
 
 export type { MigrationEngineState } from './engine-methods';
 
@@ -34,8 +35,12 @@ interface SourceClaim {
   started?: Promise<OutgoingMigration>;
 }
 
-/** Builds the `migration.*` handlers for one VMM process (their params checked: engine-methods.ts). */
-export function migrationHandlers(ctx: VmmContext): Record<EngineMethod, VmmHandler> {
+/**
+ * Builds the `migration.*` handlers for one VMM process (their params checked: engine-methods.ts).
+ * `deps` replaces the bus and the store the migrations use (engine-deps.ts); by default, NATS and
+ * the store each migration names.
+ */
+export function migrationHandlers(ctx: VmmContext, deps: Partial<EngineDeps> = {}): Record<EngineMethod, VmmHandler> {
   let source: SourceClaim | undefined;
   const incoming = new Map<string, Promise<IncomingMigration>>();
   let destinationLease: MigrationLease | undefined;
@@ -146,7 +151,7 @@ export function migrationHandlers(ctx: VmmContext): Record<EngineMethod, VmmHand
     'migration.startOutgoing': async (input) => {
       const claim = claimSource(input.migrationId, input.leaseTtlMs);
       if (!claim.started) {
-        const started = OutgoingMigration.start(ctx, input, faults);
+        const started = OutgoingMigration.start(ctx, input, faults, deps);
         claim.started = started;
         started.catch(() => {
           if (claim.started === started) delete claim.started;
@@ -187,7 +192,7 @@ export function migrationHandlers(ctx: VmmContext): Record<EngineMethod, VmmHand
       renewDestination(input.leaseTtlMs);
       let started = incoming.get(input.migrationId);
       if (!started) {
-        started = IncomingMigration.start(ctx, input, faults);
+        started = IncomingMigration.start(ctx, input, faults, deps);
         incoming.set(input.migrationId, started);
         started.catch(() => incoming.delete(input.migrationId));
       }
