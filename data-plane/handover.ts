@@ -179,6 +179,7 @@ async function requestFinal(ctx: HandoverContext, request: FinalRequest, timeout
   );
 }
 
+/** Resolves after `ms`; its timer never holds the process open by itself (the VMM's server does). */
 function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+  return new Promise((r) => setTimeout(r, ms).unref());
 }

@@ -379,7 +379,7 @@ export class IncomingMigration {
     await this.prefetcher.stop();
     if (this.finalReply) await this.finalReply;
     // A drain waits for the server, which may be gone: bounded, then the connection is closed.
-    await Promise.race([this.nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
+    await Promise.race([this.nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000).unref())]);
     await this.nc.close().catch(() => undefined);
   }
 }

@@ -49,8 +49,9 @@ const CLOSE_STORE_WAIT_MS = 5_000;
 /** While the page file alone carries the pages, a manifest is written after every this many bytes. */
 export const FILE_ONLY_MANIFEST_BYTES = 64 * 1024 * 1024;
 
+/** Resolves after `ms`; its timer never holds the process open by itself (the VMM's server does). */
 function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+  return new Promise((r) => setTimeout(r, ms).unref());
 }
 
 /** Source side of one migration. */
@@ -446,7 +447,7 @@ export class OutgoingMigration {
     if (this.state !== 'handed-over') await Promise.race([this.durability.settled(), sleep(CLOSE_STORE_WAIT_MS)]);
     await Promise.race([this.pageFile.close().catch(() => undefined), sleep(CLOSE_STORE_WAIT_MS)]);
     // A drain waits for the server, which may be gone: bounded, then the connection is closed.
-    await Promise.race([this.nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
+    await Promise.race([this.nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000).unref())]);
     await this.nc.close().catch(() => undefined);
     return resumed;
   }
