@@ -7,7 +7,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
+import type { IncomingStatus, RoundStats, SwitchoverStats } from '../model/protocol';
 import { claimOwnership } from '../store/page-store';
 import { deriveMigrationKey, loadClusterSecret, newKeyNonce } from '../data-plane/migration-key';
 import { openPageStore } from '../store/open-store';

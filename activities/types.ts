@@ -1,5 +1,5 @@
 /** Inputs and results of the host agent's activities (small JSON: ids and counters). */
-import type { IncomingStatus, RoundStats, RoundThrottleInput, SwitchoverStats } from '../data-plane/protocol';
+import type { IncomingStatus, RoundStats, RoundThrottleInput, SwitchoverStats } from '../model/protocol';
 import type { VmHistoryRecord } from '../store/vm-history';
 import type { VmRecord } from '../vmm/driver';
 import type { Workload } from '../vmm/vcpu';

@@ -10,7 +10,7 @@
  */
 import type { MessageAuth, SealedMessage } from './message-auth';
 import type { CreditGrant } from './subjects';
-import { MAX_DEVICE_STATE_BASE64_CHARS, type FinalReply, type FinalRequest } from './protocol';
+import { MAX_DEVICE_STATE_BASE64_CHARS, type FinalReply, type FinalRequest } from '../model/protocol';
 
 /** The source's request to resynchronise: it has published every batch up to `sentSeq`. */
 export interface SyncRequest {

@@ -28,7 +28,7 @@ import type {
   RoundStats,
   RoundThrottleInput,
   SwitchoverStats,
-} from './protocol';
+} from '../model/protocol';
 
 /** The lease a start or claim may set (FERRY_LEASE_TTL_MS of the host agent). */
 interface LeaseTtl {

@@ -148,8 +148,7 @@ async function catchUp(
             index,
             buffer.subarray(j * PAGE_SIZE_BYTES, (j + 1) * PAGE_SIZE_BYTES),
             manifest.versions[k] as number,
-          ) &&
-          memory.meta[index * 2] === manifest.versions[k];
+          ) && memory.meta[index * 2] === manifest.versions[k];
         if (ok) torn.delete(index);
         else {
           torn.add(index);

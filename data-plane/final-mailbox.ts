@@ -7,7 +7,7 @@
  * and made again at the next poll.
  */
 import type { PageStore } from '../store/page-store';
-import type { FinalReply, FinalRequest } from './protocol';
+import type { FinalReply, FinalRequest } from '../model/protocol';
 import type { MessageAuth } from './message-auth';
 import { openFinalRequest, sealFinalAck, sealFinalReply } from './control-messages';
 

@@ -20,7 +20,7 @@
  */
 import { DEFAULT_MAILBOX_POLL_MS, type PageStore } from '../store/page-store';
 import type { FaultPoints } from './fault-points';
-import type { FinalReply, FinalRequest } from './protocol';
+import type { FinalReply, FinalRequest } from '../model/protocol';
 import type { MessageAuth } from './message-auth';
 import { openFinalAck, openFinalReply, sealFinalRequest } from './control-messages';
 import { authenticatedRequest } from './authenticated-request';

@@ -31,7 +31,7 @@ import { settleIncoming } from './incoming-settle';
 import { FinalMailboxWatch } from './final-mailbox';
 import { ReceiverCredit } from './receiver-credit';
 import { StorePrefetcher } from './store-prefetch';
-import type { FinalReply, FinalRequest, IncomingStartInput, IncomingStatus } from './protocol';
+import type { FinalReply, FinalRequest, IncomingStartInput, IncomingStatus } from '../model/protocol';
 import type { FaultPoints } from './fault-points';
 
 /** How long a destination that resumed still answers a repeated final request (ms). */

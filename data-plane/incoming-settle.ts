@@ -12,7 +12,7 @@
  */
 import type { PageStore } from '../store/page-store';
 import { untilAnswered, type AnswerOptions } from '../store/store-answer';
-import type { FinalReply, FinalRequest } from './protocol';
+import type { FinalReply, FinalRequest } from '../model/protocol';
 
 /** What settling needs of the destination side. */
 export interface SettleTarget {

@@ -41,4 +41,4 @@ export type {
   OutgoingStartInput,
   RoundStats,
   SwitchoverStats,
-} from './protocol';
+} from '../model/protocol';

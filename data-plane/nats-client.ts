@@ -7,18 +7,11 @@
  */
 import * as fs from 'node:fs';
 import type { ConnectionOptions, NatsConnection } from 'nats';
+import type { NatsClientConfig } from '../model/protocol';
 import { connectCounted } from './nats-connections';
 import { hostInboxPrefix } from './subjects';
 
-/** Where nats-server is and how this host proves who it is. */
-export interface NatsClientConfig {
-  /** E.g. `nats://127.0.0.1:4222`. */
-  url: string;
-  /** The host's credentials file (NatsHostCredentials as JSON); absent, the client connects anonymously. */
-  credentialsFile?: string;
-  /** TLS: the CA that signed nats-server's certificate; set, the connection must use TLS. */
-  tlsCaFile?: string;
-}
+export type { NatsClientConfig } from '../model/protocol';
 
 /** One host's NATS user, as kept in its credentials file (mode 0600). */
 export interface NatsHostCredentials {

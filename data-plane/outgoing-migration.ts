@@ -25,7 +25,13 @@ import { SwitchoverError } from './errors';
 import { finalPageTable } from './memory-scan';
 import { handOver, NETWORK_FINAL_TIMEOUT_MS, type HandoverOutcome } from './handover';
 import { PageFileDurability } from './page-file-durability';
-import type { FinalRequest, OutgoingStartInput, RoundStats, RoundThrottleInput, SwitchoverStats } from './protocol';
+import type {
+  FinalRequest,
+  OutgoingStartInput,
+  RoundStats,
+  RoundThrottleInput,
+  SwitchoverStats,
+} from '../model/protocol';
 import { MigrationThrottle } from './round-throttle';
 import { MessageAuth } from './message-auth';
 import { PageHashes } from './page-hashes';

@@ -15,7 +15,7 @@ import type { GuestCpu, GuestPages } from '../vmm/guest-port';
 import { PAGE_SIZE_BYTES } from '../vmm/guest-memory';
 import type { VcpuStats } from '../vmm/vcpu';
 import { nextThrottle } from '../workflows/throttle-policy';
-import type { RoundThrottleInput, RoundThrottleStats, ThrottleChange } from './protocol';
+import type { RoundThrottleInput, RoundThrottleStats, ThrottleChange } from '../model/protocol';
 
 /** How often a round is sampled (ms). */
 export const ROUND_SAMPLE_MS = 250;

@@ -1,7 +1,8 @@
 /**
  * ferry's ground floor: the shapes every layer shares (the one id pattern, the inputs of the
- * workflows and their updates, as zod schemas) and the parser that refuses a bad input whole. It
- * imports nothing from the project, so anything may import it.
+ * workflows and their updates as zod schemas, the page size, workloads and vCPU figures of a guest,
+ * the wire protocol between host agent, engine and VMMs) and the parser that refuses a bad input
+ * whole. It imports nothing from the project, so anything may import it.
  */
 export { shown } from './checks';
 export { InvalidInputError } from './errors';
@@ -25,7 +26,9 @@ export {
   type SetThrottleInput,
   type ThrottlePolicy,
 } from './migration-input';
+export { PAGE_SIZE_BYTES, type VcpuStats, type Workload } from './guest';
 export { parseInput } from './parse-input';
+export type * from './protocol';
 export { closestName } from './suggest';
 export {
   destroyVmInputSchema,

@@ -13,6 +13,7 @@
  * - The writer may trail the stream: pages handed to `writePages` become durable later, and
  *   `sync()` says when.
  */
+import type { StoreOutage } from '../model/protocol';
 import type { Manifest } from './manifest-format';
 import type { VmHistoryRecord } from './vm-history';
 
@@ -125,16 +126,7 @@ export interface PageFile {
 /** See PageFile.setPace. */
 export type WriterPace = 'full' | 'yield' | 'paused';
 
-/** A time the store could not take writes; Date.now() values (ms). */
-export interface StoreOutage {
-  from: number;
-  /** Unset while the outage lasts. */
-  to?: number;
-  /** The last failure's message. */
-  reason: string;
-  /** Writes that failed during the outage. */
-  failedUploads: number;
-}
+export type { StoreOutage } from '../model/protocol';
 
 /** What a writer went through; see PageFile.storeHealth. */
 export interface StoreHealth {

@@ -12,10 +12,10 @@
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
+import { PAGE_SIZE_BYTES } from '../model/guest';
 import type { GuestPages } from './guest-port';
 
-/** Size of a guest page (bytes). */
-export const PAGE_SIZE_BYTES = 4096;
+export { PAGE_SIZE_BYTES };
 /** Size of the self-check header at the start of each non-zero page (bytes). */
 export const PAGE_HEADER_BYTES = 12;
 

@@ -29,25 +29,11 @@ import type { VcpuControl } from './vcpu-control';
 import type { VcpuWorkerData } from './vcpu-worker';
 import { resolveWorkload } from './workload';
 import type { Workload } from './workload';
+import type { VcpuStats } from '../model/guest';
 
 export type { Workload } from './workload';
 
-/**
- * A snapshot of the vCPU. `throttlePercent` is the share of time it is descheduled (0..99);
- * `workUnits` = pages written + whole milliseconds it was scheduled (neither paused nor
- * descheduled by the throttle), so its rate shows the guest's slowdown; `pagesWritten` counts
- * page writes since start; `runMs` the time it was scheduled and `throttledMs` the time the throttle
- * descheduled it (paused time is neither), so throttledMs / (runMs + throttledMs) over an interval
- * is the share of the work it would have done that the throttle took.
- */
-export interface VcpuStats {
-  state: 'running' | 'paused' | 'stopped';
-  throttlePercent: number;
-  workUnits: number;
-  pagesWritten: number;
-  runMs: number;
-  throttledMs: number;
-}
+export type { VcpuStats } from '../model/guest';
 
 /** Options of Vcpu.start. `paused` (default false) starts it paused, as a migration destination. */
 export interface VcpuStartOptions {

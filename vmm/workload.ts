@@ -4,21 +4,9 @@
  */
 import { VmmParamsError } from './errors';
 import { PAGE_SIZE_BYTES } from './guest-memory';
+import type { Workload } from '../model/guest';
 
-/**
- * What the simulated guest does. Rates are bytes per second of page writes while the vCPU runs
- * (a throttled vCPU writes proportionally less); each write dirties one whole 4 KiB page.
- * - `idle`: writes nothing.
- * - `random`: uniformly random pages over all memory.
- * - `hotset`: random pages within the first `hotSetBytes` of memory (rounded down to pages, at
- *   least one page).
- * - `sweep`: pages in order 0, 1, 2, …, wrapping at the end of memory.
- */
-export type Workload =
-  | { type: 'idle' }
-  | { type: 'random'; rateBytesPerSec: number }
-  | { type: 'hotset'; rateBytesPerSec: number; hotSetBytes: number }
-  | { type: 'sweep'; rateBytesPerSec: number };
+export type { Workload } from '../model/guest';
 
 /** Workload of a VM that was given none. */
 export const DEFAULT_WORKLOAD: Workload = { type: 'idle' };

@@ -2,7 +2,7 @@
  * What failed during a migration and how ferry got past it, derived from the figures the
  * activities report. Pure functions: the workflow calls them, unit tests too.
  */
-import type { IncomingStatus, RoundStats } from '../data-plane/protocol';
+import type { IncomingStatus, RoundStats } from '../model/protocol';
 import type { StoreOutage } from '../store/page-store';
 import type { MigrationIncident } from './types';
 

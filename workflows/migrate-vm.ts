@@ -38,7 +38,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { PrepareSourceResult } from '../activities/types';
-import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
+import type { IncomingStatus, RoundStats, SwitchoverStats } from '../model/protocol';
 import {
   DEFAULT_RESUME_TIMEOUT_MS,
   decideNextStep,

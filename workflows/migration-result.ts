@@ -3,7 +3,7 @@
  * result a migration starts with, the figures of a completed one and the totals over the rounds.
  * Pure functions: the workflow calls them, unit tests too.
  */
-import type { IncomingStatus, RoundStats, SwitchoverStats } from '../data-plane/protocol';
+import type { IncomingStatus, RoundStats, SwitchoverStats } from '../model/protocol';
 import { roundIncidents } from './incidents';
 import type { StoreOutage } from '../store/page-store';
 import { measuredThrottlePercent } from './throttle-tracker';

@@ -2,7 +2,7 @@
  * The answer of the `progress` query, derived from what the workflow knows so far. A pure
  * function: the query handler calls it, unit tests too.
  */
-import type { RoundStats } from '../data-plane/protocol';
+import type { RoundStats } from '../model/protocol';
 import { roundIncidents } from './incidents';
 import { PAGE_SIZE_BYTES } from './migration-result';
 import { expectedDowntimeMs, measuredThroughputBytesPerSec } from './policy';

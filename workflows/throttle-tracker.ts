@@ -3,7 +3,7 @@
  * round, a throttle pinned by request, and what the result reports about the guest's slowdown.
  * Deterministic (no I/O, no clocks): the workflow replays it, unit tests drive it with rounds.
  */
-import type { RoundStats, RoundThrottleInput, ThrottleChange } from '../data-plane/protocol';
+import type { RoundStats, RoundThrottleInput, ThrottleChange } from '../model/protocol';
 import type { VmHistoryRecord } from '../store/vm-history';
 import { measuredThroughputBytesPerSec } from './policy';
 import {

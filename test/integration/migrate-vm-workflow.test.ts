@@ -9,7 +9,7 @@ import { Context } from '@temporalio/activity';
 import type { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { HostActivities } from '../../activities/types';
-import type { IncomingStatus, RoundStats, SwitchoverStats } from '../../data-plane/protocol';
+import type { IncomingStatus, RoundStats, SwitchoverStats } from '../../model/protocol';
 import { CONTROL_TASK_QUEUE } from '../../temporal-config';
 import { cancelSignal, migrateVm, progressQuery } from '../../workflows';
 import type { MigrationOptions } from '../../workflows/policy';

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { createActivities } from '../../activities';
 import type { HostActivities } from '../../activities/types';
-import type { RoundStats, SwitchoverStats } from '../../data-plane/protocol';
+import type { RoundStats, SwitchoverStats } from '../../model/protocol';
 import { CONTROL_TASK_QUEUE } from '../../temporal-config';
 import { migrateVm } from '../../workflows';
 import type { MigrationResult } from '../../workflows/types';

@@ -5,7 +5,7 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
-import type { RoundThrottleInput } from '../../data-plane/protocol';
+import type { RoundThrottleInput } from '../../model/protocol';
 import type { VmHistoryRecord } from '../../store/vm-history';
 import { CONTROL_TASK_QUEUE } from '../../temporal-config';
 import { migrateVm, progressQuery } from '../../workflows';

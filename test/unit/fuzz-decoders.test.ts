@@ -25,7 +25,7 @@ import {
   sealFinalReply,
   sealFinalRequest,
 } from '../../data-plane/control-messages';
-import type { FinalReply, FinalRequest } from '../../data-plane/protocol';
+import type { FinalReply, FinalRequest } from '../../model/protocol';
 import { decodeManifest, encodeManifest } from '../../store/manifest-format';
 import { readNewestRoundManifest } from '../../store/directory/round-manifests';
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../vmm/guest-memory';

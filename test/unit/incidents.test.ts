@@ -1,5 +1,5 @@
 import { destinationIncidents, roundIncidents } from '../../workflows/incidents';
-import type { IncomingStatus, RoundStats } from '../../data-plane/protocol';
+import type { IncomingStatus, RoundStats } from '../../model/protocol';
 
 function round(n: number, lane: RoundStats['lane'], extra: Partial<RoundStats> = {}): RoundStats {
   return {

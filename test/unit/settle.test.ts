@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fillAndVerifyUntilAnswered } from '../../data-plane/final-fill';
 import { settleIncoming, type SettleTarget } from '../../data-plane/incoming-settle';
-import type { FinalReply, FinalRequest } from '../../data-plane/protocol';
+import type { FinalReply, FinalRequest } from '../../model/protocol';
 import { createMigrationActivities } from '../../activities/migration-activities';
 import type { HostContext } from '../../activities/host-context';
 import { DirectoryObjectStore } from '../../store/object/directory-object-store';

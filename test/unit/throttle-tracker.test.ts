@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { RoundStats, RoundThrottleStats } from '../../data-plane/protocol';
+import type { RoundStats, RoundThrottleStats } from '../../model/protocol';
 import { DirectoryObjectStore } from '../../store/object/directory-object-store';
 import { DirectoryPageStore } from '../../store/directory/directory-page-store';
 import { ObjectPageStore } from '../../store/object/object-page-store';

@@ -6,7 +6,7 @@
  * H·(1 − e^(−writes/H)) distinct pages of its hot set of H pages: what the next round sends.
  */
 import type { HostActivities } from '../../../activities/types';
-import type { IncomingStatus, RoundStats, SwitchoverStats, ThrottleChange } from '../../../data-plane/protocol';
+import type { IncomingStatus, RoundStats, SwitchoverStats, ThrottleChange } from '../../../model/protocol';
 import type { VmHistoryRecord } from '../../../store/vm-history';
 import { deferred, fakeHosts, heartbeating, NOT_IN_A_MIGRATION, type Deferred, type FakeHosts } from './time-skipping';
 

@@ -1,11 +1,32 @@
 /**
- * Messages between the host agent and the migration engine inside a VMM (over the VMM's control
- * socket), and between the two VMMs (over NATS). Small JSON only: pages never travel here.
+ * The wire protocol: messages between the host agent and the migration engine inside a VMM (over
+ * the VMM's control socket), and between the two VMMs (over NATS). Small JSON only: pages never
+ * travel here. Part of the ground floor, so the workflows, the engine and the drivers share it
+ * without importing each other.
  */
-import type { VcpuStats, Workload } from '../vmm/vcpu';
-import type { StoreOutage } from '../store/page-store';
-import type { ThrottlePolicy } from '../workflows/throttle-policy';
-import type { NatsClientConfig } from './nats-client';
+import type { VcpuStats, Workload } from './guest';
+import type { ThrottlePolicy } from './migration-input';
+
+/** How to reach NATS from a host (the engine's connection settings). */
+export interface NatsClientConfig {
+  /** E.g. `nats://127.0.0.1:4222`. */
+  url: string;
+  /** The host's credentials file (NatsHostCredentials as JSON); absent, the client connects anonymously. */
+  credentialsFile?: string;
+  /** TLS: the CA that signed nats-server's certificate; set, the connection must use TLS. */
+  tlsCaFile?: string;
+}
+
+/** A time the store could not take writes; Date.now() values (ms). */
+export interface StoreOutage {
+  from: number;
+  /** Unset while the outage lasts. */
+  to?: number;
+  /** The last failure's message. */
+  reason: string;
+  /** Writes that failed during the outage. */
+  failedUploads: number;
+}
 
 /** How the source throttles the vCPU during one round (`migration.sendRound`'s `throttle`). */
 export interface RoundThrottleInput {
