@@ -23,7 +23,7 @@ import { compareMigratedMemory } from '../verification';
 import { SimulatedDriver } from '../vmm/driver';
 import type { VmmStatus } from '../vmm/vmm-methods';
 import type { Workload } from '../vmm/workload';
-import type { MigrationResult } from '../workflows/types';
+import type { MigrationResult, RoundSummary, SwitchoverSummary } from '../workflows/types';
 import { nowUs } from './qemu-guest-watch';
 
 const PAGE_BYTES = 4096;
@@ -55,6 +55,13 @@ export interface QemuFerryRun {
   reportedTotalMs?: number;
   reportedDowntimeMs?: number;
   rounds?: number;
+  roundsDetail?: RoundSummary[];
+  switchover?: SwitchoverSummary;
+  /**
+   * Total less the rounds' durations and the downtime: mostly prepare (the destination VMM and its
+   * QEMU starting) before round 0, where QEMU's own migration has its destination started already.
+   */
+  outsideRoundsMs?: number;
   bytesViaNetwork?: number;
   bytesMirroredToStore?: number;
   bytesViaStore?: number;
@@ -178,6 +185,8 @@ export async function ferryQemuMigration(input: QemuFerryRunInput): Promise<Qemu
       reportedTotalMs: result.totalMs,
       reportedDowntimeMs: result.downtimeMs,
       rounds: result.rounds.length,
+      roundsDetail: result.rounds,
+      ...(result.switchover ? { switchover: result.switchover } : {}),
       bytesViaNetwork: result.bytesViaNetwork,
       bytesMirroredToStore: result.bytesMirroredToStore,
       bytesViaStore: result.bytesViaStore,
@@ -192,6 +201,8 @@ export async function ferryQemuMigration(input: QemuFerryRunInput): Promise<Qemu
       throw new Error(`no STOP (${stopUs}) on the source or RESUME (${resumeUs}) on the destination`);
     figures.totalMs = (resumeUs - startUs) / 1000;
     figures.downtimeMs = (resumeUs - stopUs) / 1000;
+    figures.outsideRoundsMs =
+      figures.totalMs - figures.downtimeMs - result.rounds.reduce((sum, r) => sum + r.durationMs, 0);
 
     const check = await compareMigratedMemory(ferry, {
       vmId,

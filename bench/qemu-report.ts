@@ -52,6 +52,15 @@ function qemuRow(r: QemuOwnRun): string {
   ]);
 }
 
+function roundsLine(r: QemuFerryRun): string {
+  const rounds = (r.roundsDetail ?? []).map(
+    (d) =>
+      `${(d.durationMs / 1000).toFixed(1)} s ${d.lane} ${(d.bytesSent / 1e6).toFixed(0)} MB ` +
+      `@ ${(d.throughputBytesPerSec / 1e6).toFixed(0)} MB/s`,
+  );
+  return `  rounds: ${rounds.join('; ')}; outside rounds and downtime ${ms(r.outsideRoundsMs)} ms`;
+}
+
 /** The report's lines; see the module comment. */
 export function qemuReportLines(s: QemuSummary): string[] {
   const lines = [
@@ -66,6 +75,7 @@ export function qemuReportLines(s: QemuSummary): string[] {
   lines.push(row(['', 'run', 'total ms', 'downtime ms', 'MB moved', 'diff pages', 'guest after resume']));
   for (const f of s.ferryRuns) {
     lines.push(ferryRow('ferry', f));
+    if (f.ok) lines.push(roundsLine(f));
     const q = s.qemuRuns.find((r) => r.run === f.run);
     if (q) lines.push(qemuRow(q));
     const ratio = s.ratios.find((r) => r.run === f.run);
@@ -74,6 +84,7 @@ export function qemuReportLines(s: QemuSummary): string[] {
   if (s.natsKillRun) {
     const k = s.natsKillRun;
     lines.push(ferryRow('ferry, NATS killed', k));
+    if (k.ok) lines.push(roundsLine(k));
     lines.push(
       `  nats-server SIGKILLed ${ms(k.killedAtMs)} ms into the migration, the destination having applied ` +
         `${k.pagesAppliedAtKill ?? '-'} pages; ${s.natsKillNote}`,
