@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: two parts, in this order, each on a cluster of its own (Temporal dev server,
+ * `npm run bench`: four parts, in this order, each on a cluster of its own (Temporal dev server,
  * nats-server, host agents and VMM processes) started after the previous one is stopped, so they
  * never compete for the machine.
  *
@@ -13,6 +13,11 @@
  * guests writing at 0.5× to 4× S under every throttle policy, three runs each, and judges the
  * targets; it writes an SVG plot per policy next to the JSON (convergence-plots.ts).
  *
+ * The QEMU part (qemu-bench.ts, issue 12) runs last: a 1 GiB QEMU guest (832 MiB filled with
+ * random data, 64 MiB hot set at 50 MB/s) migrated by ferry and, beside each run, by QEMU's own
+ * migration over loopback TCP, then once by ferry with nats-server killed at half of round 0;
+ * total time, downtime, bytes and differing pages of each, ratios and the issue's targets.
+ *
  * The encrypt part (encrypt-bench.ts) runs first, in this process and in seconds: what
  * `policy.encrypt` costs the build and decode of a batch, against the clear batch with its HMAC.
  *
@@ -21,10 +26,11 @@
  *
  * The JSON keeps, at its top level, the directory store's figures under the names they always
  * had (so earlier results stay comparable); the S3 store's are under `s3`, with the same names and
- * its own additions; the convergence part's under `convergence`; the encrypt part's under `encrypt`. `parts` names the parts that ran;
- * `allPageChecksOk` covers all of them.
+ * its own additions; the convergence part's under `convergence`; the encrypt part's under `encrypt`; the
+ * QEMU part's under `qemu`. `parts` names the parts that ran; `allPageChecksOk` covers all of them (for the
+ * QEMU part: ferry's runs; QEMU's own runs are measured, not checked).
  *
- * Options: --runs n (default 3), --memory 1GiB, --only stores|convergence|encrypt (default all three),
+ * Options: --runs n (default 3), --memory 1GiB, --only stores|convergence|encrypt|qemu (default all four),
  * --store directory|s3|both (store part; default both), --scenarios full|reduced (convergence
  * part; default full: hot sets of 128 and 512 MiB at every rate), --encrypt-pages n (pages per batch
  * of the encrypt part; default 256).
@@ -39,6 +45,9 @@ import { benchConvergence, summarizeConvergence, type ConvergenceSummary } from 
 import { writeConvergencePlots } from './convergence-plots';
 import { convergenceReportLines } from './convergence-report';
 import { parseScenarioSet } from './convergence-scenarios';
+import { benchQemu } from './qemu-bench';
+import { qemuReportLines } from './qemu-report';
+import { summarizeQemu, type QemuSummary } from './qemu-summary';
 import { storeReportLines } from './report-table';
 import { benchStore } from './store-bench';
 import { benchEncrypt, encryptReportLines, DEFAULT_ENCRYPT_BENCH_PAGES } from './encrypt-bench';
@@ -50,13 +59,14 @@ const STORE_CHOICES: Record<string, BenchStore[]> = {
   both: ['directory', 's3'],
 };
 
-type Part = 'stores' | 'convergence' | 'encrypt';
+type Part = 'stores' | 'convergence' | 'encrypt' | 'qemu';
 
 const PART_CHOICES: Record<string, Part[]> = {
   stores: ['stores'],
   convergence: ['convergence'],
   encrypt: ['encrypt'],
-  both: ['encrypt', 'stores', 'convergence'],
+  qemu: ['qemu'],
+  both: ['encrypt', 'stores', 'convergence', 'qemu'],
 };
 
 function arg(name: string, fallback: string): string {
@@ -74,7 +84,7 @@ function storesToRun(): BenchStore[] {
 function partsToRun(): Part[] {
   const choice = arg('only', 'both');
   const parts = PART_CHOICES[choice];
-  if (!parts) throw new Error(`--only must be stores, convergence or encrypt, got ${JSON.stringify(choice)}`);
+  if (!parts) throw new Error(`--only must be stores, convergence, encrypt or qemu, got ${JSON.stringify(choice)}`);
   return parts;
 }
 
@@ -121,8 +131,13 @@ async function main(): Promise<void> {
   }
   const directory = summaries.find((s) => s.store === 'directory');
   const s3 = summaries.find((s) => s.store === 's3');
-  const allPageChecksOk = summaries.every((s) => s.allPageChecksOk) && (convergence?.allPageChecksOk ?? true);
   if (convergence) console.log(convergenceReportLines(convergence).join('\n'));
+  const qemu: QemuSummary | undefined = parts.includes('qemu') ? summarizeQemu(await benchQemu({ runs })) : undefined;
+  if (qemu) console.log(qemuReportLines(qemu).join('\n'));
+  const allPageChecksOk =
+    summaries.every((s) => s.allPageChecksOk) &&
+    (convergence?.allPageChecksOk ?? true) &&
+    (qemu?.allFerryPageChecksOk ?? true);
   writeResults({
     date,
     memoryBytes,
@@ -133,6 +148,7 @@ async function main(): Promise<void> {
     ...(s3 ? { s3 } : {}),
     ...(convergence ? { convergence } : {}),
     ...(encrypt ? { encrypt } : {}),
+    ...(qemu ? { qemu } : {}),
     allPageChecksOk,
   });
   if (!allPageChecksOk) process.exitCode = 1;
