@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryClient } from '../cli/ferry-client';
 import { guestKernelCommandLine, maxGuestFillMib, prepareQemuHost } from '../infra/qemu';
-import { startTestCluster, type TestCluster } from '../infra/test-cluster';
+import { startTestCluster, type TestCluster } from '../harness/test-cluster';
 import { DEFAULT_QEMU_BINARY, defaultShmDir, memwriterArgs } from '../vmm/qemu';
 import type { Workload } from '../vmm/workload';
 import { ferryQemuMigration, type QemuFerryRun } from './qemu-ferry-run';

@@ -17,7 +17,7 @@
  * failure is returned as `error`, never thrown.
  */
 import type { FerryClient } from '../cli/ferry-client';
-import type { TestCluster } from '../infra/test-cluster';
+import type { TestCluster } from '../harness/test-cluster';
 import type { EngineResults } from '../data-plane/engine-methods';
 import { compareMigratedMemory } from '../verification';
 import { SimulatedDriver } from '../vmm/driver';
