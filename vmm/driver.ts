@@ -12,6 +12,7 @@
  */
 import * as path from 'node:path';
 import { ID_RULE, isValidId } from '../model';
+import { buildGuestImage, type GuestImage } from '../infra/qemu';
 import { VmExistsError, VmNotFoundError } from './errors';
 import { PAGE_SIZE_BYTES } from './guest-memory';
 import { DEFAULT_LAUNCH_TIMEOUT_MS, launchVmm } from './launch';
@@ -91,6 +92,7 @@ export class SimulatedDriver implements HypervisorDriver {
   private readonly opts: ResolvedSimulatedDriverOptions;
   private readonly store: VmRecordStore;
   private readonly locks = new Map<string, Promise<unknown>>();
+  private guestImage: Promise<GuestImage> | undefined;
 
   /** Throws RangeError for invalid options (see resolveSimulatedDriverOptions). */
   constructor(opts: SimulatedDriverOptions) {
@@ -218,6 +220,7 @@ export class SimulatedDriver implements HypervisorDriver {
       ...(spec.seed === undefined ? {} : { seed: spec.seed }),
       ...(spec.fillRatio === undefined ? {} : { fillRatio: spec.fillRatio }),
       ...(spec.driver === undefined ? {} : { driver: spec.driver }),
+      ...(spec.driver === 'qemu' ? { guestImage: await this.qemuGuestImage() } : {}),
       // A QEMU guest boots its kernel and guest program before its VMM serves (5-9 s under TCG here).
       timeoutMs:
         spec.driver === 'qemu'
@@ -232,6 +235,18 @@ export class SimulatedDriver implements HypervisorDriver {
       await this.store.removeRecord(vmId);
       throw err;
     }
+  }
+
+  /**
+   * The QEMU guest image, built (or found cached) once per driver: every VMM started after gets its
+   * paths, instead of asking apt for package versions again. A failed build is tried again next time.
+   */
+  private qemuGuestImage(): Promise<GuestImage> {
+    this.guestImage ??= buildGuestImage().catch((err: unknown) => {
+      this.guestImage = undefined;
+      throw err;
+    });
+    return this.guestImage;
   }
 
   private async stopProcess(record: VmRecord): Promise<void> {

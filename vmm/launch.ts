@@ -38,6 +38,8 @@ export interface LaunchVmmOptions {
   fillRatio?: number;
   /** Which hypervisor runs the guest; default `simulated`. */
   driver?: VmDriverName;
+  /** A QEMU guest's image, built by the host (see VmmProcessOptions.guestImage). */
+  guestImage?: { kernelPath: string; initrdPath: string };
   timeoutMs?: number;
   /**
    * Called with the new process's pid as soon as it is spawned, before it serves (so a caller can
@@ -87,6 +89,7 @@ export async function launchVmm(opts: LaunchVmmOptions): Promise<{ pid: number }
     seed: opts.seed ?? DEFAULT_SEED,
     fillRatio: opts.fillRatio ?? DEFAULT_FILL_RATIO,
     driver: opts.driver ?? 'simulated',
+    ...(opts.guestImage ? { guestImage: opts.guestImage } : {}),
   });
   const logFd = openSync(opts.logPath, 'a');
   let child;

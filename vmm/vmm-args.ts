@@ -4,7 +4,9 @@
  *
  *   --vm-id <id> --pages <n> --socket <path> --mode run|incoming
  *   [--workload <json>] [--seed <n>] [--fill-ratio <0..1>] [--driver simulated|qemu]
+ *   [--kernel <path> --initrd <path>]   (a QEMU guest's image, when the host built it already)
  */
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { VmmParamsError } from './errors';
 import { PAGE_SIZE_BYTES } from './guest-memory';
@@ -25,6 +27,8 @@ export interface VmmProcessOptions {
   seed: number;
   fillRatio: number;
   driver: VmDriverName;
+  /** A QEMU guest's kernel and initramfs, built by the host; absent, the VMM builds (or finds) them. */
+  guestImage?: { kernelPath: string; initrdPath: string };
 }
 
 /** The command-line arguments (after the script path) that start a VMM with `opts`. */
@@ -45,6 +49,7 @@ export function formatVmmArgs(opts: VmmProcessOptions): string[] {
     '--fill-ratio',
     String(opts.fillRatio),
     ...(opts.driver === 'simulated' ? [] : ['--driver', opts.driver]),
+    ...(opts.guestImage ? ['--kernel', opts.guestImage.kernelPath, '--initrd', opts.guestImage.initrdPath] : []),
   ];
 }
 
@@ -71,6 +76,8 @@ export function parseVmmArgs(argv: readonly string[]): VmmProcessOptions {
         seed: { type: 'string' },
         'fill-ratio': { type: 'string' },
         driver: { type: 'string' },
+        kernel: { type: 'string' },
+        initrd: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -114,5 +121,23 @@ export function parseVmmArgs(argv: readonly string[]): VmmProcessOptions {
     seed: spec.seed,
     fillRatio: spec.fillRatio,
     driver: spec.driver,
+    ...guestImageArgs(values['kernel'], values['initrd']),
   };
+}
+
+/** `--kernel` and `--initrd`, both or neither, absolute paths. */
+function guestImageArgs(
+  kernelPath: string | undefined,
+  initrdPath: string | undefined,
+): Pick<VmmProcessOptions, 'guestImage'> {
+  if (kernelPath === undefined && initrdPath === undefined) return {};
+  if (kernelPath === undefined || initrdPath === undefined)
+    throw new VmmParamsError('--kernel', '--kernel and --initrd go together');
+  for (const [flag, value] of [
+    ['--kernel', kernelPath],
+    ['--initrd', initrdPath],
+  ] as const)
+    if (!path.isAbsolute(value))
+      throw new VmmParamsError(flag, `${flag} must be an absolute path, got ${JSON.stringify(value)}`);
+  return { guestImage: { kernelPath, initrdPath } };
 }

@@ -92,6 +92,18 @@ describe('VMM command line', () => {
     const qemu = { ...opts, pageCount: 32_768, mode: 'run' as const, driver: 'qemu' as const };
     expect(formatVmmArgs(qemu)).toEqual(expect.arrayContaining(['--driver', 'qemu']));
     expect(parseVmmArgs(formatVmmArgs(qemu))).toEqual(qemu);
+    const withImage = { ...qemu, guestImage: { kernelPath: '/g/vmlinuz', initrdPath: '/g/initrd.cpio' } };
+    expect(parseVmmArgs(formatVmmArgs(withImage))).toEqual(withImage);
+  });
+
+  it('takes a guest image as two absolute paths, or none', () => {
+    const base = ['--vm-id', 'v', '--socket', 's', '--mode', 'run', '--pages', '32768', '--driver', 'qemu'];
+    expect(errorOf(() => parseVmmArgs([...base, '--kernel', '/g/vmlinuz'])).message).toBe(
+      '--kernel and --initrd go together',
+    );
+    expect(errorOf(() => parseVmmArgs([...base, '--kernel', 'vmlinuz', '--initrd', '/g/i'])).message).toBe(
+      '--kernel must be an absolute path, got "vmlinuz"',
+    );
   });
 
   it('refuses an unknown driver, and a QEMU guest of a size QEMU cannot boot', () => {

@@ -76,6 +76,8 @@ export interface QemuGuestOptions {
   workload: Workload;
   /** Share (0..1) of the guest program's largest fill that it fills at boot. */
   fillRatio: number;
+  /** The guest's kernel and initramfs, when the host built them already; else built (or found cached) here. */
+  guestImage?: { kernelPath: string; initrdPath: string };
   log(msg: string): void;
 }
 
@@ -96,7 +98,8 @@ export async function startQemuGuest(options: QemuGuestOptions): Promise<QemuGue
   const fillMib = Math.max(1, Math.floor(maxGuestFillMib(memoryMib) * options.fillRatio));
   const args = memwriterArgs(options.workload, fillMib);
   const accel = qemuAccelFromEnv();
-  const image = await buildGuestImage();
+  // Checking a cached image asks apt for package versions (~1.5 s): the host does it once, not every VMM.
+  const image = options.guestImage ?? (await buildGuestImage());
   // Short: QMP and device-state sockets live here (unix socket paths are limited to 107 bytes).
   sweepStateDirs(STATE_DIR_PARENT);
   const stateDir = mkdtempSync(path.join(STATE_DIR_PARENT, `${STATE_DIR_PREFIX}${options.vmId.slice(0, 32)}-`));
