@@ -46,7 +46,7 @@ async function untilStatus(
 }
 
 qemuTest(
-  'a running QEMU guest migrates with the page engine: RAM equal byte for byte at resume, and the guest program carries on intact',
+  'a running QEMU guest migrates with the page engine and back: RAM equal byte for byte at resume, and the guest program carries on intact',
   async () => {
     const vmId = 'qemu-guest-1';
     const vm = await fx.ferry.createVm('h1', {
@@ -103,6 +103,37 @@ qemuTest(
     expect(carriedOn.guest?.writtenBytes).toBeGreaterThan(atStun?.writtenBytes ?? Infinity);
     expect(carriedOn.guest).toMatchObject({ state: 'ok', bad: 0 });
     expect(carriedOn.vcpu.state).toBe('running');
+
+    // And back: the destination, now the VM's owner, is a source like any other.
+    await fx.ferry.destroyVm('h1', vmId);
+    const back = await fx.ferry.result(
+      await fx.ferry.startMigration({
+        vmId,
+        sourceHost: 'h2',
+        destinationHost: 'h1',
+        policy: { keepSourceAfterSwitchover: true, completionBudgetSecPerGiB: QEMU_BUDGET_SEC_PER_GIB },
+      }),
+    );
+    expect(back).toMatchObject({ outcome: 'completed', runningOn: 'h1', verified: true });
+    expect(await runningCopies(fx, vmId)).toEqual(['h1']);
+    const backCheck = await compareMigratedMemory(fx.ferry, {
+      vmId,
+      sourceHost: 'h2',
+      destinationHost: 'h1',
+      dir: path.join(fx.cluster.env.stateDir, 'dumps'),
+      driver: 'qemu',
+    });
+    expect(backCheck.details).toEqual([]);
+    expect(backCheck).toMatchObject({ ok: true, identical: 128 * 256 });
+    const atSecondStun = (await guestStatus('h2', vmId)).guest;
+    const home = await untilStatus(
+      'h1',
+      vmId,
+      'a full check of the guest memory after the second migration',
+      (s) => (s.guest?.sweeps ?? 0) >= (atSecondStun?.sweeps ?? 0) + 2,
+    );
+    expect(home.guest?.seq).toBeGreaterThan(atSecondStun?.seq ?? Infinity);
+    expect(home.guest).toMatchObject({ state: 'ok', bad: 0 });
 
     await fx.ferry.destroyVm('h1', vmId);
     await fx.ferry.destroyVm('h2', vmId);
