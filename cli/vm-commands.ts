@@ -116,11 +116,11 @@ export async function vmListCommand(
     out(JSON.stringify(listing));
     return;
   }
-  out('HOST  VM                    MEMORY      STATE     WORKLOAD');
+  out('HOST  VM                    DRIVER     MEMORY      STATE     WORKLOAD');
   for (const { hostId, vms } of listing) {
     for (const vm of vms) {
       out(
-        `${hostId.padEnd(5)} ${vm.vmId.padEnd(21)} ${formatBytes(vm.memoryBytes).padEnd(11)} ${(vm.mode === 'incoming' ? 'incoming' : vm.state).padEnd(9)} ${describeWorkload(vm.workload)}`,
+        `${hostId.padEnd(5)} ${vm.vmId.padEnd(21)} ${(vm.driver ?? 'simulated').padEnd(10)} ${formatBytes(vm.memoryBytes).padEnd(11)} ${(vm.mode === 'incoming' ? 'incoming' : vm.state).padEnd(9)} ${describeWorkload(vm.workload)}`,
       );
     }
   }
