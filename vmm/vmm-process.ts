@@ -8,9 +8,9 @@
  * guest port (guest-port.ts). Simulated: mode `run` writes every page (or the first fill-ratio
  * share) once with generation 1, clears the dirty log and starts the vCPU running; mode `incoming`
  * leaves memory zeroed and the vCPU paused, waiting for a migration. QEMU: `run` boots the guest
- * program, `incoming` starts QEMU paused, waiting. Either way the process then serves its control socket, built-in
- * methods plus those of `registerExtensions`, and exits cleanly (socket removed) on `shutdown`,
- * SIGTERM or SIGINT. It is meant to be started detached, so its parent's death does not touch it;
+ * program, `incoming` starts QEMU paused, waiting. Either way the process then serves its control
+ * socket, built-in methods plus those of `registerExtensions`, and exits cleanly (socket removed)
+ * on `shutdown`, SIGTERM or SIGINT, or when its QEMU exits. It is meant to be started detached, so its parent's death does not touch it;
  * it logs to stdout, which the launcher points at a file.
  */
 import { rmSync } from 'node:fs';
