@@ -1,14 +1,17 @@
 /**
  * QemuGuestPages over a real file (what QEMU maps as guest RAM): scans find exactly the pages that
  * changed, the engine's copy is a snapshot, and a destination that applies every page the source
- * sent ends with the same file and the same digest.
+ * sent ends with the same file and the same digest; all of it with the file mapped into the
+ * process (ram-map.ts) and with reads and writes, on the calling thread and on scan workers.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 import { QemuGuestPages } from '../../vmm/qemu/qemu-guest-pages';
+import { napiIncludeDir } from '../../vmm/qemu/ram-map';
 
 const PAGES = 1_200; // more than one scan chunk (512 pages)
 let dir: string;
@@ -38,12 +41,45 @@ function guestWrites(file: string, index: number): Buffer {
   return bytes;
 }
 
-describe.each([0, 2])('with %i scan threads', (scanThreads) => {
+function hasGcc(): boolean {
+  try {
+    execFileSync('gcc', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Where gcc is (every ferry host that runs QEMU guests: infra/qemu/setup-qemu.sh installs it) and
+// the running Node's N-API headers (its wheel ships them), the RAM file is mapped, so the fast path
+// is the one the QEMU tests exercise.
+(hasGcc() && napiIncludeDir() !== undefined ? test : test.skip)(
+  'with gcc and N-API headers on the host, the RAM file is mapped into the process',
+  () => {
+    const pages = new QemuGuestPages(ramFile('mapped.ram'), PAGES, { scanThreads: 0 });
+    try {
+      expect(pages.ramAccessNote).toBeUndefined();
+      expect(pages.ramAccess).toBe('mapped');
+    } finally {
+      pages.close();
+    }
+    const unmapped = new QemuGuestPages(ramFile('unmapped.ram'), PAGES, { scanThreads: 0, mapRam: false });
+    expect(unmapped.ramAccess).toBe('read-write');
+    unmapped.close();
+  },
+);
+
+describe.each([
+  [0, true],
+  [2, true],
+  [0, false],
+  [2, false],
+])('with %i scan threads, mapped where possible: %s', (scanThreads, mapRam) => {
   test('the first scan lists every page the guest wrote, at version 1, and leaves zero pages out', async () => {
     const file = ramFile('first-scan.ram');
     const written = [0, 3, 511, 512, 1_199];
     for (const i of written) guestWrites(file, i);
-    const pages = new QemuGuestPages(file, PAGES, { scanThreads });
+    const pages = new QemuGuestPages(file, PAGES, { scanThreads, mapRam });
     try {
       expect(Array.from(await pages.collectDirty())).toEqual(written);
       for (const i of written) expect(pages.meta[i * 2]).toBe(1);
@@ -59,7 +95,7 @@ describe.each([0, 2])('with %i scan threads', (scanThreads) => {
   test('later scans find exactly the rewritten pages, raise only their versions, and pending counts do not forget them', async () => {
     const file = ramFile('later-scan.ram');
     for (let i = 0; i < PAGES; i += 7) guestWrites(file, i);
-    const pages = new QemuGuestPages(file, PAGES, { scanThreads });
+    const pages = new QemuGuestPages(file, PAGES, { scanThreads, mapRam });
     try {
       await pages.collectDirty();
       const before = Uint32Array.from(pages.meta);
@@ -82,7 +118,7 @@ describe.each([0, 2])('with %i scan threads', (scanThreads) => {
   test("the engine's copy of a page is the scan's snapshot: a guest write after the scan changes it only at the next scan", async () => {
     const file = ramFile('snapshot.ram');
     const first = guestWrites(file, 42);
-    const pages = new QemuGuestPages(file, PAGES, { scanThreads });
+    const pages = new QemuGuestPages(file, PAGES, { scanThreads, mapRam });
     try {
       await pages.collectDirty();
       const second = guestWrites(file, 42);
@@ -99,8 +135,8 @@ describe.each([0, 2])('with %i scan threads', (scanThreads) => {
     const sourceFile = ramFile('source.ram');
     const destinationFile = ramFile('destination.ram');
     for (let i = 0; i < PAGES; i += 3) guestWrites(sourceFile, i);
-    const source = new QemuGuestPages(sourceFile, PAGES, { scanThreads });
-    const destination = new QemuGuestPages(destinationFile, PAGES, { scanThreads });
+    const source = new QemuGuestPages(sourceFile, PAGES, { scanThreads, mapRam });
+    const destination = new QemuGuestPages(destinationFile, PAGES, { scanThreads, mapRam });
     try {
       const send = (indexes: Uint32Array): void => {
         for (const i of indexes)
@@ -127,8 +163,10 @@ describe.each([0, 2])('with %i scan threads', (scanThreads) => {
 
   test('a RAM file smaller than the guest, and page indexes out of range, are refused', async () => {
     const file = ramFile('small.ram', 10);
-    expect(() => new QemuGuestPages(file, 11, { scanThreads })).toThrow(/holds 40960 bytes, less than 11 pages/);
-    const pages = new QemuGuestPages(file, 10, { scanThreads });
+    expect(() => new QemuGuestPages(file, 11, { scanThreads, mapRam })).toThrow(
+      /holds 40960 bytes, less than 11 pages/,
+    );
+    const pages = new QemuGuestPages(file, 10, { scanThreads, mapRam });
     try {
       expect(() => pages.page(10)).toThrow(/page index must be an integer in \[0, 10\), got 10/);
       expect(() => pages.applyPage(0, Buffer.alloc(10), 1)).toThrow(/4096 bytes, got 10/);

@@ -118,6 +118,11 @@ export async function startQemuGuest(options: QemuGuestOptions): Promise<QemuGue
     });
     options.log(`QEMU pid ${qemu.pid}, RAM ${qemu.ramPath}, guest program ${JSON.stringify(args)}`);
     memory = new QemuGuestPages(qemu.ramPath, options.pageCount);
+    options.log(
+      memory.ramAccess === 'mapped'
+        ? 'RAM file mapped into the VMM'
+        : `RAM file read and written with read(2)/write(2): ${memory.ramAccessNote ?? 'mapping not asked for'}`,
+    );
     // QEMU maps the file (it answers QMP only after) and the engine holds it open: the name can go.
     rmSync(qemu.ramPath, { force: true });
     const devices = new QemuDevices(qemu.qmp, stateDir);

@@ -1,9 +1,11 @@
 /**
  * A scan worker of a QEMU guest's pages (ram-scan.ts): started with the RAM file's descriptor and
  * the shared shadow and meta, it scans the range each message names and answers with the changed
- * pages (transferred, not copied).
+ * pages (transferred, not copied). Where the main thread maps the file, the worker maps it too
+ * (read-only); a worker that cannot fails its first scan with the reason.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { loadRamMap } from './ram-map';
 import { SCAN_CHUNK_BYTES, scanRange, type ScanTarget } from './ram-scan';
 
 /** What the worker is started with. */
@@ -11,6 +13,8 @@ export interface ScanWorkerData {
   fd: number;
   shadow: SharedArrayBuffer;
   meta: SharedArrayBuffer;
+  /** Bytes of the file to map (the guest's memory), or undefined to read it instead. */
+  mapBytes?: number;
 }
 
 /** One scan asked of the worker. */
@@ -31,10 +35,13 @@ const target: ScanTarget = {
   meta: new Uint32Array(data.meta),
   scratch: Buffer.allocUnsafeSlow(SCAN_CHUNK_BYTES),
 };
+const mapping = data.mapBytes === undefined ? undefined : loadRamMap();
+if (typeof mapping === 'function' && data.mapBytes !== undefined) target.ram = mapping(data.fd, data.mapBytes, false);
 
 parentPort?.on('message', (request: ScanRequest) => {
   let reply: ScanReply;
   try {
+    if (mapping instanceof Error) throw new Error(`cannot map the RAM file: ${mapping.message}`);
     reply = {
       id: request.id,
       changed: Uint32Array.from(scanRange(target, request.first, request.end, request.update)),
