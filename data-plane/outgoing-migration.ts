@@ -181,7 +181,9 @@ export class OutgoingMigration {
     });
     await this.sender.waitForDrain();
     const durationMs = Math.max(performance.now() - startedAt, 0.001);
+    const scanStarted = performance.now();
     const pendingDirtyPages = await this.ctx.memory.pendingDirtyCount();
+    const stunScanMs = performance.now() - scanStarted;
     this.durability.queueRoundManifest(round);
     return {
       round,
@@ -192,6 +194,7 @@ export class OutgoingMigration {
       durationMs,
       throughputBytesPerSec: (sent.bytesSent * 1000) / durationMs,
       pendingDirtyPages,
+      stunScanMs,
       dirtyRateBytesPerSec: (pendingDirtyPages * PAGE_SIZE_BYTES * 1000) / durationMs,
       storeLagBytes: this.storeLagBytes(),
       lane: this.sender.fileOnly ? 'store' : 'network',

@@ -124,6 +124,12 @@ export interface RoundStats {
   throughputBytesPerSec: number;
   /** Distinct pages dirtied while the round ran: what the next round (or switchover) must send. */
   pendingDirtyPages: number;
+  /**
+   * How long finding those pages took at the round's end (ms). The stun finds the last ones the same
+   * way, inside the downtime: a QEMU guest compares its whole memory, the simulated guest reads its
+   * dirty log. Absent from a VMM older than this figure.
+   */
+  stunScanMs?: number;
   dirtyRateBytesPerSec: number;
   /** Bytes sent on the stream that the page file does not yet hold durably. */
   storeLagBytes: number;

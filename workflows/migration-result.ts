@@ -19,6 +19,7 @@ export function summarizeRound(r: RoundStats): RoundSummary {
     pagesSent: r.pagesSent,
     bytesSent: r.bytesSent,
     dirtyPages: r.pendingDirtyPages,
+    stunScanMs: r.stunScanMs ?? 0,
     durationMs: r.durationMs,
     throughputBytesPerSec: r.throughputBytesPerSec,
     dirtyRateBytesPerSec: r.dirtyRateBytesPerSec,

@@ -51,6 +51,12 @@ export const DOWNTIME_FLOOR_MS = 10;
 export const THROTTLED_DOWNTIME_SHARE = 0.5;
 /** Above that reserve, a throttled round that left at most this share of the round before's pages earns another. */
 export const THROTTLED_SHRINK_FACTOR_TO_CONTINUE = 0.9;
+/**
+ * Rounds in a row whose stun scan alone (RoundStats.stunScanMs) reached the downtime limit before
+ * the migration gives up at once: no round and no throttle shortens that scan, so waiting for the
+ * round limit would only spend the guest's time. Two, so one slow scan on a loaded host is not enough.
+ */
+export const SCAN_OVER_LIMIT_ROUNDS = 2;
 
 /** Validated options with defaults filled in. */
 export interface ResolvedMigrationOptions {
@@ -164,6 +170,8 @@ export interface RoundSample {
   bytesSent: number;
   durationMs: number;
   pendingDirtyPages: number;
+  /** The source's time to find those pages, which the stun repeats (ms; RoundStats.stunScanMs). */
+  stunScanMs?: number;
 }
 
 /** Throughput over the latest rounds that together last at least `windowMs` (bytes/s). */
@@ -181,11 +189,21 @@ export function measuredThroughputBytesPerSec(
   return ms > 0 ? (bytes * 1000) / ms : 0;
 }
 
-/** Expected downtime if the switchover happened now: pending dirty bytes ÷ throughput (ms). */
-export function expectedDowntimeMs(pendingBytes: number, throughputBytesPerSec: number): number {
-  if (pendingBytes === 0) return 0;
+/**
+ * Expected downtime if the switchover happened now (ms): the stun's search for the last dirty
+ * pages (`stunScanMs`, default 0; a QEMU guest's whole memory is compared then) plus pending dirty
+ * bytes ÷ throughput.
+ */
+export function expectedDowntimeMs(pendingBytes: number, throughputBytesPerSec: number, stunScanMs = 0): number {
+  if (pendingBytes === 0) return stunScanMs;
   if (throughputBytesPerSec <= 0) return Number.POSITIVE_INFINITY;
-  return (pendingBytes * 1000) / throughputBytesPerSec;
+  return stunScanMs + (pendingBytes * 1000) / throughputBytesPerSec;
+}
+
+/** The estimate spelled out for a reason: `123 ms` or `123 ms, 80 of them the stun's scan`. */
+function describeEstimate(estimateMs: number, stunScanMs: number): string {
+  const scan = Math.round(stunScanMs);
+  return scan > 0 ? `${Math.round(estimateMs)} ms, ${scan} of them the stun's scan` : `${Math.round(estimateMs)} ms`;
 }
 
 /** What the workflow does after a round. */
@@ -197,7 +215,8 @@ export type NextStep =
 /**
  * Decides after a round: within the limit, switch over (after more rounds while they keep halving
  * what is left, unless `switchoverEagerly`); above it, go on until the round limit or the budget
- * is spent, then give up as the options say.
+ * is spent, then give up as the options say. The estimate counts the stun's scan (expectedDowntimeMs);
+ * when that scan alone has reached the limit SCAN_OVER_LIMIT_ROUNDS rounds in a row, it gives up at once.
  */
 export function decideNextStep(args: {
   options: ResolvedMigrationOptions;
@@ -211,10 +230,15 @@ export function decideNextStep(args: {
   const last = args.rounds[args.rounds.length - 1];
   if (!last) return { type: 'next-round' };
   const throughput = measuredThroughputBytesPerSec(args.rounds);
-  const estimate = expectedDowntimeMs(last.pendingDirtyPages * args.pageSizeBytes, throughput);
+  const stunScanMs = last.stunScanMs ?? 0;
+  const estimate = expectedDowntimeMs(last.pendingDirtyPages * args.pageSizeBytes, throughput, stunScanMs);
   const budgetMs = (args.options.completionBudgetSecPerGiB * 1000 * args.memoryBytes) / 2 ** 30;
   const outOfRounds = args.rounds.length >= args.options.maxRounds;
   const outOfTime = args.elapsedMs >= budgetMs;
+  const recent = args.rounds.slice(-SCAN_OVER_LIMIT_ROUNDS);
+  const scanOverLimit =
+    recent.length === SCAN_OVER_LIMIT_ROUNDS &&
+    recent.every((r) => (r.stunScanMs ?? 0) >= args.options.downtimeLimitMs);
   if (estimate <= args.options.downtimeLimitMs) {
     const before =
       args.rounds.length >= 2
@@ -229,14 +253,16 @@ export function decideNextStep(args: {
       args.options.switchoverEagerly || estimate <= DOWNTIME_FLOOR_MS || !stillShrinking || outOfRounds || outOfTime;
     return done ? { type: 'switchover', expectedDowntimeMs: estimate, forced: false } : { type: 'next-round' };
   }
-  if (!outOfRounds && !outOfTime) return { type: 'next-round' };
-  const why = outOfRounds
-    ? `did not converge in ${args.options.maxRounds} rounds`
-    : `did not converge within the completion budget of ${Math.round(budgetMs)} ms`;
+  if (!outOfRounds && !outOfTime && !scanOverLimit) return { type: 'next-round' };
+  const why = scanOverLimit
+    ? `cannot meet the downtime limit: finding the last dirty pages at the stun alone takes ${Math.round(stunScanMs)} ms (${SCAN_OVER_LIMIT_ROUNDS} rounds in a row)`
+    : outOfRounds
+      ? `did not converge in ${args.options.maxRounds} rounds`
+      : `did not converge within the completion budget of ${Math.round(budgetMs)} ms`;
   if (args.options.onGiveUp === 'force-switchover')
     return { type: 'switchover', expectedDowntimeMs: estimate, forced: true };
   return {
     type: 'abort',
-    reason: `${why} (expected downtime ${Math.round(estimate)} ms > limit ${args.options.downtimeLimitMs} ms)`,
+    reason: `${why} (expected downtime ${describeEstimate(estimate, stunScanMs)} > limit ${args.options.downtimeLimitMs} ms)`,
   };
 }

@@ -43,7 +43,7 @@ export function migrationProgress(state: ProgressState): MigrationProgress {
     bytesSent: rounds.reduce((sum, r) => sum + r.bytesSent, 0),
     throughputBytesPerSec: throughput,
     dirtyRateBytesPerSec: last?.dirtyRateBytesPerSec ?? 0,
-    expectedDowntimeMs: last ? expectedDowntimeMs(pendingBytes, throughput) : -1,
+    expectedDowntimeMs: last ? expectedDowntimeMs(pendingBytes, throughput, last.stunScanMs) : -1,
     downtimeLimitMs: state.downtimeLimitMs,
     throttlePolicy: state.throttlePolicy,
     throttlePercent: state.throttlePercent,

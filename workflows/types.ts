@@ -25,6 +25,8 @@ export interface RoundSummary {
   bytesSent: number;
   /** Distinct pages dirtied during the round (sent by the next round or the switchover). */
   dirtyPages: number;
+  /** How long the source took to find them (ms): the stun repeats it (RoundStats.stunScanMs); 0 if not reported. */
+  stunScanMs: number;
   durationMs: number;
   throughputBytesPerSec: number;
   dirtyRateBytesPerSec: number;
@@ -120,6 +122,7 @@ export interface MigrationProgress {
   bytesSent: number;
   throughputBytesPerSec: number;
   dirtyRateBytesPerSec: number;
+  /** Downtime a switchover now would cost (ms): the stun's scan plus pending bytes ÷ throughput (policy.ts). */
   expectedDowntimeMs: number;
   downtimeLimitMs: number;
   throttlePolicy: ThrottlePolicy;

@@ -174,6 +174,34 @@ qemuTest(
 );
 
 qemuTest(
+  "a downtime limit shorter than the stun's scan of the guest's memory: given up after two rounds, saying so, and the guest runs on at the source",
+  async () => {
+    const vmId = 'qemu-limit-too-short';
+    await bootGuest(vmId);
+    const before = (await status('h1', vmId)).guest;
+    // Comparing 128 MiB of RAM file takes milliseconds however quiet the guest: 1 ms cannot be kept.
+    const workflowId = await fx.ferry.startMigration({
+      vmId,
+      sourceHost: 'h1',
+      destinationHost: 'h2',
+      policy: { downtimeLimitMs: 1, completionBudgetSecPerGiB: QEMU_BUDGET_SEC_PER_GIB },
+    });
+    const result = await endedResult(fx, workflowId);
+    expect(result).toMatchObject({ outcome: 'aborted', runningOn: 'h1', forcedSwitchover: false });
+    expect(result.reason).toMatch(
+      /^cannot meet the downtime limit: finding the last dirty pages at the stun alone takes \d+ ms \(2 rounds in a row\)/,
+    );
+    expect(result.rounds).toHaveLength(2);
+    for (const r of result.rounds) expect(r.stunScanMs).toBeGreaterThanOrEqual(1);
+    const [listing] = await fx.ferry.listVms(['h2']);
+    expect((listing?.vms ?? []).map((vm) => vm.vmId)).not.toContain(vmId);
+    await expectGuestRunsIntactOn(vmId, 'h1');
+    expect((await status('h1', vmId)).guest?.seq).toBeGreaterThan(before?.seq ?? Infinity);
+    await destroyEverywhere(vmId);
+  },
+);
+
+qemuTest(
   "the destination's QEMU killed before it resumes: the source resumes, one copy, its guest intact",
   async () => {
     const vmId = 'qemu-destination-dies';

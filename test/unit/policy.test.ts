@@ -167,6 +167,11 @@ describe('expectedDowntimeMs', () => {
   it('is infinite with pages pending and no throughput', () => {
     expect(expectedDowntimeMs(PAGE, 0)).toBe(Number.POSITIVE_INFINITY);
   });
+
+  it("adds the stun's scan for the last dirty pages, which costs its time even with nothing pending", () => {
+    expect(expectedDowntimeMs(4_000_000, 20_000_000, 65)).toBe(265);
+    expect(expectedDowntimeMs(0, 0, 65)).toBe(65);
+  });
 });
 
 describe('decideNextStep', () => {
@@ -278,6 +283,43 @@ describe('decideNextStep', () => {
     });
     expect(decide(rounds, { ...options, onGiveUp: 'force-switchover' }, 1_000, GIB / 2)).toMatchObject({
       type: 'switchover',
+      forced: true,
+    });
+  });
+
+  it("counts the stun's scan: pages that fit the limit alone do not switch over when the scan does not leave room", () => {
+    // 2,100 pending pages are 210 ms at 10,000 pages/s: within 300 ms, but not with a 100 ms scan.
+    const scanned = (n: number, pending: number, stunScanMs: number): RoundSample => ({
+      ...roundOf(n, pending),
+      stunScanMs,
+    });
+    expect(decide([roundOf(0, 4_000), roundOf(1, 2_100)])).toMatchObject({ type: 'switchover' });
+    expect(decide([scanned(0, 4_000, 100), scanned(1, 2_100, 100)])).toEqual({ type: 'next-round' });
+    expect(decide([scanned(0, 2_500, 100), scanned(1, 1_500, 100)])).toEqual({
+      type: 'switchover',
+      expectedDowntimeMs: 250,
+      forced: false,
+    });
+    expect(decide([scanned(0, 50_000, 100), scanned(1, 50_000, 100)], { maxRounds: 2 })).toEqual({
+      type: 'abort',
+      reason: "did not converge in 2 rounds (expected downtime 5100 ms, 100 of them the stun's scan > limit 300 ms)",
+    });
+  });
+
+  it('gives up at once when the scan alone reached the limit two rounds in a row: no round or throttle shortens it', () => {
+    const scanned = (n: number, stunScanMs: number): RoundSample => ({ ...roundOf(n, 10), stunScanMs });
+    const limit = { downtimeLimitMs: 50 };
+    // One slow scan on a loaded host is not enough.
+    expect(decide([scanned(0, 60)], limit)).toEqual({ type: 'next-round' });
+    expect(decide([scanned(0, 20), scanned(1, 60)], limit)).toEqual({ type: 'next-round' });
+    expect(decide([scanned(0, 60), scanned(1, 50)], limit)).toEqual({
+      type: 'abort',
+      reason:
+        "cannot meet the downtime limit: finding the last dirty pages at the stun alone takes 50 ms (2 rounds in a row) (expected downtime 51 ms, 50 of them the stun's scan > limit 50 ms)",
+    });
+    expect(decide([scanned(0, 60), scanned(1, 50)], { ...limit, onGiveUp: 'force-switchover' })).toEqual({
+      type: 'switchover',
+      expectedDowntimeMs: 51,
       forced: true,
     });
   });
