@@ -7,42 +7,29 @@
  * (infra/qemu/setup-qemu.sh) and skips only where that fails.
  */
 import * as path from 'node:path';
-import { qemuSetupFailureSync } from '../../infra/qemu';
 import { compareMigratedMemory } from '../../verification';
 import type { VmmStatus } from '../../vmm/vmm-methods';
-import { runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
+import { runningCopies, useCluster } from './support/cluster-fixture';
+import {
+  guestStatus as statusOf,
+  MiB,
+  QEMU_BUDGET_SEC_PER_GIB,
+  qemuTestOrSkip,
+  untilStatus as untilOn,
+} from './support/qemu-cluster';
 
 jest.setTimeout(240_000);
 
-const MiB = 2 ** 20;
-/** Completion budget of the QEMU tests' migrations: 1,000 s per GiB, 125 s for their 128 MiB guests. */
-const QEMU_BUDGET_SEC_PER_GIB = 1_000;
-const setupFailure = qemuSetupFailureSync();
-if (setupFailure !== undefined) console.warn(`skipping the QEMU migration tests: ${setupFailure}`);
-const qemuTest = setupFailure === undefined ? test : test.skip;
+const qemuTest = qemuTestOrSkip('the QEMU migration tests');
 
 const fx = useCluster();
 
 function guestStatus(hostId: string, vmId: string): Promise<VmmStatus> {
-  return vmmCall<VmmStatus>(fx.cluster, hostId, vmId, 'status');
+  return statusOf(fx, hostId, vmId);
 }
 
-/** Polls the VMM's status every 100 ms until `done` holds (at most `timeoutMs`). */
-async function untilStatus(
-  hostId: string,
-  vmId: string,
-  what: string,
-  done: (s: VmmStatus) => boolean,
-  timeoutMs = 60_000,
-): Promise<VmmStatus> {
-  const deadline = Date.now() + timeoutMs;
-  let last: VmmStatus | undefined;
-  while (Date.now() < deadline) {
-    last = await guestStatus(hostId, vmId).catch(() => undefined);
-    if (last && done(last)) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what} on ${hostId}; last status ${JSON.stringify(last)}`);
+function untilStatus(hostId: string, vmId: string, what: string, done: (s: VmmStatus) => boolean): Promise<VmmStatus> {
+  return untilOn(fx, hostId, vmId, what, done);
 }
 
 qemuTest(

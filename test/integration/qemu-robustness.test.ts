@@ -6,37 +6,21 @@
  * program checking all its memory again where it runs. Skips only where QEMU cannot be installed.
  */
 import * as path from 'node:path';
-import { qemuSetupFailureSync } from '../../infra/qemu';
 import { CONTROL_TASK_QUEUE } from '../../temporal-config';
 import { compareMigratedMemory } from '../../verification';
 import type { VmmStatus } from '../../vmm/vmm-methods';
 import type { MigrateVmInput, MigrationResult } from '../../workflows/types';
 import { endedResult, engineCall, pagesFlowing, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
+import { guestStatus, MiB, QEMU_BUDGET_SEC_PER_GIB, qemuTestOrSkip, until } from './support/qemu-cluster';
 
 jest.setTimeout(240_000);
 
-const MiB = 2 ** 20;
-/** Completion budget of the QEMU tests' migrations: 1,000 s per GiB, 125 s for their 128 MiB guests. */
-const QEMU_BUDGET_SEC_PER_GIB = 1_000;
-const setupFailure = qemuSetupFailureSync();
-if (setupFailure !== undefined) console.warn(`skipping the QEMU robustness tests: ${setupFailure}`);
-const qemuTest = setupFailure === undefined ? test : test.skip;
+const qemuTest = qemuTestOrSkip('the QEMU robustness tests');
 
 const fx = useCluster();
 
 function status(hostId: string, vmId: string): Promise<VmmStatus> {
-  return vmmCall<VmmStatus>(fx.cluster, hostId, vmId, 'status');
-}
-
-/** Polls every 100 ms until `probe` returns a value (at most `timeoutMs`). */
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  return guestStatus(fx, hostId, vmId);
 }
 
 function alive(pid: number): boolean {
@@ -67,6 +51,17 @@ async function expectGuestRunsIntactOn(vmId: string, hostId: string): Promise<vo
   expect(await runningCopies(fx, vmId)).toEqual([hostId]);
   expect(await vmmCall(fx.cluster, hostId, vmId, 'verify')).toMatchObject({ badPages: 0 });
   expect((await status(hostId, vmId)).guest).toMatchObject({ state: 'ok', bad: 0 });
+}
+
+/**
+ * A migration that did not complete left nothing on h2, and the guest runs on at h1, intact, its
+ * program past where it was `before`.
+ */
+async function expectRunsOnAtSource(vmId: string, before: VmmStatus['guest']): Promise<void> {
+  const [listing] = await fx.ferry.listVms(['h2']);
+  expect((listing?.vms ?? []).map((vm) => vm.vmId)).not.toContain(vmId);
+  await expectGuestRunsIntactOn(vmId, 'h1');
+  expect((await status('h1', vmId)).guest?.seq).toBeGreaterThan(before?.seq ?? Infinity);
 }
 
 /** A completed migration to h2: one copy, RAM equal byte for byte at resume, the guest program intact. */
@@ -165,10 +160,7 @@ qemuTest(
     await pagesFlowing(fx.cluster, vmId, inPrecopy);
     await fx.ferry.cancel(inPrecopy, 'test cancels in pre-copy');
     expect(await endedResult(fx, inPrecopy)).toMatchObject({ outcome: 'cancelled', runningOn: 'h1' });
-    const [listing] = await fx.ferry.listVms(['h2']);
-    expect((listing?.vms ?? []).map((vm) => vm.vmId)).not.toContain(vmId);
-    await expectGuestRunsIntactOn(vmId, 'h1');
-    expect((await status('h1', vmId)).guest?.seq).toBeGreaterThan(before?.seq ?? Infinity);
+    await expectRunsOnAtSource(vmId, before);
     await destroyEverywhere(vmId);
   },
 );
@@ -193,10 +185,7 @@ qemuTest(
     );
     expect(result.rounds).toHaveLength(2);
     for (const r of result.rounds) expect(r.stunScanMs).toBeGreaterThanOrEqual(1);
-    const [listing] = await fx.ferry.listVms(['h2']);
-    expect((listing?.vms ?? []).map((vm) => vm.vmId)).not.toContain(vmId);
-    await expectGuestRunsIntactOn(vmId, 'h1');
-    expect((await status('h1', vmId)).guest?.seq).toBeGreaterThan(before?.seq ?? Infinity);
+    await expectRunsOnAtSource(vmId, before);
     await destroyEverywhere(vmId);
   },
 );

@@ -7,34 +7,19 @@
  * migrated memory is compared byte for byte at resume. Skips only where QEMU cannot be installed.
  */
 import * as path from 'node:path';
-import { qemuSetupFailureSync } from '../../infra/qemu';
 import { compareMigratedMemory } from '../../verification';
 import type { VmmStatus } from '../../vmm/vmm-methods';
 import { endedResult, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
+import { guestStatus, MiB, QEMU_BUDGET_SEC_PER_GIB, qemuTestOrSkip, until } from './support/qemu-cluster';
 
 jest.setTimeout(300_000);
 
-const MiB = 2 ** 20;
-/** Completion budget of the QEMU tests' migrations: 1,000 s per GiB, 125 s for their 128 MiB guests. */
-const QEMU_BUDGET_SEC_PER_GIB = 1_000;
-const setupFailure = qemuSetupFailureSync();
-if (setupFailure !== undefined) console.warn(`skipping the QEMU throttle test: ${setupFailure}`);
-const qemuTest = setupFailure === undefined ? test : test.skip;
+const qemuTest = qemuTestOrSkip('the QEMU throttle test');
 
 const fx = useCluster();
 
 function status(hostId: string, vmId: string): Promise<VmmStatus> {
-  return vmmCall<VmmStatus>(fx.cluster, hostId, vmId, 'status');
-}
-
-/** Polls every 100 ms until `probe` returns a value (at most 60 s). */
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  return guestStatus(fx, hostId, vmId);
 }
 
 /** A 128 MiB guest rewriting a 32 MiB hot set at 500 MB/s; resolves with two heartbeats 2 s apart. */
