@@ -81,6 +81,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         pageCount: record.pageCount,
         memoryBytes: record.memoryBytes,
         ...(record.driver !== undefined && record.driver !== 'simulated' ? { driver: record.driver } : {}),
+        ...(record.guestImageKey !== undefined ? { guestImageKey: record.guestImageKey } : {}),
         store: storeRef,
         baseEpoch: owner.epoch,
         workload: record.workload,
@@ -109,7 +110,7 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
         );
       }
       await openPageStore(host.allowedStore(input.store)).assertWritable();
-      await driver.prepareIncoming(input.vmId, input.memoryBytes, input.driver ?? 'simulated');
+      await driver.prepareIncoming(input.vmId, input.memoryBytes, input.driver ?? 'simulated', input.guestImageKey);
       // The reservation lives on the migration's lease: if its workflow ends without a word, the
       // VMM goes away by itself.
       await engine(input.vmId, 'migration.renewLease', {

@@ -24,6 +24,8 @@ export interface PrepareSourceResult {
   memoryBytes: number;
   /** The hypervisor that runs the VM; the destination starts the same (absent: simulated). */
   driver?: VmDriverName;
+  /** A QEMU VM's guest image key (VmRecord.guestImageKey): the destination starts that image. */
+  guestImageKey?: string;
   store: string;
   /** Ownership epoch the source holds now. */
   baseEpoch: number;
@@ -76,6 +78,8 @@ export interface PrepareDestinationInput extends MigrationRefInput {
   memoryBytes: number;
   /** The source's hypervisor (absent: simulated). */
   driver?: VmDriverName;
+  /** The source's QEMU guest image key (PrepareSourceResult.guestImageKey), used if this host holds it. */
+  guestImageKey?: string;
   store: string;
 }
 

@@ -12,7 +12,7 @@
  */
 import * as path from 'node:path';
 import { ID_RULE, isValidId } from '../model';
-import { buildGuestImage, type GuestImage } from '../infra/qemu';
+import { buildGuestImage, cachedGuestImage, type GuestImage } from '../infra/qemu';
 import { VmExistsError, VmNotFoundError } from './errors';
 import { PAGE_SIZE_BYTES } from './guest-memory';
 import { DEFAULT_LAUNCH_TIMEOUT_MS, launchVmm } from './launch';
@@ -35,8 +35,12 @@ export const QEMU_LAUNCH_TIMEOUT_MS = 100_000;
 export interface HypervisorDriver {
   /** Starts a VM (mode run). Throws InvalidVmSpecError, VmExistsError if the id exists here, VmmLaunchError. */
   createVm(spec: VmSpec): Promise<VmRecord>;
-  /** Starts an empty, paused VM to migrate into (mode incoming); returns the existing one if already there. */
-  prepareIncoming(vmId: string, memoryBytes: number, driver?: VmDriverName): Promise<VmRecord>;
+  /**
+   * Starts an empty, paused VM to migrate into (mode incoming); returns the existing one if already
+   * there. `guestImageKey`: the QEMU guest image the source runs (VmRecord.guestImageKey), used
+   * when this host holds it.
+   */
+  prepareIncoming(vmId: string, memoryBytes: number, driver?: VmDriverName, guestImageKey?: string): Promise<VmRecord>;
   /** The VM's record, or undefined if there is none or its process is dead (the stale record is removed). */
   getVm(vmId: string): Promise<VmRecord | undefined>;
   /** Every live VM on the host. */
@@ -113,7 +117,12 @@ export class SimulatedDriver implements HypervisorDriver {
   }
 
   /** See HypervisorDriver. */
-  async prepareIncoming(vmId: string, memoryBytes: number, driver: VmDriverName = 'simulated'): Promise<VmRecord> {
+  async prepareIncoming(
+    vmId: string,
+    memoryBytes: number,
+    driver: VmDriverName = 'simulated',
+    guestImageKey?: string,
+  ): Promise<VmRecord> {
     validateVmId(vmId);
     const pageCount = pageCountOf(memoryBytes);
     const driverName = resolveDriver(driver, memoryBytes);
@@ -130,7 +139,13 @@ export class SimulatedDriver implements HypervisorDriver {
           `${what}, wanted incoming ${driverName} of ${memoryBytes} bytes`,
         );
       }
-      return this.launch(vmId, pageCount, 'incoming', { workload: DEFAULT_WORKLOAD, driver: driverName });
+      return this.launch(
+        vmId,
+        pageCount,
+        'incoming',
+        { workload: DEFAULT_WORKLOAD, driver: driverName },
+        guestImageKey,
+      );
     });
   }
 
@@ -194,8 +209,10 @@ export class SimulatedDriver implements HypervisorDriver {
     pageCount: number,
     mode: VmRecord['mode'],
     spec: Pick<VmSpec, 'workload' | 'seed' | 'fillRatio' | 'driver'>,
+    guestImageKey?: string,
   ): Promise<VmRecord> {
     const paths = this.store.paths(vmId);
+    const image = spec.driver === 'qemu' ? await this.qemuGuestImage(guestImageKey) : undefined;
     const record = (pid: number): VmRecord => ({
       vmId,
       hostId: this.opts.hostId,
@@ -207,6 +224,7 @@ export class SimulatedDriver implements HypervisorDriver {
       workload: spec.workload,
       createdAt: new Date().toISOString(),
       ...(spec.driver !== undefined && spec.driver !== 'simulated' ? { driver: spec.driver } : {}),
+      ...(image ? { guestImageKey: image.key } : {}),
     });
     // The record is written as soon as the pid is known: an agent that dies while a large VM
     // fills its memory finds the VM on restart instead of orphaning it.
@@ -220,7 +238,7 @@ export class SimulatedDriver implements HypervisorDriver {
       ...(spec.seed === undefined ? {} : { seed: spec.seed }),
       ...(spec.fillRatio === undefined ? {} : { fillRatio: spec.fillRatio }),
       ...(spec.driver === undefined ? {} : { driver: spec.driver }),
-      ...(spec.driver === 'qemu' ? { guestImage: await this.qemuGuestImage() } : {}),
+      ...(image ? { guestImage: image } : {}),
       // A QEMU guest boots its kernel and guest program before its VMM serves (5-9 s under TCG here).
       timeoutMs:
         spec.driver === 'qemu'
@@ -238,10 +256,13 @@ export class SimulatedDriver implements HypervisorDriver {
   }
 
   /**
-   * The QEMU guest image, built (or found cached) once per driver: every VMM started after gets its
-   * paths, instead of asking apt for package versions again. A failed build is tried again next time.
+   * The QEMU guest image: the cached one of key `key` where given and held here (a destination
+   * starts what its source runs, without asking apt, ~1.2 s), else this host's, built (or found
+   * cached) once per driver. A failed build is tried again next time.
    */
-  private qemuGuestImage(): Promise<GuestImage> {
+  private qemuGuestImage(key?: string): Promise<GuestImage> {
+    const cached = key === undefined ? undefined : cachedGuestImage(key);
+    if (cached) return Promise.resolve(cached);
     this.guestImage ??= buildGuestImage().catch((err: unknown) => {
       this.guestImage = undefined;
       throw err;

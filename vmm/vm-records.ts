@@ -33,6 +33,8 @@ export interface VmRecord {
   createdAt: string;
   /** Which hypervisor runs it; absent in records written before there were two (simulated). */
   driver?: VmDriverName;
+  /** A QEMU VM's guest image (infra/qemu guest-image.ts key): its destination starts the same. */
+  guestImageKey?: string;
 }
 
 /** Where a VM's files live. */

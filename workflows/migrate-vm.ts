@@ -224,6 +224,7 @@ export async function migrateVm(input: MigrateVmInput): Promise<MigrationResult>
             ...ref,
             memoryBytes: ready.memoryBytes,
             ...(ready.driver !== undefined ? { driver: ready.driver } : {}),
+            ...(ready.guestImageKey !== undefined ? { guestImageKey: ready.guestImageKey } : {}),
             store: ready.store,
           }),
           () => source.lease.renewLease({ ...ref, role: 'outgoing' }),

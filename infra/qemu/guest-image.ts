@@ -16,10 +16,10 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from '../../temporal-config/environment';
 import {
-  candidateVersion,
+  candidateVersions,
   downloadPackage,
   extractDebMembers,
-  kernelPackage,
+  kernelPackageName,
   type DebianPackage,
 } from './debian-packages';
 import { GuestImageError } from './errors';
@@ -219,6 +219,41 @@ async function buildInto(dir: string, inputs: ImageInputs, memwriterSource: stri
   );
 }
 
+/** What a guest image's key looks like (imageKey): 16 hex digits. */
+const IMAGE_KEY_PATTERN = /^[0-9a-f]{16}$/;
+
+/**
+ * The image of key `key` if this host's cache holds it, found without asking apt: a destination
+ * starts the image its source VM runs. Undefined when the cache has no such image, or `key` is
+ * not an image key (it names a folder, so nothing else is looked up).
+ */
+export function cachedGuestImage(
+  key: string,
+  options: Pick<GuestImageOptions, 'cacheDir'> = {},
+): GuestImage | undefined {
+  if (!IMAGE_KEY_PATTERN.test(key)) return undefined;
+  const dir = path.join(path.resolve(options.cacheDir ?? path.join(projectRoot(), '.ferry', 'guest')), key);
+  try {
+    const recorded = JSON.parse(fs.readFileSync(path.join(dir, 'image.json'), 'utf8')) as Partial<GuestImage>;
+    if (!isPackage(recorded.kernel) || !isPackage(recorded.busybox)) return undefined;
+    const image: GuestImage = {
+      kernelPath: path.join(dir, 'vmlinuz'),
+      initrdPath: path.join(dir, 'initrd.cpio'),
+      key,
+      kernel: recorded.kernel,
+      busybox: recorded.busybox,
+    };
+    return fs.existsSync(image.kernelPath) && fs.existsSync(image.initrdPath) ? image : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isPackage(value: unknown): value is DebianPackage {
+  const p = value as Partial<DebianPackage> | null | undefined;
+  return typeof p?.name === 'string' && typeof p.version === 'string';
+}
+
 /**
  * The guest image for this host's package versions and guest program, built when not cached.
  * A cold build downloads ~72 MB of packages. Throws GuestImageError naming the failed step (most
@@ -228,12 +263,10 @@ export async function buildGuestImage(options: GuestImageOptions = {}): Promise<
   const root = projectRoot();
   const cacheDir = path.resolve(options.cacheDir ?? path.join(root, '.ferry', 'guest'));
   const memwriterSource = path.resolve(options.memwriterSource ?? path.join(root, 'guest', 'memwriter.c'));
-  const inputs: ImageInputs = {
-    kernel: await kernelPackage(),
-    busybox: await candidateVersion('busybox-static'),
-    memwriter: fs.readFileSync(memwriterSource),
-    gccVersion: await gccVersion(),
-  };
+  // Asking apt is most of what checking a cached image costs: two calls, with gcc asked meanwhile.
+  const [kernelName, gcc] = await Promise.all([kernelPackageName(), gccVersion()]);
+  const [kernel, busybox] = (await candidateVersions([kernelName, 'busybox-static'])) as [DebianPackage, DebianPackage];
+  const inputs: ImageInputs = { kernel, busybox, memwriter: fs.readFileSync(memwriterSource), gccVersion: gcc };
   const key = imageKey(inputs);
   const finalDir = path.join(cacheDir, key);
   const image: GuestImage = {

@@ -4,6 +4,7 @@
  */
 export {
   buildGuestImage,
+  cachedGuestImage,
   DEFAULT_GUEST_FILL_MIB,
   DEFAULT_GUEST_HOT_MIB,
   DEFAULT_GUEST_RATE_MB_PER_SEC,

@@ -1,4 +1,7 @@
-import { guestKernelCommandLine, maxGuestFillMib } from '../../infra/qemu/guest-image';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { cachedGuestImage, guestKernelCommandLine, maxGuestFillMib } from '../../infra/qemu/guest-image';
 import { encodeNewcArchive } from '../../infra/qemu/newc-archive';
 import { qemuArgs } from '../../vmm/qemu/qemu-command-line';
 
@@ -77,6 +80,39 @@ describe('guest image', () => {
       'hotMib must not exceed fillMib, got 16 > 8',
     );
     expect(() => guestKernelCommandLine({ rateMbPerSec: -1 })).toThrow('rateMbPerSec must be a non-negative integer');
+  });
+});
+
+describe('a cached guest image found by its key (a destination starts what its source runs)', () => {
+  const kernel = { name: 'linux-image-6.1.0-57-amd64', version: '6.1.192-3' };
+  const busybox = { name: 'busybox-static', version: '1:1.35.0-4+deb12u1+b1' };
+  let cacheDir: string;
+  beforeAll(() => {
+    cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-guest-cache-'));
+    const dir = path.join(cacheDir, '0123456789abcdef');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'vmlinuz'), 'kernel');
+    fs.writeFileSync(path.join(dir, 'initrd.cpio'), 'initrd');
+    fs.writeFileSync(path.join(dir, 'image.json'), JSON.stringify({ kernel, busybox, gcc: '12.2.0' }));
+    fs.mkdirSync(path.join(cacheDir, 'fedcba9876543210'));
+  });
+  afterAll(() => fs.rmSync(cacheDir, { recursive: true, force: true }));
+
+  it('is the image of that folder, with its packages', () => {
+    expect(cachedGuestImage('0123456789abcdef', { cacheDir })).toEqual({
+      kernelPath: path.join(cacheDir, '0123456789abcdef', 'vmlinuz'),
+      initrdPath: path.join(cacheDir, '0123456789abcdef', 'initrd.cpio'),
+      key: '0123456789abcdef',
+      kernel,
+      busybox,
+    });
+  });
+
+  it('is none for a key this host has not built, an unfinished folder, or anything that is not a key', () => {
+    expect(cachedGuestImage('1111111111111111', { cacheDir })).toBeUndefined();
+    expect(cachedGuestImage('fedcba9876543210', { cacheDir })).toBeUndefined();
+    for (const key of ['../0123456789abcdef', '0123456789ABCDEF', '0123456789abcde', '', '/etc'])
+      expect(cachedGuestImage(key, { cacheDir })).toBeUndefined();
   });
 });
 
