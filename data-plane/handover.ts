@@ -21,7 +21,7 @@
 import { DEFAULT_MAILBOX_POLL_MS, type PageStore } from '../store/page-store';
 import type { FaultPoints } from './fault-points';
 import type { FinalReply, FinalRequest } from '../model/protocol';
-import type { MessageAuth } from './message-auth';
+import type { MessageAuth, SealedMessage } from './message-auth';
 import { openFinalAck, openFinalReply, sealFinalRequest } from './control-messages';
 import { authenticatedRequest } from './authenticated-request';
 import type { MessageBus } from './message-bus';
@@ -64,18 +64,20 @@ export interface HandoverOutcome {
 /**
  * Asks the destination to finish, waiting at most `timeoutMs` in all. Throws if the destination
  * does not answer in time on either lane, or the store failure if the page file could not be
- * completed once the mailbox is needed.
+ * completed once the mailbox is needed. `sealed`: the request already sealed (the source seals it
+ * once for both lanes: a QEMU guest's device state makes it ~430 KB).
  */
 export async function handOver(
   ctx: HandoverContext,
   request: FinalRequest,
   timeoutMs: number,
+  sealed: SealedMessage = sealFinalRequest(ctx.auth, request),
 ): Promise<HandoverOutcome> {
   const deadline = Date.now() + timeoutMs;
   let deaf = false;
   if (!ctx.fileOnly) {
     try {
-      const reply = await requestFinal(ctx, request, Math.min(NETWORK_FINAL_TIMEOUT_MS, timeoutMs));
+      const reply = await requestFinal(ctx, request.finalSeq, sealed, Math.min(NETWORK_FINAL_TIMEOUT_MS, timeoutMs));
       deaf = await ctx.faults.hit('source.final-reply');
       if (!deaf) return { reply, lane: 'network' };
     } catch (err) {
@@ -165,13 +167,18 @@ async function readUntil<T>(
   }
 }
 
-async function requestFinal(ctx: HandoverContext, request: FinalRequest, timeoutMs: number): Promise<FinalReply> {
+async function requestFinal(
+  ctx: HandoverContext,
+  finalSeq: number,
+  sealed: SealedMessage,
+  timeoutMs: number,
+): Promise<FinalReply> {
   return authenticatedRequest(
     ctx.nc,
     ctx.controlSubject,
-    Buffer.from(JSON.stringify(sealFinalRequest(ctx.auth, request))),
+    Buffer.from(JSON.stringify(sealed)),
     timeoutMs,
-    (data) => openFinalReply(ctx.auth, data, request.finalSeq),
+    (data) => openFinalReply(ctx.auth, data, finalSeq),
     () => {
       ctx.onRejected();
       ctx.log('dropped an answer to the final request: not authentic');

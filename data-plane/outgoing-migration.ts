@@ -33,7 +33,7 @@ import type {
   SwitchoverStats,
 } from '../model/protocol';
 import { MigrationThrottle } from './round-throttle';
-import { MessageAuth } from './message-auth';
+import { MessageAuth, type SealedMessage } from './message-auth';
 import { PageHashes } from './page-hashes';
 import { PageCipher } from './page-cipher';
 import { sealFinalRequest } from './control-messages';
@@ -318,12 +318,13 @@ export class OutgoingMigration {
       // first (an abort while the last pages went out) resumed the guest without it: stop here.
       if (this.state !== 'stunned') throw new Error(`the source was ${this.state} during the switchover`);
       this.finalRequestSent = true;
-      this.durability.queueCompletion(versions, indexes, sealFinalRequest(this.auth, request));
+      const sealed = sealFinalRequest(this.auth, request);
+      this.durability.queueCompletion(versions, indexes, sealed);
       if (this.faults.isArmed('source.final-pages-durable')) {
         await this.durability.settled();
         await this.faults.hit('source.final-pages-durable');
       }
-      const { reply, lane } = await this.handOver(request, resumeTimeoutMs);
+      const { reply, lane } = await this.handOver(request, sealed, resumeTimeoutMs);
       if (!reply.ok) throw new Error(reply.reason);
       if (reply.digest !== digest || reply.contentDigest !== contentDigest)
         throw new Error(
@@ -356,7 +357,7 @@ export class OutgoingMigration {
   }
 
   /** Asks the destination to finish (see handover.ts). */
-  private handOver(request: FinalRequest, timeoutMs: number): Promise<HandoverOutcome> {
+  private handOver(request: FinalRequest, sealed: SealedMessage, timeoutMs: number): Promise<HandoverOutcome> {
     return handOver(
       {
         nc: this.nc,
@@ -373,6 +374,7 @@ export class OutgoingMigration {
       },
       request,
       timeoutMs,
+      sealed,
     );
   }
 
