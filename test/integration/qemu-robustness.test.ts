@@ -166,11 +166,23 @@ qemuTest(
 );
 
 qemuTest(
-  "a downtime limit shorter than the stun's scan of the guest's memory: given up after two rounds, saying so, and the guest runs on at the source",
+  "an S3 store is refused at prepare, and a downtime limit shorter than the stun's scan is given up after two rounds, each saying why; the guest runs on at the source",
   async () => {
     const vmId = 'qemu-limit-too-short';
     await bootGuest(vmId);
     const before = (await status('h1', vmId)).guest;
+    // The object store's uploads read each page's version from the simulated page header.
+    const onS3 = await endedResult(
+      fx,
+      await fx.ferry.startMigration({
+        vmId,
+        sourceHost: 'h1',
+        destinationHost: 'h2',
+        policy: { store: 's3://ferry/pages' },
+      }),
+    );
+    expect(onS3).toMatchObject({ outcome: 'failed', runningOn: 'h1', rounds: [] });
+    expect(onS3.reason).toMatch(/runs in QEMU, and the S3 store cannot back its pages yet/);
     // Comparing 128 MiB of RAM file takes milliseconds however quiet the guest: 1 ms cannot be kept.
     const workflowId = await fx.ferry.startMigration({
       vmId,
