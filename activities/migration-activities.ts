@@ -11,7 +11,6 @@ import type { IncomingStatus, RoundStats, SwitchoverStats } from '../model/proto
 import { claimOwnership } from '../store/page-store';
 import { deriveMigrationKey, loadClusterSecret, newKeyNonce } from '../data-plane/migration-key';
 import { openPageStore } from '../store/open-store';
-import { parseStoreRef } from '../store/store-ref';
 import { callEngine } from '../data-plane/engine-methods';
 import { activityAttempt, FAILURE_TYPES, vmmExitedFailure, withHeartbeat, type HostContext } from './host-context';
 import type {
@@ -57,22 +56,14 @@ export function createMigrationActivities(host: HostContext): MigrationActivitie
           FAILURE_TYPES.vmNotFound,
         );
       }
-      // A store named by the migration is refused unless it lies under an allowed root.
-      const storeRef = host.allowedStore(input.store ?? host.defaultStore);
-      if (record.driver === 'qemu' && parseStoreRef(storeRef).kind === 's3') {
-        throw ApplicationFailure.nonRetryable(
-          `VM ${input.vmId} runs in QEMU, and the S3 store cannot back its pages yet: its chunk uploads ` +
-            "take each page's version from the simulated guest's page header, which a real guest's " +
-            'pages lack; migrate it with a directory store',
-          FAILURE_TYPES.invalidInput,
-        );
-      }
       // From here on the VM is this migration's (one migration per VM, whatever the workflow id):
       // the VMM refuses another migration id until the claim is released or its lease lapses.
       await engine(input.vmId, 'migration.claimOutgoing', {
         migrationId: input.migrationId,
         leaseTtlMs: host.leaseTtlMs,
       });
+      // A store named by the migration is refused unless it lies under an allowed root.
+      const storeRef = host.allowedStore(input.store ?? host.defaultStore);
       const store = openPageStore(storeRef);
       await store.assertWritable();
       let owner = await store.readOwner(input.vmId);

@@ -106,7 +106,13 @@ export class OutgoingMigration {
     // `encrypt` seals the page file at rest as well as the stream (store/page-seal.ts).
     const pageFile = await store.createPageFile(
       { migrationId: input.migrationId, vmId: ctx.vmId, pageCount: memory.pageCount },
-      { pageCount: memory.pageCount, copyPage: (index, target) => memory.page(index).copy(target) },
+      {
+        pageCount: memory.pageCount,
+        copyPage: (index, target) => void memory.page(index).copy(target),
+        ...(memory.copyVersionedPage
+          ? { copyVersionedPage: (index: number, target: Buffer) => memory.copyVersionedPage?.(index, target) ?? -1 }
+          : {}),
+      },
       input.encrypt === true ? { migrationKey: key } : {},
     );
     const subjects = migrationSubjects(input.hostId, input.destinationHost, input.migrationId);

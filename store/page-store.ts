@@ -49,8 +49,14 @@ export interface PageEntry {
  */
 export interface PageSource {
   readonly pageCount: number;
-  /** Copies page `index` as it is now into `target` (4 KiB). */
+  /** Copies page `index` as it is now into `target` (4 KiB); the copy's header says its version. */
   copyPage(index: number, target: Buffer): void;
+  /**
+   * For a guest that keeps versions apart from its pages (a real guest's page has no header; see
+   * GuestPages.copyVersionedPage): copies page `index` into `target` and returns the version of
+   * the copy, or -1 when the copy may be torn. Used instead of `copyPage` where present.
+   */
+  copyVersionedPage?(index: number, target: Buffer): number;
 }
 
 /** The newest round manifest and its stamp, which differs whenever the newest manifest is another. */

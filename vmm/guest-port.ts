@@ -34,6 +34,12 @@ export interface GuestPages {
   /** True if page `index` is all zero bytes. */
   isZeroPage(index: number): boolean;
   /**
+   * A guest without self-checking pages: copies page `index` into `target` (4 KiB) and returns
+   * the version of the copy, or -1 when a scan changed the page during the copy (copy again later).
+   * Safe while a scan runs; for readers that run beside the engine (a store's uploads).
+   */
+  copyVersionedPage?(index: number, target: Buffer): number;
+  /**
    * The pages changed since the last call, in ascending order, and forgets them: a page changed
    * during the call is in the result or in the next one, never lost. The first call on a source
    * returns every page that is not zero. A guest that must read its memory to tell (QEMU) answers

@@ -5,8 +5,9 @@
  * costs marks, not memory, and the pages it uploads are the newest ones.
  *
  * Ordering: two uploads of one chunk never overlap, since a later PUT could land first and an older
- * image replace a newer one. Each copied page is checked (its self-check, or all zeros); one torn by
- * a guest write during the copy is copied again, and if it stays torn it is marked again under its
+ * image replace a newer one. Each copied page is checked (its self-check, or all zeros; or, for a
+ * guest that keeps versions apart from its pages, the version the source gives with the copy); one
+ * torn by a write during the copy is copied again, and if it stays torn it is marked again under its
  * old mark number (so a sync waits for it) and counts as not held.
  *
  * Sealed at rest (page-seal.ts): each page is copied and checked as in clear, then sealed into its
@@ -211,8 +212,7 @@ export class ChunkUploader {
       const page = this.sealer ? this.scratch : slot;
       let version = -1;
       for (let attempt = 0; attempt < COPY_ATTEMPTS && version < 0; attempt += 1) {
-        this.source.copyPage(first + k, page);
-        version = checkedVersion(page, first + k);
+        version = this.copyPage(first + k, page);
       }
       versions[k] = version;
       if (!this.sealer) continue;
@@ -220,6 +220,13 @@ export class ChunkUploader {
       else this.sealer.seal(first + k, page, slot);
     }
     return versions;
+  }
+
+  /** Copies page `index` into `page` and returns its checked version (-1: torn). */
+  private copyPage(index: number, page: Buffer): number {
+    if (this.source.copyVersionedPage) return this.source.copyVersionedPage(index, page);
+    this.source.copyPage(index, page);
+    return checkedVersion(page, index);
   }
 
   private finish(upload: Upload, versions: Float64Array): void {

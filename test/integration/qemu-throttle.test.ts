@@ -6,11 +6,16 @@
  * program's own heartbeats (bytes it wrote per second before and during the migration). The
  * migrated memory is compared byte for byte at resume. Skips only where QEMU cannot be installed.
  */
-import * as path from 'node:path';
-import { compareMigratedMemory } from '../../verification';
 import type { VmmStatus } from '../../vmm/vmm-methods';
 import { endedResult, runningCopies, useCluster, vmmCall } from './support/cluster-fixture';
-import { guestStatus, MiB, QEMU_BUDGET_SEC_PER_GIB, qemuTestOrSkip, until } from './support/qemu-cluster';
+import {
+  expectRamEqual,
+  guestStatus,
+  MiB,
+  QEMU_BUDGET_SEC_PER_GIB,
+  qemuTestOrSkip,
+  until,
+} from './support/qemu-cluster';
 
 jest.setTimeout(300_000);
 
@@ -117,15 +122,7 @@ qemuTest(
     expect(t?.workLostShare).toBeGreaterThan(0);
     expect(t?.workLostShare).toBeLessThan(1);
 
-    const check = await compareMigratedMemory(fx.ferry, {
-      vmId,
-      sourceHost: 'h1',
-      destinationHost: 'h2',
-      dir: path.join(fx.cluster.env.stateDir, 'dumps'),
-      driver: 'qemu',
-    });
-    expect(check.details).toEqual([]);
-    expect(check).toMatchObject({ ok: true, identical: check.pages });
+    await expectRamEqual(fx, vmId, 'h1', 'h2');
     // The destination runs unthrottled, and its guest program finds its memory intact.
     expect((await status('h2', vmId)).vcpu).toMatchObject({ state: 'running', throttlePercent: 0 });
     expect(await vmmCall(fx.cluster, 'h2', vmId, 'verify')).toMatchObject({ badPages: 0 });

@@ -119,6 +119,48 @@ describe('the uploads of an object page file', () => {
     expect((await storedPage(9)).equals(memory.page(9))).toBe(true);
   });
 
+  it('takes the version a source that keeps versions apart from its pages gives with each copy (a real guest), and copies again one it calls torn', async () => {
+    // Raw guest pages, no header: the simulated self-check would call every one torn.
+    const raw = new Map([
+      [3, Buffer.alloc(PAGE_SIZE_BYTES, 0xa5)],
+      [4, Buffer.alloc(PAGE_SIZE_BYTES, 0x5a)],
+    ]);
+    const versions = new Map([
+      [3, 7],
+      [4, 2],
+    ]);
+    let tornCopiesOf4 = 1;
+    const source: PageSource = {
+      pageCount: 256,
+      copyPage: () => {
+        throw new Error('a source that keeps versions apart is asked for versioned copies only');
+      },
+      copyVersionedPage: (index, target) => {
+        (raw.get(index) ?? Buffer.alloc(PAGE_SIZE_BYTES)).copy(target);
+        if (index === 4 && tornCopiesOf4 > 0) {
+          tornCopiesOf4 -= 1;
+          return -1;
+        }
+        return versions.get(index) ?? 0;
+      },
+    };
+    const file = await writer(GuestMemory.create(256), source);
+
+    file.writePages(
+      [
+        { index: 3, version: 7 },
+        { index: 4, version: 2 },
+      ],
+      Buffer.alloc(0),
+    );
+    const synced = await file.sync();
+
+    expect([synced[3], synced[4], synced[5]]).toEqual([7, 2, 0]);
+    expect(objects.puts.filter((key) => key === CHUNK0)).toHaveLength(1);
+    expect((await storedPage(3)).equals(raw.get(3) as Buffer)).toBe(true);
+    expect((await storedPage(4)).equals(raw.get(4) as Buffer)).toBe(true);
+  });
+
   it('uploads up to eight chunks at once, never two uploads of one chunk, and keeps the newest content', async () => {
     const memory = GuestMemory.create(40 * 256);
     const file = await writer(memory);

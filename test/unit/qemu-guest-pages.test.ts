@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 import { QemuGuestPages } from '../../vmm/qemu/qemu-guest-pages';
 import { napiIncludeDir } from '../../vmm/qemu/ram-map';
+import { nextVersion, VERSION_CHANGING } from '../../vmm/qemu/ram-scan';
 
 const PAGES = 1_200; // more than one scan chunk (512 pages)
 let dir: string;
@@ -68,6 +69,13 @@ function hasGcc(): boolean {
     unmapped.close();
   },
 );
+
+test('versions count up from 1 and never take 0 (never written) or the changing mark', () => {
+  expect(nextVersion(0)).toBe(1);
+  expect(nextVersion(41)).toBe(42);
+  expect(nextVersion(VERSION_CHANGING - 1)).toBe(1);
+  expect(nextVersion(VERSION_CHANGING)).toBe(1);
+});
 
 describe.each([
   [0, true],
@@ -158,6 +166,24 @@ describe.each([
     } finally {
       source.close();
       destination.close();
+    }
+  });
+
+  test("a versioned copy (a store's uploads) is the scan's snapshot with its version, and torn while a scan rewrites the page", async () => {
+    const file = ramFile('versioned-copy.ram');
+    const written = guestWrites(file, 7);
+    const pages = new QemuGuestPages(file, PAGES, { scanThreads, mapRam });
+    try {
+      await pages.collectDirty();
+      const target = Buffer.alloc(PAGE_SIZE_BYTES);
+      expect(pages.copyVersionedPage(7, target)).toBe(1);
+      expect(target.equals(written)).toBe(true);
+      expect(pages.copyVersionedPage(8, target)).toBe(0);
+      // A scan marks the version word while it rewrites the page's shadow copy.
+      Atomics.store(pages.meta, 7 * 2, VERSION_CHANGING);
+      expect(pages.copyVersionedPage(7, target)).toBe(-1);
+    } finally {
+      pages.close();
     }
   });
 

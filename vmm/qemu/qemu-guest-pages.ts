@@ -35,7 +35,7 @@ import { crc32 } from 'node:zlib';
 import { PAGE_SIZE_BYTES } from '../guest-memory';
 import type { GuestPages } from '../guest-port';
 import { loadRamMap } from './ram-map';
-import { SCAN_CHUNK_BYTES, scanRange, type ScanTarget } from './ram-scan';
+import { SCAN_CHUNK_BYTES, scanRange, VERSION_CHANGING, type ScanTarget } from './ram-scan';
 import type { ScanReply, ScanRequest, ScanWorkerData } from './ram-scan-worker';
 
 /** Worker threads a scan uses unless told otherwise. */
@@ -137,6 +137,19 @@ export class QemuGuestPages implements GuestPages {
   page(index: number): Buffer {
     this.assertIndex(index);
     return this.shadow.subarray(index * PAGE_SIZE_BYTES, (index + 1) * PAGE_SIZE_BYTES);
+  }
+
+  /**
+   * Copies the shadow's page `index` into `target` and returns its version, or -1 if a scan rewrote
+   * the page during the copy (see VERSION_CHANGING): a store's uploads read pages this way while
+   * scans run on the workers.
+   */
+  copyVersionedPage(index: number, target: Buffer): number {
+    this.assertIndex(index);
+    const before = Atomics.load(this.meta, index * 2);
+    if (before === VERSION_CHANGING) return -1;
+    this.shadow.copy(target, 0, index * PAGE_SIZE_BYTES, (index + 1) * PAGE_SIZE_BYTES);
+    return Atomics.load(this.meta, index * 2) === before ? before : -1;
   }
 
   /** True if the shadow's copy of page `index` is all zero. */

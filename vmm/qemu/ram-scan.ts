@@ -17,6 +17,18 @@ import { crc32 } from 'node:zlib';
 const PAGE_BYTES = 4096;
 /** Bytes read from the RAM file at a time by a scan (256 KiB). */
 export const SCAN_CHUNK_BYTES = 256 * 1024;
+/**
+ * The version word of a page while a scan rewrites its shadow copy (no version ever takes it): a
+ * reader beside the scan (copyVersionedPage) that sees it, or sees the word change across its copy,
+ * takes its copy as torn. The word is written with Atomics, so it brackets the copy.
+ */
+export const VERSION_CHANGING = 0xffffffff;
+
+/** The version after `version`: never 0 (a page never written) or VERSION_CHANGING. */
+export function nextVersion(version: number): number {
+  const next = (version + 1) >>> 0;
+  return next === 0 || next === VERSION_CHANGING ? 1 : next;
+}
 
 /** What a scan works on: the RAM file's descriptor, the shadow and meta of every page. */
 export interface ScanTarget {
@@ -61,9 +73,11 @@ export function scanRange(target: ScanTarget, first: number, end: number, update
       changed.push(index);
       if (!update) continue;
       // The guest may write the page meanwhile: the version and crc32 are of the shadow's copy.
+      const version = nextVersion(meta[index * 2] as number);
+      Atomics.store(meta, index * 2, VERSION_CHANGING);
       chunk.copy(shadow, at, offset, offset + PAGE_BYTES);
-      meta[index * 2] = ((meta[index * 2] as number) + 1) >>> 0 || 1;
       meta[index * 2 + 1] = crc32(shadow.subarray(at, at + PAGE_BYTES));
+      Atomics.store(meta, index * 2, version);
     }
   }
   return changed;

@@ -1,9 +1,12 @@
 /**
  * What the integration tests that migrate QEMU guests on a test cluster share: installing QEMU (or
- * skipping, with the reason, where it cannot be installed), their completion budget, and reading
- * a guest's VMM status until it shows what a test waits for.
+ * skipping, with the reason, where it cannot be installed), their completion budget, reading a
+ * guest's VMM status until it shows what a test waits for, and the two checks every completed
+ * migration ends with (RAM equal byte for byte, the guest program carrying on).
  */
+import * as path from 'node:path';
 import { qemuSetupFailureSync } from '../../../infra/qemu';
+import { compareMigratedMemory, type MigratedMemoryCheck } from '../../../verification';
 import type { VmmStatus } from '../../../vmm/vmm-methods';
 import { vmmCall, type ClusterFixture } from './cluster-fixture';
 
@@ -56,4 +59,54 @@ export function untilStatus(
     },
     timeoutMs,
   );
+}
+
+/**
+ * The stunned source's RAM and the destination's RAM at resume, compared byte for byte: every page
+ * equal (the test fails naming the first that differ). Returns the comparison.
+ */
+export async function expectRamEqual(
+  fx: ClusterFixture,
+  vmId: string,
+  sourceHost: string,
+  destinationHost: string,
+): Promise<MigratedMemoryCheck> {
+  const check = await compareMigratedMemory(fx.ferry, {
+    vmId,
+    sourceHost,
+    destinationHost,
+    dir: path.join(fx.cluster.env.stateDir, 'dumps'),
+    driver: 'qemu',
+  });
+  expect(check.details).toEqual([]);
+  expect(check).toMatchObject({ ok: true, identical: check.pages });
+  expect(check.sourceState).not.toBe('running');
+  return check;
+}
+
+/**
+ * The guest program carries on at `destinationHost` from where it stood at the stunned source: its
+ * heartbeat goes on past the source's last, and it completes two more full checks of its memory
+ * with no bad page. Returns the destination's status then.
+ */
+export async function expectGuestCarriesOn(
+  fx: ClusterFixture,
+  vmId: string,
+  sourceHost: string,
+  destinationHost: string,
+): Promise<VmmStatus> {
+  const atStun = (await guestStatus(fx, sourceHost, vmId)).guest;
+  expect(atStun).toMatchObject({ state: 'ok', bad: 0 });
+  const carriedOn = await untilStatus(
+    fx,
+    destinationHost,
+    vmId,
+    'a full check of the guest memory after the migration',
+    (s) => (s.guest?.sweeps ?? 0) >= (atStun?.sweeps ?? 0) + 2,
+  );
+  expect(carriedOn.guest?.seq).toBeGreaterThan(atStun?.seq ?? Infinity);
+  expect(carriedOn.guest?.writtenBytes).toBeGreaterThan(atStun?.writtenBytes ?? Infinity);
+  expect(carriedOn.guest).toMatchObject({ state: 'ok', bad: 0 });
+  expect(carriedOn.vcpu.state).toBe('running');
+  return carriedOn;
 }
