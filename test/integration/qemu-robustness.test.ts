@@ -81,6 +81,26 @@ async function destroyEverywhere(vmId: string): Promise<void> {
   for (const host of fx.cluster.hosts) await fx.ferry.destroyVm(host, vmId);
 }
 
+/**
+ * Resolves once the migration of `vmId` to `destinationHost` is in its switchover, with the
+ * destination held 3 s when it is asked to finish (so what the test does next lands in the
+ * switchover). Throws if the migration ends first.
+ */
+async function intoHeldSwitchover(vmId: string, workflowId: string, destinationHost: string): Promise<void> {
+  await pagesFlowing(fx.cluster, vmId, workflowId, destinationHost);
+  await engineCall(fx.cluster, destinationHost, vmId, 'migration.armFault', {
+    point: 'destination.final',
+    action: 'delay',
+    delayMs: 3_000,
+  });
+  for (let phase = ''; phase !== 'switchover';) {
+    phase = (await fx.ferry.progress(workflowId)).phase;
+    if (['completed', 'failed', 'rolled-back', 'cancelled'].includes(phase))
+      throw new Error(`the migration ended (${phase}) before its switchover`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 async function startMigration(vmId: string): Promise<string> {
   return fx.ferry.startMigration({
     vmId,
@@ -188,26 +208,43 @@ qemuTest(
 );
 
 qemuTest(
+  'cancelled in the switchover: a cancel signal is too late and the QEMU guest arrives exactly; a Temporal cancellation leaves one copy, intact',
+  async () => {
+    const vmId = 'qemu-cancel-in-switchover';
+    await bootGuest(vmId);
+    const signalled = await startMigration(vmId);
+    await intoHeldSwitchover(vmId, signalled, 'h2');
+    await fx.ferry.cancel(signalled, 'test cancels in the switchover');
+    await expectMigratedExactly(vmId, await endedResult(fx, signalled));
+
+    await fx.ferry.destroyVm('h1', vmId);
+    const cancelled = await fx.ferry.startMigration({
+      vmId,
+      sourceHost: 'h2',
+      destinationHost: 'h1',
+      policy: { completionBudgetSecPerGiB: QEMU_BUDGET_SEC_PER_GIB },
+    });
+    await intoHeldSwitchover(vmId, cancelled, 'h1');
+    await fx.cluster.client.workflow.getHandle(cancelled).cancel();
+    const result = await endedResult(fx, cancelled);
+    // The source and the destination race for the ownership epoch; whichever won runs, alone.
+    expect(['h1', 'h2']).toContain(result.runningOn);
+    // Where it completed, the destination checked every page's content against the source's first.
+    if (result.runningOn === 'h1') expect(result).toMatchObject({ outcome: 'completed', verified: true });
+    await expectGuestRunsIntactOn(vmId, result.runningOn as string);
+    await destroyEverywhere(vmId);
+  },
+);
+
+qemuTest(
   "the destination's QEMU killed before it resumes: the source resumes, one copy, its guest intact",
   async () => {
     const vmId = 'qemu-destination-dies';
     await bootGuest(vmId);
     const workflowId = await startMigration(vmId);
-    await pagesFlowing(fx.cluster, vmId, workflowId);
-    // Holds the destination when it is asked to finish, so its QEMU is killed inside the switchover.
-    await engineCall(fx.cluster, 'h2', vmId, 'migration.armFault', {
-      point: 'destination.final',
-      action: 'delay',
-      delayMs: 3_000,
-    });
-    const destinationQemu = (await status('h2', vmId)).hypervisorPid as number;
-    for (let phase = ''; phase !== 'switchover';) {
-      phase = (await fx.ferry.progress(workflowId)).phase;
-      if (['completed', 'failed', 'rolled-back', 'cancelled'].includes(phase))
-        throw new Error(`the migration ended (${phase}) before its switchover`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    process.kill(destinationQemu, 'SIGKILL');
+    // Its QEMU is killed inside the switchover, while the destination is held.
+    await intoHeldSwitchover(vmId, workflowId, 'h2');
+    process.kill((await status('h2', vmId)).hypervisorPid as number, 'SIGKILL');
     const result = await endedResult(fx, workflowId);
     expect(result.outcome).not.toBe('completed');
     expect(result.runningOn).toBe('h1');

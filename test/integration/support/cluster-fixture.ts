@@ -76,21 +76,27 @@ export async function vmmCall<T>(
 
 /**
  * Resolves with the destination VMM's pid once it has applied a page batch of the migration run by
- * workflow `workflowId` (its migration id is the workflow id plus a run suffix).
+ * workflow `workflowId` (its migration id is the workflow id plus a run suffix); the destination
+ * is `destinationHost`, h2 unless given.
  */
-export async function pagesFlowing(cluster: TestCluster, vmId: string, workflowId: string): Promise<number> {
-  const driver = new SimulatedDriver({ hostId: 'h2', stateDir: cluster.env.stateDir });
+export async function pagesFlowing(
+  cluster: TestCluster,
+  vmId: string,
+  workflowId: string,
+  destinationHost = 'h2',
+): Promise<number> {
+  const driver = new SimulatedDriver({ hostId: destinationHost, stateDir: cluster.env.stateDir });
   const prefix = `${workflowId.replace(/[^A-Za-z0-9_-]/g, '_')}-`;
   for (let i = 0; i < 2_000; i += 1) {
     const record = await driver.getVm(vmId);
     // The record appears when the VMM is spawned, its socket a moment later.
     const status = record
-      ? await engineCall(cluster, 'h2', vmId, 'migration.activeIncoming')
+      ? await engineCall(cluster, destinationHost, vmId, 'migration.activeIncoming')
           .then(({ migrationIds }) => migrationIds.find((id) => id.startsWith(prefix)))
           .then((migrationId) =>
             migrationId === undefined
               ? undefined
-              : engineCall(cluster, 'h2', vmId, 'migration.incomingStatus', { migrationId }),
+              : engineCall(cluster, destinationHost, vmId, 'migration.incomingStatus', { migrationId }),
           )
           .catch(() => undefined)
       : undefined;
