@@ -10,6 +10,24 @@ export interface FinalPageTable {
   versions: Uint32Array;
 }
 
+/** The union of two ascending lists of page indexes, ascending, each index once. */
+export function mergePageLists(a: Uint32Array, b: Uint32Array): Uint32Array {
+  const out = new Uint32Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let n = 0;
+  while (i < a.length || j < b.length) {
+    const x = i < a.length ? (a[i] as number) : Infinity;
+    const y = j < b.length ? (b[j] as number) : Infinity;
+    const next = Math.min(x, y);
+    if (x === next) i += 1;
+    if (y === next) j += 1;
+    out[n] = next;
+    n += 1;
+  }
+  return out.subarray(0, n);
+}
+
 /** Every page of `memory` whose generation is not 0 (a zero page), with that generation. */
 export function finalPageTable(memory: GuestPages): FinalPageTable {
   const meta = memory.meta;

@@ -22,7 +22,7 @@ import { BATCH_FLAG_FINAL } from './batch-format';
 import { FILE_ONLY_MAX_LAG_BYTES, PageSender } from './page-sender';
 import type { FaultPoints } from './fault-points';
 import { SwitchoverError } from './errors';
-import { finalPageTable } from './memory-scan';
+import { finalPageTable, mergePageLists } from './memory-scan';
 import { handOver, NETWORK_FINAL_TIMEOUT_MS, type HandoverOutcome } from './handover';
 import { PageFileDurability } from './page-file-durability';
 import type {
@@ -72,6 +72,11 @@ export class OutgoingMigration {
   private finalRequestSent = false;
   /** The switchover's hold on the guest, from the stun until a rollback or the handover. */
   private stun: GuestHold | undefined;
+  /**
+   * A guest that scans for dirty pages (GuestPages.scansForDirty): what the last round's end
+   * collected, for the next round or the switchover to send.
+   */
+  private carried: Uint32Array | undefined;
   state: 'streaming' | 'stunned' | 'handed-over' | 'rolled-back' | 'aborted' = 'streaming';
 
   private constructor(
@@ -155,8 +160,9 @@ export class OutgoingMigration {
       throw new Error(`migration ${this.input.migrationId} is ${this.state}, cannot send round ${round}`);
     const startedAt = performance.now();
     // Clearing the dirty log before reading pages is what makes a concurrently written page show
-    // up dirty again for the next round.
-    const dirty = await this.ctx.memory.collectDirty();
+    // up dirty again for the next round. A guest that scans for them collected at the last round's
+    // end; what changed since is found at this round's end.
+    const dirty = this.takeCarried() ?? (await this.ctx.memory.collectDirty());
     const indexes = round === 0 ? Uint32Array.from({ length: this.ctx.memory.pageCount }, (_, i) => i) : dirty;
     this.currentRound = round;
     this.currentRoundStats = { pagesSent: 0, bytesSent: 0 };
@@ -187,12 +193,7 @@ export class OutgoingMigration {
     });
     await this.sender.waitForDrain();
     const durationMs = Math.max(performance.now() - startedAt, 0.001);
-    // Timed without an await where the guest answers at once (its dirty log), so that other work
-    // queued meanwhile is not counted as scan.
-    const scanStarted = performance.now();
-    const pending = this.ctx.memory.pendingDirtyCount();
-    const pendingDirtyPages = typeof pending === 'number' ? pending : await pending;
-    const stunScanMs = performance.now() - scanStarted;
+    const { pendingDirtyPages, stunScanMs } = await this.findPending();
     this.durability.queueRoundManifest(round);
     return {
       round,
@@ -225,6 +226,31 @@ export class OutgoingMigration {
   switchover(resumeTimeoutMs: number): Promise<SwitchoverStats> {
     this.switchoverPromise ??= this.runSwitchover(resumeTimeoutMs);
     return this.switchoverPromise;
+  }
+
+  /**
+   * The pages changed since the round's pages were collected, and how long finding them took (the
+   * stun finds the last ones the same way). Timed without an await where the guest answers at once
+   * (its dirty log), so that other work queued meanwhile is not counted as scan. A guest that scans
+   * for them collects them now, for the next round or the switchover (`carried`).
+   */
+  private async findPending(): Promise<{ pendingDirtyPages: number; stunScanMs: number }> {
+    const started = performance.now();
+    if (this.ctx.memory.scansForDirty === true) {
+      const found = await this.ctx.memory.collectDirty();
+      this.carried = this.carried ? mergePageLists(this.carried, found) : found;
+      return { pendingDirtyPages: this.carried.length, stunScanMs: performance.now() - started };
+    }
+    const pending = this.ctx.memory.pendingDirtyCount();
+    const pendingDirtyPages = typeof pending === 'number' ? pending : await pending;
+    return { pendingDirtyPages, stunScanMs: performance.now() - started };
+  }
+
+  /** What the last round's end collected (once), or undefined. */
+  private takeCarried(): Uint32Array | undefined {
+    const carried = this.carried;
+    this.carried = undefined;
+    return carried;
   }
 
   /** Bytes sent that the store does not hold durably yet. */
@@ -280,7 +306,9 @@ export class OutgoingMigration {
       // A real guest's device state is saved while the last scan reads its memory.
       const deviceState = this.ctx.devices?.save();
       deviceState?.catch(() => undefined);
-      const dirty = await this.ctx.memory.collectDirty();
+      const found = await this.ctx.memory.collectDirty();
+      const carried = this.takeCarried();
+      const dirty = carried ? mergePageLists(carried, found) : found;
       // The last pages and the final manifest are the downtime: no new upload competes with them.
       this.pageFile.setPace?.('paused');
       const { indexes, versions } = finalPageTable(this.ctx.memory);

@@ -49,6 +49,13 @@ export interface GuestPages {
   /** How many pages changed since the last `collectDirty`, without forgetting them. */
   pendingDirtyCount(): number | Promise<number>;
   /**
+   * True when telling which pages changed reads the whole memory (a real guest without a dirty
+   * log): the engine then collects once per round, at its end, and the next round (or the
+   * switchover) sends what that found, instead of counting at the end and collecting again at the
+   * start. Absent or false: a dirty log answers both at once.
+   */
+  readonly scansForDirty?: boolean;
+  /**
    * Destination side: writes the 4096 bytes of `src` into page `index` as version `version` (the
    * version the source sent with it) and returns whether the page passed its self-check (always
    * true for a guest whose pages carry none). Throws RangeError for a bad index or length.

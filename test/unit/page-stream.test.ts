@@ -158,3 +158,29 @@ test('a sender whose receiver drops off the bus carries on through the page file
   expect(switchover).toMatchObject({ handoverLane: 'store', destination: { ok: true } });
   expect(differingPages(pair.source.memory, pair.destination.memory)).toEqual([]);
 });
+
+test('a guest that scans for dirty pages is scanned once per round, at its end; the next round sends what that found, and the switchover adds what the stun finds', async () => {
+  const calls = { collect: 0, count: 0 };
+  pair = await startEnginePair({ pageCount: 64, batchPages: 4 }, (_broker, _subjects, memory) => {
+    writePages(memory, range(0, 48), 1);
+    Object.defineProperty(memory, 'scansForDirty', { value: true });
+    const collect = memory.collectDirty.bind(memory);
+    const count = memory.pendingDirtyCount.bind(memory);
+    memory.collectDirty = () => ((calls.collect += 1), collect());
+    memory.pendingDirtyCount = () => ((calls.count += 1), count());
+  });
+  const source = pair.source.memory;
+
+  await pair.outgoing.sendRound(0);
+  // Written after round 0's end scan: found by round 1's, sent by the switchover.
+  writePages(source, [3, 9], 2);
+  const round1 = await pair.outgoing.sendRound(1);
+  expect(round1).toMatchObject({ dirtyPagesAtStart: 0, pagesSent: 0, pendingDirtyPages: 2 });
+  writePages(source, [9, 20], 3);
+  const switchover = await pair.outgoing.switchover(10_000);
+
+  expect(switchover).toMatchObject({ finalPages: 3, destination: { ok: true } });
+  // Round 0 collects at its start (every page) and end, round 1 at its end, the stun once more.
+  expect(calls).toEqual({ collect: 4, count: 0 });
+  expect(differingPages(source, pair.destination.memory)).toEqual([]);
+});

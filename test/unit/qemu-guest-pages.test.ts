@@ -187,6 +187,27 @@ describe.each([
     }
   });
 
+  test('a destination faulted in before pages arrive still holds a zero guest, and takes pages as before', async () => {
+    const file = ramFile('prefault.ram');
+    const pages = new QemuGuestPages(file, PAGES, { scanThreads, mapRam });
+    try {
+      pages.prefault();
+      expect(fs.readFileSync(file).equals(Buffer.alloc(PAGES * PAGE_SIZE_BYTES))).toBe(true);
+      expect(await pages.collectDirty()).toHaveLength(0);
+      const page = randomBytes(PAGE_SIZE_BYTES);
+      pages.applyPage(600, page, 4);
+      expect(
+        fs
+          .readFileSync(file)
+          .subarray(600 * PAGE_SIZE_BYTES, 601 * PAGE_SIZE_BYTES)
+          .equals(page),
+      ).toBe(true);
+      expect(pages.meta[600 * 2]).toBe(4);
+    } finally {
+      pages.close();
+    }
+  });
+
   test('a RAM file smaller than the guest, and page indexes out of range, are refused', async () => {
     const file = ramFile('small.ram', 10);
     expect(() => new QemuGuestPages(file, 11, { scanThreads, mapRam })).toThrow(

@@ -65,6 +65,8 @@ export class QemuGuestPages implements GuestPages {
   readonly meta: Uint32Array;
   /** A real guest's page carries no version or self-check of its own. */
   readonly selfChecking = false;
+  /** No dirty log: every scan compares the whole file. */
+  readonly scansForDirty = true;
   /** How this process reaches the file: mapped into it, or through read(2) and write(2). */
   readonly ramAccess: 'mapped' | 'read-write';
   /** Why the file is not mapped (ramAccess 'read-write' although mapping was asked for). */
@@ -150,6 +152,18 @@ export class QemuGuestPages implements GuestPages {
     if (before === VERSION_CHANGING) return -1;
     this.shadow.copy(target, 0, index * PAGE_SIZE_BYTES, (index + 1) * PAGE_SIZE_BYTES);
     return Atomics.load(this.meta, index * 2) === before ? before : -1;
+  }
+
+  /**
+   * Destination side, before any page arrives: faults in the shadow and, where it is mapped, the
+   * RAM file (one write of a zero byte per page, which leaves both zero, as they start), so that
+   * receiving a page later costs a copy rather than two page faults and two kernel zero-fills.
+   * Like QEMU's -mem-prealloc on a migration target; the simulated guest does the same.
+   */
+  prefault(): void {
+    for (let at = 0; at < this.shadow.length; at += PAGE_SIZE_BYTES) this.shadow[at] = 0;
+    const ram = this.ram;
+    if (ram) for (let at = 0; at < ram.length; at += PAGE_SIZE_BYTES) ram[at] = 0;
   }
 
   /** True if the shadow's copy of page `index` is all zero. */

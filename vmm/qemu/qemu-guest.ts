@@ -125,6 +125,11 @@ export async function startQemuGuest(options: QemuGuestOptions): Promise<QemuGue
     );
     // QEMU maps the file (it answers QMP only after) and the engine holds it open: the name can go.
     rmSync(qemu.ramPath, { force: true });
+    if (options.mode === 'incoming') {
+      const started = performance.now();
+      memory.prefault();
+      options.log(`pre-allocated ${options.pageCount} pages in ${(performance.now() - started).toFixed(0)} ms`);
+    }
     const devices = new QemuDevices(qemu.qmp, stateDir);
     await devices.enable();
     if (options.mode === 'run') {
