@@ -2,8 +2,8 @@
  * A QEMU guest's RAM file mapped into this process, through the small native module
  * native/ram-map.c: the engine then compares, reads and writes guest memory in place, where
  * read(2)/write(2) copied every byte once more (a scan of 1 GiB took 0.22-0.33 s on two threads
- * through reads, 65 ms through the mapping; the destination spent 1.4 s per GiB in one write(2)
- * per page).
+ * through reads, 64-123 ms through the mapping with the guest running; the destination spent
+ * 1.4 s per GiB in one write(2) per page).
  *
  * The module is compiled on first use with gcc and the N-API headers of the Node that runs ferry
  * (its wheel ships them), into `<repo>/.ferry/native/`, under a name that hashes its source, so an
