@@ -114,9 +114,7 @@ export class OutgoingMigration {
       {
         pageCount: memory.pageCount,
         copyPage: (index, target) => void memory.page(index).copy(target),
-        ...(memory.copyVersionedPage
-          ? { copyVersionedPage: (index: number, target: Buffer) => memory.copyVersionedPage?.(index, target) ?? -1 }
-          : {}),
+        ...(memory.copyVersionedPage ? { copyVersionedPage: memory.copyVersionedPage.bind(memory) } : {}),
       },
       input.encrypt === true ? { migrationKey: key } : {},
     );

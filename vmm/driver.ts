@@ -20,7 +20,7 @@ import { VmmClient } from './vmm-client';
 import type { VmmStatus } from './vmm-methods';
 import { isVmmAlive, VmRecordStore, waitForVmmExit } from './vm-records';
 import type { VmRecord } from './vm-records';
-import { pageCountOf, resolveDriver, resolveVmSpec, validateVmId } from './vm-spec';
+import { pageCountOf, resolveDriver, resolveVmSpec, validateGuestImageKey, validateVmId } from './vm-spec';
 import type { VmDriverName, VmSpec } from './vm-spec';
 import { DEFAULT_WORKLOAD } from './workload';
 
@@ -126,6 +126,7 @@ export class SimulatedDriver implements HypervisorDriver {
     validateVmId(vmId);
     const pageCount = pageCountOf(memoryBytes);
     const driverName = resolveDriver(driver, memoryBytes);
+    const imageKey = validateGuestImageKey(guestImageKey, driverName);
     return this.creating(vmId, async () => {
       const existing = await this.getVm(vmId);
       const existingDriver = existing?.driver ?? 'simulated';
@@ -139,13 +140,7 @@ export class SimulatedDriver implements HypervisorDriver {
           `${what}, wanted incoming ${driverName} of ${memoryBytes} bytes`,
         );
       }
-      return this.launch(
-        vmId,
-        pageCount,
-        'incoming',
-        { workload: DEFAULT_WORKLOAD, driver: driverName },
-        guestImageKey,
-      );
+      return this.launch(vmId, pageCount, 'incoming', { workload: DEFAULT_WORKLOAD, driver: driverName }, imageKey);
     });
   }
 

@@ -105,6 +105,23 @@ export function resolveVmSpec(spec: VmSpec): ResolvedVmSpec {
 }
 
 /**
+ * Checks the guest image key a destination is asked to start (the source's; infra/qemu
+ * guest-image.ts): absent, or 16 lowercase hex digits for a QEMU guest. Throws InvalidVmSpecError
+ * naming `guestImageKey`.
+ */
+export function validateGuestImageKey(key: unknown, driver: VmDriverName): string | undefined {
+  if (key === undefined) return undefined;
+  if (driver !== 'qemu')
+    throw new InvalidVmSpecError('guestImageKey', `a guest image key is for QEMU guests only, not ${driver}`);
+  if (typeof key !== 'string' || !/^[0-9a-f]{16}$/.test(key))
+    throw new InvalidVmSpecError(
+      'guestImageKey',
+      `guestImageKey must be 16 lowercase hex digits, got ${JSON.stringify(key)}`,
+    );
+  return key;
+}
+
+/**
  * Checks a driver name (default `simulated`) and that `memoryBytes` suits it. Throws
  * InvalidVmSpecError: "driver must be one of simulated, qemu, got \"xen\"".
  */

@@ -1,6 +1,6 @@
 import { PAGE_SIZE_BYTES } from '../../vmm/guest-memory';
 import { formatVmmArgs, parseVmmArgs } from '../../vmm/vmm-args';
-import { resolveVmSpec } from '../../vmm/vm-spec';
+import { resolveVmSpec, validateGuestImageKey } from '../../vmm/vm-spec';
 import type { VmSpec } from '../../vmm/vm-spec';
 import { createPageChooser, resolveWorkload } from '../../vmm/workload';
 import type { Workload } from '../../vmm/workload';
@@ -73,6 +73,21 @@ describe('VM specs', () => {
     const err = errorOf(() => resolveVmSpec({ ...base, ...change } as VmSpec));
     expect(err.name).toBe('InvalidVmSpecError');
     expect(err.message).toMatch(message);
+  });
+});
+
+describe('the guest image key a destination is asked to start', () => {
+  it('is absent, or 16 lowercase hex digits for a QEMU guest', () => {
+    expect(validateGuestImageKey(undefined, 'simulated')).toBeUndefined();
+    expect(validateGuestImageKey('0123456789abcdef', 'qemu')).toBe('0123456789abcdef');
+  });
+
+  it('is refused, naming guestImageKey, when malformed or given for a simulated guest', () => {
+    for (const key of ['../etc/passwd', '0123456789ABCDEF', '0123456789abcde', 42])
+      expect(() => validateGuestImageKey(key, 'qemu')).toThrow(
+        expect.objectContaining({ name: 'InvalidVmSpecError', option: 'guestImageKey' }),
+      );
+    expect(() => validateGuestImageKey('0123456789abcdef', 'simulated')).toThrow(/for QEMU guests only/);
   });
 });
 
